@@ -1,0 +1,476 @@
+//! Flow files: TOML with `name`, `version`, `description`, `[inputs]`, `[defaults]` and
+//! `[[task]]` tables. Reading a file gives a validated [`Flow`] or an [`Error`] that names the
+//! file, the line and the field.
+
+use super::tree::{Body, TaskSpec, Tree};
+use super::{Action, Backoff, Command, Error, ErrorKind, Flow, Input, Retry};
+use crate::duration;
+use crate::suggest::closest;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Reads, parses and validates the flow file at `path`, with its subflows.
+pub fn load(path: &Path) -> Result<Flow, Error> {
+    let tree = load_tree(path, &mut Vec::new())?;
+    let file = tree.file.clone();
+    tree.compile().map_err(|e| e.at(file.as_ref(), None))
+}
+
+/// Parses flow TOML held in memory; `dir` resolves relative subflow paths and `cwd`s.
+pub fn parse(text: &str, file: &Path, dir: &Path) -> Result<Flow, Error> {
+    let tree = parse_tree(text, file, dir, &mut Vec::new())?;
+    tree.compile().map_err(|e| e.at(Some(&file.to_path_buf()), None))
+}
+
+fn load_tree(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Tree, Error> {
+    let shown = path.to_path_buf();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(ErrorKind::Io(e.to_string())).at(Some(&shown), None)
+    })?;
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if stack.contains(&canonical) {
+        let mut chain = stack.clone();
+        chain.push(canonical);
+        return Err(Error::new(ErrorKind::SubflowCycle(chain)));
+    }
+    let dir = canonical.parent().map(Path::to_path_buf).unwrap_or_default();
+    stack.push(canonical);
+    let tree = parse_tree(&text, &shown, &dir, stack);
+    stack.pop();
+    tree
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlow {
+    name: Spanned<String>,
+    #[serde(default)]
+    version: Option<toml::Value>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    inputs: BTreeMap<String, Spanned<RawInput>>,
+    #[serde(default)]
+    defaults: Option<Spanned<RawDefaults>>,
+    #[serde(default, rename = "task")]
+    tasks: Vec<RawTask>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    #[serde(default)]
+    required: Option<bool>,
+    #[serde(default)]
+    default: Option<toml::Value>,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    retry: Option<Spanned<RawRetry>>,
+    timeout: Option<Spanned<String>>,
+    env: Option<BTreeMap<String, String>>,
+    idempotent: Option<bool>,
+    cwd: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    run: Option<Spanned<toml::Value>>,
+    revert: Option<Spanned<toml::Value>>,
+    flow: Option<Spanned<String>>,
+    #[serde(default)]
+    after: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    requires: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    provides: Option<Spanned<Vec<String>>>,
+    retry: Option<Spanned<RawRetry>>,
+    timeout: Option<Spanned<String>>,
+    env: Option<Spanned<BTreeMap<String, String>>>,
+    idempotent: Option<bool>,
+    cwd: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    attempts: Option<u32>,
+    backoff: Option<String>,
+    delay: Option<String>,
+    max_delay: Option<String>,
+}
+
+/// Byte offset → 1-based line.
+struct Lines<'a>(&'a str);
+
+impl Lines<'_> {
+    fn of(&self, offset: usize) -> usize {
+        self.0[..offset.min(self.0.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+}
+
+fn parse_tree(text: &str, file: &Path, dir: &Path, stack: &mut Vec<PathBuf>) -> Result<Tree, Error> {
+    let lines = Lines(text);
+    let file_buf = file.to_path_buf();
+    let raw: RawFlow = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| lines.of(s.start));
+        toml_error(e.message()).at(Some(&file_buf), line)
+    })?;
+    let at = |e: Error, offset: usize| e.at(Some(&file_buf), Some(lines.of(offset)));
+
+    let version = match raw.version {
+        None => String::new(),
+        Some(toml::Value::String(s)) => s,
+        Some(other) => other.to_string(),
+    };
+
+    let mut inputs = BTreeMap::new();
+    for (name, spanned) in raw.inputs {
+        let offset = spanned.span().start;
+        let input = spanned.into_inner();
+        let default = input.default.map(toml_to_json);
+        if input.required == Some(true) && default.is_some() {
+            return Err(at(
+                Error::new(ErrorKind::Invalid(format!(
+                    "input `{name}` is required and has a default; choose one"
+                )))
+                .field("inputs"),
+                offset,
+            ));
+        }
+        if input.required != Some(true) && default.is_none() {
+            return Err(at(
+                Error::new(ErrorKind::Invalid(format!(
+                    "input `{name}` needs `required = true` or a `default`"
+                )))
+                .field("inputs"),
+                offset,
+            ));
+        }
+        inputs.insert(name, Input { default, description: input.description });
+    }
+
+    let defaults_offset = raw.defaults.as_ref().map(|d| d.span().start).unwrap_or(0);
+    let defaults = raw.defaults.map(Spanned::into_inner).unwrap_or_default();
+    let default_retry = match &defaults.retry {
+        Some(r) => retry(r.get_ref(), Retry::default()).map_err(|e| at(e.field("defaults.retry"), r.span().start))?,
+        None => Retry::default(),
+    };
+    let default_timeout = match &defaults.timeout {
+        Some(t) => Some(
+            duration::parse(t.get_ref())
+                .map_err(|e| at(Error::new(e.into()).field("defaults.timeout"), t.span().start))?,
+        ),
+        None => None,
+    };
+    let _ = defaults_offset;
+
+    let mut tasks = Vec::new();
+    for raw_task in raw.tasks {
+        let name = raw_task.name.get_ref().clone();
+        let name_offset = raw_task.name.span().start;
+        let task_err = |e: Error, offset: usize| at(e.task(&name), offset);
+        if name.is_empty() || name.contains('/') {
+            return Err(task_err(
+                Error::new(ErrorKind::Invalid("a task name must be non-empty and hold no `/`".into()))
+                    .field("name"),
+                name_offset,
+            ));
+        }
+        let mut lines_of = std::collections::HashMap::new();
+        lines_of.insert("name", lines.of(name_offset));
+        let _ = &raw_task.description;
+
+        let body = match (&raw_task.run, &raw_task.flow) {
+            (Some(_), Some(f)) => {
+                return Err(task_err(Error::new(ErrorKind::RunAndFlow).field("flow"), f.span().start))
+            }
+            (None, None) => return Err(task_err(Error::new(ErrorKind::NothingToRun), name_offset)),
+            (Some(run), None) => {
+                let run_argv = argv(run, "run").map_err(|e| task_err(e, run.span().start))?;
+                let revert = match &raw_task.revert {
+                    Some(r) => Some(argv(r, "revert").map_err(|e| task_err(e, r.span().start))?),
+                    None => None,
+                };
+                let mut env = defaults.env.clone().unwrap_or_default();
+                if let Some(e) = &raw_task.env {
+                    env.extend(e.get_ref().clone());
+                }
+                let cwd = raw_task
+                    .cwd
+                    .as_ref()
+                    .map(|c| c.get_ref().clone())
+                    .or_else(|| defaults.cwd.clone())
+                    .map(|c| dir.join(c))
+                    .unwrap_or_else(|| dir.to_path_buf());
+                Body::Action(Action::Command(Command { run: run_argv, revert, env, cwd: Some(cwd) }))
+            }
+            (None, Some(f)) => {
+                if raw_task.revert.is_some() {
+                    return Err(task_err(
+                        Error::new(ErrorKind::Invalid(
+                            "a subflow task has no `revert`; its tasks revert themselves".into(),
+                        ))
+                        .field("revert"),
+                        name_offset,
+                    ));
+                }
+                let path = dir.join(f.get_ref());
+                if !path.exists() {
+                    return Err(task_err(
+                        Error::new(ErrorKind::SubflowMissing(PathBuf::from(f.get_ref()))).field("flow"),
+                        f.span().start,
+                    ));
+                }
+                let sub = load_tree(&path, stack).map_err(|e| match e.kind {
+                    ErrorKind::SubflowCycle(_) => e.task(&name).field("flow").at(Some(&file_buf), Some(lines.of(f.span().start))),
+                    _ => e,
+                })?;
+                Body::Subflow(Box::new(sub))
+            }
+        };
+        let mut task = TaskSpec::new(name.clone(), body);
+        let mut list = |field: &'static str, v: Option<Spanned<Vec<String>>>| -> Vec<String> {
+            match v {
+                Some(s) => {
+                    lines_of.insert(field, lines.of(s.span().start));
+                    s.into_inner()
+                }
+                None => Vec::new(),
+            }
+        };
+        task.after = list("after", raw_task.after);
+        task.requires = list("requires", raw_task.requires);
+        task.provides = list("provides", raw_task.provides);
+        task.retry = match &raw_task.retry {
+            Some(r) => retry(r.get_ref(), default_retry).map_err(|e| task_err(e.field("retry"), r.span().start))?,
+            None => default_retry,
+        };
+        task.timeout = match &raw_task.timeout {
+            Some(t) => Some(
+                duration::parse(t.get_ref())
+                    .map_err(|e| task_err(Error::new(e.into()).field("timeout"), t.span().start))?,
+            ),
+            None => default_timeout,
+        };
+        task.idempotent = raw_task.idempotent.or(defaults.idempotent).unwrap_or(true);
+        task.lines = lines_of;
+        tasks.push(task);
+    }
+
+    Ok(Tree {
+        name: raw.name.into_inner(),
+        version,
+        description: raw.description,
+        inputs,
+        tasks,
+        file: Some(file_buf),
+    })
+}
+
+fn argv(value: &Spanned<toml::Value>, field: &str) -> Result<Vec<String>, Error> {
+    match value.get_ref() {
+        toml::Value::String(_) => Err(Error::new(ErrorKind::ShellString(field.into())).field(field)),
+        toml::Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    toml::Value::String(s) => out.push(s.clone()),
+                    other => {
+                        return Err(Error::new(ErrorKind::Invalid(format!(
+                            "every argument must be a string, found {}",
+                            other.type_str()
+                        )))
+                        .field(field))
+                    }
+                }
+            }
+            if out.is_empty() || out[0].is_empty() {
+                return Err(Error::new(ErrorKind::EmptyRun).field(field));
+            }
+            Ok(out)
+        }
+        other => Err(Error::new(ErrorKind::Invalid(format!(
+            "expected an argument list, found {}",
+            other.type_str()
+        )))
+        .field(field)),
+    }
+}
+
+fn retry(raw: &RawRetry, base: Retry) -> Result<Retry, Error> {
+    let mut r = base;
+    if let Some(a) = raw.attempts {
+        if a == 0 {
+            return Err(Error::new(ErrorKind::Invalid("`attempts` must be at least 1".into())));
+        }
+        r.attempts = a;
+    }
+    if let Some(b) = &raw.backoff {
+        r.backoff = match b.as_str() {
+            "fixed" => Backoff::Fixed,
+            "exponential" => Backoff::Exponential,
+            other => {
+                return Err(Error::new(ErrorKind::Invalid(format!(
+                    "unknown backoff `{other}`; use \"fixed\" or \"exponential\""
+                ))))
+            }
+        };
+    }
+    if let Some(d) = &raw.delay {
+        r.delay = duration::parse(d).map_err(|e| Error::new(e.into()))?;
+    }
+    if let Some(d) = &raw.max_delay {
+        r.max_delay = duration::parse(d).map_err(|e| Error::new(e.into()))?;
+    }
+    Ok(r)
+}
+
+/// Turns serde's "unknown field `x`, expected one of `a`, `b`" into a did-you-mean.
+fn toml_error(message: &str) -> Error {
+    let backticked: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    if message.starts_with("unknown field") {
+        if let Some((key, known)) = backticked.split_first() {
+            let suggestion = closest(key, known.iter().copied()).map(str::to_string);
+            return Error::new(ErrorKind::UnknownKey { key: key.to_string(), suggestion });
+        }
+    }
+    if message.starts_with("missing field") {
+        if let Some(key) = backticked.first() {
+            return Error::new(ErrorKind::MissingKey(key.to_string()));
+        }
+    }
+    Error::new(ErrorKind::Syntax(message.trim().to_string()))
+}
+
+fn toml_to_json(v: toml::Value) -> serde_json::Value {
+    match v {
+        toml::Value::String(s) => serde_json::Value::String(s),
+        toml::Value::Integer(i) => serde_json::Value::from(i),
+        toml::Value::Float(f) => serde_json::Value::from(f),
+        toml::Value::Boolean(b) => serde_json::Value::Bool(b),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+        toml::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => {
+            serde_json::Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Flow, Error> {
+        parse(text, Path::new("flow.toml"), Path::new("/tmp"))
+    }
+
+    fn err(text: &str) -> String {
+        parse_str(text).expect_err("should be refused").to_string()
+    }
+
+    #[test]
+    fn parses_a_diamond_with_data_flow() {
+        let flow = parse_str(
+            r#"
+name = "diamond"
+[inputs]
+seed = { default = 1 }
+[[task]]
+name = "a"
+run = ["echo"]
+requires = ["seed"]
+provides = ["x"]
+[[task]]
+name = "b"
+run = ["echo"]
+requires = ["x"]
+provides = ["y"]
+[[task]]
+name = "c"
+run = ["echo"]
+after = ["a"]
+provides = ["z"]
+[[task]]
+name = "d"
+run = ["echo"]
+requires = ["y", "z"]
+retry = { attempts = 3, backoff = "exponential", delay = "10ms", max_delay = "1s" }
+timeout = "5s"
+"#,
+        )
+        .expect("valid flow");
+        let deps: Vec<Vec<u32>> = flow.steps.iter().map(|s| s.deps.clone()).collect();
+        assert_eq!(deps, vec![vec![], vec![0], vec![0], vec![1, 2]]);
+        assert_eq!(flow.steps[3].retry.attempts, 3);
+        assert_eq!(flow.steps[3].timeout, Some(std::time::Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn names_file_line_and_field_of_an_unknown_after() {
+        let e = err("name = \"f\"\n[[task]]\nname = \"build\"\nrun = [\"true\"]\n[[task]]\nname = \"test\"\nrun = [\"true\"]\nafter = [\"biuld\"]\n");
+        assert_eq!(
+            e,
+            "flow.toml:8: task `test`: field `after`: unknown task `biuld` (did you mean `build`?)"
+        );
+    }
+
+    #[test]
+    fn suggests_the_key_meant() {
+        let e = err("name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nretyr = 3\n");
+        assert!(e.starts_with("flow.toml:5: "), "{e}");
+        assert!(e.contains("unknown key `retyr` (did you mean `retry`?)"), "{e}");
+    }
+
+    #[test]
+    fn lists_the_tasks_of_a_cycle() {
+        let e = err(
+            "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nafter = [\"c\"]\n[[task]]\nname = \"b\"\nrun = [\"true\"]\nafter = [\"a\"]\n[[task]]\nname = \"c\"\nrun = [\"true\"]\nafter = [\"b\"]\n",
+        );
+        assert!(e.contains("cycle between tasks:"), "{e}");
+        for t in ["a", "b", "c"] {
+            assert!(e.contains(&format!("{t} -> ")) || e.ends_with(t), "{e}");
+        }
+    }
+
+    #[test]
+    fn refuses_each_kind_of_bad_definition() {
+        let cases = [
+            ("[[task]]\nname = \"a\"\nrun = [\"x\"]\n[[task]]\nname = \"a\"\nrun = [\"y\"]\n", "duplicate task name `a`"),
+            ("[[task]]\nname = \"a\"\nrun = [\"x\"]\nrequires = [\"nope\"]\n", "requires `nope`, which no task provides"),
+            ("[[task]]\nname = \"a\"\nrun = [\"x\"]\nprovides = [\"v\"]\n[[task]]\nname = \"b\"\nrun = [\"x\"]\nprovides = [\"v\"]\n", "value `v` is provided by both `a` and `b`"),
+            ("[[task]]\nname = \"a\"\nrun = [\"x\"]\ntimeout = \"10x\"\n", "bad duration `10x`"),
+            ("[[task]]\nname = \"a\"\nrun = []\n", "`run` is empty"),
+            ("[[task]]\nname = \"a\"\nrun = \"make build\"\n", "must be an argument list"),
+            ("[[task]]\nname = \"a\"\nflow = \"missing.toml\"\n", "subflow file `missing.toml` does not exist"),
+            ("[[task]]\nname = \"a\"\n", "needs `run`"),
+            ("[[task]]\nname = \"a\"\nrun = [\"x\"]\nretry = { attempts = 0 }\n", "`attempts` must be at least 1"),
+        ];
+        for (body, want) in cases {
+            let e = err(&format!("name = \"f\"\n{body}"));
+            assert!(e.contains(want), "{e:?} should contain {want:?}");
+            assert!(e.starts_with("flow.toml:"), "{e:?} should name the file");
+        }
+    }
+
+    #[test]
+    fn missing_inputs_are_named() {
+        let flow = parse_str("name = \"f\"\n[inputs]\nversion = { required = true }\nlevel = { default = 2 }\n[[task]]\nname = \"a\"\nrun = [\"x\"]\nrequires = [\"version\"]\n").expect("valid");
+        let e = flow.bind_inputs(BTreeMap::new()).expect_err("missing");
+        assert!(e.to_string().contains("missing required input: version"), "{e}");
+        let bound = flow
+            .bind_inputs(BTreeMap::from([("version".into(), "1.2.3".into())]))
+            .expect("bound");
+        assert_eq!(bound["level"], 2);
+    }
+}

@@ -1,0 +1,254 @@
+//! Flow definitions.
+//!
+//! A flow is tasks plus ordering. It is written as a TOML file ([`file`]) or built in Rust
+//! ([`builder`]); both produce a tree that [`compile`](tree) flattens and validates into a
+//! [`Flow`]: every step with its dependencies resolved to indices, subflow steps named
+//! `parent/child`. Nothing downstream re-validates a `Flow`.
+
+pub mod builder;
+mod error;
+pub mod file;
+mod tree;
+
+pub use builder::FlowBuilder;
+pub use error::{Error, ErrorKind, InputError};
+pub use tree::{TaskSpec, Tree};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The default number of attempts of a task: one, no retry.
+pub const DEFAULT_ATTEMPTS: u32 = 1;
+/// The default delay before a retry.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// The default cap on an exponential backoff.
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(300);
+
+/// A validated flow, ready to be planned. Serialized into every plan, so that a plan resumes
+/// with the definition it started with even if the file has changed since.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    /// The flow's name.
+    pub name: String,
+    /// The flow's version, free-form.
+    pub version: String,
+    /// What it is for.
+    pub description: String,
+    /// Inputs the plan takes, by name.
+    pub inputs: BTreeMap<String, Input>,
+    /// Every step, subflows flattened, in declaration order.
+    pub steps: Vec<StepDef>,
+    /// Subflows, each with the steps it holds (transitively) and its own retry policy.
+    pub subflows: Vec<Subflow>,
+}
+
+/// One input of a flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Input {
+    /// The value used when none is given; `None` means the input is required.
+    pub default: Option<Value>,
+    /// What it is for.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// One step of a flow: a task with its resolved dependencies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepDef {
+    /// Unique within the flow; `parent/child` inside subflows.
+    pub name: String,
+    /// What runs.
+    pub action: Action,
+    /// Indices of the steps that must succeed before this one starts.
+    pub deps: Vec<u32>,
+    /// Value names it takes.
+    pub requires: Vec<String>,
+    /// Value names its output must hold.
+    pub provides: Vec<String>,
+    /// Values for requires that nothing in the plan provides (a subflow's input defaults).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub defaults: BTreeMap<String, Value>,
+    /// Its retry policy.
+    pub retry: Retry,
+    /// How long one attempt may run.
+    #[serde(with = "crate::duration::opt_millis")]
+    pub timeout: Option<Duration>,
+    /// Whether it may be re-run after a crash interrupted it.
+    pub idempotent: bool,
+    /// The innermost subflow holding it.
+    pub subflow: Option<u32>,
+}
+
+/// What a step runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Action {
+    /// A program with an argument list (never a shell string).
+    Command(Command),
+    /// A Rust task registered by name and version.
+    Task {
+        /// The registered name.
+        name: String,
+        /// The registered version.
+        version: String,
+    },
+}
+
+/// A command task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Program and arguments.
+    pub run: Vec<String>,
+    /// Program and arguments that undo `run`.
+    pub revert: Option<Vec<String>>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// The working directory (absolute once compiled from a file).
+    pub cwd: Option<PathBuf>,
+}
+
+/// A subflow: a group of steps with its own retry policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subflow {
+    /// Its name in the plan (`parent/child` when nested).
+    pub name: String,
+    /// The enclosing subflow.
+    pub parent: Option<u32>,
+    /// Every step it holds, nested ones included.
+    pub steps: Vec<u32>,
+    /// Attempts of the whole subflow: when a step in it fails for good, the subflow's completed
+    /// steps are reverted and all of it runs again, while attempts remain.
+    pub retry: Retry,
+}
+
+/// How often and how patiently to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// Attempts in all, at least 1.
+    pub attempts: u32,
+    /// How the delay grows.
+    pub backoff: Backoff,
+    /// The delay before the first retry.
+    #[serde(with = "crate::duration::as_millis")]
+    pub delay: Duration,
+    /// The longest delay.
+    #[serde(with = "crate::duration::as_millis")]
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: DEFAULT_ATTEMPTS,
+            backoff: Backoff::Fixed,
+            delay: DEFAULT_RETRY_DELAY,
+            max_delay: DEFAULT_MAX_DELAY,
+        }
+    }
+}
+
+impl Retry {
+    /// The delay before retry number `retry` (1 for the first retry). `jitter` in `[0, 1)`
+    /// spreads exponential delays over `[d/2, d]`, so that many failing steps do not retry in
+    /// lockstep.
+    pub fn delay_before(&self, retry: u32, jitter: f64) -> Duration {
+        match self.backoff {
+            Backoff::Fixed => self.delay.min(self.max_delay),
+            Backoff::Exponential => {
+                let factor = 2f64.powi(retry.saturating_sub(1).min(62) as i32);
+                let full = self.delay.as_secs_f64() * factor;
+                let capped = full.min(self.max_delay.as_secs_f64());
+                Duration::from_secs_f64(capped * (0.5 + jitter.clamp(0.0, 1.0) / 2.0))
+            }
+        }
+    }
+}
+
+/// How a retry delay grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    /// The same delay every time.
+    Fixed,
+    /// Doubling every time, with jitter, up to `max_delay`.
+    Exponential,
+}
+
+impl Flow {
+    /// Checks the given inputs against the flow's: every required input given, nothing
+    /// unknown; defaults filled in.
+    pub fn bind_inputs(
+        &self,
+        given: BTreeMap<String, Value>,
+    ) -> Result<BTreeMap<String, Value>, InputError> {
+        if let Some(unknown) = given.keys().find(|k| !self.inputs.contains_key(*k)) {
+            return Err(InputError::Unknown {
+                name: unknown.clone(),
+                known: self.inputs.keys().cloned().collect(),
+            });
+        }
+        let mut bound = given;
+        let mut missing = Vec::new();
+        for (name, input) in &self.inputs {
+            if bound.contains_key(name) {
+                continue;
+            }
+            match &input.default {
+                Some(v) => {
+                    bound.insert(name.clone(), v.clone());
+                }
+                None => missing.push(name.clone()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(bound)
+        } else {
+            Err(InputError::Missing { names: missing })
+        }
+    }
+
+    /// Indices of the steps that depend directly on each step.
+    pub fn dependents(&self) -> Vec<Vec<u32>> {
+        let mut out = vec![Vec::new(); self.steps.len()];
+        for (i, s) in self.steps.iter().enumerate() {
+            for &d in &s.deps {
+                out[d as usize].push(i as u32);
+            }
+        }
+        out
+    }
+
+    /// The chain of subflows holding step `i`, innermost first.
+    pub fn subflow_chain(&self, i: usize) -> Vec<u32> {
+        let mut chain = Vec::new();
+        let mut cur = self.steps[i].subflow;
+        while let Some(s) = cur {
+            chain.push(s);
+            cur = self.subflows[s as usize].parent;
+        }
+        chain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_backoff_doubles_and_caps() {
+        let r = Retry {
+            attempts: 5,
+            backoff: Backoff::Exponential,
+            delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(300),
+        };
+        // jitter 1.0 gives the full delay
+        assert_eq!(r.delay_before(1, 1.0), Duration::from_millis(100));
+        assert_eq!(r.delay_before(2, 1.0), Duration::from_millis(200));
+        assert_eq!(r.delay_before(3, 1.0), Duration::from_millis(300));
+        assert_eq!(r.delay_before(3, 0.0), Duration::from_millis(150));
+    }
+}

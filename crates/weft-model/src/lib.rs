@@ -1,0 +1,21 @@
+//! weft's model: pure types with no I/O.
+//!
+//! - [`flow`]: flow definitions — the TOML file format, the Rust builder, and the validated
+//!   [`flow::Flow`] both produce, with its dependency graph.
+//! - [`plan`] and [`step`]: the state machines of an execution plan and of its steps, each with
+//!   the one function that says which transitions are allowed.
+//! - [`failure`]: what went wrong, in a shape that serializes to TaskFlow's failure dict.
+//! - [`duration`]: the `"500ms"`, `"10s"`, `"5m"` notation used in flow files.
+#![deny(missing_docs)]
+
+pub mod duration;
+pub mod failure;
+pub mod flow;
+pub mod plan;
+pub mod step;
+mod suggest;
+mod time;
+
+pub use failure::Failure;
+pub use plan::PlanId;
+pub use time::{format_millis, now_millis, Millis};
