@@ -1,1 +1,94 @@
-//! placeholder
+//! weft's durable state: the backend-neutral [`Store`] trait and its backends.
+//!
+//! - [`memory::MemoryStore`]: in-process, for tests and benchmarks.
+//! - [`sqlite::SqliteStore`]: the embedded default, one file, WAL, one writer thread that
+//!   group-commits the changes of every caller in one transaction.
+//!
+//! Every write is fenced: a [`Change`] names the state it expects to find, and a change that
+//! finds another state fails with [`Error::Conflict`] instead of landing. Every change is also
+//! appended to the plan's history.
+#![deny(missing_docs)]
+
+mod error;
+pub mod memory;
+mod record;
+pub mod sqlite;
+
+pub use error::Error;
+pub use record::{
+    Change, HistoryEntry, NewPlan, PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, StepRecord,
+};
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use weft_model::PlanId;
+
+/// A boxed future, so that [`Store`] can be used as a trait object.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The result of a store operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where plans, steps, their history and execution locks live.
+///
+/// Writes are submitted in call order when the method is called (not when the future is first
+/// polled), and the returned future resolves once they are durable; so two calls from one task
+/// land in the order they were made.
+pub trait Store: Send + Sync + 'static {
+    /// Persists a new plan and its steps.
+    fn create_plan(&self, plan: NewPlan) -> BoxFuture<Result<()>>;
+
+    /// Applies changes atomically: all land, or none does (and the error says which conflicted).
+    fn apply(&self, changes: Vec<Change>) -> BoxFuture<Result<()>>;
+
+    /// A plan with its steps.
+    fn load_plan(&self, id: PlanId) -> BoxFuture<Result<PlanSnapshot>>;
+
+    /// Plans, newest first.
+    fn list_plans(&self, filter: PlanFilter) -> BoxFuture<Result<Vec<PlanSummary>>>;
+
+    /// Every transition of a plan and its steps, oldest first.
+    fn history(&self, id: PlanId) -> BoxFuture<Result<Vec<HistoryEntry>>>;
+
+    /// The plan whose id is `text` or starts with it.
+    fn resolve_id(&self, text: String) -> BoxFuture<Result<PlanId>>;
+
+    /// Takes the execution lock of a plan for `owner`; fails with [`Error::Locked`] if another
+    /// owner holds it. Taking a lock one already holds succeeds.
+    fn acquire_lock(&self, plan: PlanId, owner: String) -> BoxFuture<Result<()>>;
+
+    /// Releases the lock if `owner` holds it; with `owner = None`, whoever holds it (used when
+    /// the holder is known to be dead).
+    fn release_lock(&self, plan: PlanId, owner: Option<String>) -> BoxFuture<Result<()>>;
+
+    /// Who holds a plan's execution lock.
+    fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>>;
+}
+
+/// A shared store.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the store a `--db` argument names: `sqlite://PATH`, `memory:`, or a plain file path.
+pub fn open(url: &str) -> Result<SharedStore> {
+    if url == "memory:" || url == "memory://" {
+        return Ok(Arc::new(memory::MemoryStore::new()));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(Error::Unsupported(
+            "the PostgreSQL backend is not built yet; use a sqlite:// database".into(),
+        ));
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() {
+        return Err(Error::Unsupported("empty database path".into()));
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        if scheme != "sqlite" {
+            return Err(Error::Unsupported(format!(
+                "unknown database scheme `{scheme}://`; use sqlite://PATH"
+            )));
+        }
+    }
+    Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path))?))
+}

@@ -1,0 +1,256 @@
+//! The in-memory store: everything in one mutex-guarded map. For tests and benchmarks; it
+//! follows the same rules (fencing, atomic batches, history) as the durable backends.
+
+use crate::{
+    BoxFuture, Change, Error, HistoryEntry, NewPlan, PlanFilter, PlanRecord, PlanSnapshot,
+    PlanSummary, Result, StepRecord, Store,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use weft_model::plan::{self, Outcome};
+use weft_model::PlanId;
+
+/// A store that lives and dies with the process.
+#[derive(Default, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    plans: HashMap<PlanId, Entry>,
+    locks: HashMap<PlanId, String>,
+    /// Whether to keep history (benchmarks turn it off to measure the engine alone).
+    no_history: bool,
+}
+
+struct Entry {
+    plan: PlanRecord,
+    steps: Vec<StepRecord>,
+    history: Vec<HistoryEntry>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store that keeps no history, so that a benchmark measures the engine.
+    pub fn without_history() -> Self {
+        let s = Self::default();
+        s.lock().no_history = true;
+        s
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied batch: `apply` validates
+        // before it mutates. So a poisoned lock's data is still consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn ready<T: Send + 'static>(r: Result<T>) -> BoxFuture<Result<T>> {
+    Box::pin(std::future::ready(r))
+}
+
+impl Inner {
+    fn check(&self, c: &Change) -> Result<()> {
+        let entry = self
+            .plans
+            .get(&c.plan())
+            .ok_or_else(|| Error::NotFound(c.plan().to_string()))?;
+        match c {
+            Change::Plan { plan, from, .. } if entry.plan.state != *from => Err(Error::Conflict {
+                plan: *plan,
+                step: None,
+                expected: from.to_string(),
+                found: entry.plan.state.to_string(),
+            }),
+            Change::Step { plan, from, step, .. } => {
+                let found = entry
+                    .steps
+                    .get(step.index as usize)
+                    .ok_or_else(|| Error::NotFound(format!("{plan} step {}", step.index)))?
+                    .state;
+                if found != *from {
+                    return Err(Error::Conflict {
+                        plan: *plan,
+                        step: Some(step.index),
+                        expected: from.to_string(),
+                        found: found.to_string(),
+                    });
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn apply(&mut self, c: Change) {
+        let keep_history = !self.no_history;
+        let Some(entry) = self.plans.get_mut(&c.plan()) else { return };
+        if keep_history {
+            if let Some(h) = c.history() {
+                entry.history.push(h);
+            }
+        }
+        match c {
+            Change::Plan { to, at, .. } => {
+                entry.plan.state = to;
+                if to == plan::State::Running && entry.plan.started_at.is_none() {
+                    entry.plan.started_at = Some(at);
+                }
+                if to == plan::State::Stopped {
+                    entry.plan.ended_at = Some(at);
+                }
+            }
+            Change::Step { step, .. } => {
+                let i = step.index as usize;
+                let name = std::mem::take(&mut entry.steps[i].name);
+                entry.steps[i] = StepRecord { name, ..step };
+            }
+            Change::Phase { phase, .. } => entry.plan.phase = phase,
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn create_plan(&self, plan: NewPlan) -> BoxFuture<Result<()>> {
+        let mut inner = self.lock();
+        if inner.plans.contains_key(&plan.id) {
+            return ready(Err(Error::Exists(plan.id)));
+        }
+        let (record, steps) = plan.records();
+        inner.plans.insert(plan.id, Entry { plan: record, steps, history: Vec::new() });
+        ready(Ok(()))
+    }
+
+    fn apply(&self, changes: Vec<Change>) -> BoxFuture<Result<()>> {
+        let mut inner = self.lock();
+        // Check against the state as it will be after the earlier changes of the same batch.
+        let mut pending: HashMap<(PlanId, Option<u32>), String> = HashMap::new();
+        for c in &changes {
+            let key = match c {
+                Change::Plan { plan, .. } => (*plan, None),
+                Change::Step { plan, step, .. } => (*plan, Some(step.index)),
+                Change::Phase { .. } => continue,
+            };
+            let expected = match c {
+                Change::Plan { from, .. } => from.to_string(),
+                Change::Step { from, .. } => from.to_string(),
+                Change::Phase { .. } => continue,
+            };
+            match pending.get(&key) {
+                Some(found) if *found != expected => {
+                    return ready(Err(Error::Conflict {
+                        plan: key.0,
+                        step: key.1,
+                        expected,
+                        found: found.clone(),
+                    }))
+                }
+                Some(_) => {}
+                None => {
+                    if let Err(e) = inner.check(c) {
+                        return ready(Err(e));
+                    }
+                }
+            }
+            let to = match c {
+                Change::Plan { to, .. } => to.to_string(),
+                Change::Step { step, .. } => step.state.to_string(),
+                Change::Phase { .. } => continue,
+            };
+            pending.insert(key, to);
+        }
+        for c in changes {
+            inner.apply(c);
+        }
+        ready(Ok(()))
+    }
+
+    fn load_plan(&self, id: PlanId) -> BoxFuture<Result<PlanSnapshot>> {
+        let inner = self.lock();
+        ready(
+            inner
+                .plans
+                .get(&id)
+                .map(|e| PlanSnapshot { plan: e.plan.clone(), steps: e.steps.clone() })
+                .ok_or_else(|| Error::NotFound(id.to_string())),
+        )
+    }
+
+    fn list_plans(&self, filter: PlanFilter) -> BoxFuture<Result<Vec<PlanSummary>>> {
+        let inner = self.lock();
+        let mut out: Vec<PlanSummary> = inner
+            .plans
+            .values()
+            .filter(|e| filter.state.is_none_or(|s| s == e.plan.state))
+            .map(|e| PlanSummary {
+                id: e.plan.id,
+                flow: e.plan.flow.name.clone(),
+                state: e.plan.state,
+                result: Outcome::derive(e.steps.iter().map(|s| s.state)),
+                created_at: e.plan.created_at,
+                ended_at: e.plan.ended_at,
+                steps: e.steps.len() as u32,
+            })
+            .collect();
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        if let Some(limit) = filter.limit {
+            out.truncate(limit as usize);
+        }
+        ready(Ok(out))
+    }
+
+    fn history(&self, id: PlanId) -> BoxFuture<Result<Vec<HistoryEntry>>> {
+        let inner = self.lock();
+        ready(
+            inner
+                .plans
+                .get(&id)
+                .map(|e| e.history.clone())
+                .ok_or_else(|| Error::NotFound(id.to_string())),
+        )
+    }
+
+    fn resolve_id(&self, text: String) -> BoxFuture<Result<PlanId>> {
+        let inner = self.lock();
+        let matches: Vec<PlanId> =
+            inner.plans.keys().filter(|id| id.to_string().starts_with(&text)).copied().collect();
+        ready(match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(Error::NotFound(text)),
+            _ => Err(Error::Ambiguous(text)),
+        })
+    }
+
+    fn acquire_lock(&self, plan: PlanId, owner: String) -> BoxFuture<Result<()>> {
+        let mut inner = self.lock();
+        if !inner.plans.contains_key(&plan) {
+            return ready(Err(Error::NotFound(plan.to_string())));
+        }
+        match inner.locks.get(&plan) {
+            Some(holder) if *holder != owner => {
+                ready(Err(Error::Locked { plan, owner: holder.clone() }))
+            }
+            _ => {
+                inner.locks.insert(plan, owner);
+                ready(Ok(()))
+            }
+        }
+    }
+
+    fn release_lock(&self, plan: PlanId, owner: Option<String>) -> BoxFuture<Result<()>> {
+        let mut inner = self.lock();
+        if owner.is_none() || inner.locks.get(&plan) == owner.as_ref() {
+            inner.locks.remove(&plan);
+        }
+        ready(Ok(()))
+    }
+
+    fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>> {
+        ready(Ok(self.lock().locks.get(&plan).cloned()))
+    }
+}

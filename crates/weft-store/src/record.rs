@@ -1,0 +1,228 @@
+//! What the store holds and the changes it applies, in backend-neutral types.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use weft_model::flow::Flow;
+use weft_model::plan::{self, Outcome};
+use weft_model::{step, Failure, Millis, PlanId};
+
+/// A plan to create, with its steps all `pending`.
+#[derive(Debug, Clone)]
+pub struct NewPlan {
+    /// Its id.
+    pub id: PlanId,
+    /// The flow it runs.
+    pub flow: Flow,
+    /// Its inputs, defaults filled in.
+    pub inputs: BTreeMap<String, Value>,
+    /// Its initial state (normally `planned`).
+    pub state: plan::State,
+    /// When it was created.
+    pub created_at: Millis,
+}
+
+/// A plan as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanRecord {
+    /// Its id.
+    pub id: PlanId,
+    /// The flow it runs.
+    pub flow: Flow,
+    /// Its inputs.
+    pub inputs: BTreeMap<String, Value>,
+    /// Its state.
+    pub state: plan::State,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it first started running.
+    pub started_at: Option<Millis>,
+    /// When it stopped.
+    pub ended_at: Option<Millis>,
+    /// The director's persisted bookkeeping (reverting or not, subflow attempts); opaque here.
+    pub phase: Value,
+}
+
+/// A step as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Its index in the flow.
+    pub index: u32,
+    /// Its name.
+    pub name: String,
+    /// Its state.
+    pub state: step::State,
+    /// Its attempt number, from 1 once started.
+    pub attempt: u32,
+    /// When its current attempt started.
+    pub started_at: Option<Millis>,
+    /// When it last finished.
+    pub ended_at: Option<Millis>,
+    /// Its output.
+    pub output: Option<Value>,
+    /// Its failure.
+    pub failure: Option<Failure>,
+}
+
+/// A plan with its steps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanSnapshot {
+    /// The plan.
+    pub plan: PlanRecord,
+    /// Its steps, by index.
+    pub steps: Vec<StepRecord>,
+}
+
+impl PlanSnapshot {
+    /// The plan's result, derived from its steps.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::derive(self.steps.iter().map(|s| s.state))
+    }
+}
+
+/// A line of `plans list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanSummary {
+    /// Its id.
+    pub id: PlanId,
+    /// The flow's name.
+    pub flow: String,
+    /// Its state.
+    pub state: plan::State,
+    /// Its result.
+    pub result: Outcome,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it stopped.
+    pub ended_at: Option<Millis>,
+    /// How many steps it has.
+    pub steps: u32,
+}
+
+/// Which plans to list.
+#[derive(Debug, Clone, Default)]
+pub struct PlanFilter {
+    /// Only plans in this state.
+    pub state: Option<plan::State>,
+    /// At most this many (newest first).
+    pub limit: Option<u32>,
+}
+
+/// One fenced write.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A plan changes state.
+    Plan {
+        /// The plan.
+        plan: PlanId,
+        /// The state it must be in.
+        from: plan::State,
+        /// The state it goes to.
+        to: plan::State,
+        /// When.
+        at: Millis,
+    },
+    /// A step changes: state and the fields that go with it.
+    Step {
+        /// The plan.
+        plan: PlanId,
+        /// The state it must be in.
+        from: step::State,
+        /// Its new row (name is ignored).
+        step: StepRecord,
+        /// When.
+        at: Millis,
+    },
+    /// The director's bookkeeping for a plan.
+    Phase {
+        /// The plan.
+        plan: PlanId,
+        /// The new value.
+        phase: Value,
+    },
+}
+
+impl Change {
+    /// The plan it touches.
+    pub fn plan(&self) -> PlanId {
+        match self {
+            Change::Plan { plan, .. } | Change::Step { plan, .. } | Change::Phase { plan, .. } => *plan,
+        }
+    }
+
+    /// Its history entry, if it is a transition.
+    pub fn history(&self) -> Option<HistoryEntry> {
+        match self {
+            Change::Plan { from, to, at, .. } => Some(HistoryEntry {
+                at: *at,
+                step: None,
+                from: from.to_string(),
+                to: to.to_string(),
+                data: None,
+            }),
+            Change::Step { from, step, at, .. } => {
+                let mut data = serde_json::Map::new();
+                data.insert("attempt".into(), step.attempt.into());
+                if let Some(f) = &step.failure {
+                    data.insert("failure".into(), f.message.clone().into());
+                }
+                Some(HistoryEntry {
+                    at: *at,
+                    step: Some(step.index),
+                    from: from.to_string(),
+                    to: step.state.to_string(),
+                    data: Some(Value::Object(data)),
+                })
+            }
+            Change::Phase { .. } => None,
+        }
+    }
+}
+
+/// One transition in a plan's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When.
+    pub at: Millis,
+    /// The step, or `None` for the plan itself.
+    pub step: Option<u32>,
+    /// The state before.
+    pub from: String,
+    /// The state after.
+    pub to: String,
+    /// Attempt and failure message, for steps.
+    pub data: Option<Value>,
+}
+
+impl NewPlan {
+    /// The stored form of the new plan and its `pending` steps.
+    pub fn records(&self) -> (PlanRecord, Vec<StepRecord>) {
+        let plan = PlanRecord {
+            id: self.id,
+            flow: self.flow.clone(),
+            inputs: self.inputs.clone(),
+            state: self.state,
+            created_at: self.created_at,
+            started_at: None,
+            ended_at: None,
+            phase: Value::Null,
+        };
+        let steps = self
+            .flow
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StepRecord {
+                index: i as u32,
+                name: s.name.clone(),
+                state: step::State::Pending,
+                attempt: 0,
+                started_at: None,
+                ended_at: None,
+                output: None,
+                failure: None,
+            })
+            .collect();
+        (plan, steps)
+    }
+}

@@ -1,0 +1,374 @@
+//! The embedded SQLite store: one file in WAL mode.
+//!
+//! One writer thread owns the only write connection. It blocks for the first request, drains
+//! whatever else is queued, applies them all in one transaction (each in its own savepoint, so
+//! one caller's conflict does not fail another's), commits once, and only then answers every
+//! caller: group commit. Reads use their own connections on the blocking pool.
+
+mod schema;
+mod writer;
+
+use crate::{
+    BoxFuture, Change, Error, HistoryEntry, NewPlan, PlanFilter, PlanRecord, PlanSnapshot,
+    PlanSummary, Result, StepRecord, Store,
+};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+use weft_model::plan::{self, Outcome};
+use weft_model::{step, PlanId};
+use writer::{Request, Write};
+
+pub use schema::VERSION as SCHEMA_VERSION;
+
+/// How long a connection waits for a lock held by another process before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite-backed store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    path: Arc<PathBuf>,
+    writer: mpsc::Sender<Request>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// Maps a SQLite error to the store's, telling corrupt, locked and missing files apart.
+pub(crate) fn classify(e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(NotADatabase) => Error::Corrupt("the file is not a SQLite database (or is corrupt)".into()),
+        Some(DatabaseCorrupt) => Error::Corrupt("the database file is corrupt".into()),
+        Some(DatabaseBusy) | Some(DatabaseLocked) => Error::Unavailable(format!(
+            "the database is locked by another process (waited {}s)",
+            BUSY_TIMEOUT.as_secs()
+        )),
+        Some(CannotOpen) => Error::Unavailable(format!("cannot open the database: {e}")),
+        Some(ReadOnly) => Error::Unavailable(format!("the database is read-only: {e}")),
+        Some(DiskFull) => Error::Unavailable("the disk is full".into()),
+        _ => Error::Backend(e.to_string()),
+    }
+}
+
+fn configure(conn: &Connection, write: bool) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+    if write {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(classify)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Unavailable(format!(
+                "could not put the database in WAL mode (it is in `{mode}` mode)"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL").map_err(classify)?;
+        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(classify)?;
+        if sync != 2 {
+            return Err(Error::Unavailable(format!(
+                "could not set synchronous = FULL (it reads back as {sync})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(Error::Unavailable(format!(
+                    "cannot open {}: directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+        }
+        let with_path = |e: Error| match e {
+            Error::Corrupt(m) => Error::Corrupt(format!("{}: {m}", path.display())),
+            Error::Unavailable(m) => Error::Unavailable(format!("{}: {m}", path.display())),
+            other => other,
+        };
+        let mut conn = Connection::open(path).map_err(classify).map_err(with_path)?;
+        configure(&conn, true).map_err(with_path)?;
+        schema::migrate(&mut conn).map_err(with_path)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("weft-sqlite-writer".into())
+            .spawn(move || writer::run(conn, rx))
+            .map_err(|e| Error::Backend(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            path: Arc::new(path.to_path_buf()),
+            writer: tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    fn write(&self, write: Write) -> BoxFuture<Result<()>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let sent = self.writer.send(Request { write, reply });
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(Error::Closed);
+            }
+            rx.await.unwrap_or(Err(Error::Closed))
+        })
+    }
+
+    /// Runs `f` with a read connection on the blocking pool.
+    fn read<T, F>(&self, f: F) -> BoxFuture<Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let this = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = this.take_reader()?;
+                let out = f(&conn);
+                if let Ok(mut pool) = this.readers.lock() {
+                    pool.push(conn);
+                }
+                out
+            })
+            .await
+            .map_err(|e| Error::Backend(format!("read task failed: {e}")))?
+        })
+    }
+
+    fn take_reader(&self) -> Result<Connection> {
+        if let Some(conn) = self.readers.lock().ok().and_then(|mut p| p.pop()) {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &*self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(classify)?;
+        configure(&conn, false)?;
+        Ok(conn)
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("stored {what} does not parse: {e}")))
+}
+
+fn parse_state<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T> {
+    text.parse().map_err(Error::Corrupt)
+}
+
+fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
+    let key = id.to_string();
+    let plan = conn
+        .query_row(
+            "SELECT flow, inputs, state, created_at, started_at, ended_at, phase FROM plans WHERE id = ?1",
+            [&key],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(classify)?
+        .ok_or_else(|| Error::NotFound(key.clone()))?;
+    let plan = PlanRecord {
+        id,
+        flow: json(&plan.0, "flow")?,
+        inputs: json(&plan.1, "inputs")?,
+        state: parse_state::<plan::State>(&plan.2)?,
+        created_at: plan.3,
+        started_at: plan.4,
+        ended_at: plan.5,
+        phase: json(&plan.6, "phase")?,
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT idx, name, state, attempt, started_at, ended_at, output, failure
+             FROM steps WHERE plan_id = ?1 ORDER BY idx",
+        )
+        .map_err(classify)?;
+    let rows = stmt
+        .query_map([&key], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ))
+        })
+        .map_err(classify)?;
+    let mut steps = Vec::new();
+    for row in rows {
+        let (index, name, state, attempt, started_at, ended_at, output, failure) = row.map_err(classify)?;
+        steps.push(StepRecord {
+            index,
+            name,
+            state: parse_state::<step::State>(&state)?,
+            attempt,
+            started_at,
+            ended_at,
+            output: output.map(|o| json(&o, "output")).transpose()?,
+            failure: failure.map(|f| json(&f, "failure")).transpose()?,
+        });
+    }
+    Ok(PlanSnapshot { plan, steps })
+}
+
+impl Store for SqliteStore {
+    fn create_plan(&self, plan: NewPlan) -> BoxFuture<Result<()>> {
+        self.write(Write::Create(Box::new(plan)))
+    }
+
+    fn apply(&self, changes: Vec<Change>) -> BoxFuture<Result<()>> {
+        if changes.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        self.write(Write::Apply(changes))
+    }
+
+    fn load_plan(&self, id: PlanId) -> BoxFuture<Result<PlanSnapshot>> {
+        self.read(move |conn| load(conn, id))
+    }
+
+    fn list_plans(&self, filter: PlanFilter) -> BoxFuture<Result<Vec<PlanSummary>>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT p.id, p.flow_name, p.state, p.created_at, p.ended_at,
+                            (SELECT group_concat(DISTINCT s.state) FROM steps s WHERE s.plan_id = p.id),
+                            (SELECT count(*) FROM steps s WHERE s.plan_id = p.id)
+                     FROM plans p
+                     WHERE (?1 IS NULL OR p.state = ?1)
+                     ORDER BY p.id DESC
+                     LIMIT ?2",
+                )
+                .map_err(classify)?;
+            let state = filter.state.map(|s| s.to_string());
+            let limit = filter.limit.map(i64::from).unwrap_or(-1);
+            let rows = stmt
+                .query_map(rusqlite::params![state, limit], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, u32>(6)?,
+                    ))
+                })
+                .map_err(classify)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, flow, state, created_at, ended_at, states, steps) = row.map_err(classify)?;
+                let states: Vec<step::State> = states
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(parse_state)
+                    .collect::<Result<_>>()?;
+                out.push(PlanSummary {
+                    id: id.parse().map_err(|e| Error::Corrupt(format!("stored plan id: {e}")))?,
+                    flow,
+                    state: parse_state(&state)?,
+                    // With distinct states, "all success" means the only state is success.
+                    result: Outcome::derive(states),
+                    created_at,
+                    ended_at,
+                    steps,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn history(&self, id: PlanId) -> BoxFuture<Result<Vec<HistoryEntry>>> {
+        self.read(move |conn| {
+            let key = id.to_string();
+            let exists: Option<i64> = conn
+                .query_row("SELECT 1 FROM plans WHERE id = ?1", [&key], |r| r.get(0))
+                .optional()
+                .map_err(classify)?;
+            if exists.is_none() {
+                return Err(Error::NotFound(key));
+            }
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT at, step, from_state, to_state, data FROM events WHERE plan_id = ?1 ORDER BY id",
+                )
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map([&key], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Option<u32>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                })
+                .map_err(classify)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (at, step, from, to, data) = row.map_err(classify)?;
+                out.push(HistoryEntry {
+                    at,
+                    step,
+                    from,
+                    to,
+                    data: data.map(|d| json(&d, "event data")).transpose()?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn resolve_id(&self, text: String) -> BoxFuture<Result<PlanId>> {
+        self.read(move |conn| {
+            if text.is_empty() || !text.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                return Err(Error::NotFound(text));
+            }
+            let mut stmt = conn
+                .prepare_cached("SELECT id FROM plans WHERE id >= ?1 AND id < ?1 || 'g' LIMIT 2")
+                .map_err(classify)?;
+            let ids: Vec<String> = stmt
+                .query_map([text.to_ascii_lowercase()], |r| r.get(0))
+                .map_err(classify)?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(classify)?;
+            match ids.as_slice() {
+                [one] => one.parse().map_err(|e| Error::Corrupt(format!("stored plan id: {e}"))),
+                [] => Err(Error::NotFound(text)),
+                _ => Err(Error::Ambiguous(text)),
+            }
+        })
+    }
+
+    fn acquire_lock(&self, plan: PlanId, owner: String) -> BoxFuture<Result<()>> {
+        self.write(Write::Acquire(plan, owner))
+    }
+
+    fn release_lock(&self, plan: PlanId, owner: Option<String>) -> BoxFuture<Result<()>> {
+        self.write(Write::Release(plan, owner))
+    }
+
+    fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>> {
+        self.read(move |conn| {
+            conn.query_row("SELECT owner FROM locks WHERE plan_id = ?1", [plan.to_string()], |r| r.get(0))
+                .optional()
+                .map_err(classify)
+        })
+    }
+}

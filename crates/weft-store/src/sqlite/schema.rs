@@ -1,0 +1,77 @@
+//! The SQLite schema and its versioned migrations. The version lives in `PRAGMA user_version`.
+
+use crate::{Error, Result};
+use rusqlite::Connection;
+
+/// Migrations in order; migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE plans (
+    id          TEXT PRIMARY KEY,
+    flow_name   TEXT NOT NULL,
+    flow        TEXT NOT NULL,
+    inputs      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    started_at  INTEGER,
+    ended_at    INTEGER,
+    phase       TEXT NOT NULL DEFAULT 'null'
+);
+CREATE INDEX plans_state ON plans(state);
+CREATE TABLE steps (
+    plan_id     TEXT NOT NULL,
+    idx         INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    started_at  INTEGER,
+    ended_at    INTEGER,
+    output      TEXT,
+    failure     TEXT,
+    PRIMARY KEY (plan_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,
+    plan_id     TEXT NOT NULL,
+    step        INTEGER,
+    from_state  TEXT NOT NULL,
+    to_state    TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    data        TEXT
+);
+CREATE INDEX events_plan ON events(plan_id, id);
+CREATE TABLE locks (
+    plan_id     TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    acquired_at INTEGER NOT NULL
+);
+"#];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema up to [`VERSION`], refusing newer and foreign databases.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(super::classify)?;
+    if found > VERSION {
+        return Err(Error::SchemaTooNew { found, supported: VERSION });
+    }
+    if found == 0 {
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .map_err(super::classify)?;
+        if tables > 0 {
+            return Err(Error::Corrupt(
+                "this SQLite file holds tables but is not a weft database".into(),
+            ));
+        }
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction().map_err(super::classify)?;
+        tx.execute_batch(sql).map_err(super::classify)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1).map_err(super::classify)?;
+        tx.commit().map_err(super::classify)?;
+    }
+    Ok(())
+}
