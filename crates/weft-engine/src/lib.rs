@@ -1,1 +1,21 @@
-//! placeholder
+//! weft's engine: runs execution plans durably.
+//!
+//! - [`director`]: the pure decision loop (Dynflow's director). It owns the in-memory view of
+//!   the plans it executes and answers every input — start, work finished, retry due — with
+//!   store changes to persist and work items to run. It does no I/O and reads no clock but the
+//!   one it is given, so it is tested without a database.
+//! - [`engine`]: the thin shell around it: persists the director's changes (write-ahead: a
+//!   step is durable as `running` before it starts, its result before any dependent starts),
+//!   then hands work to the [`executor`], runs timers, and tells observers.
+//! - [`executor`]: runs one work item: a command in its own process group, or a Rust [`Task`].
+//! - [`task`]: the [`Task`] trait and the [`Registry`] of Rust tasks by name and version.
+#![deny(missing_docs)]
+
+pub mod director;
+pub mod engine;
+pub mod executor;
+pub mod task;
+
+pub use director::{PlanEnd, Rescue};
+pub use engine::{Config, Engine, Error, Update};
+pub use task::{task_fn, Context, Registry, RevertContext, Task};

@@ -1,0 +1,173 @@
+//! Taking up a plan from what the store holds: a fresh start, an operator's resume of a
+//! paused plan, or recovery after the process that ran it died.
+//!
+//! After a crash, a step found `running` is re-run if its task is idempotent (with the same
+//! attempt number), and otherwise becomes `error` ("abnormal termination", as in Dynflow) and
+//! the plan pauses for an operator. A step found `reverting` has its revert run again.
+
+use super::run::{Phase, PlanRun, RevertScope, StepRun};
+use super::{Ctx, Rescue, Waiter, Work, WorkItem};
+use std::collections::HashMap;
+use std::sync::Arc;
+use weft_model::plan;
+use weft_model::{step, Failure};
+use weft_store::PlanSnapshot;
+
+impl PlanRun {
+    /// Builds the run of a stored plan and moves it to `running`; refuses, with Dynflow's
+    /// message, a plan that cannot be executed.
+    pub(crate) fn recover(
+        snapshot: PlanSnapshot,
+        rescue: Rescue,
+        waiter: Option<Waiter>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<PlanRun, (String, Option<Waiter>)> {
+        let PlanSnapshot { plan: record, steps } = snapshot;
+        let id = record.id;
+        let was = record.state;
+        match was {
+            plan::State::Planned | plan::State::Paused | plan::State::Running => {}
+            plan::State::Stopped => return Err((format!("cannot execute plan {id}: it's stopped"), waiter)),
+            other => return Err((format!("cannot execute plan {id}: it is {other}"), waiter)),
+        }
+        if steps.len() != record.flow.steps.len() {
+            return Err((format!("cannot execute plan {id}: its stored steps do not match its flow"), waiter));
+        }
+        let flow = Arc::new(record.flow);
+        let dependents = flow.dependents();
+        let mut values: HashMap<String, serde_json::Value> = record.inputs.into_iter().collect();
+        for (i, s) in steps.iter().enumerate() {
+            if s.state == step::State::Success {
+                if let Some(out) = &s.output {
+                    for p in &flow.steps[i].provides {
+                        if let Some(v) = out.get(p) {
+                            values.insert(p.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let phase: Phase = serde_json::from_value(record.phase).unwrap_or_default();
+        let step_runs: Vec<StepRun> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StepRun {
+                state: s.state,
+                attempt: s.attempt,
+                budget_from: 1,
+                started_at: s.started_at,
+                ended_at: s.ended_at,
+                output: s.output.clone(),
+                failure: s.failure.clone(),
+                waiting: flow.steps[i].deps.iter().filter(|&&d| steps[d as usize].state != step::State::Success).count()
+                    as u32,
+                interrupted: false,
+            })
+            .collect();
+        let succeeded = step_runs.iter().filter(|s| s.state == step::State::Success).count();
+        let mut run = PlanRun {
+            id,
+            flow,
+            dependents,
+            state: was,
+            steps: step_runs,
+            values,
+            phase,
+            rescue,
+            pause_requested: false,
+            in_flight: 0,
+            succeeded,
+            waiter,
+            first_failure: None,
+            ended: false,
+        };
+
+        // The plan's own moves: a plan found running was abandoned by a dead process; like
+        // Dynflow's invalidation, it passes through paused.
+        if was == plan::State::Running {
+            run.set_state(plan::State::Paused, ctx);
+        }
+        run.set_state(plan::State::Running, ctx);
+
+        let resumed_by_operator = was == plan::State::Paused;
+        let now = ctx.now;
+        for i in 0..run.steps.len() {
+            match run.steps[i].state {
+                step::State::Running => {
+                    if run.flow.steps[i].idempotent {
+                        run.record(i, step::State::Pending, ctx, |s| s.interrupted = true);
+                    } else {
+                        let f = Failure::new(
+                            "interrupted",
+                            "abnormal termination (previous state: running); the task is not idempotent, so it was not re-run",
+                        );
+                        run.first_failure.get_or_insert_with(|| f.clone());
+                        run.record(i, step::State::Error, ctx, |s| {
+                            s.failure = Some(f);
+                            s.ended_at = Some(now);
+                        });
+                        run.pause_requested = true;
+                    }
+                }
+                step::State::Error if resumed_by_operator && run.phase.revert.is_none() => {
+                    // The operator asked for the failed steps to run again: a fresh budget.
+                    run.steps[i].budget_from = run.steps[i].attempt + 1;
+                }
+                step::State::RevertFailed if resumed_by_operator => {
+                    run.record(i, step::State::Reverting, ctx, |s| s.started_at = Some(now));
+                }
+                _ => {}
+            }
+        }
+        let needs_revert = run.steps.iter().any(|s| s.state == step::State::Reverting);
+        if needs_revert && run.phase.revert.is_none() {
+            let cause = run
+                .steps
+                .iter()
+                .find_map(|s| s.failure.clone().filter(|_| s.state == step::State::Error))
+                .unwrap_or_else(|| Failure::new("recovered", "revert resumed after a restart"));
+            run.phase.revert = Some(RevertScope { subflow: None, cause });
+        }
+        // Re-send reverts that were under way (or that the operator asked to retry).
+        for i in 0..run.steps.len() {
+            if run.steps[i].state == step::State::Reverting {
+                let cause = run.phase.revert.as_ref().map(|r| r.cause.clone()).unwrap_or_else(|| {
+                    Failure::new("recovered", "revert resumed after a restart")
+                });
+                run.in_flight += 1;
+                ctx.push_work(WorkItem {
+                    plan: id,
+                    flow: run.flow.clone(),
+                    step: i as u32,
+                    attempt: run.steps[i].attempt,
+                    inputs: run.inputs(i).unwrap_or_default(),
+                    work: Work::Revert { result: run.steps[i].output.clone(), cause },
+                });
+            }
+        }
+        if run.first_failure.is_none() {
+            run.first_failure = run
+                .steps
+                .iter()
+                .find(|s| s.state == step::State::Error)
+                .and_then(|s| s.failure.clone());
+        }
+        // What can run now.
+        for i in 0..run.steps.len() {
+            let s = &run.steps[i];
+            match s.state {
+                step::State::Pending if s.waiting == 0 => run.mark_ready(i, ctx),
+                step::State::Error if run.phase.revert.is_none() && !run.pause_requested => {
+                    if resumed_by_operator || run.budget_left(i) {
+                        run.mark_ready(i, ctx);
+                    } else {
+                        let f = s.failure.clone().unwrap_or_else(|| Failure::new("error", "failed"));
+                        run.exhausted(i, f, ctx);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(run)
+    }
+}

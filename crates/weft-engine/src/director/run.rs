@@ -1,0 +1,447 @@
+//! One plan under execution: its steps' states, its values, and the decisions that move it —
+//! forward (start, finish, retry), and backward (revert, in reverse dependency order).
+
+use super::{Ctx, PlanEnd, Rescue, Timer, Waiter, Work, WorkItem};
+use crate::director::Input;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use weft_model::flow::{Action, Flow};
+use weft_model::plan::{self, Outcome};
+use weft_model::{step, Failure, Millis, PlanId};
+use weft_store::{Change, StepRecord};
+
+/// The director's bookkeeping that must survive a crash; stored as the plan's `phase`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Phase {
+    /// The revert under way, if any.
+    #[serde(default)]
+    pub revert: Option<RevertScope>,
+    /// Attempts used by each subflow that has been retried (absent: 1).
+    #[serde(default)]
+    pub subflow_attempts: BTreeMap<u32, u32>,
+}
+
+/// What is being reverted and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RevertScope {
+    /// `None`: the whole plan (it ends once reverted); `Some(s)`: subflow `s`, which runs
+    /// again once reverted.
+    pub subflow: Option<u32>,
+    /// The failure that started it.
+    pub cause: Failure,
+}
+
+pub(crate) struct StepRun {
+    pub state: step::State,
+    pub attempt: u32,
+    /// The first attempt of the current retry budget.
+    pub budget_from: u32,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub output: Option<Value>,
+    pub failure: Option<Failure>,
+    /// Dependencies not yet successful.
+    pub waiting: u32,
+    /// Re-run after a crash: the attempt number stays.
+    pub interrupted: bool,
+}
+
+pub(crate) struct PlanRun {
+    pub id: PlanId,
+    pub flow: Arc<Flow>,
+    pub dependents: Vec<Vec<u32>>,
+    pub state: plan::State,
+    pub steps: Vec<StepRun>,
+    pub values: HashMap<String, Value>,
+    pub phase: Phase,
+    pub rescue: Rescue,
+    /// A failure asked for a pause: start nothing new; pause once nothing is in flight.
+    pub pause_requested: bool,
+    /// Work items of this plan in flight.
+    pub in_flight: u32,
+    /// Steps in `success`.
+    pub succeeded: usize,
+    pub waiter: Option<Waiter>,
+    pub first_failure: Option<Failure>,
+    pub ended: bool,
+}
+
+impl PlanRun {
+    /// Moves step `i` to `to` through the state machine, then lets `edit` update its fields,
+    /// and records the change. Returns false (and records a bug) if the move is illegal.
+    pub fn record(&mut self, i: usize, to: step::State, ctx: &mut Ctx<'_>, edit: impl FnOnce(&mut StepRun)) -> bool {
+        let s = &mut self.steps[i];
+        let from = s.state;
+        if let Err(e) = from.transition(to) {
+            ctx.out.illegal.push(format!("plan {} step {}: {e}", self.id, self.flow.steps[i].name));
+            return false;
+        }
+        s.state = to;
+        if from == step::State::Success {
+            self.succeeded -= 1;
+        }
+        if to == step::State::Success {
+            self.succeeded += 1;
+        }
+        edit(s);
+        ctx.out.changes.push(Change::Step {
+            plan: self.id,
+            from,
+            step: StepRecord {
+                index: i as u32,
+                name: String::new(),
+                state: s.state,
+                attempt: s.attempt,
+                started_at: s.started_at,
+                ended_at: s.ended_at,
+                output: s.output.clone(),
+                failure: s.failure.clone(),
+            },
+            at: ctx.now,
+        });
+        true
+    }
+
+    /// Moves the plan to `to`, recording the change.
+    pub fn set_state(&mut self, to: plan::State, ctx: &mut Ctx<'_>) -> bool {
+        match self.state.transition(to) {
+            Ok(_) => {
+                ctx.out.changes.push(Change::Plan { plan: self.id, from: self.state, to, at: ctx.now });
+                self.state = to;
+                true
+            }
+            Err(e) => {
+                ctx.out.illegal.push(format!("plan {}: {e}", self.id));
+                false
+            }
+        }
+    }
+
+    pub fn persist_phase(&self, ctx: &mut Ctx<'_>) {
+        let phase = serde_json::to_value(&self.phase).unwrap_or(Value::Null);
+        ctx.out.changes.push(Change::Phase { plan: self.id, phase });
+    }
+
+    fn in_subflow(&self, subflow: u32, i: usize) -> bool {
+        self.flow.subflows[subflow as usize].steps.contains(&(i as u32))
+    }
+
+    fn in_scope(&self, scope: &RevertScope, i: usize) -> bool {
+        scope.subflow.is_none_or(|s| self.in_subflow(s, i))
+    }
+
+    /// Whether step `i` may start now.
+    fn can_start(&self, i: usize) -> bool {
+        self.state == plan::State::Running
+            && !self.pause_requested
+            && !self.ended
+            && self.phase.revert.as_ref().is_none_or(|scope| !self.in_scope(scope, i))
+    }
+
+    pub fn mark_ready(&self, i: usize, ctx: &mut Ctx<'_>) {
+        if self.can_start(i) {
+            ctx.ready.push_back((self.id, i as u32));
+        }
+    }
+
+    pub fn budget_left(&self, i: usize) -> bool {
+        let s = &self.steps[i];
+        s.attempt + 1 - s.budget_from.min(s.attempt + 1) < self.flow.steps[i].retry.attempts
+    }
+
+    /// The values step `i` requires, or the name of one that is missing.
+    pub fn inputs(&self, i: usize) -> Result<Map<String, Value>, String> {
+        let def = &self.flow.steps[i];
+        let mut out = Map::new();
+        for name in &def.requires {
+            let v = self.values.get(name).or_else(|| def.defaults.get(name)).ok_or_else(|| name.clone())?;
+            out.insert(name.clone(), v.clone());
+        }
+        Ok(out)
+    }
+
+    /// Starts step `i` if it is still startable (it came off the ready queue).
+    pub fn start(&mut self, i: usize, ctx: &mut Ctx<'_>) {
+        let s = &self.steps[i];
+        let startable = match s.state {
+            step::State::Pending => s.waiting == 0,
+            step::State::Error => true,
+            _ => false,
+        };
+        if !startable || !self.can_start(i) {
+            return;
+        }
+        let inputs = match self.inputs(i) {
+            Ok(inputs) => inputs,
+            Err(missing) => {
+                let f = Failure::new("missing_input", format!("required value `{missing}` is not available"));
+                let to_error = self.steps[i].state != step::State::Error;
+                if to_error {
+                    let now = ctx.now;
+                    self.record(i, step::State::Error, ctx, |s| {
+                        s.failure = Some(f.clone());
+                        s.ended_at = Some(now);
+                    });
+                }
+                self.exhausted(i, f, ctx);
+                return;
+            }
+        };
+        let attempt = if s.interrupted { s.attempt.max(1) } else { s.attempt + 1 };
+        let now = ctx.now;
+        if !self.record(i, step::State::Running, ctx, |s| {
+            s.attempt = attempt;
+            s.started_at = Some(now);
+            s.ended_at = None;
+            s.output = None;
+            s.failure = None;
+            s.interrupted = false;
+        }) {
+            return;
+        }
+        self.in_flight += 1;
+        ctx.push_work(WorkItem {
+            plan: self.id,
+            flow: self.flow.clone(),
+            step: i as u32,
+            attempt,
+            inputs,
+            work: Work::Execute,
+        });
+    }
+
+    /// An execution reported back.
+    pub fn executed(&mut self, i: usize, attempt: u32, result: Result<Value, Failure>, ctx: &mut Ctx<'_>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let s = &self.steps[i];
+        if s.state != step::State::Running || s.attempt != attempt {
+            return; // a stale report
+        }
+        let now = ctx.now;
+        match result {
+            Ok(output) => {
+                for p in &self.flow.steps[i].provides {
+                    if let Some(v) = output.get(p) {
+                        self.values.insert(p.clone(), v.clone());
+                    }
+                }
+                self.record(i, step::State::Success, ctx, |s| {
+                    s.output = Some(output);
+                    s.ended_at = Some(now);
+                });
+                for d in self.dependents[i].clone() {
+                    let dep = &mut self.steps[d as usize];
+                    dep.waiting = dep.waiting.saturating_sub(1);
+                    if dep.waiting == 0 && dep.state == step::State::Pending {
+                        self.mark_ready(d as usize, ctx);
+                    }
+                }
+            }
+            Err(failure) => {
+                self.record(i, step::State::Error, ctx, |s| {
+                    s.failure = Some(failure.clone());
+                    s.ended_at = Some(now);
+                });
+                if self.can_start(i) && self.budget_left(i) {
+                    let s = &self.steps[i];
+                    let retry_no = s.attempt + 1 - s.budget_from.min(s.attempt);
+                    let after = self.flow.steps[i].retry.delay_before(retry_no.max(1), ctx.jitter());
+                    ctx.out.timers.push(Timer { after, input: Input::RetryDue { plan: self.id, step: i as u32 } });
+                } else {
+                    self.exhausted(i, failure, ctx);
+                }
+            }
+        }
+    }
+
+    /// A retry's delay has passed.
+    pub fn retry_due(&mut self, i: usize, ctx: &mut Ctx<'_>) {
+        let s = &self.steps[i];
+        let due = s.state == step::State::Error || (s.state == step::State::Pending && s.waiting == 0);
+        if due {
+            self.mark_ready(i, ctx);
+        }
+    }
+
+    /// Step `i` failed for good: retry its subflow, or rescue the plan.
+    pub fn exhausted(&mut self, i: usize, failure: Failure, ctx: &mut Ctx<'_>) {
+        if self.first_failure.is_none() {
+            self.first_failure = Some(failure.clone());
+        }
+        match &self.phase.revert {
+            Some(scope) if scope.subflow.is_none() => return,
+            Some(scope) if self.in_scope(scope, i) => return,
+            Some(_) => {}
+            None => {
+                for s in self.flow.subflow_chain(i) {
+                    let used = self.phase.subflow_attempts.get(&s).copied().unwrap_or(1);
+                    if used < self.flow.subflows[s as usize].retry.attempts {
+                        self.phase.revert = Some(RevertScope { subflow: Some(s), cause: failure });
+                        self.persist_phase(ctx);
+                        return;
+                    }
+                }
+            }
+        }
+        match self.rescue {
+            Rescue::Revert => {
+                self.phase.revert = Some(RevertScope { subflow: None, cause: failure });
+                self.persist_phase(ctx);
+            }
+            Rescue::Pause => self.pause_requested = true,
+        }
+    }
+
+    /// A revert reported back.
+    pub fn reverted(&mut self, i: usize, result: Result<(), Failure>, ctx: &mut Ctx<'_>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.steps[i].state != step::State::Reverting {
+            return;
+        }
+        let now = ctx.now;
+        match result {
+            Ok(()) => self.record(i, step::State::Reverted, ctx, |s| s.ended_at = Some(now)),
+            Err(f) => self.record(i, step::State::RevertFailed, ctx, |s| {
+                s.failure = Some(f.clone().with_kind("revert"));
+                s.ended_at = Some(now);
+            }),
+        };
+    }
+
+    /// Decides what follows from the plan's current state: finish, pause, or revert more.
+    pub fn progress(&mut self, ctx: &mut Ctx<'_>) {
+        if self.ended || self.state != plan::State::Running {
+            return;
+        }
+        match self.phase.revert.clone() {
+            None => {
+                if self.pause_requested {
+                    if self.in_flight == 0 {
+                        self.end(plan::State::Paused, ctx);
+                    }
+                } else if self.succeeded == self.steps.len() {
+                    self.end(plan::State::Stopped, ctx);
+                }
+            }
+            Some(scope) => self.advance_revert(&scope, ctx),
+        }
+    }
+
+    fn has_revert(&self, i: usize) -> bool {
+        match &self.flow.steps[i].action {
+            Action::Command(c) => c.revert.is_some(),
+            Action::Task { .. } => true,
+        }
+    }
+
+    /// Reverts what can be reverted now: successful steps in scope none of whose dependents
+    /// still stand (succeeded, running or reverting). Independent branches go in parallel.
+    fn advance_revert(&mut self, scope: &RevertScope, ctx: &mut Ctx<'_>) {
+        let members: Vec<usize> = match scope.subflow {
+            None => (0..self.steps.len()).collect(),
+            Some(s) => self.flow.subflows[s as usize].steps.iter().map(|&i| i as usize).collect(),
+        };
+        // Let running executions finish first.
+        if members.iter().any(|&i| self.steps[i].state == step::State::Running) {
+            return;
+        }
+        loop {
+            let mut cascaded = false;
+            for &i in members.iter().rev() {
+                if self.steps[i].state != step::State::Success {
+                    continue;
+                }
+                let blocked = self.dependents[i].iter().any(|&d| {
+                    matches!(
+                        self.steps[d as usize].state,
+                        step::State::Success
+                            | step::State::Running
+                            | step::State::Reverting
+                            | step::State::RevertFailed
+                            | step::State::Suspended
+                    )
+                });
+                if blocked {
+                    continue;
+                }
+                let now = ctx.now;
+                if self.has_revert(i) {
+                    let inputs = self.inputs(i).unwrap_or_default();
+                    let result = self.steps[i].output.clone();
+                    if self.record(i, step::State::Reverting, ctx, |s| s.started_at = Some(now)) {
+                        self.in_flight += 1;
+                        ctx.push_work(WorkItem {
+                            plan: self.id,
+                            flow: self.flow.clone(),
+                            step: i as u32,
+                            attempt: self.steps[i].attempt,
+                            inputs,
+                            work: Work::Revert { result, cause: scope.cause.clone() },
+                        });
+                    }
+                } else {
+                    self.record(i, step::State::Reverted, ctx, |s| s.ended_at = Some(now));
+                    cascaded = true;
+                }
+            }
+            if !cascaded {
+                break;
+            }
+        }
+        if members.iter().any(|&i| self.steps[i].state == step::State::Reverting) {
+            return;
+        }
+        if members.iter().any(|&i| self.steps[i].state == step::State::RevertFailed) {
+            self.end(plan::State::Paused, ctx);
+            return;
+        }
+        match scope.subflow {
+            None => self.end(plan::State::Stopped, ctx),
+            Some(s) => self.restart_subflow(s, &members, ctx),
+        }
+    }
+
+    /// A subflow was reverted for a retry: everything in it goes back to pending and runs again.
+    fn restart_subflow(&mut self, s: u32, members: &[usize], ctx: &mut Ctx<'_>) {
+        for &i in members {
+            if matches!(self.steps[i].state, step::State::Error | step::State::Reverted) {
+                self.record(i, step::State::Pending, ctx, |st| {
+                    st.budget_from = st.attempt + 1;
+                    st.output = None;
+                });
+            }
+        }
+        for &i in members {
+            let waiting =
+                self.flow.steps[i].deps.iter().filter(|&&d| self.steps[d as usize].state != step::State::Success).count();
+            self.steps[i].waiting = waiting as u32;
+        }
+        let used = self.phase.subflow_attempts.get(&s).copied().unwrap_or(1);
+        self.phase.subflow_attempts.insert(s, used + 1);
+        self.phase.revert = None;
+        self.persist_phase(ctx);
+        let after = self.flow.subflows[s as usize].retry.delay_before(used, ctx.jitter());
+        for &i in members {
+            if self.steps[i].state == step::State::Pending && self.steps[i].waiting == 0 {
+                ctx.out.timers.push(Timer { after, input: Input::RetryDue { plan: self.id, step: i as u32 } });
+            }
+        }
+    }
+
+    /// Ends the plan's execution here in `state` (`stopped` or `paused`).
+    pub fn end(&mut self, state: plan::State, ctx: &mut Ctx<'_>) {
+        if !self.set_state(state, ctx) {
+            return;
+        }
+        self.ended = true;
+        let end = PlanEnd {
+            plan: self.id,
+            state,
+            outcome: Outcome::derive(self.steps.iter().map(|s| s.state)),
+            failure: self.first_failure.clone(),
+        };
+        ctx.out.ended.push((end, self.waiter.take()));
+    }
+}

@@ -1,0 +1,395 @@
+//! The director, driven without a store, a clock or processes: a harness plays executor and
+//! store, checking that every change the director emits starts from the state it last set.
+
+use super::*;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use weft_model::flow::{Action, Command, FlowBuilder, Retry};
+use weft_model::step::State as S;
+use weft_store::{NewPlan, PlanRecord, StepRecord};
+
+struct Harness {
+    director: Director,
+    plan: PlanRecord,
+    steps: Vec<StepRecord>,
+    /// Work handed out and not yet answered.
+    work: Vec<WorkItem>,
+    timers: Vec<Input>,
+    ended: Option<PlanEnd>,
+    refused: Option<String>,
+    now: Millis,
+    /// Every execution started, by step name, in order.
+    log: Vec<String>,
+}
+
+fn command_flow(flow: Flow) -> Flow {
+    flow
+}
+
+impl Harness {
+    fn new(flow: Flow, limit: usize) -> Self {
+        let new = NewPlan {
+            id: PlanId::new(),
+            flow,
+            inputs: BTreeMap::new(),
+            state: plan::State::Planned,
+            created_at: 0,
+        };
+        let (plan, steps) = new.records();
+        Harness {
+            director: Director::new(limit, 7),
+            plan,
+            steps,
+            work: Vec::new(),
+            timers: Vec::new(),
+            ended: None,
+            refused: None,
+            now: 0,
+            log: Vec::new(),
+        }
+    }
+
+    fn start(&mut self, rescue: Rescue) {
+        let snapshot = PlanSnapshot { plan: self.plan.clone(), steps: self.steps.clone() };
+        self.feed(Input::Start { snapshot: Box::new(snapshot), rescue, waiter: None });
+    }
+
+    /// Feeds one input and applies what comes out, as the store and dispatcher would.
+    fn feed(&mut self, input: Input) {
+        self.now += 1;
+        self.director.handle(input, self.now);
+        let actions = self.director.take();
+        assert!(actions.illegal.is_empty(), "illegal transitions: {:?}", actions.illegal);
+        for c in actions.changes {
+            match c {
+                Change::Plan { from, to, .. } => {
+                    assert_eq!(self.plan.state, from, "plan change from a stale state");
+                    self.plan.state = to;
+                }
+                Change::Step { from, step, .. } => {
+                    let cur = &mut self.steps[step.index as usize];
+                    assert_eq!(cur.state, from, "step {} change from a stale state", cur.name);
+                    assert!(from.allows(step.state));
+                    let name = cur.name.clone();
+                    *cur = StepRecord { name, ..step };
+                }
+                Change::Phase { phase, .. } => self.plan.phase = phase,
+            }
+        }
+        for w in &actions.work {
+            if matches!(w.work, Work::Execute) {
+                self.log.push(self.steps[w.step as usize].name.clone());
+            } else {
+                self.log.push(format!("revert {}", self.steps[w.step as usize].name));
+            }
+        }
+        self.work.extend(actions.work);
+        self.timers.extend(actions.timers.into_iter().map(|t| t.input));
+        if let Some((end, _)) = actions.ended.into_iter().next() {
+            self.ended = Some(end);
+        }
+        if let Some((_, reason, _)) = actions.refused.into_iter().next() {
+            self.refused = Some(reason);
+        }
+    }
+
+    /// Answers work item `k` (by position) with `ok`.
+    fn answer(&mut self, k: usize, ok: bool) {
+        let item = self.work.remove(k);
+        let input = match item.work {
+            Work::Execute => Input::Executed {
+                plan: item.plan,
+                step: item.step,
+                attempt: item.attempt,
+                result: if ok { Ok(serde_json::json!({"v": item.step})) } else { Err(Failure::new("boom", "failed")) },
+            },
+            Work::Revert { .. } => Input::Reverted {
+                plan: item.plan,
+                step: item.step,
+                result: if ok { Ok(()) } else { Err(Failure::new("boom", "revert failed")) },
+            },
+        };
+        self.feed(input);
+    }
+
+    /// Runs until nothing is left, answering with `decide(step name, is_revert)`.
+    fn run(&mut self, mut decide: impl FnMut(&str, bool) -> bool) {
+        for _ in 0..10_000 {
+            if let Some(item) = self.work.first() {
+                let name = self.steps[item.step as usize].name.clone();
+                let ok = decide(&name, matches!(item.work, Work::Revert { .. }));
+                self.answer(0, ok);
+            } else if !self.timers.is_empty() {
+                let t = self.timers.remove(0);
+                self.feed(t);
+            } else {
+                return;
+            }
+        }
+        panic!("the plan never settled");
+    }
+
+    fn state_of(&self, name: &str) -> S {
+        self.steps.iter().find(|s| s.name == name).map(|s| s.state).expect("step exists")
+    }
+}
+
+fn with_reverts(mut flow: Flow) -> Flow {
+    for s in &mut flow.steps {
+        s.action = Action::Command(Command {
+            run: vec!["true".into()],
+            revert: Some(vec!["true".into()]),
+            env: BTreeMap::new(),
+            cwd: None,
+        });
+    }
+    command_flow(flow)
+}
+
+fn linear(n: usize) -> Flow {
+    let mut b = FlowBuilder::linear("linear");
+    for i in 0..n {
+        b = b.task(format!("s{i}"), "noop", "1", |t| t);
+    }
+    b.build().expect("valid")
+}
+
+#[test]
+fn a_linear_flow_runs_in_order_and_succeeds() {
+    let mut h = Harness::new(linear(4), 8);
+    h.start(Rescue::Revert);
+    assert_eq!(h.work.len(), 1, "only the first step is ready");
+    h.run(|_, _| true);
+    assert_eq!(h.log, ["s0", "s1", "s2", "s3"]);
+    let end = h.ended.clone().expect("ended");
+    assert_eq!((end.state, end.outcome), (plan::State::Stopped, Outcome::Success));
+}
+
+#[test]
+fn parallelism_bounds_the_work_in_flight() {
+    let flow = FlowBuilder::unordered("u")
+        .task("a", "noop", "1", |t| t)
+        .task("b", "noop", "1", |t| t)
+        .task("c", "noop", "1", |t| t)
+        .build()
+        .expect("valid");
+    let mut h = Harness::new(flow, 2);
+    h.start(Rescue::Revert);
+    assert_eq!(h.work.len(), 2);
+    h.answer(0, true);
+    assert_eq!(h.work.len(), 2, "a freed slot is refilled");
+}
+
+#[test]
+fn a_failure_reverts_completed_steps_in_reverse_order() {
+    let mut h = Harness::new(with_reverts(linear(4)), 8);
+    h.start(Rescue::Revert);
+    h.run(|name, revert| revert || name != "s3");
+    assert_eq!(h.log, ["s0", "s1", "s2", "s3", "revert s2", "revert s1", "revert s0"]);
+    let end = h.ended.clone().expect("ended");
+    assert_eq!((end.state, end.outcome), (plan::State::Stopped, Outcome::Error));
+    assert_eq!(h.state_of("s3"), S::Error);
+    assert_eq!(h.state_of("s0"), S::Reverted);
+}
+
+#[test]
+fn running_siblings_finish_before_the_revert_starts() {
+    let flow = with_reverts(
+        FlowBuilder::unordered("u").task("a", "noop", "1", |t| t).task("b", "noop", "1", |t| t).build().expect("valid"),
+    );
+    let mut h = Harness::new(flow, 8);
+    h.start(Rescue::Revert);
+    assert_eq!(h.work.len(), 2);
+    h.answer(0, false); // a fails while b runs
+    assert!(h.work.iter().all(|w| matches!(w.work, Work::Execute)), "no revert while b runs");
+    h.answer(0, true); // b succeeds, and is then reverted
+    assert!(matches!(h.work[0].work, Work::Revert { .. }));
+    h.run(|_, _| true);
+    assert_eq!(h.state_of("b"), S::Reverted);
+}
+
+#[test]
+fn a_failing_revert_pauses_the_plan_and_a_resume_retries_it() {
+    let mut h = Harness::new(with_reverts(linear(3)), 8);
+    h.start(Rescue::Revert);
+    h.run(|name, revert| !(name == "s2" && !revert) && !(name == "s1" && revert));
+    let end = h.ended.take().expect("ended");
+    assert_eq!(end.state, plan::State::Paused);
+    assert_eq!(h.state_of("s1"), S::RevertFailed);
+    assert_eq!(h.state_of("s0"), S::Success, "s0 waits behind the failed revert");
+    // The operator resumes: the revert is retried, then the rest is reverted.
+    h.director = Director::new(8, 7);
+    h.start(Rescue::Revert);
+    h.run(|_, _| true);
+    let end = h.ended.clone().expect("ended");
+    assert_eq!((end.state, end.outcome), (plan::State::Stopped, Outcome::Error));
+    assert_eq!(h.state_of("s0"), S::Reverted);
+}
+
+#[test]
+fn retries_wait_for_their_timer_then_run_again() {
+    let flow = FlowBuilder::linear("r")
+        .task("flaky", "noop", "1", |t| {
+            t.retry(Retry { attempts: 3, ..Retry::default() })
+        })
+        .build()
+        .expect("valid");
+    let mut h = Harness::new(flow, 8);
+    h.start(Rescue::Revert);
+    h.answer(0, false);
+    assert!(h.work.is_empty() && h.timers.len() == 1, "a retry waits for its delay");
+    let t = h.timers.remove(0);
+    h.feed(t);
+    assert_eq!(h.work[0].attempt, 2);
+    h.answer(0, false);
+    let t = h.timers.remove(0);
+    h.feed(t);
+    assert_eq!(h.work[0].attempt, 3);
+    h.answer(0, true);
+    assert_eq!(h.ended.expect("ended").outcome, Outcome::Success);
+}
+
+#[test]
+fn pause_rescue_pauses_with_the_failure() {
+    let mut h = Harness::new(linear(2), 8);
+    h.start(Rescue::Pause);
+    h.answer(0, false);
+    let end = h.ended.clone().expect("ended");
+    assert_eq!((end.state, end.outcome), (plan::State::Paused, Outcome::Error));
+    assert_eq!(end.failure.map(|f| f.message), Some("failed".into()));
+}
+
+#[test]
+fn after_a_crash_an_idempotent_running_step_reruns_with_the_same_attempt() {
+    let mut h = Harness::new(linear(2), 8);
+    h.start(Rescue::Revert);
+    assert_eq!(h.work[0].attempt, 1);
+    // The process dies: its work is lost; a new director takes the stored plan.
+    h.work.clear();
+    h.director = Director::new(8, 7);
+    h.start(Rescue::Revert);
+    assert_eq!(h.work.len(), 1);
+    assert_eq!(h.work[0].attempt, 1, "same attempt");
+    h.run(|_, _| true);
+    assert_eq!(h.ended.expect("ended").outcome, Outcome::Success);
+}
+
+#[test]
+fn after_a_crash_a_non_idempotent_running_step_errors_and_the_plan_pauses() {
+    let flow = FlowBuilder::linear("n").task("once", "noop", "1", |t| t.idempotent(false)).build().expect("valid");
+    let mut h = Harness::new(flow, 8);
+    h.start(Rescue::Revert);
+    h.work.clear();
+    h.director = Director::new(8, 7);
+    h.start(Rescue::Revert);
+    assert!(h.work.is_empty(), "not re-run");
+    let end = h.ended.take().expect("ended");
+    assert_eq!(end.state, plan::State::Paused);
+    assert_eq!(h.state_of("once"), S::Error);
+    assert!(end.failure.expect("failure").message.contains("abnormal termination"));
+    // An operator's resume re-runs it.
+    h.director = Director::new(8, 7);
+    h.start(Rescue::Revert);
+    assert_eq!(h.work.len(), 1);
+    h.run(|_, _| true);
+    assert_eq!(h.ended.expect("ended").outcome, Outcome::Success);
+}
+
+#[test]
+fn a_stopped_plan_is_refused_with_dynflows_message() {
+    let mut h = Harness::new(linear(1), 8);
+    h.start(Rescue::Revert);
+    h.run(|_, _| true);
+    h.director = Director::new(8, 7);
+    h.start(Rescue::Revert);
+    assert!(h.refused.expect("refused").ends_with("it's stopped"));
+}
+
+#[test]
+fn a_plan_already_running_is_refused() {
+    let mut h = Harness::new(linear(2), 8);
+    h.start(Rescue::Revert);
+    h.plan.state = plan::State::Planned;
+    h.start(Rescue::Revert);
+    assert!(h.refused.expect("refused").ends_with("it's already running"));
+}
+
+#[test]
+fn a_failed_subflow_is_reverted_and_run_again() {
+    let inner = FlowBuilder::linear("inner").task("x", "noop", "1", |t| t).task("y", "noop", "1", |t| t);
+    let flow = FlowBuilder::linear("outer")
+        .task("first", "noop", "1", |t| t)
+        .subflow("sub", inner, |t| t.retry(Retry { attempts: 2, ..Retry::default() }))
+        .task("last", "noop", "1", |t| t)
+        .build()
+        .expect("valid");
+    let mut h = Harness::new(flow, 8);
+    h.start(Rescue::Revert);
+    let mut failed_once = false;
+    h.run(|name, _| {
+        if name == "sub/y" && !failed_once {
+            failed_once = true;
+            return false;
+        }
+        true
+    });
+    assert_eq!(h.log, ["first", "sub/x", "sub/y", "revert sub/x", "sub/x", "sub/y", "last"]);
+    assert_eq!(h.ended.expect("ended").outcome, Outcome::Success);
+}
+
+/// A random DAG: step i may depend on any earlier step.
+fn random_flow(edges: &[(usize, usize)], n: usize, attempts: &[u32]) -> Flow {
+    let mut b = FlowBuilder::graph("random");
+    for i in 0..n {
+        let after: Vec<String> = edges.iter().filter(|(a, b)| *b == i && *a < i).map(|(a, _)| format!("s{a}")).collect();
+        let retry = Retry { attempts: attempts[i % attempts.len()], ..Retry::default() };
+        b = b.task(format!("s{i}"), "noop", "1", move |t| t.after(after).retry(retry));
+    }
+    with_reverts(b.build().expect("valid"))
+}
+
+proptest! {
+    /// Random flows, random failures, random completion order: the director never takes an
+    /// illegal transition, never emits a change from a stale state (checked by the harness),
+    /// and always settles in a state that agrees with the steps.
+    #[test]
+    fn random_runs_settle_consistently(
+        n in 1usize..10,
+        edges in proptest::collection::vec((0usize..10, 0usize..10), 0..20),
+        attempts in proptest::collection::vec(1u32..3, 1..4),
+        outcomes in proptest::collection::vec(proptest::bool::weighted(0.8), 64),
+        picks in proptest::collection::vec(0usize..8, 64),
+        limit in 1usize..4,
+        rescue_pause in proptest::bool::ANY,
+    ) {
+        let mut h = Harness::new(random_flow(&edges, n, &attempts), limit);
+        h.start(if rescue_pause { Rescue::Pause } else { Rescue::Revert });
+        let mut k = 0;
+        for _ in 0..10_000 {
+            if !h.work.is_empty() {
+                let pick = picks[k % picks.len()] % h.work.len();
+                let ok = outcomes[k % outcomes.len()];
+                k += 1;
+                h.answer(pick, ok);
+            } else if !h.timers.is_empty() {
+                let t = h.timers.remove(0);
+                h.feed(t);
+            } else {
+                break;
+            }
+        }
+        let end = h.ended.clone().expect("the plan settled");
+        let states: Vec<S> = h.steps.iter().map(|s| s.state).collect();
+        prop_assert_eq!(end.outcome, Outcome::derive(states.iter().copied()));
+        prop_assert!(!states.contains(&S::Running) && !states.contains(&S::Reverting));
+        match (end.state, end.outcome) {
+            (plan::State::Stopped, Outcome::Success) => prop_assert!(states.iter().all(|s| *s == S::Success)),
+            (plan::State::Stopped, Outcome::Error) => {
+                prop_assert!(!rescue_pause);
+                prop_assert!(!states.contains(&S::Success), "everything completed was reverted");
+            }
+            (plan::State::Paused, _) => prop_assert!(states.contains(&S::Error) || states.contains(&S::RevertFailed)),
+            other => prop_assert!(false, "unexpected end {:?}", other),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The shell around the director: the only place where its decisions meet I/O.
+//!
+//! One task owns the [`Director`]. It takes inputs in batches, lets the director decide, hands
+//! the changes to the store (which submits them at once, in order), and queues the rest behind
+//! the store's acknowledgement. A second task, the dispatcher, waits for each acknowledgement
+//! in turn and only then starts the work, sets the timers and tells waiters and observers —
+//! so nothing runs before its `running` is durable, and no dependent starts before the result
+//! it depends on is.
+
+use crate::director::{Actions, Director, Input, PlanEnd, Rescue};
+use crate::executor::Executor;
+use crate::task::Registry;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Waker};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use weft_model::plan;
+use weft_model::{now_millis, PlanId};
+use weft_store::{BoxFuture, Change, SharedStore, StepRecord};
+
+/// The most inputs the director takes before it persists what it decided.
+const MAX_INPUTS_PER_BATCH: usize = 4096;
+/// How many updates an observer may fall behind before it misses some.
+const UPDATE_BUFFER: usize = 65_536;
+
+/// How an engine runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The most steps running at once (default: CPUs × 4).
+    pub parallelism: usize,
+    /// Who this engine is when it takes execution locks.
+    pub owner: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Config { parallelism: cpus * 4, owner: format!("pid:{}", std::process::id()) }
+    }
+}
+
+/// Why an execution could not go ahead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] weft_store::Error),
+    /// The director refused the plan (Dynflow's reasons: already running, stopped, …).
+    #[error("{0}")]
+    Refused(String),
+    /// The engine stopped before the plan ended.
+    #[error("the engine stopped before the plan ended")]
+    Stopped,
+}
+
+/// A durable change, told to observers once it is persisted.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// A step changed.
+    Step {
+        /// The plan.
+        plan: PlanId,
+        /// The step's new record (its `name` is empty; look it up in the flow).
+        step: StepRecord,
+    },
+    /// A plan changed state.
+    Plan {
+        /// The plan.
+        plan: PlanId,
+        /// Its new state.
+        state: plan::State,
+    },
+}
+
+/// A running engine: a director, a dispatcher, and an executor.
+#[derive(Clone)]
+pub struct Engine {
+    inbox: mpsc::UnboundedSender<Input>,
+    updates: broadcast::Sender<Update>,
+    store: SharedStore,
+    config: Arc<Config>,
+}
+
+/// What the dispatcher does once a batch is durable.
+struct Batch {
+    ack: BoxFuture<weft_store::Result<()>>,
+    actions: Actions,
+    updates: Vec<Update>,
+    plans: Vec<PlanId>,
+}
+
+impl Engine {
+    /// Starts an engine on the current tokio runtime.
+    pub fn start(store: SharedStore, registry: Arc<Registry>, config: Config) -> Engine {
+        let (inbox, rx) = mpsc::unbounded_channel();
+        let (updates, _) = broadcast::channel(UPDATE_BUFFER);
+        let (batches_tx, batches_rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let seed = now_millis() as u64 ^ u64::from(std::process::id()) << 32;
+        let director = Director::new(config.parallelism, seed);
+        let shell = Shell {
+            store: store.clone(),
+            executor: Executor::new(registry),
+            inbox: inbox.clone(),
+            updates: updates.clone(),
+            queued: queued.clone(),
+        };
+        tokio::spawn(shell.clone().director_loop(director, rx, batches_tx));
+        tokio::spawn(shell.dispatcher(batches_rx));
+        Engine { inbox, updates, store, config: Arc::new(config) }
+    }
+
+    /// The store it persists to.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// Durable changes as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.updates.subscribe()
+    }
+
+    /// Executes (or resumes) a stored plan until it stops or pauses, holding its execution
+    /// lock throughout.
+    pub async fn execute(&self, plan: PlanId, rescue: Rescue) -> Result<PlanEnd, Error> {
+        let owner = self.config.owner.clone();
+        self.store.acquire_lock(plan, owner.clone()).await?;
+        let result = self.execute_locked(plan, rescue).await;
+        // A failed release leaves a lock whose owner is gone; the next resume clears it.
+        let _ = self.store.release_lock(plan, Some(owner)).await;
+        result
+    }
+
+    async fn execute_locked(&self, plan: PlanId, rescue: Rescue) -> Result<PlanEnd, Error> {
+        let snapshot = self.store.load_plan(plan).await?;
+        let (tx, rx) = oneshot::channel();
+        self.inbox
+            .send(Input::Start { snapshot: Box::new(snapshot), rescue, waiter: Some(tx) })
+            .map_err(|_| Error::Stopped)?;
+        match rx.await {
+            Ok(Ok(end)) => Ok(end),
+            Ok(Err(reason)) => Err(Error::Refused(reason)),
+            Err(_) => Err(Error::Stopped),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Shell {
+    store: SharedStore,
+    executor: Executor,
+    inbox: mpsc::UnboundedSender<Input>,
+    updates: broadcast::Sender<Update>,
+    /// Batches handed to the dispatcher and not yet dispatched.
+    queued: Arc<AtomicUsize>,
+}
+
+/// Polls a future once; `Some` if it was ready.
+fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    match fut.as_mut().poll(&mut TaskContext::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
+
+impl Shell {
+    async fn director_loop(
+        self,
+        mut director: Director,
+        mut rx: mpsc::UnboundedReceiver<Input>,
+        batches: mpsc::UnboundedSender<Batch>,
+    ) {
+        while let Some(first) = rx.recv().await {
+            let now = now_millis();
+            director.handle(first, now);
+            for _ in 1..MAX_INPUTS_PER_BATCH {
+                match rx.try_recv() {
+                    Ok(input) => director.handle(input, now),
+                    Err(_) => break,
+                }
+            }
+            let mut actions = director.take();
+            for bug in actions.illegal.drain(..) {
+                tracing::error!("director bug: {bug}");
+            }
+            if actions.is_empty() {
+                continue;
+            }
+            let changes = std::mem::take(&mut actions.changes);
+            let mut plans: Vec<PlanId> = changes.iter().map(Change::plan).collect();
+            plans.dedup();
+            let updates = if self.updates.receiver_count() > 0 { to_updates(&changes) } else { Vec::new() };
+            let mut ack = self.store.apply(changes);
+            // Fast path: nothing queued ahead and the store answered at once (in-memory).
+            if self.queued.load(Ordering::Acquire) == 0 {
+                match now_or_never(&mut ack) {
+                    Some(result) => {
+                        self.finish(result, actions, updates, plans);
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            self.queued.fetch_add(1, Ordering::AcqRel);
+            if batches.send(Batch { ack, actions, updates, plans }).is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn dispatcher(self, mut batches: mpsc::UnboundedReceiver<Batch>) {
+        while let Some(batch) = batches.recv().await {
+            let result = batch.ack.await;
+            self.finish(result, batch.actions, batch.updates, batch.plans);
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Acts on a batch whose changes were persisted (or failed to be).
+    fn finish(&self, result: weft_store::Result<()>, actions: Actions, updates: Vec<Update>, plans: Vec<PlanId>) {
+        let Actions { work, timers, ended, refused, .. } = actions;
+        for (_, reason, waiter) in refused {
+            if let Some(w) = waiter {
+                let _ = w.send(Err(reason));
+            }
+        }
+        if let Err(e) = result {
+            tracing::error!("persisting a batch failed: {e}");
+            for (end, waiter) in ended {
+                if let Some(w) = waiter {
+                    let _ = w.send(Err(format!("plan {} ended, but the store failed: {e}", end.plan)));
+                }
+            }
+            let _ = self.inbox.send(Input::PersistFailed { plans, error: e.to_string() });
+            return;
+        }
+        for u in updates {
+            let _ = self.updates.send(u);
+        }
+        for item in work {
+            let executor = self.executor.clone();
+            let inbox = self.inbox.clone();
+            tokio::spawn(async move {
+                let input = executor.run(item).await;
+                let _ = inbox.send(input);
+            });
+        }
+        for timer in timers {
+            let inbox = self.inbox.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(timer.after).await;
+                let _ = inbox.send(timer.input);
+            });
+        }
+        for (end, waiter) in ended {
+            if let Some(w) = waiter {
+                let _ = w.send(Ok(end));
+            }
+        }
+    }
+}
+
+fn to_updates(changes: &[Change]) -> Vec<Update> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Step { plan, step, .. } => Some(Update::Step { plan: *plan, step: step.clone() }),
+            Change::Plan { plan, to, .. } => Some(Update::Plan { plan: *plan, state: *to }),
+            Change::Phase { .. } => None,
+        })
+        .collect()
+}

@@ -1,0 +1,247 @@
+//! Runs one work item and reports how it went, as the director's next [`Input`].
+//!
+//! A command runs in its own process group with an argument list (never a shell string). It
+//! gets its required values as `WEFT_IN_<NAME>` variables and as one JSON object on stdin, plus
+//! `WEFT_PLAN_ID`, `WEFT_STEP`, `WEFT_ATTEMPT`; a revert also gets `WEFT_RESULT` and
+//! `WEFT_FAILURE`. Its output is the last line of stdout that is a JSON object. A timeout kills
+//! the whole process group.
+
+use crate::director::{Input, Work, WorkItem};
+use crate::task::{Context, Registry, RevertContext};
+use serde_json::{Map, Value};
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use weft_model::failure::STDERR_TAIL_BYTES;
+use weft_model::flow::{Action, Command, StepDef};
+use weft_model::{duration, Failure};
+
+/// Runs work items.
+#[derive(Clone, Default)]
+pub struct Executor {
+    registry: Arc<Registry>,
+}
+
+impl Executor {
+    /// An executor for the tasks in `registry` (and every command).
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Executor { registry }
+    }
+
+    /// Runs `item` to the end and says how it went.
+    pub async fn run(&self, item: WorkItem) -> Input {
+        let def = &item.flow.steps[item.step as usize];
+        match &item.work {
+            Work::Execute => {
+                let result = match &def.action {
+                    Action::Command(cmd) => run_command(&cmd.run, cmd, def, &item, &[]).await,
+                    Action::Task { name, version } => self.run_task(name, version, &item).await,
+                };
+                let result = result.and_then(|out| check_provides(out, &def.provides));
+                Input::Executed { plan: item.plan, step: item.step, attempt: item.attempt, result }
+            }
+            Work::Revert { result, cause } => {
+                let outcome = match &def.action {
+                    Action::Command(cmd) => match &cmd.revert {
+                        Some(argv) => {
+                            let env = [
+                                ("WEFT_RESULT".to_string(), result.clone().unwrap_or(Value::Null).to_string()),
+                                ("WEFT_FAILURE".to_string(), failure_json(cause)),
+                            ];
+                            run_command(argv, cmd, def, &item, &env).await.map(drop)
+                        }
+                        None => Ok(()),
+                    },
+                    Action::Task { name, version } => match self.registry.get(name, version) {
+                        Some(task) => {
+                            let ctx = RevertContext { context: context(&item), result: result.clone(), failure: cause.clone() };
+                            task.revert(ctx).await
+                        }
+                        None => Err(unknown_task(name, version)),
+                    },
+                };
+                Input::Reverted { plan: item.plan, step: item.step, result: outcome }
+            }
+        }
+    }
+
+    async fn run_task(&self, name: &str, version: &str, item: &WorkItem) -> Result<Value, Failure> {
+        let task = self.registry.get(name, version).ok_or_else(|| unknown_task(name, version))?;
+        let def = &item.flow.steps[item.step as usize];
+        let fut = task.execute(context(item));
+        match def.timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.unwrap_or_else(|_| {
+                Err(Failure::new("timeout", format!("timed out after {}", duration::format(t))))
+            }),
+            None => fut.await,
+        }
+    }
+}
+
+fn context(item: &WorkItem) -> Context {
+    Context {
+        plan: item.plan,
+        step: item.flow.steps[item.step as usize].name.clone(),
+        attempt: item.attempt,
+        inputs: item.inputs.clone(),
+    }
+}
+
+fn unknown_task(name: &str, version: &str) -> Failure {
+    Failure::new("unknown_task", format!("no task `{name}` at version `{version}` is registered"))
+}
+
+fn failure_json(f: &Failure) -> String {
+    serde_json::to_string(f).unwrap_or_else(|_| "null".into())
+}
+
+/// Every name in `provides` must be a key of the output object.
+fn check_provides(output: Value, provides: &[String]) -> Result<Value, Failure> {
+    for p in provides {
+        if output.get(p).is_none() {
+            let msg = if output.as_object().is_some_and(|o| o.is_empty()) {
+                format!("printed no JSON object with key `{p}` on stdout, but provides `{p}`")
+            } else {
+                format!("output has no key `{p}`, which the task provides")
+            };
+            return Err(Failure::new("missing_output", msg));
+        }
+    }
+    Ok(output)
+}
+
+/// `WEFT_IN_<NAME>`: upper case, anything but letters and digits as `_`.
+pub fn input_var(name: &str) -> String {
+    let mut v = String::from("WEFT_IN_");
+    v.extend(name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }));
+    v
+}
+
+async fn run_command(
+    argv: &[String],
+    cmd: &Command,
+    def: &StepDef,
+    item: &WorkItem,
+    extra_env: &[(String, String)],
+) -> Result<Value, Failure> {
+    let program = &argv[0];
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(&argv[1..])
+        .envs(&cmd.env)
+        .env("WEFT_PLAN_ID", item.plan.to_string())
+        .env("WEFT_STEP", &def.name)
+        .env("WEFT_ATTEMPT", item.attempt.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for (k, v) in &item.inputs {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        command.env(input_var(k), text);
+    }
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    if let Some(dir) = &cmd.cwd {
+        command.current_dir(dir);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| Failure::new("spawn", format!("cannot start `{program}`: {e}")).with_kind("command"))?;
+    let pid = child.id();
+    let stdin_json = Value::Object(item.inputs.clone()).to_string();
+    let mut stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    let feed = async move {
+        if let Some(mut s) = stdin.take() {
+            // A program that does not read stdin closes it early; that is fine.
+            let _ = s.write_all(stdin_json.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    };
+    let read_out = async move {
+        let mut last: Option<Map<String, Value>> = None;
+        if let Some(out) = stdout {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let trimmed = line.trim();
+                if trimmed.starts_with('{') {
+                    if let Ok(Value::Object(obj)) = serde_json::from_str(trimmed) {
+                        last = Some(obj);
+                    }
+                }
+            }
+        }
+        last
+    };
+    let read_err = async move {
+        let mut tail: Vec<u8> = Vec::new();
+        if let Some(mut err) = stderr {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = err.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 2 * STDERR_TAIL_BYTES {
+                    tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+                }
+            }
+        }
+        tail
+    };
+    let all = async { tokio::join!(feed, read_out, read_err, child.wait()) };
+    let (output, stderr_tail, status) = match def.timeout {
+        None => {
+            let (_, out, err, status) = all.await;
+            (out, err, status)
+        }
+        Some(limit) => match tokio::time::timeout(limit, all).await {
+            Ok((_, out, err, status)) => (out, err, status),
+            Err(_) => {
+                if let Some(pid) = pid {
+                    kill_group(pid);
+                }
+                let _ = child.wait().await;
+                return Err(Failure::new(
+                    "timeout",
+                    format!("timed out after {}; its process group was killed", duration::format(limit)),
+                )
+                .with_kind("command"));
+            }
+        },
+    };
+    let status = status.map_err(|e| Failure::new("wait", format!("cannot wait for `{program}`: {e}")))?;
+    if status.success() {
+        return Ok(Value::Object(output.unwrap_or_default()));
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let failure = match (status.code(), status.signal()) {
+        (Some(code), _) => {
+            let mut f = Failure::new("command_failed", format!("`{program}` exited with code {code}")).with_kind("command");
+            f.exit_code = Some(code);
+            f
+        }
+        (None, Some(sig)) => {
+            let mut f = Failure::new("killed", format!("`{program}` was killed by signal {sig}")).with_kind("command");
+            f.signal = Some(sig);
+            f
+        }
+        (None, None) => Failure::new("command_failed", format!("`{program}` failed")).with_kind("command"),
+    };
+    Err(failure.with_stderr(&stderr_tail))
+}
+
+/// SIGKILLs the process group led by `pid`.
+pub fn kill_group(pid: u32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+    }
+}

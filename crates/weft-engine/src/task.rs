@@ -1,0 +1,99 @@
+//! Rust tasks: the [`Task`] trait and the [`Registry`] that finds them by name and version.
+
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use weft_model::{Failure, PlanId};
+use weft_store::BoxFuture;
+
+/// What an executing task knows.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The plan.
+    pub plan: PlanId,
+    /// The step's name.
+    pub step: String,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// Its required values, by name.
+    pub inputs: Map<String, Value>,
+}
+
+/// What a reverting task knows.
+#[derive(Debug, Clone)]
+pub struct RevertContext {
+    /// As for execution.
+    pub context: Context,
+    /// What the task's execution returned.
+    pub result: Option<Value>,
+    /// The failure that made the plan revert.
+    pub failure: Failure,
+}
+
+/// A unit of work with an optional undo. Output is a JSON object; every name the step
+/// `provides` must be one of its keys.
+pub trait Task: Send + Sync + 'static {
+    /// Does the work.
+    fn execute(&self, ctx: Context) -> BoxFuture<Result<Value, Failure>>;
+
+    /// Undoes the work of a successful execution. The default does nothing.
+    fn revert(&self, _ctx: RevertContext) -> BoxFuture<Result<(), Failure>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// A task made from an async closure, for tasks without revert.
+pub struct FnTask<F>(F);
+
+/// Wraps an async closure as a [`Task`].
+///
+/// ```
+/// use weft_engine::task_fn;
+/// let double = task_fn(|ctx| async move {
+///     let n = ctx.inputs["n"].as_i64().unwrap_or(0);
+///     Ok(serde_json::json!({ "doubled": n * 2 }))
+/// });
+/// # let _ = double;
+/// ```
+pub fn task_fn<F, Fut>(f: F) -> FnTask<F>
+where
+    F: Fn(Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, Failure>> + Send + 'static,
+{
+    FnTask(f)
+}
+
+impl<F, Fut> Task for FnTask<F>
+where
+    F: Fn(Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, Failure>> + Send + 'static,
+{
+    fn execute(&self, ctx: Context) -> BoxFuture<Result<Value, Failure>> {
+        Box::pin((self.0)(ctx))
+    }
+}
+
+/// Rust tasks by name and version.
+#[derive(Default, Clone)]
+pub struct Registry {
+    tasks: HashMap<(String, String), Arc<dyn Task>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `task` as `name` at `version`, replacing any earlier one.
+    pub fn register(&mut self, name: impl Into<String>, version: impl Into<String>, task: impl Task) -> &mut Self {
+        self.tasks.insert((name.into(), version.into()), Arc::new(task));
+        self
+    }
+
+    /// The task registered as `name` at `version`.
+    pub fn get(&self, name: &str, version: &str) -> Option<Arc<dyn Task>> {
+        self.tasks.get(&(name.to_string(), version.to_string())).cloned()
+    }
+}
