@@ -1,1 +1,85 @@
-fn main() {}
+//! The `weft` command: parses arguments, calls the library crates, formats their answers.
+//!
+//! Exit codes: 0 the plan succeeded (or the command did its job); 1 the plan ended in error or
+//! paused; 2 invalid input (flow file, arguments); 3 the store cannot be reached or used.
+
+mod bench;
+mod cli;
+mod owner;
+mod plans;
+mod progress;
+mod run;
+mod view;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// A failure of a command, with the exit code it maps to.
+#[derive(Debug)]
+pub enum Fail {
+    /// Bad input: exit code 2.
+    Input(String),
+    /// The store cannot be used: exit code 3.
+    Store(String),
+    /// Anything else: exit code 1.
+    Other(String),
+}
+
+impl Fail {
+    fn code(&self) -> u8 {
+        match self {
+            Fail::Input(_) => 2,
+            Fail::Store(_) => 3,
+            Fail::Other(_) => 1,
+        }
+    }
+}
+
+impl From<weft_store::Error> for Fail {
+    fn from(e: weft_store::Error) -> Self {
+        match e {
+            e if e.is_unavailable() => Fail::Store(e.to_string()),
+            e @ (weft_store::Error::NotFound(_) | weft_store::Error::Ambiguous(_)) => Fail::Input(e.to_string()),
+            e => Fail::Other(e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fail::Input(m) | Fail::Store(m) | Fail::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cli::dispatch(args)) {
+        Ok(code) => ExitCode::from(code),
+        Err(fail) => {
+            eprintln!("error: {fail}");
+            ExitCode::from(fail.code())
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Text for people: plan lists, plan details, and end-of-run summaries.
+
+use std::fmt::Write;
+use std::time::Duration;
+use weft_model::{duration, format_millis, Millis};
+use weft_store::{HistoryEntry, PlanSnapshot, PlanSummary, StepRecord};
+
+/// Left-aligned columns, two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<String>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+    out
+}
+
+fn span(from: Option<Millis>, to: Option<Millis>) -> String {
+    match (from, to) {
+        (Some(a), Some(b)) if b >= a => duration::format(Duration::from_millis((b - a) as u64)),
+        _ => "-".into(),
+    }
+}
+
+/// `plans list`.
+pub fn plan_list(plans: &[PlanSummary]) -> String {
+    if plans.is_empty() {
+        return "no plans\n".into();
+    }
+    let rows: Vec<Vec<String>> = plans
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.to_string(),
+                p.flow.clone(),
+                p.state.to_string(),
+                p.result.to_string(),
+                p.steps.to_string(),
+                format_millis(p.created_at),
+            ]
+        })
+        .collect();
+    table(&["ID", "FLOW", "STATE", "RESULT", "STEPS", "CREATED (UTC)"], &rows)
+}
+
+fn output_text(step: &StepRecord) -> String {
+    match &step.output {
+        Some(serde_json::Value::Object(o)) if o.is_empty() => String::new(),
+        Some(v) => {
+            let s = v.to_string();
+            if s.chars().count() > 60 {
+                format!("{}…", s.chars().take(59).collect::<String>())
+            } else {
+                s
+            }
+        }
+        None => String::new(),
+    }
+}
+
+/// `plans show`.
+pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> String {
+    let p = &snap.plan;
+    let mut out = String::new();
+    let _ = writeln!(out, "plan     {}", p.id);
+    let version = if p.flow.version.is_empty() { String::new() } else { format!(" {}", p.flow.version) };
+    let _ = writeln!(out, "flow     {}{version}", p.flow.name);
+    let _ = writeln!(out, "state    {}", p.state);
+    let _ = writeln!(out, "result   {}", snap.outcome());
+    let _ = writeln!(out, "created  {} UTC", format_millis(p.created_at));
+    if p.started_at.is_some() {
+        let _ = writeln!(out, "ran      {}", span(p.started_at, p.ended_at.or(Some(weft_model::now_millis()))));
+    }
+    if !p.inputs.is_empty() {
+        let inputs = serde_json::Value::Object(p.inputs.clone().into_iter().collect());
+        let _ = writeln!(out, "inputs   {inputs}");
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = snap
+        .steps
+        .iter()
+        .map(|s| {
+            let note = match &s.failure {
+                Some(f) => f.message.clone(),
+                None => output_text(s),
+            };
+            vec![s.name.clone(), s.state.to_string(), s.attempt.to_string(), span(s.started_at, s.ended_at), note]
+        })
+        .collect();
+    out.push_str(&table(&["STEP", "STATE", "ATTEMPT", "TIME", "OUTPUT / FAILURE"], &rows));
+    for s in &snap.steps {
+        if let Some(f) = &s.failure {
+            if let Some(tail) = f.stderr_tail.as_deref().filter(|t| !t.trim().is_empty()) {
+                let _ = writeln!(out, "\n{} stderr (last {} bytes):", s.name, tail.len());
+                for line in tail.trim_end().lines() {
+                    let _ = writeln!(out, "  | {line}");
+                }
+            }
+        }
+    }
+    if let Some(history) = history {
+        out.push_str("\nhistory:\n");
+        for h in history {
+            let what = match h.step {
+                Some(i) => snap.steps.get(i as usize).map(|s| s.name.clone()).unwrap_or_else(|| format!("step {i}")),
+                None => "(plan)".into(),
+            };
+            let extra = h.data.as_ref().and_then(|d| d.get("failure")).and_then(|f| f.as_str()).unwrap_or("");
+            let _ = writeln!(out, "  {}  {what}  {} -> {}  {extra}", format_millis(h.at), h.from, h.to);
+        }
+    }
+    out
+}
+
+/// The lines printed when `weft run` ends.
+pub fn summary(snap: &PlanSnapshot) -> String {
+    let p = &snap.plan;
+    let mut out = String::new();
+    let done = snap.steps.iter().filter(|s| s.state == weft_model::step::State::Success).count();
+    let _ = writeln!(
+        out,
+        "plan {} {}: {} ({done}/{} steps succeeded, {})",
+        p.id,
+        p.state,
+        snap.outcome(),
+        snap.steps.len(),
+        span(p.started_at, p.ended_at.or(Some(weft_model::now_millis())))
+    );
+    for s in &snap.steps {
+        if let Some(f) = &s.failure {
+            let _ = writeln!(out, "  {} {}: {}", s.name, s.state, f.message);
+            if let Some(tail) = f.stderr_tail.as_deref().filter(|t| !t.trim().is_empty()) {
+                for line in tail.trim_end().lines().rev().take(5).collect::<Vec<_>>().into_iter().rev() {
+                    let _ = writeln!(out, "    | {line}");
+                }
+            }
+        }
+    }
+    if p.state == weft_model::plan::State::Paused {
+        let _ = writeln!(out, "the plan is paused; after fixing the cause, continue with: weft plans resume {}", p.id);
+    }
+    out
+}
