@@ -36,8 +36,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Config { parallelism: cpus * 4, owner: format!("pid:{}", std::process::id()) }
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Config {
+            parallelism: cpus * 4,
+            owner: format!("pid:{}", std::process::id()),
+        }
     }
 }
 
@@ -110,7 +115,12 @@ impl Engine {
         };
         tokio::spawn(shell.clone().director_loop(director, rx, batches_tx));
         tokio::spawn(shell.dispatcher(batches_rx));
-        Engine { inbox, updates, store, config: Arc::new(config) }
+        Engine {
+            inbox,
+            updates,
+            store,
+            config: Arc::new(config),
+        }
     }
 
     /// The store it persists to.
@@ -138,7 +148,11 @@ impl Engine {
         let snapshot = self.store.load_plan(plan).await?;
         let (tx, rx) = oneshot::channel();
         self.inbox
-            .send(Input::Start { snapshot: Box::new(snapshot), rescue, waiter: Some(tx) })
+            .send(Input::Start {
+                snapshot: Box::new(snapshot),
+                rescue,
+                waiter: Some(tx),
+            })
             .map_err(|_| Error::Stopped)?;
         match rx.await {
             Ok(Ok(end)) => Ok(end),
@@ -161,7 +175,10 @@ struct Shell {
 /// Polls a future once; `Some` if it was ready.
 fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
     let mut fut = pin!(fut);
-    match fut.as_mut().poll(&mut TaskContext::from_waker(Waker::noop())) {
+    match fut
+        .as_mut()
+        .poll(&mut TaskContext::from_waker(Waker::noop()))
+    {
         Poll::Ready(v) => Some(v),
         Poll::Pending => None,
     }
@@ -193,7 +210,11 @@ impl Shell {
             let changes = std::mem::take(&mut actions.changes);
             let mut plans: Vec<PlanId> = changes.iter().map(Change::plan).collect();
             plans.dedup();
-            let updates = if self.updates.receiver_count() > 0 { to_updates(&changes) } else { Vec::new() };
+            let updates = if self.updates.receiver_count() > 0 {
+                to_updates(&changes)
+            } else {
+                Vec::new()
+            };
             let mut ack = self.store.apply(changes);
             // Fast path: nothing queued ahead and the store answered at once (in-memory).
             if self.queued.load(Ordering::Acquire) == 0 {
@@ -206,7 +227,15 @@ impl Shell {
                 }
             }
             self.queued.fetch_add(1, Ordering::AcqRel);
-            if batches.send(Batch { ack, actions, updates, plans }).is_err() {
+            if batches
+                .send(Batch {
+                    ack,
+                    actions,
+                    updates,
+                    plans,
+                })
+                .is_err()
+            {
                 return;
             }
         }
@@ -221,8 +250,20 @@ impl Shell {
     }
 
     /// Acts on a batch whose changes were persisted (or failed to be).
-    fn finish(&self, result: weft_store::Result<()>, actions: Actions, updates: Vec<Update>, plans: Vec<PlanId>) {
-        let Actions { work, timers, ended, refused, .. } = actions;
+    fn finish(
+        &self,
+        result: weft_store::Result<()>,
+        actions: Actions,
+        updates: Vec<Update>,
+        plans: Vec<PlanId>,
+    ) {
+        let Actions {
+            work,
+            timers,
+            ended,
+            refused,
+            ..
+        } = actions;
         for (_, reason, waiter) in refused {
             if let Some(w) = waiter {
                 let _ = w.send(Err(reason));
@@ -232,10 +273,16 @@ impl Shell {
             tracing::error!("persisting a batch failed: {e}");
             for (end, waiter) in ended {
                 if let Some(w) = waiter {
-                    let _ = w.send(Err(format!("plan {} ended, but the store failed: {e}", end.plan)));
+                    let _ = w.send(Err(format!(
+                        "plan {} ended, but the store failed: {e}",
+                        end.plan
+                    )));
                 }
             }
-            let _ = self.inbox.send(Input::PersistFailed { plans, error: e.to_string() });
+            let _ = self.inbox.send(Input::PersistFailed {
+                plans,
+                error: e.to_string(),
+            });
             return;
         }
         for u in updates {
@@ -268,8 +315,14 @@ fn to_updates(changes: &[Change]) -> Vec<Update> {
     changes
         .iter()
         .filter_map(|c| match c {
-            Change::Step { plan, step, .. } => Some(Update::Step { plan: *plan, step: step.clone() }),
-            Change::Plan { plan, to, .. } => Some(Update::Plan { plan: *plan, state: *to }),
+            Change::Step { plan, step, .. } => Some(Update::Step {
+                plan: *plan,
+                step: step.clone(),
+            }),
+            Change::Plan { plan, to, .. } => Some(Update::Plan {
+                plan: *plan,
+                state: *to,
+            }),
             Change::Phase { .. } => None,
         })
         .collect()

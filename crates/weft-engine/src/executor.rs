@@ -38,14 +38,22 @@ impl Executor {
                     Action::Task { name, version } => self.run_task(name, version, &item).await,
                 };
                 let result = result.and_then(|out| check_provides(out, &def.provides));
-                Input::Executed { plan: item.plan, step: item.step, attempt: item.attempt, result }
+                Input::Executed {
+                    plan: item.plan,
+                    step: item.step,
+                    attempt: item.attempt,
+                    result,
+                }
             }
             Work::Revert { result, cause } => {
                 let outcome = match &def.action {
                     Action::Command(cmd) => match &cmd.revert {
                         Some(argv) => {
                             let env = [
-                                ("WEFT_RESULT".to_string(), result.clone().unwrap_or(Value::Null).to_string()),
+                                (
+                                    "WEFT_RESULT".to_string(),
+                                    result.clone().unwrap_or(Value::Null).to_string(),
+                                ),
                                 ("WEFT_FAILURE".to_string(), failure_json(cause)),
                             ];
                             run_command(argv, cmd, def, &item, &env).await.map(drop)
@@ -54,24 +62,38 @@ impl Executor {
                     },
                     Action::Task { name, version } => match self.registry.get(name, version) {
                         Some(task) => {
-                            let ctx = RevertContext { context: context(&item), result: result.clone(), failure: cause.clone() };
+                            let ctx = RevertContext {
+                                context: context(&item),
+                                result: result.clone(),
+                                failure: cause.clone(),
+                            };
                             task.revert(ctx).await
                         }
                         None => Err(unknown_task(name, version)),
                     },
                 };
-                Input::Reverted { plan: item.plan, step: item.step, result: outcome }
+                Input::Reverted {
+                    plan: item.plan,
+                    step: item.step,
+                    result: outcome,
+                }
             }
         }
     }
 
     async fn run_task(&self, name: &str, version: &str, item: &WorkItem) -> Result<Value, Failure> {
-        let task = self.registry.get(name, version).ok_or_else(|| unknown_task(name, version))?;
+        let task = self
+            .registry
+            .get(name, version)
+            .ok_or_else(|| unknown_task(name, version))?;
         let def = &item.flow.steps[item.step as usize];
         let fut = task.execute(context(item));
         match def.timeout {
             Some(t) => tokio::time::timeout(t, fut).await.unwrap_or_else(|_| {
-                Err(Failure::new("timeout", format!("timed out after {}", duration::format(t))))
+                Err(Failure::new(
+                    "timeout",
+                    format!("timed out after {}", duration::format(t)),
+                ))
             }),
             None => fut.await,
         }
@@ -88,7 +110,10 @@ fn context(item: &WorkItem) -> Context {
 }
 
 fn unknown_task(name: &str, version: &str) -> Failure {
-    Failure::new("unknown_task", format!("no task `{name}` at version `{version}` is registered"))
+    Failure::new(
+        "unknown_task",
+        format!("no task `{name}` at version `{version}` is registered"),
+    )
 }
 
 fn failure_json(f: &Failure) -> String {
@@ -113,7 +138,13 @@ fn check_provides(output: Value, provides: &[String]) -> Result<Value, Failure> 
 /// `WEFT_IN_<NAME>`: upper case, anything but letters and digits as `_`.
 pub fn input_var(name: &str) -> String {
     let mut v = String::from("WEFT_IN_");
-    v.extend(name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }));
+    v.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
     v
 }
 
@@ -149,9 +180,9 @@ async fn run_command(
     if let Some(dir) = &cmd.cwd {
         command.current_dir(dir);
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| Failure::new("spawn", format!("cannot start `{program}`: {e}")).with_kind("command"))?;
+    let mut child = command.spawn().map_err(|e| {
+        Failure::new("spawn", format!("cannot start `{program}`: {e}")).with_kind("command")
+    })?;
     let pid = child.id();
     let stdin_json = Value::Object(item.inputs.clone()).to_string();
     let mut stdin = child.stdin.take();
@@ -211,29 +242,40 @@ async fn run_command(
                 let _ = child.wait().await;
                 return Err(Failure::new(
                     "timeout",
-                    format!("timed out after {}; its process group was killed", duration::format(limit)),
+                    format!(
+                        "timed out after {}; its process group was killed",
+                        duration::format(limit)
+                    ),
                 )
                 .with_kind("command"));
             }
         },
     };
-    let status = status.map_err(|e| Failure::new("wait", format!("cannot wait for `{program}`: {e}")))?;
+    let status =
+        status.map_err(|e| Failure::new("wait", format!("cannot wait for `{program}`: {e}")))?;
     if status.success() {
         return Ok(Value::Object(output.unwrap_or_default()));
     }
     use std::os::unix::process::ExitStatusExt;
     let failure = match (status.code(), status.signal()) {
         (Some(code), _) => {
-            let mut f = Failure::new("command_failed", format!("`{program}` exited with code {code}")).with_kind("command");
+            let mut f = Failure::new(
+                "command_failed",
+                format!("`{program}` exited with code {code}"),
+            )
+            .with_kind("command");
             f.exit_code = Some(code);
             f
         }
         (None, Some(sig)) => {
-            let mut f = Failure::new("killed", format!("`{program}` was killed by signal {sig}")).with_kind("command");
+            let mut f = Failure::new("killed", format!("`{program}` was killed by signal {sig}"))
+                .with_kind("command");
             f.signal = Some(sig);
             f
         }
-        (None, None) => Failure::new("command_failed", format!("`{program}` failed")).with_kind("command"),
+        (None, None) => {
+            Failure::new("command_failed", format!("`{program}` failed")).with_kind("command")
+        }
     };
     Err(failure.with_stderr(&stderr_tail))
 }

@@ -87,13 +87,21 @@ impl Registry {
     }
 
     /// Registers `task` as `name` at `version`, replacing any earlier one.
-    pub fn register(&mut self, name: impl Into<String>, version: impl Into<String>, task: impl Task) -> &mut Self {
-        self.tasks.insert((name.into(), version.into()), Arc::new(task));
+    pub fn register(
+        &mut self,
+        name: impl Into<String>,
+        version: impl Into<String>,
+        task: impl Task,
+    ) -> &mut Self {
+        self.tasks
+            .insert((name.into(), version.into()), Arc::new(task));
         self
     }
 
     /// The task registered as `name` at `version`.
     pub fn get(&self, name: &str, version: &str) -> Option<Arc<dyn Task>> {
-        self.tasks.get(&(name.to_string(), version.to_string())).cloned()
+        self.tasks
+            .get(&(name.to_string(), version.to_string()))
+            .cloned()
     }
 }

@@ -10,7 +10,9 @@ pub enum Error {
     #[error("empty duration; write it like \"500ms\", \"10s\" or \"5m\"")]
     Empty,
     /// A number without a unit, or an unknown unit.
-    #[error("bad duration `{0}`: use a number and a unit (ms, s, m, h, d), like \"500ms\" or \"1m30s\"")]
+    #[error(
+        "bad duration `{0}`: use a number and a unit (ms, s, m, h, d), like \"500ms\" or \"1m30s\""
+    )]
     Malformed(String),
 }
 
@@ -24,13 +26,17 @@ pub fn parse(text: &str) -> Result<Duration, Error> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
         let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit_secs = match &rest[..unit_len] {
             "ms" => 0.001,
             "s" => 1.0,

@@ -125,12 +125,15 @@ impl std::fmt::Display for State {
 impl std::str::FromStr for State {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        State::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-            format!(
-                "unknown plan state `{s}`; one of: {}",
-                State::ALL.map(State::as_str).join(", ")
-            )
-        })
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown plan state `{s}`; one of: {}",
+                    State::ALL.map(State::as_str).join(", ")
+                )
+            })
     }
 }
 
@@ -212,8 +215,14 @@ mod tests {
 
     #[test]
     fn result_is_derived_in_dynflow_order() {
-        assert_eq!(Outcome::derive([S::Success, S::Cancelled, S::Error]), Outcome::Cancelled);
-        assert_eq!(Outcome::derive([S::Success, S::Error, S::Skipped]), Outcome::Error);
+        assert_eq!(
+            Outcome::derive([S::Success, S::Cancelled, S::Error]),
+            Outcome::Cancelled
+        );
+        assert_eq!(
+            Outcome::derive([S::Success, S::Error, S::Skipped]),
+            Outcome::Error
+        );
         assert_eq!(Outcome::derive([S::Success, S::Skipping]), Outcome::Warning);
         assert_eq!(Outcome::derive([S::Success, S::Success]), Outcome::Success);
         assert_eq!(Outcome::derive([S::Success, S::Pending]), Outcome::Pending);

@@ -90,5 +90,7 @@ pub fn open(url: &str) -> Result<SharedStore> {
             )));
         }
     }
-    Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path))?))
+    Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(
+        path,
+    ))?))
 }

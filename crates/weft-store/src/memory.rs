@@ -67,7 +67,9 @@ impl Inner {
                 expected: from.to_string(),
                 found: entry.plan.state.to_string(),
             }),
-            Change::Step { plan, from, step, .. } => {
+            Change::Step {
+                plan, from, step, ..
+            } => {
                 let found = entry
                     .steps
                     .get(step.index as usize)
@@ -89,7 +91,9 @@ impl Inner {
 
     fn apply(&mut self, c: Change) {
         let keep_history = !self.no_history;
-        let Some(entry) = self.plans.get_mut(&c.plan()) else { return };
+        let Some(entry) = self.plans.get_mut(&c.plan()) else {
+            return;
+        };
         if keep_history {
             if let Some(h) = c.history() {
                 entry.history.push(h);
@@ -122,7 +126,14 @@ impl Store for MemoryStore {
             return ready(Err(Error::Exists(plan.id)));
         }
         let (record, steps) = plan.records();
-        inner.plans.insert(plan.id, Entry { plan: record, steps, history: Vec::new() });
+        inner.plans.insert(
+            plan.id,
+            Entry {
+                plan: record,
+                steps,
+                history: Vec::new(),
+            },
+        );
         ready(Ok(()))
     }
 
@@ -176,7 +187,10 @@ impl Store for MemoryStore {
             inner
                 .plans
                 .get(&id)
-                .map(|e| PlanSnapshot { plan: e.plan.clone(), steps: e.steps.clone() })
+                .map(|e| PlanSnapshot {
+                    plan: e.plan.clone(),
+                    steps: e.steps.clone(),
+                })
                 .ok_or_else(|| Error::NotFound(id.to_string())),
         )
     }
@@ -217,8 +231,12 @@ impl Store for MemoryStore {
 
     fn resolve_id(&self, text: String) -> BoxFuture<Result<PlanId>> {
         let inner = self.lock();
-        let matches: Vec<PlanId> =
-            inner.plans.keys().filter(|id| id.to_string().starts_with(&text)).copied().collect();
+        let matches: Vec<PlanId> = inner
+            .plans
+            .keys()
+            .filter(|id| id.to_string().starts_with(&text))
+            .copied()
+            .collect();
         ready(match matches.as_slice() {
             [one] => Ok(*one),
             [] => Err(Error::NotFound(text)),
@@ -232,9 +250,10 @@ impl Store for MemoryStore {
             return ready(Err(Error::NotFound(plan.to_string())));
         }
         match inner.locks.get(&plan) {
-            Some(holder) if *holder != owner => {
-                ready(Err(Error::Locked { plan, owner: holder.clone() }))
-            }
+            Some(holder) if *holder != owner => ready(Err(Error::Locked {
+                plan,
+                owner: holder.clone(),
+            })),
             _ => {
                 inner.locks.insert(plan, owner);
                 ready(Ok(()))

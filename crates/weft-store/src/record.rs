@@ -146,7 +146,9 @@ impl Change {
     /// The plan it touches.
     pub fn plan(&self) -> PlanId {
         match self {
-            Change::Plan { plan, .. } | Change::Step { plan, .. } | Change::Phase { plan, .. } => *plan,
+            Change::Plan { plan, .. } | Change::Step { plan, .. } | Change::Phase { plan, .. } => {
+                *plan
+            }
         }
     }
 

@@ -37,7 +37,12 @@ fn step(index: u32, state: step::State, attempt: u32) -> StepRecord {
 }
 
 fn step_change(plan: PlanId, from: step::State, rec: StepRecord) -> Change {
-    Change::Step { plan, from, step: rec, at: now_millis() }
+    Change::Step {
+        plan,
+        from,
+        step: rec,
+        at: now_millis(),
+    }
 }
 
 async fn creates_and_loads_a_plan(store: SharedStore) {
@@ -49,10 +54,16 @@ async fn creates_and_loads_a_plan(store: SharedStore) {
     assert_eq!(snap.plan.flow, p.flow);
     assert_eq!(snap.plan.inputs, p.inputs);
     assert_eq!(snap.steps.len(), 2);
-    assert!(snap.steps.iter().all(|s| s.state == step::State::Pending && s.attempt == 0));
+    assert!(snap
+        .steps
+        .iter()
+        .all(|s| s.state == step::State::Pending && s.attempt == 0));
     assert_eq!(snap.steps[1].name, "b");
     assert!(matches!(store.create_plan(p).await, Err(Error::Exists(_))));
-    assert!(matches!(store.load_plan(PlanId::new()).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.load_plan(PlanId::new()).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 async fn applies_changes_and_records_history(store: SharedStore) {
@@ -63,10 +74,18 @@ async fn applies_changes_and_records_history(store: SharedStore) {
     done.output = Some(serde_json::json!({"v": 2}));
     store
         .apply(vec![
-            Change::Plan { plan: id, from: plan::State::Planned, to: plan::State::Running, at: now_millis() },
+            Change::Plan {
+                plan: id,
+                from: plan::State::Planned,
+                to: plan::State::Running,
+                at: now_millis(),
+            },
             step_change(id, step::State::Pending, step(0, step::State::Running, 1)),
             step_change(id, step::State::Running, done.clone()),
-            Change::Phase { plan: id, phase: serde_json::json!({"reverting": false}) },
+            Change::Phase {
+                plan: id,
+                phase: serde_json::json!({"reverting": false}),
+            },
         ])
         .await
         .expect("apply");
@@ -78,11 +97,17 @@ async fn applies_changes_and_records_history(store: SharedStore) {
     assert_eq!(snap.steps[0].output, done.output);
     assert_eq!(snap.steps[0].name, "a", "the name survives updates");
     let history = store.history(id).await.expect("history");
-    let moves: Vec<(Option<u32>, &str, &str)> =
-        history.iter().map(|h| (h.step, h.from.as_str(), h.to.as_str())).collect();
+    let moves: Vec<(Option<u32>, &str, &str)> = history
+        .iter()
+        .map(|h| (h.step, h.from.as_str(), h.to.as_str()))
+        .collect();
     assert_eq!(
         moves,
-        vec![(None, "planned", "running"), (Some(0), "pending", "running"), (Some(0), "running", "success")]
+        vec![
+            (None, "planned", "running"),
+            (Some(0), "pending", "running"),
+            (Some(0), "running", "success")
+        ]
     );
 }
 
@@ -98,13 +123,22 @@ async fn a_fenced_write_that_finds_another_state_lands_nothing(store: SharedStor
         ])
         .await;
     match result {
-        Err(Error::Conflict { step: Some(1), expected, found, .. }) => {
+        Err(Error::Conflict {
+            step: Some(1),
+            expected,
+            found,
+            ..
+        }) => {
             assert_eq!((expected.as_str(), found.as_str()), ("running", "pending"));
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
     let snap = store.load_plan(id).await.expect("load");
-    assert_eq!(snap.steps[0].state, step::State::Pending, "nothing of the batch landed");
+    assert_eq!(
+        snap.steps[0].state,
+        step::State::Pending,
+        "nothing of the batch landed"
+    );
     assert!(store.history(id).await.expect("history").is_empty());
 }
 
@@ -114,11 +148,22 @@ async fn one_callers_conflict_does_not_fail_another(store: SharedStore) {
     store.create_plan(a.clone()).await.expect("create");
     store.create_plan(b.clone()).await.expect("create");
     // Submitted together, so a group-committing backend puts them in one transaction.
-    let bad = store.apply(vec![step_change(a.id, step::State::Success, step(0, step::State::Reverting, 1))]);
-    let good = store.apply(vec![step_change(b.id, step::State::Pending, step(0, step::State::Running, 1))]);
+    let bad = store.apply(vec![step_change(
+        a.id,
+        step::State::Success,
+        step(0, step::State::Reverting, 1),
+    )]);
+    let good = store.apply(vec![step_change(
+        b.id,
+        step::State::Pending,
+        step(0, step::State::Running, 1),
+    )]);
     assert!(matches!(bad.await, Err(Error::Conflict { .. })));
     good.await.expect("the other caller's write lands");
-    assert_eq!(store.load_plan(b.id).await.expect("load").steps[0].state, step::State::Running);
+    assert_eq!(
+        store.load_plan(b.id).await.expect("load").steps[0].state,
+        step::State::Running
+    );
 }
 
 async fn lists_plans_with_derived_results(store: SharedStore) {
@@ -128,12 +173,34 @@ async fn lists_plans_with_derived_results(store: SharedStore) {
     store.create_plan(failed.clone()).await.expect("create");
     let mut changes = Vec::new();
     for i in 0..2 {
-        changes.push(step_change(ok.id, step::State::Pending, step(i, step::State::Running, 1)));
-        changes.push(step_change(ok.id, step::State::Running, step(i, step::State::Success, 1)));
+        changes.push(step_change(
+            ok.id,
+            step::State::Pending,
+            step(i, step::State::Running, 1),
+        ));
+        changes.push(step_change(
+            ok.id,
+            step::State::Running,
+            step(i, step::State::Success, 1),
+        ));
     }
-    changes.push(Change::Plan { plan: ok.id, from: plan::State::Planned, to: plan::State::Running, at: 1 });
-    changes.push(Change::Plan { plan: ok.id, from: plan::State::Running, to: plan::State::Stopped, at: 2 });
-    changes.push(step_change(failed.id, step::State::Pending, step(0, step::State::Running, 1)));
+    changes.push(Change::Plan {
+        plan: ok.id,
+        from: plan::State::Planned,
+        to: plan::State::Running,
+        at: 1,
+    });
+    changes.push(Change::Plan {
+        plan: ok.id,
+        from: plan::State::Running,
+        to: plan::State::Stopped,
+        at: 2,
+    });
+    changes.push(step_change(
+        failed.id,
+        step::State::Pending,
+        step(0, step::State::Running, 1),
+    ));
     let mut err = step(0, step::State::Error, 1);
     err.failure = Some(Failure::new("command", "exited with code 1"));
     changes.push(step_change(failed.id, step::State::Running, err));
@@ -146,14 +213,29 @@ async fn lists_plans_with_derived_results(store: SharedStore) {
     assert_eq!(all[1].result, Outcome::Success);
     assert_eq!(all[1].ended_at, Some(2));
     let stopped = store
-        .list_plans(PlanFilter { state: Some(plan::State::Stopped), limit: None })
+        .list_plans(PlanFilter {
+            state: Some(plan::State::Stopped),
+            limit: None,
+        })
         .await
         .expect("list");
-    assert_eq!(stopped.iter().map(|p| p.id).collect::<Vec<_>>(), vec![ok.id]);
-    let one = store.list_plans(PlanFilter { state: None, limit: Some(1) }).await.expect("list");
+    assert_eq!(
+        stopped.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![ok.id]
+    );
+    let one = store
+        .list_plans(PlanFilter {
+            state: None,
+            limit: Some(1),
+        })
+        .await
+        .expect("list");
     assert_eq!(one.len(), 1);
     let loaded = store.load_plan(failed.id).await.expect("load");
-    assert_eq!(loaded.steps[0].failure.as_ref().map(|f| f.message.as_str()), Some("exited with code 1"));
+    assert_eq!(
+        loaded.steps[0].failure.as_ref().map(|f| f.message.as_str()),
+        Some("exited with code 1")
+    );
 }
 
 async fn resolves_id_prefixes(store: SharedStore) {
@@ -161,28 +243,61 @@ async fn resolves_id_prefixes(store: SharedStore) {
     store.create_plan(p.clone()).await.expect("create");
     let full = p.id.to_string();
     assert_eq!(store.resolve_id(full.clone()).await.expect("full id"), p.id);
-    assert_eq!(store.resolve_id(full[..30].to_string()).await.expect("prefix"), p.id);
-    assert!(matches!(store.resolve_id("ffffffff".into()).await, Err(Error::NotFound(_))));
+    assert_eq!(
+        store
+            .resolve_id(full[..30].to_string())
+            .await
+            .expect("prefix"),
+        p.id
+    );
+    assert!(matches!(
+        store.resolve_id("ffffffff".into()).await,
+        Err(Error::NotFound(_))
+    ));
     let q = new_plan();
     store.create_plan(q).await.expect("create");
     // Both v7 ids share their leading (time) digits.
-    assert!(matches!(store.resolve_id(full[..4].to_string()).await, Err(Error::Ambiguous(_))));
+    assert!(matches!(
+        store.resolve_id(full[..4].to_string()).await,
+        Err(Error::Ambiguous(_))
+    ));
 }
 
 async fn execution_locks_have_one_owner(store: SharedStore) {
     let p = new_plan();
     store.create_plan(p.clone()).await.expect("create");
-    store.acquire_lock(p.id, "node-a".into()).await.expect("first lock");
-    store.acquire_lock(p.id, "node-a".into()).await.expect("re-entrant");
+    store
+        .acquire_lock(p.id, "node-a".into())
+        .await
+        .expect("first lock");
+    store
+        .acquire_lock(p.id, "node-a".into())
+        .await
+        .expect("re-entrant");
     match store.acquire_lock(p.id, "node-b".into()).await {
         Err(Error::Locked { owner, .. }) => assert_eq!(owner, "node-a"),
         other => panic!("expected Locked, got {other:?}"),
     }
-    store.release_lock(p.id, Some("node-b".into())).await.expect("no-op release");
-    assert_eq!(store.lock_owner(p.id).await.expect("owner"), Some("node-a".into()));
-    store.release_lock(p.id, None).await.expect("forced release");
-    store.acquire_lock(p.id, "node-b".into()).await.expect("free again");
-    assert!(matches!(store.acquire_lock(PlanId::new(), "x".into()).await, Err(Error::NotFound(_))));
+    store
+        .release_lock(p.id, Some("node-b".into()))
+        .await
+        .expect("no-op release");
+    assert_eq!(
+        store.lock_owner(p.id).await.expect("owner"),
+        Some("node-a".into())
+    );
+    store
+        .release_lock(p.id, None)
+        .await
+        .expect("forced release");
+    store
+        .acquire_lock(p.id, "node-b".into())
+        .await
+        .expect("free again");
+    assert!(matches!(
+        store.acquire_lock(PlanId::new(), "x".into()).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 macro_rules! conformance {
@@ -209,7 +324,13 @@ macro_rules! conformance {
     };
 }
 
-conformance!(memory, ((), Arc::new(weft_store::memory::MemoryStore::new()) as SharedStore));
+conformance!(
+    memory,
+    (
+        (),
+        Arc::new(weft_store::memory::MemoryStore::new()) as SharedStore
+    )
+);
 conformance!(sqlite, {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = weft_store::sqlite::SqliteStore::open(&dir.path().join("weft.db")).expect("open");

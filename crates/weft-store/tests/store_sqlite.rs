@@ -13,9 +13,18 @@ async fn a_plan_survives_reopening_the_file() {
     let id = PlanId::new();
     {
         let store = SqliteStore::open(&path).expect("open");
-        let flow = FlowBuilder::linear("f").task("a", "noop", "1", |t| t).build().expect("flow");
+        let flow = FlowBuilder::linear("f")
+            .task("a", "noop", "1", |t| t)
+            .build()
+            .expect("flow");
         store
-            .create_plan(NewPlan { id, flow, inputs: BTreeMap::new(), state: plan::State::Planned, created_at: now_millis() })
+            .create_plan(NewPlan {
+                id,
+                flow,
+                inputs: BTreeMap::new(),
+                state: plan::State::Planned,
+                created_at: now_millis(),
+            })
             .await
             .expect("create");
     }
@@ -29,11 +38,15 @@ fn a_database_from_a_newer_weft_is_refused() {
     let path = dir.path().join("weft.db");
     drop(SqliteStore::open(&path).expect("open"));
     let conn = rusqlite::Connection::open(&path).expect("raw open");
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).expect("bump");
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .expect("bump");
     drop(conn);
     match SqliteStore::open(&path) {
         Err(e @ Error::SchemaTooNew { .. }) => {
-            assert!(e.to_string().contains("newer than this weft supports"), "{e}")
+            assert!(
+                e.to_string().contains("newer than this weft supports"),
+                "{e}"
+            )
         }
         Err(other) => panic!("expected SchemaTooNew, got {other}"),
         Ok(_) => panic!("expected SchemaTooNew, got a store"),
@@ -55,7 +68,8 @@ fn a_foreign_sqlite_database_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("other.db");
     let conn = rusqlite::Connection::open(&path).expect("raw open");
-    conn.execute_batch("CREATE TABLE customers (id INTEGER)").expect("create");
+    conn.execute_batch("CREATE TABLE customers (id INTEGER)")
+        .expect("create");
     drop(conn);
     let err = SqliteStore::open(&path).err().expect("refused");
     assert!(err.to_string().contains("not a weft database"), "{err}");
@@ -63,8 +77,13 @@ fn a_foreign_sqlite_database_is_refused() {
 
 #[test]
 fn a_missing_directory_is_named() {
-    let err = SqliteStore::open(std::path::Path::new("/nonexistent-dir/weft.db")).err().expect("refused");
-    assert!(err.to_string().contains("/nonexistent-dir does not exist"), "{err}");
+    let err = SqliteStore::open(std::path::Path::new("/nonexistent-dir/weft.db"))
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("/nonexistent-dir does not exist"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -73,6 +92,8 @@ fn journal_mode_and_synchronous_are_set() {
     let path = dir.path().join("weft.db");
     let _store = SqliteStore::open(&path).expect("open");
     let conn = rusqlite::Connection::open(&path).expect("raw open");
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("pragma");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("pragma");
     assert_eq!(mode, "wal");
 }

@@ -79,8 +79,16 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Fail> {
     match cli.command {
         Command::Run(args) => run::run(args).await,
         Command::Plans { command } => match command {
-            PlansCommand::List { state, limit, global } => plans::list(&global, state, limit).await,
-            PlansCommand::Show { id, history, global } => plans::show(&global, &id, history).await,
+            PlansCommand::List {
+                state,
+                limit,
+                global,
+            } => plans::list(&global, state, limit).await,
+            PlansCommand::Show {
+                id,
+                history,
+                global,
+            } => plans::show(&global, &id, history).await,
             PlansCommand::Resume { id, exec, global } => run::resume(&global, &id, &exec).await,
         },
         Command::Bench(args) => bench::run(args).await,
@@ -97,8 +105,9 @@ pub fn parse_input(s: &str) -> Result<(String, serde_json::Value), String> {
         }
     }
     match s.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), serde_json::Value::String(value.into()))),
+        Some((name, value)) if !name.is_empty() => {
+            Ok((name.to_string(), serde_json::Value::String(value.into())))
+        }
         _ => Err(format!("`{s}` is not NAME=VALUE (or NAME:=JSON)")),
     }
 }
-

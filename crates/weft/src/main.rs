@@ -39,7 +39,9 @@ impl From<weft_store::Error> for Fail {
     fn from(e: weft_store::Error) -> Self {
         match e {
             e if e.is_unavailable() => Fail::Store(e.to_string()),
-            e @ (weft_store::Error::NotFound(_) | weft_store::Error::Ambiguous(_)) => Fail::Input(e.to_string()),
+            e @ (weft_store::Error::NotFound(_) | weft_store::Error::Ambiguous(_)) => {
+                Fail::Input(e.to_string())
+            }
             e => Fail::Other(e.to_string()),
         }
     }
@@ -64,11 +66,15 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -11,7 +11,9 @@ pub fn me() -> String {
 /// Whether `owner` names a process on this host that is gone. Owners on other hosts, or in a
 /// form this build does not know, are presumed alive.
 pub fn is_dead(owner: &str) -> bool {
-    let Some(rest) = owner.strip_prefix("weft@") else { return false };
+    let Some(rest) = owner.strip_prefix("weft@") else {
+        return false;
+    };
     let mut parts = rest.rsplitn(3, ':');
     let (Some(start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -19,7 +21,9 @@ pub fn is_dead(owner: &str) -> bool {
     if host != hostname() {
         return false;
     }
-    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else { return false };
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return false;
+    };
     start_time(pid) != Some(start)
 }
 
@@ -43,11 +47,16 @@ mod tests {
     #[test]
     fn this_process_is_alive_and_a_dead_pid_is_not() {
         assert!(!is_dead(&me()));
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let pid = child.id();
         let owner = format!("weft@{}:{pid}:{}", hostname(), start_time(pid).unwrap_or(1));
         child.wait().expect("wait");
         assert!(is_dead(&owner));
-        assert!(!is_dead("weft@another-host:1:1"), "other hosts are presumed alive");
+        assert!(
+            !is_dead("weft@another-host:1:1"),
+            "other hosts are presumed alive"
+        );
     }
 }

@@ -43,7 +43,12 @@ pub struct Display {
 
 impl Display {
     /// Starts showing updates of `plan`, whose steps are named `names`.
-    pub fn start(mut rx: broadcast::Receiver<Update>, plan: PlanId, names: Vec<String>, mode: Mode) -> Display {
+    pub fn start(
+        mut rx: broadcast::Receiver<Update>,
+        plan: PlanId,
+        names: Vec<String>,
+        mode: Mode,
+    ) -> Display {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut view = View::new(names, mode);
@@ -91,12 +96,26 @@ struct View {
 
 impl View {
     fn new(names: Vec<String>, mode: Mode) -> View {
-        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).min(40);
-        View { names, mode, multi: MultiProgress::new(), bars: HashMap::new(), width }
+        let width = names
+            .iter()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(4)
+            .min(40);
+        View {
+            names,
+            mode,
+            multi: MultiProgress::new(),
+            bars: HashMap::new(),
+            width,
+        }
     }
 
     fn name(&self, i: u32) -> &str {
-        self.names.get(i as usize).map(String::as_str).unwrap_or("?")
+        self.names
+            .get(i as usize)
+            .map(String::as_str)
+            .unwrap_or("?")
     }
 
     fn note(&self, text: &str) {
@@ -139,7 +158,11 @@ impl View {
         match self.mode {
             Mode::Quiet => {}
             Mode::Lines => {
-                let at = s.ended_at.or(s.started_at).map(format_millis).unwrap_or_default();
+                let at = s
+                    .ended_at
+                    .or(s.started_at)
+                    .map(format_millis)
+                    .unwrap_or_default();
                 let time = at.split(' ').nth(1).unwrap_or("").to_string();
                 eprintln!("{time}  {}", self.line(s));
             }
@@ -150,8 +173,10 @@ impl View {
                     self.multi.remove(&bar);
                 }
                 if running {
-                    let style = ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {msg} {elapsed:.dim}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+                    let style = ProgressStyle::with_template(
+                        "{spinner:.cyan} {prefix:.bold} {msg} {elapsed:.dim}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner());
                     let bar = self.multi.add(ProgressBar::new_spinner());
                     bar.set_style(style);
                     bar.set_prefix(format!("{:<w$}", self.name(s.index), w = self.width));

@@ -43,15 +43,25 @@ pub async fn run(args: RunArgs) -> Result<u8, Fail> {
             return Err(Fail::Input(format!("input `{name}` is given twice")));
         }
     }
-    let inputs = flow.bind_inputs(given).map_err(|e| Fail::Input(e.to_string()))?;
+    let inputs = flow
+        .bind_inputs(given)
+        .map_err(|e| Fail::Input(e.to_string()))?;
     let store = weft_store::open(&args.global.db)?;
     let id = PlanId::new();
     let steps = flow.steps.len();
     store
-        .create_plan(NewPlan { id, flow, inputs, state: plan::State::Planned, created_at: now_millis() })
+        .create_plan(NewPlan {
+            id,
+            flow,
+            inputs,
+            state: plan::State::Planned,
+            created_at: now_millis(),
+        })
         .await?;
     if !args.global.json {
-        eprintln!("plan {id} ({steps} steps); if interrupted, continue with: weft plans resume {id}");
+        eprintln!(
+            "plan {id} ({steps} steps); if interrupted, continue with: weft plans resume {id}"
+        );
     }
     execute(store, id, &args.exec, &args.global).await
 }
@@ -64,18 +74,34 @@ pub async fn resume(global: &Global, id: &str, exec: &ExecArgs) -> Result<u8, Fa
         if owner::is_dead(&holder) {
             store.release_lock(id, None).await?;
         } else {
-            return Err(Fail::Other(format!("plan {id} is being executed by {holder}, which is still running")));
+            return Err(Fail::Other(format!(
+                "plan {id} is being executed by {holder}, which is still running"
+            )));
         }
     }
     execute(store, id, exec, global).await
 }
 
-async fn execute(store: SharedStore, id: PlanId, exec: &ExecArgs, global: &Global) -> Result<u8, Fail> {
-    let mut config = Config { owner: owner::me(), ..Config::default() };
+async fn execute(
+    store: SharedStore,
+    id: PlanId,
+    exec: &ExecArgs,
+    global: &Global,
+) -> Result<u8, Fail> {
+    let mut config = Config {
+        owner: owner::me(),
+        ..Config::default()
+    };
     if let Some(p) = exec.parallelism {
         config.parallelism = p as usize;
     }
-    let names: Vec<String> = store.load_plan(id).await?.steps.into_iter().map(|s| s.name).collect();
+    let names: Vec<String> = store
+        .load_plan(id)
+        .await?
+        .steps
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     let engine = Engine::start(store.clone(), Arc::new(Registry::new()), config);
     let display = Display::start(engine.subscribe(), id, names, Mode::pick(global.json));
     let result = engine.execute(id, Rescue::Revert).await;
@@ -89,9 +115,18 @@ async fn execute(store: SharedStore, id: PlanId, exec: &ExecArgs, global: &Globa
     if global.json {
         let mut value = serde_json::to_value(&snap).map_err(|e| Fail::Other(e.to_string()))?;
         value["result"] = serde_json::Value::String(snap.outcome().to_string());
-        println!("{}", serde_json::to_string_pretty(&value).map_err(|e| Fail::Other(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).map_err(|e| Fail::Other(e.to_string()))?
+        );
     } else {
         print!("{}", view::summary(&snap));
     }
-    Ok(if end.state == plan::State::Stopped && end.outcome == Outcome::Success { 0 } else { 1 })
+    Ok(
+        if end.state == plan::State::Stopped && end.outcome == Outcome::Success {
+            0
+        } else {
+            1
+        },
+    )
 }

@@ -58,7 +58,10 @@ pub fn plan_list(plans: &[PlanSummary]) -> String {
             ]
         })
         .collect();
-    table(&["ID", "FLOW", "STATE", "RESULT", "STEPS", "CREATED (UTC)"], &rows)
+    table(
+        &["ID", "FLOW", "STATE", "RESULT", "STEPS", "CREATED (UTC)"],
+        &rows,
+    )
 }
 
 fn output_text(step: &StepRecord) -> String {
@@ -81,13 +84,21 @@ pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> Str
     let p = &snap.plan;
     let mut out = String::new();
     let _ = writeln!(out, "plan     {}", p.id);
-    let version = if p.flow.version.is_empty() { String::new() } else { format!(" {}", p.flow.version) };
+    let version = if p.flow.version.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", p.flow.version)
+    };
     let _ = writeln!(out, "flow     {}{version}", p.flow.name);
     let _ = writeln!(out, "state    {}", p.state);
     let _ = writeln!(out, "result   {}", snap.outcome());
     let _ = writeln!(out, "created  {} UTC", format_millis(p.created_at));
     if p.started_at.is_some() {
-        let _ = writeln!(out, "ran      {}", span(p.started_at, p.ended_at.or(Some(weft_model::now_millis()))));
+        let _ = writeln!(
+            out,
+            "ran      {}",
+            span(p.started_at, p.ended_at.or(Some(weft_model::now_millis())))
+        );
     }
     if !p.inputs.is_empty() {
         let inputs = serde_json::Value::Object(p.inputs.clone().into_iter().collect());
@@ -102,10 +113,19 @@ pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> Str
                 Some(f) => f.message.clone(),
                 None => output_text(s),
             };
-            vec![s.name.clone(), s.state.to_string(), s.attempt.to_string(), span(s.started_at, s.ended_at), note]
+            vec![
+                s.name.clone(),
+                s.state.to_string(),
+                s.attempt.to_string(),
+                span(s.started_at, s.ended_at),
+                note,
+            ]
         })
         .collect();
-    out.push_str(&table(&["STEP", "STATE", "ATTEMPT", "TIME", "OUTPUT / FAILURE"], &rows));
+    out.push_str(&table(
+        &["STEP", "STATE", "ATTEMPT", "TIME", "OUTPUT / FAILURE"],
+        &rows,
+    ));
     for s in &snap.steps {
         if let Some(f) = &s.failure {
             if let Some(tail) = f.stderr_tail.as_deref().filter(|t| !t.trim().is_empty()) {
@@ -120,11 +140,26 @@ pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> Str
         out.push_str("\nhistory:\n");
         for h in history {
             let what = match h.step {
-                Some(i) => snap.steps.get(i as usize).map(|s| s.name.clone()).unwrap_or_else(|| format!("step {i}")),
+                Some(i) => snap
+                    .steps
+                    .get(i as usize)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_else(|| format!("step {i}")),
                 None => "(plan)".into(),
             };
-            let extra = h.data.as_ref().and_then(|d| d.get("failure")).and_then(|f| f.as_str()).unwrap_or("");
-            let _ = writeln!(out, "  {}  {what}  {} -> {}  {extra}", format_millis(h.at), h.from, h.to);
+            let extra = h
+                .data
+                .as_ref()
+                .and_then(|d| d.get("failure"))
+                .and_then(|f| f.as_str())
+                .unwrap_or("");
+            let _ = writeln!(
+                out,
+                "  {}  {what}  {} -> {}  {extra}",
+                format_millis(h.at),
+                h.from,
+                h.to
+            );
         }
     }
     out
@@ -134,7 +169,11 @@ pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> Str
 pub fn summary(snap: &PlanSnapshot) -> String {
     let p = &snap.plan;
     let mut out = String::new();
-    let done = snap.steps.iter().filter(|s| s.state == weft_model::step::State::Success).count();
+    let done = snap
+        .steps
+        .iter()
+        .filter(|s| s.state == weft_model::step::State::Success)
+        .count();
     let _ = writeln!(
         out,
         "plan {} {}: {} ({done}/{} steps succeeded, {})",
@@ -148,14 +187,26 @@ pub fn summary(snap: &PlanSnapshot) -> String {
         if let Some(f) = &s.failure {
             let _ = writeln!(out, "  {} {}: {}", s.name, s.state, f.message);
             if let Some(tail) = f.stderr_tail.as_deref().filter(|t| !t.trim().is_empty()) {
-                for line in tail.trim_end().lines().rev().take(5).collect::<Vec<_>>().into_iter().rev() {
+                for line in tail
+                    .trim_end()
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
                     let _ = writeln!(out, "    | {line}");
                 }
             }
         }
     }
     if p.state == weft_model::plan::State::Paused {
-        let _ = writeln!(out, "the plan is paused; after fixing the cause, continue with: weft plans resume {}", p.id);
+        let _ = writeln!(
+            out,
+            "the plan is paused; after fixing the cause, continue with: weft plans resume {}",
+            p.id
+        );
     }
     out
 }

@@ -236,10 +236,18 @@ impl Director {
             rng: &mut self.rng,
         };
         let touched = match input {
-            Input::Start { snapshot, rescue, waiter } => {
+            Input::Start {
+                snapshot,
+                rescue,
+                waiter,
+            } => {
                 let id = snapshot.plan.id;
                 if self.plans.contains_key(&id) {
-                    ctx.out.refused.push((id, format!("cannot execute plan {id}: it's already running"), waiter));
+                    ctx.out.refused.push((
+                        id,
+                        format!("cannot execute plan {id}: it's already running"),
+                        waiter,
+                    ));
                     return;
                 }
                 match PlanRun::recover(*snapshot, rescue, waiter, &mut ctx) {
@@ -254,7 +262,12 @@ impl Director {
                     }
                 }
             }
-            Input::Executed { plan, step, attempt, result } => {
+            Input::Executed {
+                plan,
+                step,
+                attempt,
+                result,
+            } => {
                 *ctx.in_flight = ctx.in_flight.saturating_sub(1);
                 self.plans.get_mut(&plan).map(|run| {
                     run.executed(step as usize, attempt, result, &mut ctx);
@@ -313,7 +326,9 @@ impl Director {
         };
         let mut touched = Vec::new();
         while *ctx.in_flight < self.limit {
-            let Some((plan, step)) = ctx.ready.pop_front() else { break };
+            let Some((plan, step)) = ctx.ready.pop_front() else {
+                break;
+            };
             if let Some(run) = self.plans.get_mut(&plan) {
                 run.start(step as usize, &mut ctx);
                 run.progress(&mut ctx);

@@ -22,16 +22,24 @@ impl PlanRun {
         waiter: Option<Waiter>,
         ctx: &mut Ctx<'_>,
     ) -> Result<PlanRun, (String, Option<Waiter>)> {
-        let PlanSnapshot { plan: record, steps } = snapshot;
+        let PlanSnapshot {
+            plan: record,
+            steps,
+        } = snapshot;
         let id = record.id;
         let was = record.state;
         match was {
             plan::State::Planned | plan::State::Paused | plan::State::Running => {}
-            plan::State::Stopped => return Err((format!("cannot execute plan {id}: it's stopped"), waiter)),
+            plan::State::Stopped => {
+                return Err((format!("cannot execute plan {id}: it's stopped"), waiter))
+            }
             other => return Err((format!("cannot execute plan {id}: it is {other}"), waiter)),
         }
         if steps.len() != record.flow.steps.len() {
-            return Err((format!("cannot execute plan {id}: its stored steps do not match its flow"), waiter));
+            return Err((
+                format!("cannot execute plan {id}: its stored steps do not match its flow"),
+                waiter,
+            ));
         }
         let flow = Arc::new(record.flow);
         let dependents = flow.dependents();
@@ -59,12 +67,18 @@ impl PlanRun {
                 ended_at: s.ended_at,
                 output: s.output.clone(),
                 failure: s.failure.clone(),
-                waiting: flow.steps[i].deps.iter().filter(|&&d| steps[d as usize].state != step::State::Success).count()
-                    as u32,
+                waiting: flow.steps[i]
+                    .deps
+                    .iter()
+                    .filter(|&&d| steps[d as usize].state != step::State::Success)
+                    .count() as u32,
                 interrupted: false,
             })
             .collect();
-        let succeeded = step_runs.iter().filter(|s| s.state == step::State::Success).count();
+        let succeeded = step_runs
+            .iter()
+            .filter(|s| s.state == step::State::Success)
+            .count();
         let mut run = PlanRun {
             id,
             flow,
@@ -126,14 +140,20 @@ impl PlanRun {
                 .iter()
                 .find_map(|s| s.failure.clone().filter(|_| s.state == step::State::Error))
                 .unwrap_or_else(|| Failure::new("recovered", "revert resumed after a restart"));
-            run.phase.revert = Some(RevertScope { subflow: None, cause });
+            run.phase.revert = Some(RevertScope {
+                subflow: None,
+                cause,
+            });
         }
         // Re-send reverts that were under way (or that the operator asked to retry).
         for i in 0..run.steps.len() {
             if run.steps[i].state == step::State::Reverting {
-                let cause = run.phase.revert.as_ref().map(|r| r.cause.clone()).unwrap_or_else(|| {
-                    Failure::new("recovered", "revert resumed after a restart")
-                });
+                let cause = run
+                    .phase
+                    .revert
+                    .as_ref()
+                    .map(|r| r.cause.clone())
+                    .unwrap_or_else(|| Failure::new("recovered", "revert resumed after a restart"));
                 run.in_flight += 1;
                 ctx.push_work(WorkItem {
                     plan: id,
@@ -141,7 +161,10 @@ impl PlanRun {
                     step: i as u32,
                     attempt: run.steps[i].attempt,
                     inputs: run.inputs(i).unwrap_or_default(),
-                    work: Work::Revert { result: run.steps[i].output.clone(), cause },
+                    work: Work::Revert {
+                        result: run.steps[i].output.clone(),
+                        cause,
+                    },
                 });
             }
         }
@@ -161,7 +184,10 @@ impl PlanRun {
                     if resumed_by_operator || run.budget_left(i) {
                         run.mark_ready(i, ctx);
                     } else {
-                        let f = s.failure.clone().unwrap_or_else(|| Failure::new("error", "failed"));
+                        let f = s
+                            .failure
+                            .clone()
+                            .unwrap_or_else(|| Failure::new("error", "failed"));
                         run.exhausted(i, f, ctx);
                     }
                 }

@@ -71,11 +71,20 @@ pub(crate) struct PlanRun {
 impl PlanRun {
     /// Moves step `i` to `to` through the state machine, then lets `edit` update its fields,
     /// and records the change. Returns false (and records a bug) if the move is illegal.
-    pub fn record(&mut self, i: usize, to: step::State, ctx: &mut Ctx<'_>, edit: impl FnOnce(&mut StepRun)) -> bool {
+    pub fn record(
+        &mut self,
+        i: usize,
+        to: step::State,
+        ctx: &mut Ctx<'_>,
+        edit: impl FnOnce(&mut StepRun),
+    ) -> bool {
         let s = &mut self.steps[i];
         let from = s.state;
         if let Err(e) = from.transition(to) {
-            ctx.out.illegal.push(format!("plan {} step {}: {e}", self.id, self.flow.steps[i].name));
+            ctx.out.illegal.push(format!(
+                "plan {} step {}: {e}",
+                self.id, self.flow.steps[i].name
+            ));
             return false;
         }
         s.state = to;
@@ -108,7 +117,12 @@ impl PlanRun {
     pub fn set_state(&mut self, to: plan::State, ctx: &mut Ctx<'_>) -> bool {
         match self.state.transition(to) {
             Ok(_) => {
-                ctx.out.changes.push(Change::Plan { plan: self.id, from: self.state, to, at: ctx.now });
+                ctx.out.changes.push(Change::Plan {
+                    plan: self.id,
+                    from: self.state,
+                    to,
+                    at: ctx.now,
+                });
                 self.state = to;
                 true
             }
@@ -121,11 +135,16 @@ impl PlanRun {
 
     pub fn persist_phase(&self, ctx: &mut Ctx<'_>) {
         let phase = serde_json::to_value(&self.phase).unwrap_or(Value::Null);
-        ctx.out.changes.push(Change::Phase { plan: self.id, phase });
+        ctx.out.changes.push(Change::Phase {
+            plan: self.id,
+            phase,
+        });
     }
 
     fn in_subflow(&self, subflow: u32, i: usize) -> bool {
-        self.flow.subflows[subflow as usize].steps.contains(&(i as u32))
+        self.flow.subflows[subflow as usize]
+            .steps
+            .contains(&(i as u32))
     }
 
     fn in_scope(&self, scope: &RevertScope, i: usize) -> bool {
@@ -137,7 +156,11 @@ impl PlanRun {
         self.state == plan::State::Running
             && !self.pause_requested
             && !self.ended
-            && self.phase.revert.as_ref().is_none_or(|scope| !self.in_scope(scope, i))
+            && self
+                .phase
+                .revert
+                .as_ref()
+                .is_none_or(|scope| !self.in_scope(scope, i))
     }
 
     pub fn mark_ready(&self, i: usize, ctx: &mut Ctx<'_>) {
@@ -156,7 +179,11 @@ impl PlanRun {
         let def = &self.flow.steps[i];
         let mut out = Map::new();
         for name in &def.requires {
-            let v = self.values.get(name).or_else(|| def.defaults.get(name)).ok_or_else(|| name.clone())?;
+            let v = self
+                .values
+                .get(name)
+                .or_else(|| def.defaults.get(name))
+                .ok_or_else(|| name.clone())?;
             out.insert(name.clone(), v.clone());
         }
         Ok(out)
@@ -176,7 +203,10 @@ impl PlanRun {
         let inputs = match self.inputs(i) {
             Ok(inputs) => inputs,
             Err(missing) => {
-                let f = Failure::new("missing_input", format!("required value `{missing}` is not available"));
+                let f = Failure::new(
+                    "missing_input",
+                    format!("required value `{missing}` is not available"),
+                );
                 let to_error = self.steps[i].state != step::State::Error;
                 if to_error {
                     let now = ctx.now;
@@ -189,7 +219,11 @@ impl PlanRun {
                 return;
             }
         };
-        let attempt = if s.interrupted { s.attempt.max(1) } else { s.attempt + 1 };
+        let attempt = if s.interrupted {
+            s.attempt.max(1)
+        } else {
+            s.attempt + 1
+        };
         let now = ctx.now;
         if !self.record(i, step::State::Running, ctx, |s| {
             s.attempt = attempt;
@@ -213,7 +247,13 @@ impl PlanRun {
     }
 
     /// An execution reported back.
-    pub fn executed(&mut self, i: usize, attempt: u32, result: Result<Value, Failure>, ctx: &mut Ctx<'_>) {
+    pub fn executed(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        result: Result<Value, Failure>,
+        ctx: &mut Ctx<'_>,
+    ) {
         self.in_flight = self.in_flight.saturating_sub(1);
         let s = &self.steps[i];
         if s.state != step::State::Running || s.attempt != attempt {
@@ -247,8 +287,16 @@ impl PlanRun {
                 if self.can_start(i) && self.budget_left(i) {
                     let s = &self.steps[i];
                     let retry_no = s.attempt + 1 - s.budget_from.min(s.attempt);
-                    let after = self.flow.steps[i].retry.delay_before(retry_no.max(1), ctx.jitter());
-                    ctx.out.timers.push(Timer { after, input: Input::RetryDue { plan: self.id, step: i as u32 } });
+                    let after = self.flow.steps[i]
+                        .retry
+                        .delay_before(retry_no.max(1), ctx.jitter());
+                    ctx.out.timers.push(Timer {
+                        after,
+                        input: Input::RetryDue {
+                            plan: self.id,
+                            step: i as u32,
+                        },
+                    });
                 } else {
                     self.exhausted(i, failure, ctx);
                 }
@@ -259,7 +307,8 @@ impl PlanRun {
     /// A retry's delay has passed.
     pub fn retry_due(&mut self, i: usize, ctx: &mut Ctx<'_>) {
         let s = &self.steps[i];
-        let due = s.state == step::State::Error || (s.state == step::State::Pending && s.waiting == 0);
+        let due =
+            s.state == step::State::Error || (s.state == step::State::Pending && s.waiting == 0);
         if due {
             self.mark_ready(i, ctx);
         }
@@ -278,7 +327,10 @@ impl PlanRun {
                 for s in self.flow.subflow_chain(i) {
                     let used = self.phase.subflow_attempts.get(&s).copied().unwrap_or(1);
                     if used < self.flow.subflows[s as usize].retry.attempts {
-                        self.phase.revert = Some(RevertScope { subflow: Some(s), cause: failure });
+                        self.phase.revert = Some(RevertScope {
+                            subflow: Some(s),
+                            cause: failure,
+                        });
                         self.persist_phase(ctx);
                         return;
                     }
@@ -287,7 +339,10 @@ impl PlanRun {
         }
         match self.rescue {
             Rescue::Revert => {
-                self.phase.revert = Some(RevertScope { subflow: None, cause: failure });
+                self.phase.revert = Some(RevertScope {
+                    subflow: None,
+                    cause: failure,
+                });
                 self.persist_phase(ctx);
             }
             Rescue::Pause => self.pause_requested = true,
@@ -341,10 +396,17 @@ impl PlanRun {
     fn advance_revert(&mut self, scope: &RevertScope, ctx: &mut Ctx<'_>) {
         let members: Vec<usize> = match scope.subflow {
             None => (0..self.steps.len()).collect(),
-            Some(s) => self.flow.subflows[s as usize].steps.iter().map(|&i| i as usize).collect(),
+            Some(s) => self.flow.subflows[s as usize]
+                .steps
+                .iter()
+                .map(|&i| i as usize)
+                .collect(),
         };
         // Let running executions finish first.
-        if members.iter().any(|&i| self.steps[i].state == step::State::Running) {
+        if members
+            .iter()
+            .any(|&i| self.steps[i].state == step::State::Running)
+        {
             return;
         }
         loop {
@@ -378,7 +440,10 @@ impl PlanRun {
                             step: i as u32,
                             attempt: self.steps[i].attempt,
                             inputs,
-                            work: Work::Revert { result, cause: scope.cause.clone() },
+                            work: Work::Revert {
+                                result,
+                                cause: scope.cause.clone(),
+                            },
                         });
                     }
                 } else {
@@ -390,10 +455,16 @@ impl PlanRun {
                 break;
             }
         }
-        if members.iter().any(|&i| self.steps[i].state == step::State::Reverting) {
+        if members
+            .iter()
+            .any(|&i| self.steps[i].state == step::State::Reverting)
+        {
             return;
         }
-        if members.iter().any(|&i| self.steps[i].state == step::State::RevertFailed) {
+        if members
+            .iter()
+            .any(|&i| self.steps[i].state == step::State::RevertFailed)
+        {
             self.end(plan::State::Paused, ctx);
             return;
         }
@@ -406,7 +477,10 @@ impl PlanRun {
     /// A subflow was reverted for a retry: everything in it goes back to pending and runs again.
     fn restart_subflow(&mut self, s: u32, members: &[usize], ctx: &mut Ctx<'_>) {
         for &i in members {
-            if matches!(self.steps[i].state, step::State::Error | step::State::Reverted) {
+            if matches!(
+                self.steps[i].state,
+                step::State::Error | step::State::Reverted
+            ) {
                 self.record(i, step::State::Pending, ctx, |st| {
                     st.budget_from = st.attempt + 1;
                     st.output = None;
@@ -414,18 +488,29 @@ impl PlanRun {
             }
         }
         for &i in members {
-            let waiting =
-                self.flow.steps[i].deps.iter().filter(|&&d| self.steps[d as usize].state != step::State::Success).count();
+            let waiting = self.flow.steps[i]
+                .deps
+                .iter()
+                .filter(|&&d| self.steps[d as usize].state != step::State::Success)
+                .count();
             self.steps[i].waiting = waiting as u32;
         }
         let used = self.phase.subflow_attempts.get(&s).copied().unwrap_or(1);
         self.phase.subflow_attempts.insert(s, used + 1);
         self.phase.revert = None;
         self.persist_phase(ctx);
-        let after = self.flow.subflows[s as usize].retry.delay_before(used, ctx.jitter());
+        let after = self.flow.subflows[s as usize]
+            .retry
+            .delay_before(used, ctx.jitter());
         for &i in members {
             if self.steps[i].state == step::State::Pending && self.steps[i].waiting == 0 {
-                ctx.out.timers.push(Timer { after, input: Input::RetryDue { plan: self.id, step: i as u32 } });
+                ctx.out.timers.push(Timer {
+                    after,
+                    input: Input::RetryDue {
+                        plan: self.id,
+                        step: i as u32,
+                    },
+                });
             }
         }
     }

@@ -50,8 +50,15 @@ impl Harness {
     }
 
     fn start(&mut self, rescue: Rescue) {
-        let snapshot = PlanSnapshot { plan: self.plan.clone(), steps: self.steps.clone() };
-        self.feed(Input::Start { snapshot: Box::new(snapshot), rescue, waiter: None });
+        let snapshot = PlanSnapshot {
+            plan: self.plan.clone(),
+            steps: self.steps.clone(),
+        };
+        self.feed(Input::Start {
+            snapshot: Box::new(snapshot),
+            rescue,
+            waiter: None,
+        });
     }
 
     /// Feeds one input and applies what comes out, as the store and dispatcher would.
@@ -59,7 +66,11 @@ impl Harness {
         self.now += 1;
         self.director.handle(input, self.now);
         let actions = self.director.take();
-        assert!(actions.illegal.is_empty(), "illegal transitions: {:?}", actions.illegal);
+        assert!(
+            actions.illegal.is_empty(),
+            "illegal transitions: {:?}",
+            actions.illegal
+        );
         for c in actions.changes {
             match c {
                 Change::Plan { from, to, .. } => {
@@ -68,7 +79,11 @@ impl Harness {
                 }
                 Change::Step { from, step, .. } => {
                     let cur = &mut self.steps[step.index as usize];
-                    assert_eq!(cur.state, from, "step {} change from a stale state", cur.name);
+                    assert_eq!(
+                        cur.state, from,
+                        "step {} change from a stale state",
+                        cur.name
+                    );
                     assert!(from.allows(step.state));
                     let name = cur.name.clone();
                     *cur = StepRecord { name, ..step };
@@ -80,11 +95,13 @@ impl Harness {
             if matches!(w.work, Work::Execute) {
                 self.log.push(self.steps[w.step as usize].name.clone());
             } else {
-                self.log.push(format!("revert {}", self.steps[w.step as usize].name));
+                self.log
+                    .push(format!("revert {}", self.steps[w.step as usize].name));
             }
         }
         self.work.extend(actions.work);
-        self.timers.extend(actions.timers.into_iter().map(|t| t.input));
+        self.timers
+            .extend(actions.timers.into_iter().map(|t| t.input));
         if let Some((end, _)) = actions.ended.into_iter().next() {
             self.ended = Some(end);
         }
@@ -101,12 +118,20 @@ impl Harness {
                 plan: item.plan,
                 step: item.step,
                 attempt: item.attempt,
-                result: if ok { Ok(serde_json::json!({"v": item.step})) } else { Err(Failure::new("boom", "failed")) },
+                result: if ok {
+                    Ok(serde_json::json!({"v": item.step}))
+                } else {
+                    Err(Failure::new("boom", "failed"))
+                },
             },
             Work::Revert { .. } => Input::Reverted {
                 plan: item.plan,
                 step: item.step,
-                result: if ok { Ok(()) } else { Err(Failure::new("boom", "revert failed")) },
+                result: if ok {
+                    Ok(())
+                } else {
+                    Err(Failure::new("boom", "revert failed"))
+                },
             },
         };
         self.feed(input);
@@ -130,7 +155,11 @@ impl Harness {
     }
 
     fn state_of(&self, name: &str) -> S {
-        self.steps.iter().find(|s| s.name == name).map(|s| s.state).expect("step exists")
+        self.steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.state)
+            .expect("step exists")
     }
 }
 
@@ -162,7 +191,10 @@ fn a_linear_flow_runs_in_order_and_succeeds() {
     h.run(|_, _| true);
     assert_eq!(h.log, ["s0", "s1", "s2", "s3"]);
     let end = h.ended.clone().expect("ended");
-    assert_eq!((end.state, end.outcome), (plan::State::Stopped, Outcome::Success));
+    assert_eq!(
+        (end.state, end.outcome),
+        (plan::State::Stopped, Outcome::Success)
+    );
 }
 
 #[test]
@@ -185,9 +217,23 @@ fn a_failure_reverts_completed_steps_in_reverse_order() {
     let mut h = Harness::new(with_reverts(linear(4)), 8);
     h.start(Rescue::Revert);
     h.run(|name, revert| revert || name != "s3");
-    assert_eq!(h.log, ["s0", "s1", "s2", "s3", "revert s2", "revert s1", "revert s0"]);
+    assert_eq!(
+        h.log,
+        [
+            "s0",
+            "s1",
+            "s2",
+            "s3",
+            "revert s2",
+            "revert s1",
+            "revert s0"
+        ]
+    );
     let end = h.ended.clone().expect("ended");
-    assert_eq!((end.state, end.outcome), (plan::State::Stopped, Outcome::Error));
+    assert_eq!(
+        (end.state, end.outcome),
+        (plan::State::Stopped, Outcome::Error)
+    );
     assert_eq!(h.state_of("s3"), S::Error);
     assert_eq!(h.state_of("s0"), S::Reverted);
 }
@@ -195,13 +241,20 @@ fn a_failure_reverts_completed_steps_in_reverse_order() {
 #[test]
 fn running_siblings_finish_before_the_revert_starts() {
     let flow = with_reverts(
-        FlowBuilder::unordered("u").task("a", "noop", "1", |t| t).task("b", "noop", "1", |t| t).build().expect("valid"),
+        FlowBuilder::unordered("u")
+            .task("a", "noop", "1", |t| t)
+            .task("b", "noop", "1", |t| t)
+            .build()
+            .expect("valid"),
     );
     let mut h = Harness::new(flow, 8);
     h.start(Rescue::Revert);
     assert_eq!(h.work.len(), 2);
     h.answer(0, false); // a fails while b runs
-    assert!(h.work.iter().all(|w| matches!(w.work, Work::Execute)), "no revert while b runs");
+    assert!(
+        h.work.iter().all(|w| matches!(w.work, Work::Execute)),
+        "no revert while b runs"
+    );
     h.answer(0, true); // b succeeds, and is then reverted
     assert!(matches!(h.work[0].work, Work::Revert { .. }));
     h.run(|_, _| true);
@@ -216,13 +269,20 @@ fn a_failing_revert_pauses_the_plan_and_a_resume_retries_it() {
     let end = h.ended.take().expect("ended");
     assert_eq!(end.state, plan::State::Paused);
     assert_eq!(h.state_of("s1"), S::RevertFailed);
-    assert_eq!(h.state_of("s0"), S::Success, "s0 waits behind the failed revert");
+    assert_eq!(
+        h.state_of("s0"),
+        S::Success,
+        "s0 waits behind the failed revert"
+    );
     // The operator resumes: the revert is retried, then the rest is reverted.
     h.director = Director::new(8, 7);
     h.start(Rescue::Revert);
     h.run(|_, _| true);
     let end = h.ended.clone().expect("ended");
-    assert_eq!((end.state, end.outcome), (plan::State::Stopped, Outcome::Error));
+    assert_eq!(
+        (end.state, end.outcome),
+        (plan::State::Stopped, Outcome::Error)
+    );
     assert_eq!(h.state_of("s0"), S::Reverted);
 }
 
@@ -230,14 +290,20 @@ fn a_failing_revert_pauses_the_plan_and_a_resume_retries_it() {
 fn retries_wait_for_their_timer_then_run_again() {
     let flow = FlowBuilder::linear("r")
         .task("flaky", "noop", "1", |t| {
-            t.retry(Retry { attempts: 3, ..Retry::default() })
+            t.retry(Retry {
+                attempts: 3,
+                ..Retry::default()
+            })
         })
         .build()
         .expect("valid");
     let mut h = Harness::new(flow, 8);
     h.start(Rescue::Revert);
     h.answer(0, false);
-    assert!(h.work.is_empty() && h.timers.len() == 1, "a retry waits for its delay");
+    assert!(
+        h.work.is_empty() && h.timers.len() == 1,
+        "a retry waits for its delay"
+    );
     let t = h.timers.remove(0);
     h.feed(t);
     assert_eq!(h.work[0].attempt, 2);
@@ -255,7 +321,10 @@ fn pause_rescue_pauses_with_the_failure() {
     h.start(Rescue::Pause);
     h.answer(0, false);
     let end = h.ended.clone().expect("ended");
-    assert_eq!((end.state, end.outcome), (plan::State::Paused, Outcome::Error));
+    assert_eq!(
+        (end.state, end.outcome),
+        (plan::State::Paused, Outcome::Error)
+    );
     assert_eq!(end.failure.map(|f| f.message), Some("failed".into()));
 }
 
@@ -276,7 +345,10 @@ fn after_a_crash_an_idempotent_running_step_reruns_with_the_same_attempt() {
 
 #[test]
 fn after_a_crash_a_non_idempotent_running_step_errors_and_the_plan_pauses() {
-    let flow = FlowBuilder::linear("n").task("once", "noop", "1", |t| t.idempotent(false)).build().expect("valid");
+    let flow = FlowBuilder::linear("n")
+        .task("once", "noop", "1", |t| t.idempotent(false))
+        .build()
+        .expect("valid");
     let mut h = Harness::new(flow, 8);
     h.start(Rescue::Revert);
     h.work.clear();
@@ -286,7 +358,11 @@ fn after_a_crash_a_non_idempotent_running_step_errors_and_the_plan_pauses() {
     let end = h.ended.take().expect("ended");
     assert_eq!(end.state, plan::State::Paused);
     assert_eq!(h.state_of("once"), S::Error);
-    assert!(end.failure.expect("failure").message.contains("abnormal termination"));
+    assert!(end
+        .failure
+        .expect("failure")
+        .message
+        .contains("abnormal termination"));
     // An operator's resume re-runs it.
     h.director = Director::new(8, 7);
     h.start(Rescue::Revert);
@@ -311,15 +387,25 @@ fn a_plan_already_running_is_refused() {
     h.start(Rescue::Revert);
     h.plan.state = plan::State::Planned;
     h.start(Rescue::Revert);
-    assert!(h.refused.expect("refused").ends_with("it's already running"));
+    assert!(h
+        .refused
+        .expect("refused")
+        .ends_with("it's already running"));
 }
 
 #[test]
 fn a_failed_subflow_is_reverted_and_run_again() {
-    let inner = FlowBuilder::linear("inner").task("x", "noop", "1", |t| t).task("y", "noop", "1", |t| t);
+    let inner = FlowBuilder::linear("inner")
+        .task("x", "noop", "1", |t| t)
+        .task("y", "noop", "1", |t| t);
     let flow = FlowBuilder::linear("outer")
         .task("first", "noop", "1", |t| t)
-        .subflow("sub", inner, |t| t.retry(Retry { attempts: 2, ..Retry::default() }))
+        .subflow("sub", inner, |t| {
+            t.retry(Retry {
+                attempts: 2,
+                ..Retry::default()
+            })
+        })
         .task("last", "noop", "1", |t| t)
         .build()
         .expect("valid");
@@ -333,7 +419,18 @@ fn a_failed_subflow_is_reverted_and_run_again() {
         }
         true
     });
-    assert_eq!(h.log, ["first", "sub/x", "sub/y", "revert sub/x", "sub/x", "sub/y", "last"]);
+    assert_eq!(
+        h.log,
+        [
+            "first",
+            "sub/x",
+            "sub/y",
+            "revert sub/x",
+            "sub/x",
+            "sub/y",
+            "last"
+        ]
+    );
     assert_eq!(h.ended.expect("ended").outcome, Outcome::Success);
 }
 
@@ -341,9 +438,18 @@ fn a_failed_subflow_is_reverted_and_run_again() {
 fn random_flow(edges: &[(usize, usize)], n: usize, attempts: &[u32]) -> Flow {
     let mut b = FlowBuilder::graph("random");
     for i in 0..n {
-        let after: Vec<String> = edges.iter().filter(|(a, b)| *b == i && *a < i).map(|(a, _)| format!("s{a}")).collect();
-        let retry = Retry { attempts: attempts[i % attempts.len()], ..Retry::default() };
-        b = b.task(format!("s{i}"), "noop", "1", move |t| t.after(after).retry(retry));
+        let after: Vec<String> = edges
+            .iter()
+            .filter(|(a, b)| *b == i && *a < i)
+            .map(|(a, _)| format!("s{a}"))
+            .collect();
+        let retry = Retry {
+            attempts: attempts[i % attempts.len()],
+            ..Retry::default()
+        };
+        b = b.task(format!("s{i}"), "noop", "1", move |t| {
+            t.after(after).retry(retry)
+        });
     }
     with_reverts(b.build().expect("valid"))
 }

@@ -94,7 +94,13 @@ impl FlowBuilder {
     }
 
     fn new(name: impl Into<String>, pattern: Pattern) -> Self {
-        FlowBuilder { pattern, tree: Tree { name: name.into(), ..Tree::default() } }
+        FlowBuilder {
+            pattern,
+            tree: Tree {
+                name: name.into(),
+                ..Tree::default()
+            },
+        }
     }
 
     /// Sets the version.
@@ -105,7 +111,13 @@ impl FlowBuilder {
 
     /// Declares an input; `default: None` makes it required.
     pub fn input(mut self, name: impl Into<String>, default: Option<Value>) -> Self {
-        self.tree.inputs.insert(name.into(), Input { default, description: String::new() });
+        self.tree.inputs.insert(
+            name.into(),
+            Input {
+                default,
+                description: String::new(),
+            },
+        );
         self
     }
 
@@ -117,7 +129,10 @@ impl FlowBuilder {
         version: impl Into<String>,
         settings: impl FnOnce(TaskBuilder) -> TaskBuilder,
     ) -> Self {
-        let action = Action::Task { name: task.into(), version: version.into() };
+        let action = Action::Task {
+            name: task.into(),
+            version: version.into(),
+        };
         self.push(TaskSpec::new(name, Body::Action(action)), settings)
     }
 

@@ -112,7 +112,13 @@ fn did_you_mean(s: &Option<String>) -> String {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind) -> Self {
-        Error { file: None, line: None, task: None, field: None, kind }
+        Error {
+            file: None,
+            line: None,
+            task: None,
+            field: None,
+            kind,
+        }
     }
 
     pub(crate) fn task(mut self, task: &str) -> Self {

@@ -21,21 +21,24 @@ pub fn load(path: &Path) -> Result<Flow, Error> {
 /// Parses flow TOML held in memory; `dir` resolves relative subflow paths and `cwd`s.
 pub fn parse(text: &str, file: &Path, dir: &Path) -> Result<Flow, Error> {
     let tree = parse_tree(text, file, dir, &mut Vec::new())?;
-    tree.compile().map_err(|e| e.at(Some(&file.to_path_buf()), None))
+    tree.compile()
+        .map_err(|e| e.at(Some(&file.to_path_buf()), None))
 }
 
 fn load_tree(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Tree, Error> {
     let shown = path.to_path_buf();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::new(ErrorKind::Io(e.to_string())).at(Some(&shown), None)
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::new(ErrorKind::Io(e.to_string())).at(Some(&shown), None))?;
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     if stack.contains(&canonical) {
         let mut chain = stack.clone();
         chain.push(canonical);
         return Err(Error::new(ErrorKind::SubflowCycle(chain)));
     }
-    let dir = canonical.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = canonical
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     stack.push(canonical);
     let tree = parse_tree(&text, &shown, &dir, stack);
     stack.pop();
@@ -115,11 +118,20 @@ struct Lines<'a>(&'a str);
 
 impl Lines<'_> {
     fn of(&self, offset: usize) -> usize {
-        self.0[..offset.min(self.0.len())].bytes().filter(|&b| b == b'\n').count() + 1
+        self.0[..offset.min(self.0.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
     }
 }
 
-fn parse_tree(text: &str, file: &Path, dir: &Path, stack: &mut Vec<PathBuf>) -> Result<Tree, Error> {
+fn parse_tree(
+    text: &str,
+    file: &Path,
+    dir: &Path,
+    stack: &mut Vec<PathBuf>,
+) -> Result<Tree, Error> {
     let lines = Lines(text);
     let file_buf = file.to_path_buf();
     let raw: RawFlow = toml::from_str(text).map_err(|e| {
@@ -157,20 +169,29 @@ fn parse_tree(text: &str, file: &Path, dir: &Path, stack: &mut Vec<PathBuf>) -> 
                 offset,
             ));
         }
-        inputs.insert(name, Input { default, description: input.description });
+        inputs.insert(
+            name,
+            Input {
+                default,
+                description: input.description,
+            },
+        );
     }
 
     let defaults_offset = raw.defaults.as_ref().map(|d| d.span().start).unwrap_or(0);
     let defaults = raw.defaults.map(Spanned::into_inner).unwrap_or_default();
     let default_retry = match &defaults.retry {
-        Some(r) => retry(r.get_ref(), Retry::default()).map_err(|e| at(e.field("defaults.retry"), r.span().start))?,
+        Some(r) => retry(r.get_ref(), Retry::default())
+            .map_err(|e| at(e.field("defaults.retry"), r.span().start))?,
         None => Retry::default(),
     };
     let default_timeout = match &defaults.timeout {
-        Some(t) => Some(
-            duration::parse(t.get_ref())
-                .map_err(|e| at(Error::new(e.into()).field("defaults.timeout"), t.span().start))?,
-        ),
+        Some(t) => Some(duration::parse(t.get_ref()).map_err(|e| {
+            at(
+                Error::new(e.into()).field("defaults.timeout"),
+                t.span().start,
+            )
+        })?),
         None => None,
     };
     let _ = defaults_offset;
@@ -182,8 +203,10 @@ fn parse_tree(text: &str, file: &Path, dir: &Path, stack: &mut Vec<PathBuf>) -> 
         let task_err = |e: Error, offset: usize| at(e.task(&name), offset);
         if name.is_empty() || name.contains('/') {
             return Err(task_err(
-                Error::new(ErrorKind::Invalid("a task name must be non-empty and hold no `/`".into()))
-                    .field("name"),
+                Error::new(ErrorKind::Invalid(
+                    "a task name must be non-empty and hold no `/`".into(),
+                ))
+                .field("name"),
                 name_offset,
             ));
         }
@@ -193,7 +216,10 @@ fn parse_tree(text: &str, file: &Path, dir: &Path, stack: &mut Vec<PathBuf>) -> 
 
         let body = match (&raw_task.run, &raw_task.flow) {
             (Some(_), Some(f)) => {
-                return Err(task_err(Error::new(ErrorKind::RunAndFlow).field("flow"), f.span().start))
+                return Err(task_err(
+                    Error::new(ErrorKind::RunAndFlow).field("flow"),
+                    f.span().start,
+                ))
             }
             (None, None) => return Err(task_err(Error::new(ErrorKind::NothingToRun), name_offset)),
             (Some(run), None) => {
@@ -213,7 +239,12 @@ fn parse_tree(text: &str, file: &Path, dir: &Path, stack: &mut Vec<PathBuf>) -> 
                     .or_else(|| defaults.cwd.clone())
                     .map(|c| dir.join(c))
                     .unwrap_or_else(|| dir.to_path_buf());
-                Body::Action(Action::Command(Command { run: run_argv, revert, env, cwd: Some(cwd) }))
+                Body::Action(Action::Command(Command {
+                    run: run_argv,
+                    revert,
+                    env,
+                    cwd: Some(cwd),
+                }))
             }
             (None, Some(f)) => {
                 if raw_task.revert.is_some() {
@@ -228,12 +259,16 @@ fn parse_tree(text: &str, file: &Path, dir: &Path, stack: &mut Vec<PathBuf>) -> 
                 let path = dir.join(f.get_ref());
                 if !path.exists() {
                     return Err(task_err(
-                        Error::new(ErrorKind::SubflowMissing(PathBuf::from(f.get_ref()))).field("flow"),
+                        Error::new(ErrorKind::SubflowMissing(PathBuf::from(f.get_ref())))
+                            .field("flow"),
                         f.span().start,
                     ));
                 }
                 let sub = load_tree(&path, stack).map_err(|e| match e.kind {
-                    ErrorKind::SubflowCycle(_) => e.task(&name).field("flow").at(Some(&file_buf), Some(lines.of(f.span().start))),
+                    ErrorKind::SubflowCycle(_) => e
+                        .task(&name)
+                        .field("flow")
+                        .at(Some(&file_buf), Some(lines.of(f.span().start))),
                     _ => e,
                 })?;
                 Body::Subflow(Box::new(sub))
@@ -253,7 +288,8 @@ fn parse_tree(text: &str, file: &Path, dir: &Path, stack: &mut Vec<PathBuf>) -> 
         task.requires = list("requires", raw_task.requires);
         task.provides = list("provides", raw_task.provides);
         task.retry = match &raw_task.retry {
-            Some(r) => retry(r.get_ref(), default_retry).map_err(|e| task_err(e.field("retry"), r.span().start))?,
+            Some(r) => retry(r.get_ref(), default_retry)
+                .map_err(|e| task_err(e.field("retry"), r.span().start))?,
             None => default_retry,
         };
         task.timeout = match &raw_task.timeout {
@@ -280,7 +316,9 @@ fn parse_tree(text: &str, file: &Path, dir: &Path, stack: &mut Vec<PathBuf>) -> 
 
 fn argv(value: &Spanned<toml::Value>, field: &str) -> Result<Vec<String>, Error> {
     match value.get_ref() {
-        toml::Value::String(_) => Err(Error::new(ErrorKind::ShellString(field.into())).field(field)),
+        toml::Value::String(_) => {
+            Err(Error::new(ErrorKind::ShellString(field.into())).field(field))
+        }
         toml::Value::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
             for item in items {
@@ -312,7 +350,9 @@ fn retry(raw: &RawRetry, base: Retry) -> Result<Retry, Error> {
     let mut r = base;
     if let Some(a) = raw.attempts {
         if a == 0 {
-            return Err(Error::new(ErrorKind::Invalid("`attempts` must be at least 1".into())));
+            return Err(Error::new(ErrorKind::Invalid(
+                "`attempts` must be at least 1".into(),
+            )));
         }
         r.attempts = a;
     }
@@ -342,7 +382,10 @@ fn toml_error(message: &str) -> Error {
     if message.starts_with("unknown field") {
         if let Some((key, known)) = backticked.split_first() {
             let suggestion = closest(key, known.iter().copied()).map(str::to_string);
-            return Error::new(ErrorKind::UnknownKey { key: key.to_string(), suggestion });
+            return Error::new(ErrorKind::UnknownKey {
+                key: key.to_string(),
+                suggestion,
+            });
         }
     }
     if message.starts_with("missing field") {
@@ -360,7 +403,9 @@ fn toml_to_json(v: toml::Value) -> serde_json::Value {
         toml::Value::Float(f) => serde_json::Value::from(f),
         toml::Value::Boolean(b) => serde_json::Value::Bool(b),
         toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
-        toml::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(toml_to_json).collect()),
+        toml::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(toml_to_json).collect())
+        }
         toml::Value::Table(t) => {
             serde_json::Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
         }
@@ -413,7 +458,10 @@ timeout = "5s"
         let deps: Vec<Vec<u32>> = flow.steps.iter().map(|s| s.deps.clone()).collect();
         assert_eq!(deps, vec![vec![], vec![0], vec![0], vec![1, 2]]);
         assert_eq!(flow.steps[3].retry.attempts, 3);
-        assert_eq!(flow.steps[3].timeout, Some(std::time::Duration::from_secs(5)));
+        assert_eq!(
+            flow.steps[3].timeout,
+            Some(std::time::Duration::from_secs(5))
+        );
     }
 
     #[test]
@@ -429,7 +477,10 @@ timeout = "5s"
     fn suggests_the_key_meant() {
         let e = err("name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nretyr = 3\n");
         assert!(e.starts_with("flow.toml:5: "), "{e}");
-        assert!(e.contains("unknown key `retyr` (did you mean `retry`?)"), "{e}");
+        assert!(
+            e.contains("unknown key `retyr` (did you mean `retry`?)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -467,7 +518,10 @@ timeout = "5s"
     fn missing_inputs_are_named() {
         let flow = parse_str("name = \"f\"\n[inputs]\nversion = { required = true }\nlevel = { default = 2 }\n[[task]]\nname = \"a\"\nrun = [\"x\"]\nrequires = [\"version\"]\n").expect("valid");
         let e = flow.bind_inputs(BTreeMap::new()).expect_err("missing");
-        assert!(e.to_string().contains("missing required input: version"), "{e}");
+        assert!(
+            e.to_string().contains("missing required input: version"),
+            "{e}"
+        );
         let bound = flow
             .bind_inputs(BTreeMap::from([("version".into(), "1.2.3".into())]))
             .expect("bound");

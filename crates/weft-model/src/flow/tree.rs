@@ -75,7 +75,10 @@ impl TaskSpec {
     }
 
     fn line(&self, field: &str) -> Option<usize> {
-        self.lines.get(field).or_else(|| self.lines.get("name")).copied()
+        self.lines
+            .get(field)
+            .or_else(|| self.lines.get("name"))
+            .copied()
     }
 }
 
@@ -143,7 +146,10 @@ impl Compiler {
         for task in &tree.tasks {
             let err_at = |e: Error, field: &str| e.task(&task.name).at(file, task.line(field));
             if units.iter().any(|(n, _, _)| *n == task.name) {
-                return Err(err_at(Error::new(ErrorKind::DuplicateTask(task.name.clone())), "name"));
+                return Err(err_at(
+                    Error::new(ErrorKind::DuplicateTask(task.name.clone())).field("name"),
+                    "name",
+                ));
             }
             let full = format!("{prefix}{}", task.name);
             let (unit, members) = match &task.body {
@@ -178,9 +184,13 @@ impl Compiler {
                     for (name, input) in &sub.inputs {
                         inner_scope.insert(name.clone(), input.default.clone());
                     }
-                    let members = self.flatten(sub, &format!("{full}/"), Some(sidx), &inner_scope)?;
+                    let members =
+                        self.flatten(sub, &format!("{full}/"), Some(sidx), &inner_scope)?;
                     for p in &task.provides {
-                        if !members.iter().any(|&m| self.steps[m as usize].provides.contains(p)) {
+                        if !members
+                            .iter()
+                            .any(|&m| self.steps[m as usize].provides.contains(p))
+                        {
                             return Err(err_at(
                                 Error::new(ErrorKind::SubflowProvides(p.clone())),
                                 "provides",
@@ -213,10 +223,13 @@ impl Compiler {
                     None => {
                         let suggestion = closest(name, units.iter().map(|(n, _, _)| n.as_str()))
                             .map(str::to_string);
-                        return Err(Error::new(ErrorKind::UnknownTask { name: name.clone(), suggestion })
-                            .task(&task.name)
-                            .field("after")
-                            .at(file, task.line("after")));
+                        return Err(Error::new(ErrorKind::UnknownTask {
+                            name: name.clone(),
+                            suggestion,
+                        })
+                        .task(&task.name)
+                        .field("after")
+                        .at(file, task.line("after")));
                     }
                 }
             }
@@ -299,7 +312,9 @@ impl Compiler {
                 } else if inputs.contains_key(&value) {
                     // a plan input
                 } else if let Some(Some(default)) = self.scoped_inputs[i].get(&value) {
-                    self.steps[i].defaults.insert(value.clone(), default.clone());
+                    self.steps[i]
+                        .defaults
+                        .insert(value.clone(), default.clone());
                 } else {
                     return Err(Error::new(ErrorKind::Unresolved(value))
                         .task(&task)
@@ -320,7 +335,11 @@ impl Compiler {
         let from_chain = chain(&self.subflows, self.steps[from].subflow);
         let provider_chain = chain(&self.subflows, self.steps[provider].subflow);
         // outermost subflow holding the provider but not `from`
-        match provider_chain.iter().rev().find(|s| !from_chain.contains(s)) {
+        match provider_chain
+            .iter()
+            .rev()
+            .find(|s| !from_chain.contains(s))
+        {
             Some(&s) => self.subflows[s as usize].steps.clone(),
             None => vec![provider as u32],
         }
@@ -367,8 +386,11 @@ fn check_acyclic(flow: &Flow) -> Result<(), Error> {
             .find(|&d| indegree[d] > 0)
             .unwrap_or(start);
         if let Some(pos) = path.iter().position(|&p| p == next) {
-            let mut cycle: Vec<String> =
-                path[pos..].iter().rev().map(|&i| flow.steps[i].name.clone()).collect();
+            let mut cycle: Vec<String> = path[pos..]
+                .iter()
+                .rev()
+                .map(|&i| flow.steps[i].name.clone())
+                .collect();
             cycle.push(cycle[0].clone());
             return Err(Error::new(ErrorKind::Cycle(cycle)));
         }

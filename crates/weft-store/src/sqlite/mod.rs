@@ -37,7 +37,9 @@ pub struct SqliteStore {
 pub(crate) fn classify(e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {
-        Some(NotADatabase) => Error::Corrupt("the file is not a SQLite database (or is corrupt)".into()),
+        Some(NotADatabase) => {
+            Error::Corrupt("the file is not a SQLite database (or is corrupt)".into())
+        }
         Some(DatabaseCorrupt) => Error::Corrupt("the database file is corrupt".into()),
         Some(DatabaseBusy) | Some(DatabaseLocked) => Error::Unavailable(format!(
             "the database is locked by another process (waited {}s)",
@@ -61,8 +63,11 @@ fn configure(conn: &Connection, write: bool) -> Result<()> {
                 "could not put the database in WAL mode (it is in `{mode}` mode)"
             )));
         }
-        conn.pragma_update(None, "synchronous", "FULL").map_err(classify)?;
-        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(classify)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(classify)?;
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .map_err(classify)?;
         if sync != 2 {
             return Err(Error::Unavailable(format!(
                 "could not set synchronous = FULL (it reads back as {sync})"
@@ -89,7 +94,9 @@ impl SqliteStore {
             Error::Unavailable(m) => Error::Unavailable(format!("{}: {m}", path.display())),
             other => other,
         };
-        let mut conn = Connection::open(path).map_err(classify).map_err(with_path)?;
+        let mut conn = Connection::open(path)
+            .map_err(classify)
+            .map_err(with_path)?;
         configure(&conn, true).map_err(with_path)?;
         schema::migrate(&mut conn).map_err(with_path)?;
         let (tx, rx) = mpsc::channel();
@@ -151,7 +158,8 @@ impl SqliteStore {
 }
 
 fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("stored {what} does not parse: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| Error::Corrupt(format!("stored {what} does not parse: {e}")))
 }
 
 fn parse_state<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T> {
@@ -211,7 +219,8 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
         .map_err(classify)?;
     let mut steps = Vec::new();
     for row in rows {
-        let (index, name, state, attempt, started_at, ended_at, output, failure) = row.map_err(classify)?;
+        let (index, name, state, attempt, started_at, ended_at, output, failure) =
+            row.map_err(classify)?;
         steps.push(StepRecord {
             index,
             name,
@@ -349,7 +358,9 @@ impl Store for SqliteStore {
                 .collect::<std::result::Result<_, _>>()
                 .map_err(classify)?;
             match ids.as_slice() {
-                [one] => one.parse().map_err(|e| Error::Corrupt(format!("stored plan id: {e}"))),
+                [one] => one
+                    .parse()
+                    .map_err(|e| Error::Corrupt(format!("stored plan id: {e}"))),
                 [] => Err(Error::NotFound(text)),
                 _ => Err(Error::Ambiguous(text)),
             }
@@ -366,9 +377,13 @@ impl Store for SqliteStore {
 
     fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>> {
         self.read(move |conn| {
-            conn.query_row("SELECT owner FROM locks WHERE plan_id = ?1", [plan.to_string()], |r| r.get(0))
-                .optional()
-                .map_err(classify)
+            conn.query_row(
+                "SELECT owner FROM locks WHERE plan_id = ?1",
+                [plan.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(classify)
         })
     }
 }

@@ -55,11 +55,18 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(super::classify)?;
     if found > VERSION {
-        return Err(Error::SchemaTooNew { found, supported: VERSION });
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: VERSION,
+        });
     }
     if found == 0 {
         let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
             .map_err(super::classify)?;
         if tables > 0 {
             return Err(Error::Corrupt(
@@ -70,7 +77,8 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction().map_err(super::classify)?;
         tx.execute_batch(sql).map_err(super::classify)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1).map_err(super::classify)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(super::classify)?;
         tx.commit().map_err(super::classify)?;
     }
     Ok(())

@@ -58,7 +58,8 @@ fn commit(conn: &mut Connection, batch: &[Request]) -> Vec<Result<()>> {
             match apply(&tx, &req.write) {
                 Ok(()) => tx.execute_batch("RELEASE w").map_err(classify),
                 Err(e) => {
-                    tx.execute_batch("ROLLBACK TO w; RELEASE w").map_err(classify)?;
+                    tx.execute_batch("ROLLBACK TO w; RELEASE w")
+                        .map_err(classify)?;
                     Err(e)
                 }
             }
@@ -86,11 +87,16 @@ fn apply(conn: &Connection, write: &Write) -> Result<()> {
                 return Err(Error::NotFound(key));
             }
             let holder: Option<String> = conn
-                .query_row("SELECT owner FROM locks WHERE plan_id = ?1", [&key], |r| r.get(0))
+                .query_row("SELECT owner FROM locks WHERE plan_id = ?1", [&key], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(classify)?;
             match holder {
-                Some(h) if h != *owner => Err(Error::Locked { plan: *plan, owner: h }),
+                Some(h) if h != *owner => Err(Error::Locked {
+                    plan: *plan,
+                    owner: h,
+                }),
                 Some(_) => Ok(()),
                 None => conn
                     .execute(
@@ -145,7 +151,8 @@ fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
         )
         .map_err(classify)?;
     for s in &steps {
-        stmt.execute(params![key, s.index, s.name, s.state.as_str()]).map_err(classify)?;
+        stmt.execute(params![key, s.index, s.name, s.state.as_str()])
+            .map_err(classify)?;
     }
     Ok(())
 }
@@ -166,7 +173,12 @@ fn change(conn: &Connection, c: &Change) -> Result<()> {
                 return Err(conflict(conn, *plan, None, from.as_str()));
             }
         }
-        Change::Step { plan, from, step, at: _ } => {
+        Change::Step {
+            plan,
+            from,
+            step,
+            at: _,
+        } => {
             let output = step.output.as_ref().map(to_json).transpose()?;
             let failure = step.failure.as_ref().map(to_json).transpose()?;
             let n = conn
@@ -214,7 +226,9 @@ fn change(conn: &Connection, c: &Change) -> Result<()> {
 fn conflict(conn: &Connection, plan: PlanId, step: Option<u32>, expected: &str) -> Error {
     let key = plan.to_string();
     let found: Option<String> = match step {
-        None => conn.query_row("SELECT state FROM plans WHERE id = ?1", [&key], |r| r.get(0)),
+        None => conn.query_row("SELECT state FROM plans WHERE id = ?1", [&key], |r| {
+            r.get(0)
+        }),
         Some(i) => conn.query_row(
             "SELECT state FROM steps WHERE plan_id = ?1 AND idx = ?2",
             params![key, i],
@@ -224,7 +238,12 @@ fn conflict(conn: &Connection, plan: PlanId, step: Option<u32>, expected: &str) 
     .optional()
     .unwrap_or(None);
     match found {
-        Some(found) => Error::Conflict { plan, step, expected: expected.to_string(), found },
+        Some(found) => Error::Conflict {
+            plan,
+            step,
+            expected: expected.to_string(),
+            found,
+        },
         None => Error::NotFound(match step {
             None => key,
             Some(i) => format!("{key} step {i}"),

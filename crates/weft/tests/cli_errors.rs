@@ -1,0 +1,284 @@
+//! Bad input of every kind: a clear message naming what is wrong, exit code 2 (or 3 for a
+//! store that cannot be used), and nothing written.
+
+mod common;
+use common::{text, Sandbox};
+
+/// Runs `weft run FILE` on a flow with `body`; returns stderr after checking the exit code
+/// and that no database was created.
+fn refused(body: &str, args: &[&str]) -> String {
+    let sb = Sandbox::new();
+    sb.write("flow.toml", body);
+    let mut all = vec!["run", "flow.toml"];
+    all.extend_from_slice(args);
+    let out = sb.run(&all);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {} stderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(!sb.db().exists(), "nothing may be written for bad input");
+    text(&out.stderr)
+}
+
+const TASK_A: &str = "[[task]]\nname = \"a\"\nrun = [\"true\"]\n";
+
+#[test]
+fn duplicate_task_names() {
+    let e = refused(&format!("name = \"f\"\n{TASK_A}{TASK_A}"), &[]);
+    assert!(
+        e.contains("flow.toml:6: task `a`: field `name`: duplicate task name `a`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn after_naming_an_unknown_task() {
+    let e = refused(
+        &format!(
+            "name = \"f\"\n{TASK_A}[[task]]\nname = \"b\"\nrun = [\"true\"]\nafter = [\"aa\"]\n"
+        ),
+        &[],
+    );
+    assert!(
+        e.contains("flow.toml:8: task `b`: field `after`: unknown task `aa` (did you mean `a`?)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_cycle_lists_its_tasks() {
+    let e = refused(
+        "name = \"f\"\n[[task]]\nname = \"x\"\nrun = [\"true\"]\nafter = [\"y\"]\n[[task]]\nname = \"y\"\nrun = [\"true\"]\nafter = [\"x\"]\n",
+        &[],
+    );
+    assert!(e.contains("flow.toml: cycle between tasks: "), "{e}");
+    assert!(
+        e.contains("x -> y -> x") || e.contains("y -> x -> y"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_requires_nothing_provides() {
+    let e = refused(
+        "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nrequires = [\"ghost\"]\n",
+        &[],
+    );
+    assert!(e.contains("flow.toml:3: task `a`: field `requires`: requires `ghost`, which no task provides and no input supplies"), "{e}");
+}
+
+#[test]
+fn a_value_provided_by_two_tasks() {
+    let e = refused(
+        "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nprovides = [\"v\"]\n[[task]]\nname = \"b\"\nrun = [\"true\"]\nprovides = [\"v\"]\n",
+        &[],
+    );
+    assert!(
+        e.contains("value `v` is provided by both `a` and `b`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unknown_key_with_a_suggestion() {
+    let e = refused(
+        "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\ntimeuot = \"1s\"\n",
+        &[],
+    );
+    assert!(
+        e.contains("flow.toml:5: unknown key `timeuot` (did you mean `timeout`?)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_required_input() {
+    let e = refused(
+        &format!("name = \"f\"\n[inputs]\nversion = {{ required = true }}\n{TASK_A}"),
+        &[],
+    );
+    assert!(
+        e.contains("missing required input: version; pass it with --input NAME=VALUE"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unknown_input() {
+    let e = refused(
+        &format!("name = \"f\"\n{TASK_A}"),
+        &["--input", "colour=red"],
+    );
+    assert!(
+        e.contains("unknown input `colour`; the flow takes: no inputs"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_malformed_input_argument() {
+    let e = refused(&format!("name = \"f\"\n{TASK_A}"), &["--input", "novalue"]);
+    assert!(e.contains("`novalue` is not NAME=VALUE"), "{e}");
+    let e = refused(&format!("name = \"f\"\n{TASK_A}"), &["--input", "n:={bad"]);
+    assert!(e.contains("input `n`: `{bad` is not valid JSON"), "{e}");
+}
+
+#[test]
+fn a_bad_duration() {
+    let e = refused(
+        "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\ntimeout = \"soon\"\n",
+        &[],
+    );
+    assert!(
+        e.contains("flow.toml:5: task `a`: field `timeout`: bad duration `soon`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_empty_run_and_a_shell_string() {
+    let e = refused("name = \"f\"\n[[task]]\nname = \"a\"\nrun = []\n", &[]);
+    assert!(
+        e.contains("flow.toml:4: task `a`: field `run`: `run` is empty"),
+        "{e}"
+    );
+    let e = refused(
+        "name = \"f\"\n[[task]]\nname = \"a\"\nrun = \"make all\"\n",
+        &[],
+    );
+    assert!(e.contains("must be an argument list"), "{e}");
+}
+
+#[test]
+fn a_subflow_that_does_not_exist() {
+    let e = refused(
+        "name = \"f\"\n[[task]]\nname = \"a\"\nflow = \"nope.toml\"\n",
+        &[],
+    );
+    assert!(
+        e.contains("flow.toml:4: task `a`: field `flow`: subflow file `nope.toml` does not exist"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_subflow_that_includes_itself() {
+    let e = refused(
+        "name = \"f\"\n[[task]]\nname = \"me\"\nflow = \"flow.toml\"\n",
+        &[],
+    );
+    assert!(e.contains("subflow includes itself"), "{e}");
+    assert!(e.contains("flow.toml -> "), "{e}");
+}
+
+#[test]
+fn a_toml_syntax_error_names_the_line() {
+    let e = refused("name = \"f\"\n[[task]\nname = \"a\"\n", &[]);
+    assert!(e.contains("flow.toml:2:"), "{e}");
+}
+
+#[test]
+fn a_flow_file_that_does_not_exist() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["run", "missing.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("missing.toml: cannot read flow file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_cli_arguments() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = sb.run(&["run", "x.toml", "--parallelism", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--parallelism"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sb.run(&["plans", "show", "not-a-plan"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no plan not-a-plan"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_corrupt_database_is_a_clear_error_with_exit_code_3() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.db(), vec![b'#'; 4096]).expect("write junk");
+    let out = sb.run(&["plans", "list"]);
+    assert_eq!(out.status.code(), Some(3));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("weft.db") && e.contains("not a SQLite database"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(sb.db()).expect("read"),
+        vec![b'#'; 4096],
+        "the file is left alone"
+    );
+}
+
+#[test]
+fn an_unknown_database_scheme_is_refused() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["plans", "list", "--db", "mysql://localhost/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unknown database scheme `mysql://`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_locked_database_is_a_clear_error() {
+    let sb = Sandbox::new();
+    sb.write("ok.toml", &format!("name = \"f\"\n{TASK_A}"));
+    assert_eq!(sb.run(&["run", "ok.toml"]).status.code(), Some(0));
+    // Another process holds an exclusive lock on the database.
+    let conn = rusqlite_like_lock(&sb.db());
+    let out = sb.run(&["run", "ok.toml"]);
+    drop(conn);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("locked by another process"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Holds an exclusive lock with the sqlite3 command-line shell via python (no extra crates).
+fn rusqlite_like_lock(db: &std::path::Path) -> std::process::Child {
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(30)",
+        ])
+        .arg(db)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is on the machine");
+    let mut line = String::new();
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line.trim(), "locked");
+    LockGuard(child).0
+}
+
+struct LockGuard(std::process::Child);
