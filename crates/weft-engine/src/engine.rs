@@ -59,6 +59,9 @@ pub enum Error {
     /// The engine stopped before the plan ended.
     #[error("the engine stopped before the plan ended")]
     Stopped,
+    /// The inputs do not fit the flow.
+    #[error(transparent)]
+    Input(#[from] weft_model::flow::InputError),
 }
 
 /// A durable change, told to observers once it is persisted.
@@ -131,6 +134,26 @@ impl Engine {
     /// Durable changes as they happen.
     pub fn subscribe(&self) -> broadcast::Receiver<Update> {
         self.updates.subscribe()
+    }
+
+    /// Plans `flow` with `inputs` (defaults filled in, required ones checked) and stores it,
+    /// ready to execute.
+    pub async fn plan(
+        &self,
+        flow: weft_model::flow::Flow,
+        inputs: std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<PlanId, Error> {
+        let inputs = flow.bind_inputs(inputs)?;
+        let id = PlanId::new();
+        let new = weft_store::NewPlan {
+            id,
+            flow,
+            inputs,
+            state: plan::State::Planned,
+            created_at: now_millis(),
+        };
+        self.store.create_plan(new).await?;
+        Ok(id)
     }
 
     /// Executes (or resumes) a stored plan until it stops or pauses, holding its execution
@@ -218,12 +241,9 @@ impl Shell {
             let mut ack = self.store.apply(changes);
             // Fast path: nothing queued ahead and the store answered at once (in-memory).
             if self.queued.load(Ordering::Acquire) == 0 {
-                match now_or_never(&mut ack) {
-                    Some(result) => {
-                        self.finish(result, actions, updates, plans);
-                        continue;
-                    }
-                    None => {}
+                if let Some(result) = now_or_never(&mut ack) {
+                    self.finish(result, actions, updates, plans);
+                    continue;
                 }
             }
             self.queued.fetch_add(1, Ordering::AcqRel);

@@ -34,7 +34,10 @@ impl Executor {
         match &item.work {
             Work::Execute => {
                 let result = match &def.action {
-                    Action::Command(cmd) => run_command(&cmd.run, cmd, def, &item, &[]).await,
+                    // Boxed: a command's future is large, and a Rust task's should not pay for it.
+                    Action::Command(cmd) => {
+                        Box::pin(run_command(&cmd.run, cmd, def, &item, &[])).await
+                    }
                     Action::Task { name, version } => self.run_task(name, version, &item).await,
                 };
                 let result = result.and_then(|out| check_provides(out, &def.provides));
@@ -56,7 +59,9 @@ impl Executor {
                                 ),
                                 ("WEFT_FAILURE".to_string(), failure_json(cause)),
                             ];
-                            run_command(argv, cmd, def, &item, &env).await.map(drop)
+                            Box::pin(run_command(argv, cmd, def, &item, &env))
+                                .await
+                                .map(drop)
                         }
                         None => Ok(()),
                     },
@@ -214,7 +219,7 @@ async fn run_command(
     let read_err = async move {
         let mut tail: Vec<u8> = Vec::new();
         if let Some(mut err) = stderr {
-            let mut buf = [0u8; 8192];
+            let mut buf = vec![0u8; 8192];
             while let Ok(n) = err.read(&mut buf).await {
                 if n == 0 {
                     break;

@@ -17,6 +17,7 @@ pub mod sqlite;
 pub use error::Error;
 pub use record::{
     Change, HistoryEntry, NewPlan, PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, StepRecord,
+    Transition,
 };
 
 use std::future::Future;

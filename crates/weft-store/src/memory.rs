@@ -20,14 +20,38 @@ pub struct MemoryStore {
 struct Inner {
     plans: HashMap<PlanId, Entry>,
     locks: HashMap<PlanId, String>,
-    /// Whether to keep history (benchmarks turn it off to measure the engine alone).
-    no_history: bool,
 }
 
 struct Entry {
     plan: PlanRecord,
     steps: Vec<StepRecord>,
-    history: Vec<HistoryEntry>,
+    history: Vec<Recorded>,
+}
+
+/// A history entry kept compactly; it becomes a [`HistoryEntry`] when read.
+struct Recorded {
+    at: weft_model::Millis,
+    step: Option<u32>,
+    from: &'static str,
+    to: &'static str,
+    attempt: Option<u32>,
+    failure: Option<String>,
+}
+
+/// The state a fenced change expects or leaves, for checking a batch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Plan(plan::State),
+    Step(weft_model::step::State),
+}
+
+impl Tag {
+    fn name(self) -> String {
+        match self {
+            Tag::Plan(s) => s.to_string(),
+            Tag::Step(s) => s.to_string(),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -36,17 +60,21 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// An empty store that keeps no history, so that a benchmark measures the engine.
-    pub fn without_history() -> Self {
-        let s = Self::default();
-        s.lock().no_history = true;
-        s
-    }
-
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied batch: `apply` validates
         // before it mutates. So a poisoned lock's data is still consistent.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn weft_store_transition(r: &Recorded) -> crate::Transition<'_> {
+    crate::Transition {
+        at: r.at,
+        step: r.step,
+        from: r.from,
+        to: r.to,
+        attempt: r.attempt,
+        failure: r.failure.as_deref(),
     }
 }
 
@@ -90,14 +118,18 @@ impl Inner {
     }
 
     fn apply(&mut self, c: Change) {
-        let keep_history = !self.no_history;
         let Some(entry) = self.plans.get_mut(&c.plan()) else {
             return;
         };
-        if keep_history {
-            if let Some(h) = c.history() {
-                entry.history.push(h);
-            }
+        if let Some(t) = c.transition() {
+            entry.history.push(Recorded {
+                at: t.at,
+                step: t.step,
+                from: t.from,
+                to: t.to,
+                attempt: t.attempt,
+                failure: t.failure.map(str::to_string),
+            });
         }
         match c {
             Change::Plan { to, at, .. } => {
@@ -140,16 +172,19 @@ impl Store for MemoryStore {
     fn apply(&self, changes: Vec<Change>) -> BoxFuture<Result<()>> {
         let mut inner = self.lock();
         // Check against the state as it will be after the earlier changes of the same batch.
-        let mut pending: HashMap<(PlanId, Option<u32>), String> = HashMap::new();
+        let mut pending: HashMap<(PlanId, Option<u32>), Tag> = HashMap::new();
         for c in &changes {
-            let key = match c {
-                Change::Plan { plan, .. } => (*plan, None),
-                Change::Step { plan, step, .. } => (*plan, Some(step.index)),
-                Change::Phase { .. } => continue,
-            };
-            let expected = match c {
-                Change::Plan { from, .. } => from.to_string(),
-                Change::Step { from, .. } => from.to_string(),
+            let (key, expected, to) = match c {
+                Change::Plan { plan, from, to, .. } => {
+                    ((*plan, None), Tag::Plan(*from), Tag::Plan(*to))
+                }
+                Change::Step {
+                    plan, from, step, ..
+                } => (
+                    (*plan, Some(step.index)),
+                    Tag::Step(*from),
+                    Tag::Step(step.state),
+                ),
                 Change::Phase { .. } => continue,
             };
             match pending.get(&key) {
@@ -157,8 +192,8 @@ impl Store for MemoryStore {
                     return ready(Err(Error::Conflict {
                         plan: key.0,
                         step: key.1,
-                        expected,
-                        found: found.clone(),
+                        expected: expected.name(),
+                        found: found.name(),
                     }))
                 }
                 Some(_) => {}
@@ -168,11 +203,6 @@ impl Store for MemoryStore {
                     }
                 }
             }
-            let to = match c {
-                Change::Plan { to, .. } => to.to_string(),
-                Change::Step { step, .. } => step.state.to_string(),
-                Change::Phase { .. } => continue,
-            };
             pending.insert(key, to);
         }
         for c in changes {
@@ -211,7 +241,7 @@ impl Store for MemoryStore {
                 steps: e.steps.len() as u32,
             })
             .collect();
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|p| std::cmp::Reverse(p.id));
         if let Some(limit) = filter.limit {
             out.truncate(limit as usize);
         }
@@ -224,7 +254,12 @@ impl Store for MemoryStore {
             inner
                 .plans
                 .get(&id)
-                .map(|e| e.history.clone())
+                .map(|e| {
+                    e.history
+                        .iter()
+                        .map(|r| weft_store_transition(r).to_entry())
+                        .collect()
+                })
                 .ok_or_else(|| Error::NotFound(id.to_string())),
         )
     }

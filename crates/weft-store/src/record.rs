@@ -152,31 +152,75 @@ impl Change {
         }
     }
 
-    /// Its history entry, if it is a transition.
-    pub fn history(&self) -> Option<HistoryEntry> {
+    /// The transition it records in the history, if it is one.
+    pub fn transition(&self) -> Option<Transition<'_>> {
         match self {
-            Change::Plan { from, to, at, .. } => Some(HistoryEntry {
+            Change::Plan { from, to, at, .. } => Some(Transition {
                 at: *at,
                 step: None,
-                from: from.to_string(),
-                to: to.to_string(),
-                data: None,
+                from: from.as_str(),
+                to: to.as_str(),
+                attempt: None,
+                failure: None,
             }),
-            Change::Step { from, step, at, .. } => {
-                let mut data = serde_json::Map::new();
-                data.insert("attempt".into(), step.attempt.into());
-                if let Some(f) = &step.failure {
-                    data.insert("failure".into(), f.message.clone().into());
-                }
-                Some(HistoryEntry {
-                    at: *at,
-                    step: Some(step.index),
-                    from: from.to_string(),
-                    to: step.state.to_string(),
-                    data: Some(Value::Object(data)),
-                })
-            }
+            Change::Step { from, step, at, .. } => Some(Transition {
+                at: *at,
+                step: Some(step.index),
+                from: from.as_str(),
+                to: step.state.as_str(),
+                attempt: Some(step.attempt),
+                failure: step.failure.as_ref().map(|f| f.message.as_str()),
+            }),
             Change::Phase { .. } => None,
+        }
+    }
+}
+
+/// A transition as a change carries it, borrowed: cheap to take on the hot path.
+#[derive(Debug, Clone, Copy)]
+pub struct Transition<'a> {
+    /// When.
+    pub at: Millis,
+    /// The step, or `None` for the plan.
+    pub step: Option<u32>,
+    /// The state before.
+    pub from: &'static str,
+    /// The state after.
+    pub to: &'static str,
+    /// The step's attempt.
+    pub attempt: Option<u32>,
+    /// The step's failure message.
+    pub failure: Option<&'a str>,
+}
+
+impl Transition<'_> {
+    /// The `data` of its history entry as JSON text (`{"attempt":…,"failure":…}`), if any.
+    pub fn data_json(&self) -> Option<String> {
+        let attempt = self.attempt?;
+        Some(match self.failure {
+            Some(f) => format!(
+                "{{\"attempt\":{attempt},\"failure\":{}}}",
+                serde_json::Value::String(f.to_string())
+            ),
+            None => format!("{{\"attempt\":{attempt}}}"),
+        })
+    }
+
+    /// The history entry it becomes.
+    pub fn to_entry(&self) -> HistoryEntry {
+        HistoryEntry {
+            at: self.at,
+            step: self.step,
+            from: self.from.to_string(),
+            to: self.to.to_string(),
+            data: self.attempt.map(|attempt| {
+                let mut data = serde_json::Map::new();
+                data.insert("attempt".into(), attempt.into());
+                if let Some(f) = self.failure {
+                    data.insert("failure".into(), f.into());
+                }
+                Value::Object(data)
+            }),
         }
     }
 }

@@ -1,12 +1,451 @@
-//! `weft bench`: placeholder replaced below.
+//! `weft bench`: the benchmarks behind docs/benchmarks.md, run on the real engine and stores.
+//!
+//! Each scenario runs `--repeat` times and reports the median with the range, because these
+//! machines are shared and noisy. Figures are throughput of durable steps (a step is two
+//! persisted transitions: running, then success) unless said otherwise.
+
 use crate::Fail;
-use clap::Args;
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use weft_engine::{task_fn, Config, Engine, Registry, Rescue};
+use weft_model::flow::{Flow, FlowBuilder};
+use weft_model::plan::Outcome;
+use weft_store::SharedStore;
 
 /// `weft bench`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value_t = Scenario::All)]
+    scenario: Scenario,
+    /// Runs per scenario; the median is reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
 
-/// Runs a benchmark.
-pub async fn run(_args: BenchArgs) -> Result<u8, Fail> {
-    Ok(0)
+/// The benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// 10,000-step unordered flow of no-op Rust tasks, in-memory store (target ≥ 200,000 steps/s).
+    MemoryUnordered,
+    /// 10,000-step linear flow of no-op Rust tasks, in-memory store (target ≥ 50,000 steps/s).
+    MemoryLinear,
+    /// 1,000 concurrent plans × 10 no-op steps, durable SQLite (target ≥ 20,000 steps/s).
+    SqliteConcurrent,
+    /// One linear plan of 1,000 no-op steps, durable SQLite (target ≥ 2,000 steps/s).
+    SqliteLinear,
+    /// 10,000 live plans held by one engine on SQLite: resident memory (target ≤ 200 MB).
+    LivePlans,
+    /// `weft run` of a 200-step flow of `true` commands: overhead per step beyond the spawn
+    /// itself (target ≤ 2 ms).
+    Commands,
+    /// Everything above.
+    All,
+}
+
+/// Parallelism for no-op tasks: enough that round trips, not the limit, set the pace.
+const NOOP_PARALLELISM: usize = 1024;
+
+struct Figure {
+    name: &'static str,
+    unit: &'static str,
+    samples: Vec<f64>,
+    target: f64,
+    higher_is_better: bool,
+}
+
+impl Figure {
+    fn median(&self) -> f64 {
+        let mut s = self.samples.clone();
+        s.sort_by(|a, b| a.total_cmp(b));
+        s[s.len() / 2]
+    }
+
+    fn meets(&self) -> bool {
+        if self.higher_is_better {
+            self.median() >= self.target
+        } else {
+            self.median() <= self.target
+        }
+    }
+}
+
+/// Runs the chosen benchmarks.
+pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
+    let all = [
+        Scenario::MemoryUnordered,
+        Scenario::MemoryLinear,
+        Scenario::SqliteConcurrent,
+        Scenario::SqliteLinear,
+        Scenario::LivePlans,
+        Scenario::Commands,
+    ];
+    let chosen: Vec<Scenario> = if args.scenario == Scenario::All {
+        all.to_vec()
+    } else {
+        vec![args.scenario]
+    };
+    let mut figures = Vec::new();
+    for scenario in chosen {
+        let figure = match scenario {
+            Scenario::MemoryUnordered => {
+                let flow = noop_flow(FlowBuilder::unordered("bench"), 10_000);
+                throughput(
+                    "memory-unordered",
+                    200_000.0,
+                    args.repeat,
+                    memory_store,
+                    flow,
+                    1,
+                )
+                .await?
+            }
+            Scenario::MemoryLinear => {
+                let flow = noop_flow(FlowBuilder::linear("bench"), 10_000);
+                throughput(
+                    "memory-linear",
+                    50_000.0,
+                    args.repeat,
+                    memory_store,
+                    flow,
+                    1,
+                )
+                .await?
+            }
+            Scenario::SqliteConcurrent => {
+                let flow = noop_flow(FlowBuilder::linear("bench"), 10);
+                let dir = tempdir()?;
+                let path = dir.clone();
+                let f = throughput(
+                    "sqlite-concurrent",
+                    20_000.0,
+                    args.repeat,
+                    move || sqlite_store(&path),
+                    flow,
+                    1000,
+                )
+                .await?;
+                let _ = std::fs::remove_dir_all(dir);
+                f
+            }
+            Scenario::SqliteLinear => {
+                let flow = noop_flow(FlowBuilder::linear("bench"), 1000);
+                let dir = tempdir()?;
+                let path = dir.clone();
+                let f = throughput(
+                    "sqlite-linear",
+                    2_000.0,
+                    args.repeat,
+                    move || sqlite_store(&path),
+                    flow,
+                    1,
+                )
+                .await?;
+                let _ = std::fs::remove_dir_all(dir);
+                f
+            }
+            Scenario::LivePlans => live_plans(args.repeat.min(3)).await?,
+            Scenario::Commands => commands(args.repeat.min(3)).await?,
+            Scenario::All => unreachable!("expanded above"),
+        };
+        if !args.json {
+            print_figure(&figure);
+        }
+        figures.push(figure);
+    }
+    if args.json {
+        let rows: Vec<Value> = figures
+            .iter()
+            .map(|f| {
+                json!({
+                    "scenario": f.name, "unit": f.unit, "median": f.median(), "samples": f.samples,
+                    "target": f.target, "meets_target": f.meets(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| Fail::Other(e.to_string()))?
+        );
+    }
+    Ok(if figures.iter().all(Figure::meets) {
+        0
+    } else {
+        1
+    })
+}
+
+fn print_figure(f: &Figure) {
+    let min = f.samples.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = f.samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let cmp = if f.higher_is_better { "≥" } else { "≤" };
+    println!(
+        "{:<18} median {:>12.1} {:<8} (range {:.1}–{:.1}, n={})  target {cmp} {}  {}",
+        f.name,
+        f.median(),
+        f.unit,
+        min,
+        max,
+        f.samples.len(),
+        f.target,
+        if f.meets() { "ok" } else { "MISSED" }
+    );
+}
+
+fn noop_flow(mut builder: FlowBuilder, steps: usize) -> Flow {
+    for i in 0..steps {
+        builder = builder.task(format!("s{i}"), "noop", "1", |t| t);
+    }
+    builder.build().expect("a generated flow is valid")
+}
+
+fn noop_registry() -> Arc<Registry> {
+    let mut r = Registry::new();
+    r.register("noop", "1", task_fn(|_| async { Ok(json!({})) }));
+    Arc::new(r)
+}
+
+fn memory_store() -> Result<SharedStore, Fail> {
+    Ok(Arc::new(weft_store::memory::MemoryStore::new()))
+}
+
+fn tempdir() -> Result<std::path::PathBuf, Fail> {
+    let dir = std::env::temp_dir().join(format!(
+        "weft-bench-{}-{}",
+        std::process::id(),
+        weft_model::now_millis()
+    ));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Fail::Other(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+fn sqlite_store(dir: &std::path::Path) -> Result<SharedStore, Fail> {
+    let path = dir.join(format!("bench-{}.db", weft_model::PlanId::new()));
+    Ok(weft_store::open(&format!("sqlite://{}", path.display()))?)
+}
+
+/// Steps per second executing `plans` plans of `flow` at once on a fresh store each time.
+async fn throughput(
+    name: &'static str,
+    target: f64,
+    repeat: u32,
+    make_store: impl Fn() -> Result<SharedStore, Fail>,
+    flow: Flow,
+    plans: usize,
+) -> Result<Figure, Fail> {
+    let mut samples = Vec::new();
+    for _ in 0..repeat {
+        let store = make_store()?;
+        let config = Config {
+            parallelism: NOOP_PARALLELISM,
+            ..Config::default()
+        };
+        let engine = Engine::start(store, noop_registry(), config);
+        let mut ids = Vec::with_capacity(plans);
+        let creating: Vec<_> = (0..plans)
+            .map(|_| {
+                let (engine, flow) = (engine.clone(), flow.clone());
+                async move { engine.plan(flow, BTreeMap::new()).await }
+            })
+            .collect();
+        for created in futures_join(creating).await {
+            ids.push(created.map_err(|e| Fail::Other(e.to_string()))?);
+        }
+        let started = Instant::now();
+        let runs: Vec<_> = ids
+            .iter()
+            .map(|&id| {
+                let engine = engine.clone();
+                async move { engine.execute(id, Rescue::Revert).await }
+            })
+            .collect();
+        for end in futures_join(runs).await {
+            let end = end.map_err(|e| Fail::Other(e.to_string()))?;
+            if end.outcome != Outcome::Success {
+                return Err(Fail::Other(format!("benchmark plan ended {}", end.outcome)));
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        samples.push((plans * flow.steps.len()) as f64 / secs);
+    }
+    Ok(Figure {
+        name,
+        unit: "steps/s",
+        samples,
+        target,
+        higher_is_better: true,
+    })
+}
+
+/// Awaits futures concurrently on the runtime, in order of their results.
+async fn futures_join<T: Send + 'static>(
+    futs: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn resident_mb() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
+    // SAFETY: sysconf has no memory effects.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64;
+    pages * page / (1024.0 * 1024.0)
+}
+
+/// Resident memory with 10,000 plans of 10 steps live in one engine: each plan's first step is
+/// running (blocked on a gate) and nine wait behind it.
+async fn live_plans(repeat: u32) -> Result<Figure, Fail> {
+    const PLANS: usize = 10_000;
+    let mut samples = Vec::new();
+    for _ in 0..repeat {
+        let dir = tempdir()?;
+        let store = sqlite_store(&dir)?;
+        let gate = Arc::new(Semaphore::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut registry = Registry::new();
+        let (g, s) = (gate.clone(), started.clone());
+        registry.register(
+            "gate",
+            "1",
+            task_fn(move |_| {
+                let (g, s) = (g.clone(), s.clone());
+                async move {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    let _permit = g
+                        .acquire()
+                        .await
+                        .map_err(|_| weft_model::Failure::new("closed", "gate closed"))?;
+                    Ok(json!({}))
+                }
+            }),
+        );
+        registry.register("noop", "1", task_fn(|_| async { Ok(json!({})) }));
+        let mut b = FlowBuilder::linear("live").task("gate", "gate", "1", |t| t);
+        for i in 0..9 {
+            b = b.task(format!("s{i}"), "noop", "1", |t| t);
+        }
+        let flow = b.build().expect("valid");
+        let engine = Engine::start(
+            store,
+            Arc::new(registry),
+            Config {
+                parallelism: PLANS * 2,
+                ..Config::default()
+            },
+        );
+        let creating: Vec<_> = (0..PLANS)
+            .map(|_| {
+                let (engine, flow) = (engine.clone(), flow.clone());
+                async move { engine.plan(flow, BTreeMap::new()).await }
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for created in futures_join(creating).await {
+            ids.push(created.map_err(|e| Fail::Other(e.to_string()))?);
+        }
+        let runs: Vec<_> = ids
+            .iter()
+            .map(|&id| {
+                let engine = engine.clone();
+                async move { engine.execute(id, Rescue::Revert).await }
+            })
+            .collect();
+        let all = tokio::spawn(futures_join(runs));
+        while started.load(Ordering::SeqCst) < PLANS {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        samples.push(resident_mb());
+        gate.add_permits(PLANS);
+        let ends = all.await.map_err(|e| Fail::Other(e.to_string()))?;
+        if ends.len() != PLANS
+            || ends
+                .iter()
+                .any(|e| !matches!(e, Ok(end) if end.outcome == Outcome::Success))
+        {
+            return Err(Fail::Other("a live plan did not succeed".into()));
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(Figure {
+        name: "live-plans",
+        unit: "MB RSS",
+        samples,
+        target: 200.0,
+        higher_is_better: false,
+    })
+}
+
+/// `weft run` of 200 `true` steps, minus 200 bare spawns of `true`, per step, in ms.
+async fn commands(repeat: u32) -> Result<Figure, Fail> {
+    const STEPS: usize = 200;
+    let exe = std::env::current_exe().map_err(|e| Fail::Other(e.to_string()))?;
+    let mut samples = Vec::new();
+    for _ in 0..repeat {
+        let dir = tempdir()?;
+        let mut flow = String::from("name = \"commands\"\n");
+        for i in 0..STEPS {
+            flow.push_str(&format!("[[task]]\nname = \"s{i}\"\nrun = [\"true\"]\n"));
+            if i > 0 {
+                flow.push_str(&format!("after = [\"s{}\"]\n", i - 1));
+            }
+        }
+        let file = dir.join("commands.toml");
+        std::fs::write(&file, flow).map_err(|e| Fail::Other(e.to_string()))?;
+        let t = Instant::now();
+        let status = tokio::process::Command::new(&exe)
+            .arg("run")
+            .arg(&file)
+            .arg("--json")
+            .arg("--db")
+            .arg(dir.join("weft.db"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .map_err(|e| Fail::Other(e.to_string()))?;
+        let weft_secs = t.elapsed().as_secs_f64();
+        if !status.success() {
+            return Err(Fail::Other("the commands flow failed".into()));
+        }
+        let t = Instant::now();
+        for _ in 0..STEPS {
+            tokio::process::Command::new("true")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .process_group(0)
+                .status()
+                .await
+                .map_err(|e| Fail::Other(e.to_string()))?;
+        }
+        let spawn_secs = t.elapsed().as_secs_f64();
+        samples.push((weft_secs - spawn_secs) * 1000.0 / STEPS as f64);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(Figure {
+        name: "commands",
+        unit: "ms/step",
+        samples,
+        target: 2.0,
+        higher_is_better: false,
+    })
 }

@@ -14,8 +14,8 @@ pub struct Error {
     pub task: Option<String>,
     /// The field the problem is in.
     pub field: Option<String>,
-    /// What is wrong.
-    pub kind: ErrorKind,
+    /// What is wrong (boxed: errors are rare, and results should stay small).
+    pub kind: Box<ErrorKind>,
 }
 
 /// What is wrong with a flow definition.
@@ -117,7 +117,7 @@ impl Error {
             line: None,
             task: None,
             field: None,
-            kind,
+            kind: Box::new(kind),
         }
     }
 

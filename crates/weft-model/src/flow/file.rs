@@ -264,7 +264,7 @@ fn parse_tree(
                         f.span().start,
                     ));
                 }
-                let sub = load_tree(&path, stack).map_err(|e| match e.kind {
+                let sub = load_tree(&path, stack).map_err(|e| match *e.kind {
                     ErrorKind::SubflowCycle(_) => e
                         .task(&name)
                         .field("flow")

@@ -25,12 +25,17 @@ pub use schema::VERSION as SCHEMA_VERSION;
 /// How long a connection waits for a lock held by another process before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most reads running at once; more wait their turn rather than each taking a thread and
+/// a connection (with its page cache) of their own.
+pub const MAX_READERS: usize = 4;
+
 /// The SQLite-backed store.
 #[derive(Clone)]
 pub struct SqliteStore {
     path: Arc<PathBuf>,
     writer: mpsc::Sender<Request>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    reading: Arc<tokio::sync::Semaphore>,
 }
 
 /// Maps a SQLite error to the store's, telling corrupt, locked and missing files apart.
@@ -108,6 +113,7 @@ impl SqliteStore {
             path: Arc::new(path.to_path_buf()),
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
+            reading: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
         })
     }
 
@@ -130,6 +136,12 @@ impl SqliteStore {
     {
         let this = self.clone();
         Box::pin(async move {
+            let _turn = this
+                .reading
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::Closed)?;
             tokio::task::spawn_blocking(move || {
                 let conn = this.take_reader()?;
                 let out = f(&conn);

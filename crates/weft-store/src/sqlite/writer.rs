@@ -212,8 +212,8 @@ fn change(conn: &Connection, c: &Change) -> Result<()> {
                 .map_err(classify)?;
         }
     }
-    if let Some(h) = c.history() {
-        let data = h.data.as_ref().map(to_json).transpose()?;
+    if let Some(h) = c.transition() {
+        let data = h.data_json();
         conn.prepare_cached(
             "INSERT INTO events (plan_id, step, from_state, to_state, at, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
