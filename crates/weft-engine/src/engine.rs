@@ -23,7 +23,7 @@ use weft_store::{BoxFuture, Change, SharedStore, StepRecord};
 /// The most inputs the director takes before it persists what it decided.
 const MAX_INPUTS_PER_BATCH: usize = 4096;
 /// How many updates an observer may fall behind before it misses some.
-const UPDATE_BUFFER: usize = 65_536;
+const UPDATE_BUFFER: usize = 4096;
 
 /// How an engine runs.
 #[derive(Debug, Clone)]

@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Measure memory in this process instead of a fresh child (used by the child itself).
+    #[arg(long, hide = true)]
+    in_process: bool,
 }
 
 /// The benchmarks.
@@ -152,7 +155,8 @@ pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
                 let _ = std::fs::remove_dir_all(dir);
                 f
             }
-            Scenario::LivePlans => live_plans(args.repeat.min(3)).await?,
+            Scenario::LivePlans if args.in_process => live_plans().await?,
+            Scenario::LivePlans => in_fresh_processes("live-plans", args.repeat.min(3)).await?,
             Scenario::Commands => commands(args.repeat.min(3)).await?,
             Scenario::All => unreachable!("expanded above"),
         };
@@ -312,12 +316,30 @@ fn resident_mb() -> f64 {
     pages * page / (1024.0 * 1024.0)
 }
 
-/// Resident memory with 10,000 plans of 10 steps live in one engine: each plan's first step is
-/// running (blocked on a gate) and nine wait behind it.
-async fn live_plans(repeat: u32) -> Result<Figure, Fail> {
-    const PLANS: usize = 10_000;
+/// Runs a memory scenario once per sample, each in a fresh `weft bench --in-process` child, so
+/// that what earlier scenarios allocated does not count.
+async fn in_fresh_processes(scenario: &'static str, repeat: u32) -> Result<Figure, Fail> {
+    let exe = std::env::current_exe().map_err(|e| Fail::Other(e.to_string()))?;
     let mut samples = Vec::new();
     for _ in 0..repeat {
+        let out = tokio::process::Command::new(&exe)
+            .args(["bench", scenario, "--repeat", "1", "--json", "--in-process"])
+            .output()
+            .await
+            .map_err(|e| Fail::Other(e.to_string()))?;
+        let rows: Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| Fail::Other(format!("the {scenario} child printed no figures ({e}); stderr: {}", String::from_utf8_lossy(&out.stderr))))?;
+        samples.push(rows[0]["median"].as_f64().unwrap_or(f64::NAN));
+    }
+    Ok(Figure { name: "live-plans", unit: "MB RSS", samples, target: 200.0, higher_is_better: false })
+}
+
+/// Resident memory with 10,000 plans of 10 steps live in one engine: each plan's first step is
+/// running (blocked on a gate) and nine wait behind it.
+async fn live_plans() -> Result<Figure, Fail> {
+    const PLANS: usize = 10_000;
+    let mut samples = Vec::new();
+    {
         let dir = tempdir()?;
         let store = sqlite_store(&dir)?;
         let gate = Arc::new(Semaphore::new(0));

@@ -248,37 +248,11 @@ fn a_locked_database_is_a_clear_error() {
     let sb = Sandbox::new();
     sb.write("ok.toml", &format!("name = \"f\"\n{TASK_A}"));
     assert_eq!(sb.run(&["run", "ok.toml"]).status.code(), Some(0));
-    // Another process holds an exclusive lock on the database.
-    let conn = rusqlite_like_lock(&sb.db());
+    // Another process (this test) holds an exclusive lock on the database.
+    let conn = rusqlite::Connection::open(sb.db()).expect("open");
+    conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;").expect("lock");
     let out = sb.run(&["run", "ok.toml"]);
     drop(conn);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("locked by another process"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("locked by another process"), "{}", text(&out.stderr));
 }
-
-/// Holds an exclusive lock with the sqlite3 command-line shell via python (no extra crates).
-fn rusqlite_like_lock(db: &std::path::Path) -> std::process::Child {
-    let mut child = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(30)",
-        ])
-        .arg(db)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is on the machine");
-    let mut line = String::new();
-    use std::io::BufRead;
-    let stdout = child.stdout.take().expect("stdout");
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read");
-    assert_eq!(line.trim(), "locked");
-    LockGuard(child).0
-}
-
-struct LockGuard(std::process::Child);

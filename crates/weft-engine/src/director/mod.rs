@@ -12,7 +12,7 @@ mod run;
 use run::PlanRun;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use weft_model::flow::Flow;
@@ -163,9 +163,37 @@ impl Actions {
     }
 }
 
+/// Flows shared between the plans that run the same definition, so that ten thousand plans of
+/// one flow hold one copy of it. Entries are weak: a flow no plan uses is dropped.
+#[derive(Default)]
+pub(crate) struct FlowCache {
+    entries: HashMap<(String, String, usize), Vec<(Weak<Flow>, Weak<Vec<Vec<u32>>>)>>,
+}
+
+impl FlowCache {
+    /// The shared copy of `flow` and its dependents, adding it if new.
+    pub fn intern(&mut self, flow: Flow) -> (Arc<Flow>, Arc<Vec<Vec<u32>>>) {
+        let key = (flow.name.clone(), flow.version.clone(), flow.steps.len());
+        let slot = self.entries.entry(key).or_default();
+        slot.retain(|(f, _)| f.strong_count() > 0);
+        for (f, d) in slot.iter() {
+            if let (Some(f), Some(d)) = (f.upgrade(), d.upgrade()) {
+                if *f == flow {
+                    return (f, d);
+                }
+            }
+        }
+        let dependents = Arc::new(flow.dependents());
+        let flow = Arc::new(flow);
+        slot.push((Arc::downgrade(&flow), Arc::downgrade(&dependents)));
+        (flow, dependents)
+    }
+}
+
 /// The director. See the module documentation.
 pub struct Director {
     plans: HashMap<PlanId, PlanRun>,
+    flows: FlowCache,
     /// Steps ready to start, across plans, oldest first.
     ready: VecDeque<(PlanId, u32)>,
     /// Work items dispatched and not yet reported.
@@ -208,6 +236,7 @@ impl Director {
     pub fn new(limit: usize, seed: u64) -> Self {
         Director {
             plans: HashMap::new(),
+            flows: FlowCache::default(),
             ready: VecDeque::new(),
             in_flight: 0,
             limit: limit.max(1),
@@ -250,7 +279,7 @@ impl Director {
                     ));
                     return;
                 }
-                match PlanRun::recover(*snapshot, rescue, waiter, &mut ctx) {
+                match PlanRun::recover(*snapshot, rescue, waiter, &mut self.flows, &mut ctx) {
                     Ok(mut run) => {
                         run.progress(&mut ctx);
                         self.plans.insert(id, run);

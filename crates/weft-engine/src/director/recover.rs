@@ -6,9 +6,8 @@
 //! the plan pauses for an operator. A step found `reverting` has its revert run again.
 
 use super::run::{Phase, PlanRun, RevertScope, StepRun};
-use super::{Ctx, Rescue, Waiter, Work, WorkItem};
+use super::{Ctx, FlowCache, Rescue, Waiter, Work, WorkItem};
 use std::collections::HashMap;
-use std::sync::Arc;
 use weft_model::plan;
 use weft_model::{step, Failure};
 use weft_store::PlanSnapshot;
@@ -20,6 +19,7 @@ impl PlanRun {
         snapshot: PlanSnapshot,
         rescue: Rescue,
         waiter: Option<Waiter>,
+        flows: &mut FlowCache,
         ctx: &mut Ctx<'_>,
     ) -> Result<PlanRun, (String, Option<Waiter>)> {
         let PlanSnapshot {
@@ -41,8 +41,7 @@ impl PlanRun {
                 waiter,
             ));
         }
-        let flow = Arc::new(record.flow);
-        let dependents = flow.dependents();
+        let (flow, dependents) = flows.intern(record.flow);
         let mut values: HashMap<String, serde_json::Value> = record.inputs.into_iter().collect();
         for (i, s) in steps.iter().enumerate() {
             if s.state == step::State::Success {

@@ -51,7 +51,7 @@ pub(crate) struct StepRun {
 pub(crate) struct PlanRun {
     pub id: PlanId,
     pub flow: Arc<Flow>,
-    pub dependents: Vec<Vec<u32>>,
+    pub dependents: Arc<Vec<Vec<u32>>>,
     pub state: plan::State,
     pub steps: Vec<StepRun>,
     pub values: HashMap<String, Value>,
@@ -271,7 +271,8 @@ impl PlanRun {
                     s.output = Some(output);
                     s.ended_at = Some(now);
                 });
-                for d in self.dependents[i].clone() {
+                let dependents = self.dependents.clone();
+                for &d in &dependents[i] {
                     let dep = &mut self.steps[d as usize];
                     dep.waiting = dep.waiting.saturating_sub(1);
                     if dep.waiting == 0 && dep.state == step::State::Pending {
