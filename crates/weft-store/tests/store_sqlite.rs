@@ -97,3 +97,27 @@ fn journal_mode_and_synchronous_are_set() {
         .expect("pragma");
     assert_eq!(mode, "wal");
 }
+
+/// Regression: two processes opening a new database at once both ran the migration, and the
+/// loser failed with "table plans already exists" (seen as a `weft run` dying at start while
+/// `weft plans list` polled the same file).
+#[test]
+fn opening_a_new_database_from_many_connections_at_once_migrates_it_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("weft.db");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (path, barrier) = (path.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                SqliteStore::open(&path)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread").expect("every open succeeds");
+    }
+}

@@ -50,8 +50,14 @@ CREATE TABLE locks (
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the schema up to [`VERSION`], refusing newer and foreign databases.
+///
+/// Everything happens in one IMMEDIATE transaction, which takes the write lock before reading
+/// the version: two processes opening a new database at once cannot both migrate it.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
-    let found: i64 = conn
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(super::classify)?;
+    let found: i64 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(super::classify)?;
     if found > VERSION {
@@ -60,8 +66,11 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
             supported: VERSION,
         });
     }
+    if found == VERSION {
+        return Ok(());
+    }
     if found == 0 {
-        let tables: i64 = conn
+        let tables: i64 = tx
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
                 [],
@@ -74,12 +83,10 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
             ));
         }
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction().map_err(super::classify)?;
+    for sql in MIGRATIONS.iter().skip(found as usize) {
         tx.execute_batch(sql).map_err(super::classify)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)
-            .map_err(super::classify)?;
-        tx.commit().map_err(super::classify)?;
     }
-    Ok(())
+    tx.pragma_update(None, "user_version", VERSION)
+        .map_err(super::classify)?;
+    tx.commit().map_err(super::classify)
 }
