@@ -8,11 +8,11 @@
 //! it depends on is.
 
 use crate::director::{Actions, Director, Input, PlanEnd, Rescue};
-use crate::executor::Executor;
+use crate::executor::{Executor, ProcessGroups};
 use crate::task::Registry;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -87,6 +87,8 @@ pub enum Update {
 #[derive(Clone)]
 pub struct Engine {
     inbox: mpsc::UnboundedSender<Input>,
+    processes: ProcessGroups,
+    stopped: Arc<AtomicBool>,
     updates: broadcast::Sender<Update>,
     store: SharedStore,
     config: Arc<Config>,
@@ -107,23 +109,38 @@ impl Engine {
         let (updates, _) = broadcast::channel(UPDATE_BUFFER);
         let (batches_tx, batches_rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
+        let stopped = Arc::new(AtomicBool::new(false));
         let seed = now_millis() as u64 ^ u64::from(std::process::id()) << 32;
         let director = Director::new(config.parallelism, seed);
+        let executor = Executor::new(registry);
+        let processes = executor.process_groups();
         let shell = Shell {
             store: store.clone(),
-            executor: Executor::new(registry),
+            executor,
             inbox: inbox.clone(),
             updates: updates.clone(),
             queued: queued.clone(),
+            stopped: stopped.clone(),
         };
         tokio::spawn(shell.clone().director_loop(director, rx, batches_tx));
         tokio::spawn(shell.dispatcher(batches_rx));
         Engine {
             inbox,
+            processes,
+            stopped,
             updates,
             store,
             config: Arc::new(config),
         }
+    }
+
+    /// Stops deciding and persisting, then kills the process groups of every command running
+    /// now; returns how many. For a process told to stop: what was persisted stays as it is
+    /// (steps `running`), and the next resume re-runs those steps — the deaths caused here are
+    /// not recorded as failures.
+    pub fn abandon(&self) -> usize {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.processes.kill_all()
     }
 
     /// The store it persists to.
@@ -193,6 +210,8 @@ struct Shell {
     updates: broadcast::Sender<Update>,
     /// Batches handed to the dispatcher and not yet dispatched.
     queued: Arc<AtomicUsize>,
+    /// Set by [`Engine::abandon`]: decide and persist nothing more.
+    stopped: Arc<AtomicBool>,
 }
 
 /// Polls a future once; `Some` if it was ready.
@@ -215,6 +234,9 @@ impl Shell {
         batches: mpsc::UnboundedSender<Batch>,
     ) {
         while let Some(first) = rx.recv().await {
+            if self.stopped.load(Ordering::SeqCst) {
+                return;
+            }
             let now = now_millis();
             director.handle(first, now);
             for _ in 1..MAX_INPUTS_PER_BATCH {
@@ -264,6 +286,9 @@ impl Shell {
     async fn dispatcher(self, mut batches: mpsc::UnboundedReceiver<Batch>) {
         while let Some(batch) = batches.recv().await {
             let result = batch.ack.await;
+            if self.stopped.load(Ordering::SeqCst) {
+                return;
+            }
             self.finish(result, batch.actions, batch.updates, batch.plans);
             self.queued.fetch_sub(1, Ordering::AcqRel);
         }

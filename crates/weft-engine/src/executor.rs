@@ -9,8 +9,9 @@
 use crate::director::{Input, Work, WorkItem};
 use crate::task::{Context, Registry, RevertContext};
 use serde_json::{Map, Value};
+use std::collections::HashSet;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use weft_model::failure::STDERR_TAIL_BYTES;
 use weft_model::flow::{Action, Command, StepDef};
@@ -20,12 +21,53 @@ use weft_model::{duration, Failure};
 #[derive(Clone, Default)]
 pub struct Executor {
     registry: Arc<Registry>,
+    groups: ProcessGroups,
+}
+
+/// The process groups of the commands running now, so that they can be killed together when
+/// the process running them is told to stop.
+#[derive(Clone, Default)]
+pub struct ProcessGroups(Arc<Mutex<HashSet<u32>>>);
+
+impl ProcessGroups {
+    fn insert(&self, pid: u32) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
+    }
+
+    fn remove(&self, pid: u32) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&pid);
+    }
+
+    /// SIGKILLs every running command's process group; returns how many there were.
+    pub fn kill_all(&self) -> usize {
+        let groups: Vec<u32> = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for &pid in &groups {
+            kill_group(pid);
+        }
+        groups.len()
+    }
 }
 
 impl Executor {
     /// An executor for the tasks in `registry` (and every command).
     pub fn new(registry: Arc<Registry>) -> Self {
-        Executor { registry }
+        Executor {
+            registry,
+            groups: ProcessGroups::default(),
+        }
+    }
+
+    /// The process groups of its running commands.
+    pub fn process_groups(&self) -> ProcessGroups {
+        self.groups.clone()
     }
 
     /// Runs `item` to the end and says how it went.
@@ -36,7 +78,7 @@ impl Executor {
                 let result = match &def.action {
                     // Boxed: a command's future is large, and a Rust task's should not pay for it.
                     Action::Command(cmd) => {
-                        Box::pin(run_command(&cmd.run, cmd, def, &item, &[])).await
+                        Box::pin(run_command(&cmd.run, cmd, def, &item, &[], &self.groups)).await
                     }
                     Action::Task { name, version } => self.run_task(name, version, &item).await,
                 };
@@ -59,7 +101,7 @@ impl Executor {
                                 ),
                                 ("WEFT_FAILURE".to_string(), failure_json(cause)),
                             ];
-                            Box::pin(run_command(argv, cmd, def, &item, &env))
+                            Box::pin(run_command(argv, cmd, def, &item, &env, &self.groups))
                                 .await
                                 .map(drop)
                         }
@@ -159,6 +201,7 @@ async fn run_command(
     def: &StepDef,
     item: &WorkItem,
     extra_env: &[(String, String)],
+    groups: &ProcessGroups,
 ) -> Result<Value, Failure> {
     let program = &argv[0];
     let mut command = tokio::process::Command::new(program);
@@ -185,10 +228,29 @@ async fn run_command(
     if let Some(dir) = &cmd.cwd {
         command.current_dir(dir);
     }
-    let mut child = command.spawn().map_err(|e| {
+    let child = command.spawn().map_err(|e| {
         Failure::new("spawn", format!("cannot start `{program}`: {e}")).with_kind("command")
     })?;
     let pid = child.id();
+    if let Some(pid) = pid {
+        groups.insert(pid);
+    }
+    let result = supervise(child, program, def, item, pid).await;
+    if let Some(pid) = pid {
+        groups.remove(pid);
+    }
+    result
+}
+
+/// Feeds a spawned command its stdin, collects its output and stderr tail, enforces its
+/// timeout, and turns how it ended into the step's result.
+async fn supervise(
+    mut child: tokio::process::Child,
+    program: &str,
+    def: &StepDef,
+    item: &WorkItem,
+    pid: Option<u32>,
+) -> Result<Value, Failure> {
     let stdin_json = Value::Object(item.inputs.clone()).to_string();
     let mut stdin = child.stdin.take();
     let stdout = child.stdout.take();

@@ -327,11 +327,21 @@ async fn in_fresh_processes(scenario: &'static str, repeat: u32) -> Result<Figur
             .output()
             .await
             .map_err(|e| Fail::Other(e.to_string()))?;
-        let rows: Value = serde_json::from_slice(&out.stdout)
-            .map_err(|e| Fail::Other(format!("the {scenario} child printed no figures ({e}); stderr: {}", String::from_utf8_lossy(&out.stderr))))?;
+        let rows: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+            Fail::Other(format!(
+                "the {scenario} child printed no figures ({e}); stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        })?;
         samples.push(rows[0]["median"].as_f64().unwrap_or(f64::NAN));
     }
-    Ok(Figure { name: "live-plans", unit: "MB RSS", samples, target: 200.0, higher_is_better: false })
+    Ok(Figure {
+        name: "live-plans",
+        unit: "MB RSS",
+        samples,
+        target: 200.0,
+        higher_is_better: false,
+    })
 }
 
 /// Resident memory with 10,000 plans of 10 steps live in one engine: each plan's first step is

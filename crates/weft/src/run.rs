@@ -82,6 +82,24 @@ pub async fn resume(global: &Global, id: &str, exec: &ExecArgs) -> Result<u8, Fa
     execute(store, id, exec, global).await
 }
 
+/// Resolves on SIGINT or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        // Without signal handlers the default action (exit) applies; never resolve.
+        _ => std::future::pending::<()>().await,
+    }
+}
+
 async fn execute(
     store: SharedStore,
     id: PlanId,
@@ -104,7 +122,17 @@ async fn execute(
         .collect();
     let engine = Engine::start(store.clone(), Arc::new(Registry::new()), config);
     let display = Display::start(engine.subscribe(), id, names, Mode::pick(global.json));
-    let result = engine.execute(id, Rescue::Revert).await;
+    let result = tokio::select! {
+        result = engine.execute(id, Rescue::Revert) => result,
+        _ = interrupted() => {
+            let killed = engine.abandon();
+            display.finish().await;
+            eprintln!(
+                "interrupted; stopped {killed} running command(s). Continue with: weft plans resume {id}"
+            );
+            return Ok(130);
+        }
+    };
     display.finish().await;
     let end = match result {
         Ok(end) => end,

@@ -234,3 +234,40 @@ fn a_finished_plan_cannot_be_resumed() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn sigint_stops_running_commands_and_resume_finishes_the_plan() {
+    let sb = Sandbox::new();
+    sb.write(
+        "long.toml",
+        "name = \"long\"\n[[task]]\nname = \"wait\"\nrun = [\"sh\", \"-c\", 'echo $$ > wait.pid; if [ \"$WEFT_ATTEMPT\" = 1 ] && [ ! -e resumed ]; then sleep 30; fi']\n",
+    );
+    let mut child = spawn(&sb, &["run", "long.toml"]);
+    let pid = wait_for("the command to start", || {
+        std::fs::read_to_string(sb.path().join("wait.pid")).ok()
+    });
+    // SAFETY: kill(2) on a child process we spawned.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait().expect("reap");
+    assert_eq!(status.code(), Some(130));
+    let gone = wait_for("the command's process group to die", || {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        (stat.is_empty() || stat.split(") ").nth(1).unwrap_or("").starts_with('Z')).then_some(true)
+    });
+    assert!(gone);
+    let id = sb.last_plan();
+    let plan = sb.show(&id);
+    assert_eq!(
+        plan["plan"]["state"], "running",
+        "an interrupted plan is left for resume"
+    );
+    assert_eq!(
+        step(&plan, "wait")["state"],
+        "running",
+        "the kill is not recorded as a failure"
+    );
+    std::fs::write(sb.path().join("resumed"), "").expect("mark");
+    let out = sb.run(&["plans", "resume", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

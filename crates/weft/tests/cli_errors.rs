@@ -250,9 +250,14 @@ fn a_locked_database_is_a_clear_error() {
     assert_eq!(sb.run(&["run", "ok.toml"]).status.code(), Some(0));
     // Another process (this test) holds an exclusive lock on the database.
     let conn = rusqlite::Connection::open(sb.db()).expect("open");
-    conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;").expect("lock");
+    conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+        .expect("lock");
     let out = sb.run(&["run", "ok.toml"]);
     drop(conn);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("locked by another process"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("locked by another process"),
+        "{}",
+        text(&out.stderr)
+    );
 }
