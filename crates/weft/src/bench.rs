@@ -105,7 +105,7 @@ pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
                     "memory-unordered",
                     200_000.0,
                     args.repeat,
-                    memory_store,
+                    Backend::Memory,
                     flow,
                     1,
                 )
@@ -117,7 +117,7 @@ pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
                     "memory-linear",
                     50_000.0,
                     args.repeat,
-                    memory_store,
+                    Backend::Memory,
                     flow,
                     1,
                 )
@@ -125,35 +125,27 @@ pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
             }
             Scenario::SqliteConcurrent => {
                 let flow = noop_flow(FlowBuilder::linear("bench"), 10);
-                let dir = tempdir()?;
-                let path = dir.clone();
-                let f = throughput(
+                throughput(
                     "sqlite-concurrent",
                     20_000.0,
                     args.repeat,
-                    move || sqlite_store(&path),
+                    Backend::Sqlite,
                     flow,
                     1000,
                 )
-                .await?;
-                let _ = std::fs::remove_dir_all(dir);
-                f
+                .await?
             }
             Scenario::SqliteLinear => {
                 let flow = noop_flow(FlowBuilder::linear("bench"), 1000);
-                let dir = tempdir()?;
-                let path = dir.clone();
-                let f = throughput(
+                throughput(
                     "sqlite-linear",
                     2_000.0,
                     args.repeat,
-                    move || sqlite_store(&path),
+                    Backend::Sqlite,
                     flow,
                     1,
                 )
-                .await?;
-                let _ = std::fs::remove_dir_all(dir);
-                f
+                .await?
             }
             Scenario::LivePlans if args.in_process => live_plans().await?,
             Scenario::LivePlans => in_fresh_processes("live-plans", args.repeat.min(3)).await?,
@@ -217,8 +209,87 @@ fn noop_registry() -> Arc<Registry> {
     Arc::new(r)
 }
 
-fn memory_store() -> Result<SharedStore, Fail> {
-    Ok(Arc::new(weft_store::memory::MemoryStore::new()))
+/// Which store a throughput scenario runs on.
+#[derive(Clone, Copy)]
+enum Backend {
+    Memory,
+    Sqlite,
+}
+
+/// A fresh store; a SQLite one lives in a temporary directory removed when this is dropped.
+struct Scratch {
+    store: SharedStore,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl Scratch {
+    fn new(backend: Backend) -> Result<Scratch, Fail> {
+        match backend {
+            Backend::Memory => Ok(Scratch {
+                store: Arc::new(weft_store::memory::MemoryStore::new()),
+                dir: None,
+            }),
+            Backend::Sqlite => {
+                let dir = tempdir()?;
+                let store =
+                    weft_store::open(&format!("sqlite://{}", dir.join("bench.db").display()))?;
+                Ok(Scratch {
+                    store,
+                    dir: Some(dir),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Stores `count` plans of `flow`, concurrently.
+async fn plan_all(
+    engine: &Engine,
+    flow: &Flow,
+    count: usize,
+) -> Result<Vec<weft_model::PlanId>, Fail> {
+    let creating: Vec<_> = (0..count)
+        .map(|_| {
+            let (engine, flow) = (engine.clone(), flow.clone());
+            async move { engine.plan(flow, BTreeMap::new()).await }
+        })
+        .collect();
+    futures_join(creating)
+        .await
+        .into_iter()
+        .map(|r| r.map_err(|e| Fail::Other(e.to_string())))
+        .collect()
+}
+
+/// Executes every plan concurrently; fails unless all succeed.
+async fn execute_all(engine: Engine, ids: Vec<weft_model::PlanId>) -> Result<(), Fail> {
+    let count = ids.len();
+    let runs: Vec<_> = ids
+        .into_iter()
+        .map(|id| {
+            let engine = engine.clone();
+            async move { engine.execute(id, Rescue::Revert).await }
+        })
+        .collect();
+    let ends = futures_join(runs).await;
+    let succeeded = ends
+        .iter()
+        .filter(|e| matches!(e, Ok(end) if end.outcome == Outcome::Success))
+        .count();
+    if succeeded != count {
+        return Err(Fail::Other(format!(
+            "only {succeeded} of {count} benchmark plans succeeded"
+        )));
+    }
+    Ok(())
 }
 
 fn tempdir() -> Result<std::path::PathBuf, Fail> {
@@ -232,52 +303,26 @@ fn tempdir() -> Result<std::path::PathBuf, Fail> {
     Ok(dir)
 }
 
-fn sqlite_store(dir: &std::path::Path) -> Result<SharedStore, Fail> {
-    let path = dir.join(format!("bench-{}.db", weft_model::PlanId::new()));
-    Ok(weft_store::open(&format!("sqlite://{}", path.display()))?)
-}
-
 /// Steps per second executing `plans` plans of `flow` at once on a fresh store each time.
 async fn throughput(
     name: &'static str,
     target: f64,
     repeat: u32,
-    make_store: impl Fn() -> Result<SharedStore, Fail>,
+    backend: Backend,
     flow: Flow,
     plans: usize,
 ) -> Result<Figure, Fail> {
     let mut samples = Vec::new();
     for _ in 0..repeat {
-        let store = make_store()?;
+        let scratch = Scratch::new(backend)?;
         let config = Config {
             parallelism: NOOP_PARALLELISM,
             ..Config::default()
         };
-        let engine = Engine::start(store, noop_registry(), config);
-        let mut ids = Vec::with_capacity(plans);
-        let creating: Vec<_> = (0..plans)
-            .map(|_| {
-                let (engine, flow) = (engine.clone(), flow.clone());
-                async move { engine.plan(flow, BTreeMap::new()).await }
-            })
-            .collect();
-        for created in futures_join(creating).await {
-            ids.push(created.map_err(|e| Fail::Other(e.to_string()))?);
-        }
+        let engine = Engine::start(scratch.store.clone(), noop_registry(), config);
+        let ids = plan_all(&engine, &flow, plans).await?;
         let started = Instant::now();
-        let runs: Vec<_> = ids
-            .iter()
-            .map(|&id| {
-                let engine = engine.clone();
-                async move { engine.execute(id, Rescue::Revert).await }
-            })
-            .collect();
-        for end in futures_join(runs).await {
-            let end = end.map_err(|e| Fail::Other(e.to_string()))?;
-            if end.outcome != Outcome::Success {
-                return Err(Fail::Other(format!("benchmark plan ended {}", end.outcome)));
-            }
-        }
+        execute_all(engine, ids).await?;
         let secs = started.elapsed().as_secs_f64();
         samples.push((plans * flow.steps.len()) as f64 / secs);
     }
@@ -348,76 +393,45 @@ async fn in_fresh_processes(scenario: &'static str, repeat: u32) -> Result<Figur
 /// running (blocked on a gate) and nine wait behind it.
 async fn live_plans() -> Result<Figure, Fail> {
     const PLANS: usize = 10_000;
-    let mut samples = Vec::new();
-    {
-        let dir = tempdir()?;
-        let store = sqlite_store(&dir)?;
-        let gate = Arc::new(Semaphore::new(0));
-        let started = Arc::new(AtomicUsize::new(0));
-        let mut registry = Registry::new();
-        let (g, s) = (gate.clone(), started.clone());
-        registry.register(
-            "gate",
-            "1",
-            task_fn(move |_| {
-                let (g, s) = (g.clone(), s.clone());
-                async move {
-                    s.fetch_add(1, Ordering::SeqCst);
-                    let _permit = g
-                        .acquire()
-                        .await
-                        .map_err(|_| weft_model::Failure::new("closed", "gate closed"))?;
-                    Ok(json!({}))
-                }
-            }),
-        );
-        registry.register("noop", "1", task_fn(|_| async { Ok(json!({})) }));
-        let mut b = FlowBuilder::linear("live").task("gate", "gate", "1", |t| t);
-        for i in 0..9 {
-            b = b.task(format!("s{i}"), "noop", "1", |t| t);
-        }
-        let flow = b.build().expect("valid");
-        let engine = Engine::start(
-            store,
-            Arc::new(registry),
-            Config {
-                parallelism: PLANS * 2,
-                ..Config::default()
-            },
-        );
-        let creating: Vec<_> = (0..PLANS)
-            .map(|_| {
-                let (engine, flow) = (engine.clone(), flow.clone());
-                async move { engine.plan(flow, BTreeMap::new()).await }
-            })
-            .collect();
-        let mut ids = Vec::new();
-        for created in futures_join(creating).await {
-            ids.push(created.map_err(|e| Fail::Other(e.to_string()))?);
-        }
-        let runs: Vec<_> = ids
-            .iter()
-            .map(|&id| {
-                let engine = engine.clone();
-                async move { engine.execute(id, Rescue::Revert).await }
-            })
-            .collect();
-        let all = tokio::spawn(futures_join(runs));
-        while started.load(Ordering::SeqCst) < PLANS {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        samples.push(resident_mb());
-        gate.add_permits(PLANS);
-        let ends = all.await.map_err(|e| Fail::Other(e.to_string()))?;
-        if ends.len() != PLANS
-            || ends
-                .iter()
-                .any(|e| !matches!(e, Ok(end) if end.outcome == Outcome::Success))
-        {
-            return Err(Fail::Other("a live plan did not succeed".into()));
-        }
-        let _ = std::fs::remove_dir_all(dir);
+    let scratch = Scratch::new(Backend::Sqlite)?;
+    let gate = Arc::new(Semaphore::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::new();
+    let (g, s) = (gate.clone(), started.clone());
+    registry.register(
+        "gate",
+        "1",
+        task_fn(move |_| {
+            let (g, s) = (g.clone(), s.clone());
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                let _permit = g
+                    .acquire()
+                    .await
+                    .map_err(|_| weft_model::Failure::new("closed", "gate closed"))?;
+                Ok(json!({}))
+            }
+        }),
+    );
+    registry.register("noop", "1", task_fn(|_| async { Ok(json!({})) }));
+    let mut b = FlowBuilder::linear("live").task("gate", "gate", "1", |t| t);
+    for i in 0..9 {
+        b = b.task(format!("s{i}"), "noop", "1", |t| t);
     }
+    let flow = b.build().expect("a generated flow is valid");
+    let config = Config {
+        parallelism: PLANS * 2,
+        ..Config::default()
+    };
+    let engine = Engine::start(scratch.store.clone(), Arc::new(registry), config);
+    let ids = plan_all(&engine, &flow, PLANS).await?;
+    let all = tokio::spawn(execute_all(engine, ids));
+    while started.load(Ordering::SeqCst) < PLANS {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let samples = vec![resident_mb()];
+    gate.add_permits(PLANS);
+    all.await.map_err(|e| Fail::Other(e.to_string()))??;
     Ok(Figure {
         name: "live-plans",
         unit: "MB RSS",

@@ -167,17 +167,27 @@ impl Actions {
 /// one flow hold one copy of it. Entries are weak: a flow no plan uses is dropped.
 #[derive(Default)]
 pub(crate) struct FlowCache {
-    entries: HashMap<(String, String, usize), Vec<(Weak<Flow>, Weak<Vec<Vec<u32>>>)>>,
+    /// By name, version and step count; then compared in full.
+    entries: HashMap<(String, String, usize), Vec<Shared>>,
+}
+
+/// For each step, the steps that depend on it directly.
+pub(crate) type Dependents = Vec<Vec<u32>>;
+
+/// One flow as shared between plans.
+struct Shared {
+    flow: Weak<Flow>,
+    dependents: Weak<Dependents>,
 }
 
 impl FlowCache {
     /// The shared copy of `flow` and its dependents, adding it if new.
-    pub fn intern(&mut self, flow: Flow) -> (Arc<Flow>, Arc<Vec<Vec<u32>>>) {
+    pub fn intern(&mut self, flow: Flow) -> (Arc<Flow>, Arc<Dependents>) {
         let key = (flow.name.clone(), flow.version.clone(), flow.steps.len());
         let slot = self.entries.entry(key).or_default();
-        slot.retain(|(f, _)| f.strong_count() > 0);
-        for (f, d) in slot.iter() {
-            if let (Some(f), Some(d)) = (f.upgrade(), d.upgrade()) {
+        slot.retain(|s| s.flow.strong_count() > 0);
+        for shared in slot.iter() {
+            if let (Some(f), Some(d)) = (shared.flow.upgrade(), shared.dependents.upgrade()) {
                 if *f == flow {
                     return (f, d);
                 }
@@ -185,7 +195,10 @@ impl FlowCache {
         }
         let dependents = Arc::new(flow.dependents());
         let flow = Arc::new(flow);
-        slot.push((Arc::downgrade(&flow), Arc::downgrade(&dependents)));
+        slot.push(Shared {
+            flow: Arc::downgrade(&flow),
+            dependents: Arc::downgrade(&dependents),
+        });
         (flow, dependents)
     }
 }
@@ -194,14 +207,33 @@ impl FlowCache {
 pub struct Director {
     plans: HashMap<PlanId, PlanRun>,
     flows: FlowCache,
-    /// Steps ready to start, across plans, oldest first.
-    ready: VecDeque<(PlanId, u32)>,
-    /// Work items dispatched and not yet reported.
-    in_flight: usize,
     /// The most work items in flight at once.
     limit: usize,
-    rng: u64,
+    queue: Queue,
+}
+
+/// What the director has decided and what waits to be dispatched, across plans.
+#[derive(Default)]
+struct Queue {
+    /// Decisions since the last [`Director::take`].
     out: Actions,
+    /// Work items dispatched and not yet reported.
+    in_flight: usize,
+    /// Steps ready to start, oldest first.
+    ready: VecDeque<(PlanId, u32)>,
+    rng: u64,
+}
+
+impl Queue {
+    fn ctx(&mut self, now: Millis) -> Ctx<'_> {
+        Ctx {
+            out: &mut self.out,
+            in_flight: &mut self.in_flight,
+            ready: &mut self.ready,
+            now,
+            rng: &mut self.rng,
+        }
+    }
 }
 
 /// What the per-plan logic needs from the director around it.
@@ -237,11 +269,11 @@ impl Director {
         Director {
             plans: HashMap::new(),
             flows: FlowCache::default(),
-            ready: VecDeque::new(),
-            in_flight: 0,
             limit: limit.max(1),
-            rng: seed | 1,
-            out: Actions::default(),
+            queue: Queue {
+                rng: seed | 1,
+                ..Queue::default()
+            },
         }
     }
 
@@ -252,18 +284,12 @@ impl Director {
 
     /// Work items in flight.
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.queue.in_flight
     }
 
     /// Handles one input at time `now`; the decisions accumulate until [`Director::take`].
     pub fn handle(&mut self, input: Input, now: Millis) {
-        let mut ctx = Ctx {
-            out: &mut self.out,
-            in_flight: &mut self.in_flight,
-            ready: &mut self.ready,
-            now,
-            rng: &mut self.rng,
-        };
+        let mut ctx = self.queue.ctx(now);
         let touched = match input {
             Input::Start {
                 snapshot,
@@ -346,13 +372,7 @@ impl Director {
 
     /// Starts ready steps while there is room.
     fn dispatch(&mut self, now: Millis) {
-        let mut ctx = Ctx {
-            out: &mut self.out,
-            in_flight: &mut self.in_flight,
-            ready: &mut self.ready,
-            now,
-            rng: &mut self.rng,
-        };
+        let mut ctx = self.queue.ctx(now);
         let mut touched = Vec::new();
         while *ctx.in_flight < self.limit {
             let Some((plan, step)) = ctx.ready.pop_front() else {
@@ -373,7 +393,7 @@ impl Director {
 
     /// Takes what was decided since the last call.
     pub fn take(&mut self) -> Actions {
-        std::mem::take(&mut self.out)
+        std::mem::take(&mut self.queue.out)
     }
 }
 

@@ -51,7 +51,7 @@ pub(crate) struct StepRun {
 pub(crate) struct PlanRun {
     pub id: PlanId,
     pub flow: Arc<Flow>,
-    pub dependents: Arc<Vec<Vec<u32>>>,
+    pub dependents: Arc<super::Dependents>,
     pub state: plan::State,
     pub steps: Vec<StepRun>,
     pub values: HashMap<String, Value>,
