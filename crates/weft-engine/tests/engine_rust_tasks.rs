@@ -1,0 +1,383 @@
+//! The engine with Rust tasks on a real SQLite file: data flow through the builder's flow
+//! shapes, revert with the task's result and the cause, retries, timeouts, and recovery of a
+//! plan left `running` by a process that died.
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use weft_engine::{task_fn, Config, Context, Engine, Registry, Rescue, RevertContext, Task};
+use weft_model::flow::{FlowBuilder, Retry};
+use weft_model::plan::{self, Outcome};
+use weft_model::{now_millis, step, Failure};
+use weft_store::{BoxFuture, Change, SharedStore, StepRecord};
+
+fn sqlite() -> (tempfile::TempDir, SharedStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = weft_store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("weft.db").display()
+    ))
+    .expect("open");
+    (dir, store)
+}
+
+fn config() -> Config {
+    Config {
+        parallelism: 8,
+        owner: "test".into(),
+    }
+}
+
+/// Adds its input `n` to its own `add`, and records executions and reverts in a shared log.
+struct Add {
+    add: i64,
+    output: &'static str,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Task for Add {
+    fn execute(&self, ctx: Context) -> BoxFuture<Result<Value, Failure>> {
+        let (add, output, log) = (self.add, self.output, self.log.clone());
+        Box::pin(async move {
+            let n: i64 = ctx.inputs.values().filter_map(Value::as_i64).sum();
+            log.lock().expect("log").push(format!("run {}", ctx.step));
+            Ok(json!({ output: n + add }))
+        })
+    }
+
+    fn revert(&self, ctx: RevertContext) -> BoxFuture<Result<(), Failure>> {
+        let log = self.log.clone();
+        Box::pin(async move {
+            log.lock().expect("log").push(format!(
+                "revert {} result={} cause={}",
+                ctx.context.step,
+                ctx.result.unwrap_or(Value::Null),
+                ctx.failure.message
+            ));
+            Ok(())
+        })
+    }
+}
+
+fn registry(log: &Arc<Mutex<Vec<String>>>) -> Registry {
+    let mut r = Registry::new();
+    r.register(
+        "add1",
+        "1",
+        Add {
+            add: 1,
+            output: "a",
+            log: log.clone(),
+        },
+    )
+    .register(
+        "add10",
+        "1",
+        Add {
+            add: 10,
+            output: "b",
+            log: log.clone(),
+        },
+    )
+    .register(
+        "sum",
+        "1",
+        Add {
+            add: 0,
+            output: "total",
+            log: log.clone(),
+        },
+    )
+    .register(
+        "fail",
+        "1",
+        task_fn(|_| async { Err(Failure::new("boom", "it broke")) }),
+    );
+    r
+}
+
+#[tokio::test]
+async fn values_flow_between_rust_tasks_in_a_graph() {
+    let (_dir, store) = sqlite();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let flow = FlowBuilder::graph("g")
+        .input("n", None)
+        .task("left", "add1", "1", |t| t.requires(["n"]).provides(["a"]))
+        .task("right", "add10", "1", |t| t.requires(["n"]).provides(["b"]))
+        .task("sum", "sum", "1", |t| {
+            t.requires(["a", "b"]).provides(["total"])
+        })
+        .build()
+        .expect("valid");
+    let engine = Engine::start(store.clone(), Arc::new(registry(&log)), config());
+    let id = engine
+        .plan(flow, BTreeMap::from([("n".into(), json!(5))]))
+        .await
+        .expect("plan");
+    let end = engine.execute(id, Rescue::Revert).await.expect("execute");
+    assert_eq!(
+        (end.state, end.outcome),
+        (plan::State::Stopped, Outcome::Success)
+    );
+    let snap = store.load_plan(id).await.expect("load");
+    assert_eq!(snap.steps[2].output, Some(json!({"total": 21})));
+    // Every transition is in the history.
+    let history = store.history(id).await.expect("history");
+    assert_eq!(history.iter().filter(|h| h.step.is_some()).count(), 6);
+}
+
+#[tokio::test]
+async fn a_failure_reverts_rust_tasks_with_their_result_and_the_cause() {
+    let (_dir, store) = sqlite();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let flow = FlowBuilder::linear("l")
+        .input("n", Some(json!(1)))
+        .task("first", "add1", "1", |t| t.requires(["n"]).provides(["a"]))
+        .task("second", "add10", "1", |t| {
+            t.requires(["a"]).provides(["b"])
+        })
+        .task("third", "fail", "1", |t| t.requires(["b"]))
+        .build()
+        .expect("valid");
+    let engine = Engine::start(store.clone(), Arc::new(registry(&log)), config());
+    let id = engine.plan(flow, BTreeMap::new()).await.expect("plan");
+    let end = engine.execute(id, Rescue::Revert).await.expect("execute");
+    assert_eq!(
+        (end.state, end.outcome),
+        (plan::State::Stopped, Outcome::Error)
+    );
+    assert_eq!(end.failure.map(|f| f.message), Some("it broke".into()));
+    let log = log.lock().expect("log").clone();
+    assert_eq!(
+        log,
+        vec![
+            "run first",
+            "run second",
+            "revert second result={\"b\":12} cause=it broke",
+            "revert first result={\"a\":2} cause=it broke",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_rust_task_is_retried_until_it_succeeds() {
+    let (_dir, store) = sqlite();
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut r = Registry::new();
+    let c = calls.clone();
+    r.register(
+        "flaky",
+        "1",
+        task_fn(move |ctx| {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                if ctx.attempt < 3 {
+                    Err(Failure::new("flaky", "not yet"))
+                } else {
+                    Ok(json!({}))
+                }
+            }
+        }),
+    );
+    let retry = Retry {
+        attempts: 3,
+        delay: Duration::from_millis(10),
+        ..Retry::default()
+    };
+    let flow = FlowBuilder::linear("r")
+        .task("f", "flaky", "1", |t| t.retry(retry))
+        .build()
+        .expect("valid");
+    let engine = Engine::start(store.clone(), Arc::new(r), config());
+    let id = engine.plan(flow, BTreeMap::new()).await.expect("plan");
+    let end = engine.execute(id, Rescue::Revert).await.expect("execute");
+    assert_eq!(end.outcome, Outcome::Success);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(store.load_plan(id).await.expect("load").steps[0].attempt, 3);
+}
+
+#[tokio::test]
+async fn a_rust_task_past_its_timeout_fails() {
+    let (_dir, store) = sqlite();
+    let mut r = Registry::new();
+    r.register(
+        "slow",
+        "1",
+        task_fn(|_| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(json!({}))
+        }),
+    );
+    let flow = FlowBuilder::linear("t")
+        .task("slow", "slow", "1", |t| {
+            t.timeout(Duration::from_millis(50))
+        })
+        .build()
+        .expect("valid");
+    let engine = Engine::start(store.clone(), Arc::new(r), config());
+    let id = engine.plan(flow, BTreeMap::new()).await.expect("plan");
+    let end = engine.execute(id, Rescue::Revert).await.expect("execute");
+    assert_eq!(end.outcome, Outcome::Error);
+    let failure = store.load_plan(id).await.expect("load").steps[0]
+        .failure
+        .clone()
+        .expect("failure");
+    assert_eq!(failure.kinds, vec!["timeout"]);
+}
+
+#[tokio::test]
+async fn an_unregistered_task_fails_its_step_with_a_clear_message() {
+    let (_dir, store) = sqlite();
+    let flow = FlowBuilder::linear("u")
+        .task("x", "ghost", "7", |t| t)
+        .build()
+        .expect("valid");
+    let engine = Engine::start(store.clone(), Arc::new(Registry::new()), config());
+    let id = engine.plan(flow, BTreeMap::new()).await.expect("plan");
+    let end = engine.execute(id, Rescue::Revert).await.expect("execute");
+    assert_eq!(end.outcome, Outcome::Error);
+    assert_eq!(
+        end.failure.map(|f| f.message),
+        Some("no task `ghost` at version `7` is registered".into())
+    );
+}
+
+#[tokio::test]
+async fn missing_inputs_are_refused_before_anything_is_stored() {
+    let (_dir, store) = sqlite();
+    let flow = FlowBuilder::linear("i")
+        .input("n", None)
+        .task("x", "add1", "1", |t| t.requires(["n"]))
+        .build()
+        .expect("valid");
+    let engine = Engine::start(store.clone(), Arc::new(Registry::new()), config());
+    let err = engine
+        .plan(flow, BTreeMap::new())
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("missing required input: n"),
+        "{err}"
+    );
+    assert!(store
+        .list_plans(Default::default())
+        .await
+        .expect("list")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_plan_left_running_by_a_dead_process_is_recovered() {
+    let (_dir, store) = sqlite();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let flow = FlowBuilder::linear("c")
+        .input("n", Some(json!(0)))
+        .task("first", "add1", "1", |t| t.requires(["n"]).provides(["a"]))
+        .task("second", "add10", "1", |t| {
+            t.requires(["a"]).provides(["b"])
+        })
+        .build()
+        .expect("valid");
+    let engine = Engine::start(store.clone(), Arc::new(registry(&log)), config());
+    let id = engine.plan(flow, BTreeMap::new()).await.expect("plan");
+    // What a process that died mid-run leaves behind: first done, second running.
+    let at = now_millis();
+    let rec = |index, state, output: Option<Value>| StepRecord {
+        index,
+        name: String::new(),
+        state,
+        attempt: 1,
+        started_at: Some(at),
+        ended_at: None,
+        output,
+        failure: None,
+    };
+    store
+        .apply(vec![
+            Change::Plan {
+                plan: id,
+                from: plan::State::Planned,
+                to: plan::State::Running,
+                at,
+            },
+            Change::Step {
+                plan: id,
+                from: step::State::Pending,
+                step: rec(0, step::State::Running, None),
+                at,
+            },
+            Change::Step {
+                plan: id,
+                from: step::State::Running,
+                step: rec(0, step::State::Success, Some(json!({"a": 1}))),
+                at,
+            },
+            Change::Step {
+                plan: id,
+                from: step::State::Pending,
+                step: rec(1, step::State::Running, None),
+                at,
+            },
+        ])
+        .await
+        .expect("apply");
+    let end = engine.execute(id, Rescue::Revert).await.expect("execute");
+    assert_eq!(end.outcome, Outcome::Success);
+    assert_eq!(
+        log.lock().expect("log").clone(),
+        vec!["run second"],
+        "first is not run again"
+    );
+    let snap = store.load_plan(id).await.expect("load");
+    assert_eq!(
+        snap.steps[1].output,
+        Some(json!({"b": 11})),
+        "second got first's stored output"
+    );
+    assert_eq!(
+        snap.steps[1].attempt, 1,
+        "an interrupted attempt keeps its number"
+    );
+    let history = store.history(id).await.expect("history");
+    let plan_moves: Vec<(&str, &str)> = history
+        .iter()
+        .filter(|h| h.step.is_none())
+        .map(|h| (h.from.as_str(), h.to.as_str()))
+        .collect();
+    assert_eq!(
+        plan_moves,
+        vec![
+            ("planned", "running"),
+            ("running", "paused"),
+            ("paused", "running"),
+            ("running", "stopped")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_plan_locked_by_another_owner_is_not_executed() {
+    let (_dir, store) = sqlite();
+    let flow = FlowBuilder::linear("l")
+        .task("x", "add1", "1", |t| t)
+        .build()
+        .expect("valid");
+    let engine = Engine::start(store.clone(), Arc::new(Registry::new()), config());
+    let id = engine.plan(flow, BTreeMap::new()).await.expect("plan");
+    store
+        .acquire_lock(id, "someone-else".into())
+        .await
+        .expect("lock");
+    let err = engine
+        .execute(id, Rescue::Revert)
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("is being executed by someone-else"),
+        "{err}"
+    );
+}
