@@ -7,7 +7,7 @@
 //! so nothing runs before its `running` is durable, and no dependent starts before the result
 //! it depends on is.
 
-use crate::director::{Actions, Director, Input, PlanEnd, Rescue};
+use crate::director::{Actions, Director, Input, Intent, PlanEnd, Rescue};
 use crate::executor::{Executor, ProcessGroups};
 use crate::task::Registry;
 use std::future::Future;
@@ -15,10 +15,10 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use weft_model::plan;
 use weft_model::{now_millis, PlanId};
-use weft_store::{BoxFuture, Change, SharedStore, StepRecord};
+use weft_store::{BoxFuture, Change, NewPlan, SharedStore, StepRecord};
 
 /// The most inputs the director takes before it persists what it decided.
 const MAX_INPUTS_PER_BATCH: usize = 4096;
@@ -89,6 +89,7 @@ pub struct Engine {
     inbox: mpsc::UnboundedSender<Input>,
     processes: ProcessGroups,
     stopped: Arc<AtomicBool>,
+    in_flight: watch::Receiver<usize>,
     updates: broadcast::Sender<Update>,
     store: SharedStore,
     config: Arc<Config>,
@@ -114,13 +115,16 @@ impl Engine {
         let director = Director::new(config.parallelism, seed);
         let executor = Executor::new(registry);
         let processes = executor.process_groups();
+        let (in_flight_tx, in_flight) = watch::channel(0);
         let shell = Shell {
             store: store.clone(),
             executor,
+            processes: processes.clone(),
             inbox: inbox.clone(),
             updates: updates.clone(),
             queued: queued.clone(),
             stopped: stopped.clone(),
+            in_flight: Arc::new(in_flight_tx),
         };
         tokio::spawn(shell.clone().director_loop(director, rx, batches_tx));
         tokio::spawn(shell.dispatcher(batches_rx));
@@ -128,19 +132,11 @@ impl Engine {
             inbox,
             processes,
             stopped,
+            in_flight,
             updates,
             store,
             config: Arc::new(config),
         }
-    }
-
-    /// Stops deciding and persisting, then kills the process groups of every command running
-    /// now; returns how many. For a process told to stop: what was persisted stays as it is
-    /// (steps `running`), and the next resume re-runs those steps — the deaths caused here are
-    /// not recorded as failures.
-    pub fn abandon(&self) -> usize {
-        self.stopped.store(true, Ordering::SeqCst);
-        self.processes.kill_all()
     }
 
     /// The store it persists to.
@@ -161,14 +157,8 @@ impl Engine {
         inputs: std::collections::BTreeMap<String, serde_json::Value>,
     ) -> Result<PlanId, Error> {
         let inputs = flow.bind_inputs(inputs)?;
-        let id = PlanId::new();
-        let new = weft_store::NewPlan {
-            id,
-            flow,
-            inputs,
-            state: plan::State::Planned,
-            created_at: now_millis(),
-        };
+        let new = NewPlan::new(flow, inputs);
+        let id = new.id;
         self.store.create_plan(new).await?;
         Ok(id)
     }
@@ -176,29 +166,109 @@ impl Engine {
     /// Executes (or resumes) a stored plan until it stops or pauses, holding its execution
     /// lock throughout.
     pub async fn execute(&self, plan: PlanId, rescue: Rescue) -> Result<PlanEnd, Error> {
+        self.take_up(plan, rescue, Intent::Run).await
+    }
+
+    /// Cancels a paused plan: what did not complete is cancelled, what did is reverted; the
+    /// plan stops with result `cancelled`.
+    pub async fn cancel(&self, plan: PlanId) -> Result<PlanEnd, Error> {
+        self.take_up(plan, Rescue::Pause, Intent::Cancel).await
+    }
+
+    async fn take_up(
+        &self,
+        plan: PlanId,
+        rescue: Rescue,
+        intent: Intent,
+    ) -> Result<PlanEnd, Error> {
         let owner = self.config.owner.clone();
         self.store.acquire_lock(plan, owner.clone()).await?;
-        let result = self.execute_locked(plan, rescue).await;
-        // A failed release leaves a lock whose owner is gone; the next resume clears it.
+        let result = self.start_locked(plan, rescue, intent).await;
+        // A failed release leaves a lock whose owner is gone; its invalidation clears it.
         let _ = self.store.release_lock(plan, Some(owner)).await;
         result
     }
 
-    async fn execute_locked(&self, plan: PlanId, rescue: Rescue) -> Result<PlanEnd, Error> {
+    async fn start_locked(
+        &self,
+        plan: PlanId,
+        rescue: Rescue,
+        intent: Intent,
+    ) -> Result<PlanEnd, Error> {
+        let inhibited = self.store.is_inhibited(plan).await?;
         let snapshot = self.store.load_plan(plan).await?;
         let (tx, rx) = oneshot::channel();
-        self.inbox
-            .send(Input::Start {
-                snapshot: Box::new(snapshot),
-                rescue,
-                waiter: Some(tx),
-            })
-            .map_err(|_| Error::Stopped)?;
+        let start = Input::Start {
+            snapshot: Box::new(snapshot),
+            rescue,
+            intent,
+            inhibited,
+            waiter: Some(tx),
+        };
+        self.inbox.send(start).map_err(|_| Error::Stopped)?;
         match rx.await {
             Ok(Ok(end)) => Ok(end),
             Ok(Err(reason)) => Err(Error::Refused(reason)),
             Err(_) => Err(Error::Stopped),
         }
+    }
+
+    /// Delivers an event to a suspended step of a plan this engine executes; resolves once
+    /// the step's new state is durable, or with why the event was refused.
+    pub async fn event(
+        &self,
+        plan: PlanId,
+        step: u32,
+        data: serde_json::Value,
+        optional: bool,
+    ) -> Result<(), Error> {
+        let (answer, rx) = oneshot::channel();
+        self.inbox
+            .send(Input::Event {
+                plan,
+                step,
+                data,
+                optional,
+                answer: Some(answer),
+            })
+            .map_err(|_| Error::Stopped)?;
+        rx.await
+            .map_err(|_| Error::Stopped)?
+            .map_err(Error::Refused)
+    }
+
+    /// Halts a plan this engine executes: its running steps are cancelled and their
+    /// processes killed; the plan stops.
+    pub async fn halt(&self, plan: PlanId) -> Result<(), Error> {
+        let (answer, rx) = oneshot::channel();
+        self.inbox
+            .send(Input::Halt {
+                plan,
+                answer: Some(answer),
+            })
+            .map_err(|_| Error::Stopped)?;
+        rx.await
+            .map_err(|_| Error::Stopped)?
+            .map_err(Error::Refused)
+    }
+
+    /// Starts nothing new from now on; running work may finish (graceful shutdown).
+    pub fn terminate(&self) {
+        let _ = self.inbox.send(Input::Terminate);
+    }
+
+    /// How many work items are in flight, as it changes.
+    pub fn in_flight(&self) -> watch::Receiver<usize> {
+        self.in_flight.clone()
+    }
+
+    /// Stops deciding and persisting, then kills the process groups of every command running
+    /// now; returns how many. For a process told to stop: what was persisted stays as it is
+    /// (steps `running`), and the next start re-runs those steps — the deaths caused here are
+    /// not recorded as failures.
+    pub fn abandon(&self) -> usize {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.processes.kill_all()
     }
 }
 
@@ -206,12 +276,15 @@ impl Engine {
 struct Shell {
     store: SharedStore,
     executor: Executor,
+    processes: ProcessGroups,
     inbox: mpsc::UnboundedSender<Input>,
     updates: broadcast::Sender<Update>,
     /// Batches handed to the dispatcher and not yet dispatched.
     queued: Arc<AtomicUsize>,
     /// Set by [`Engine::abandon`]: decide and persist nothing more.
     stopped: Arc<AtomicBool>,
+    /// The director's count of work in flight, after each batch.
+    in_flight: Arc<watch::Sender<usize>>,
 }
 
 /// Polls a future once; `Some` if it was ready.
@@ -246,6 +319,8 @@ impl Shell {
                 }
             }
             let mut actions = director.take();
+            self.in_flight
+                .send_if_modified(|n| std::mem::replace(n, director.in_flight()) != *n);
             for bug in actions.illegal.drain(..) {
                 tracing::error!("director bug: {bug}");
             }
@@ -307,6 +382,8 @@ impl Shell {
             timers,
             ended,
             refused,
+            answers,
+            kill,
             ..
         } = actions;
         for (_, reason, waiter) in refused {
@@ -324,6 +401,9 @@ impl Shell {
                     )));
                 }
             }
+            for (answer, _) in answers {
+                let _ = answer.send(Err(format!("the store failed: {e}")));
+            }
             let _ = self.inbox.send(Input::PersistFailed {
                 plans,
                 error: e.to_string(),
@@ -332,6 +412,12 @@ impl Shell {
         }
         for u in updates {
             let _ = self.updates.send(u);
+        }
+        for (plan, step) in kill {
+            self.processes.kill_step(plan, step);
+        }
+        for (answer, result) in answers {
+            let _ = answer.send(result);
         }
         for item in work {
             let executor = self.executor.clone();

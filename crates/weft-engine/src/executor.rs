@@ -6,16 +6,16 @@
 //! `WEFT_FAILURE`. Its output is the last line of stdout that is a JSON object. A timeout kills
 //! the whole process group.
 
-use crate::director::{Input, Work, WorkItem};
-use crate::task::{Context, Registry, RevertContext};
+use crate::director::{Completion, Input, Work, WorkItem};
+use crate::task::{Context, Registry, RevertContext, Suspension};
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use weft_model::failure::STDERR_TAIL_BYTES;
 use weft_model::flow::{Action, Command, StepDef};
-use weft_model::{duration, Failure};
+use weft_model::{duration, Failure, PlanId};
 
 /// Runs work items.
 #[derive(Clone, Default)]
@@ -24,35 +24,44 @@ pub struct Executor {
     groups: ProcessGroups,
 }
 
-/// The process groups of the commands running now, so that they can be killed together when
-/// the process running them is told to stop.
+/// The process groups of the commands running now, by the step they run for, so that a
+/// halted step's command — or every command, when the process is told to stop — can be killed.
 #[derive(Clone, Default)]
-pub struct ProcessGroups(Arc<Mutex<HashSet<u32>>>);
+pub struct ProcessGroups(Arc<Mutex<HashMap<u32, (PlanId, u32)>>>);
 
 impl ProcessGroups {
-    fn insert(&self, pid: u32) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
+    fn groups(&self) -> MutexGuard<'_, HashMap<u32, (PlanId, u32)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, pid: u32, plan: PlanId, step: u32) {
+        self.groups().insert(pid, (plan, step));
     }
 
     fn remove(&self, pid: u32) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&pid);
+        self.groups().remove(&pid);
+    }
+
+    /// SIGKILLs the process groups of a step's commands.
+    pub fn kill_step(&self, plan: PlanId, step: u32) {
+        let pids: Vec<u32> = self
+            .groups()
+            .iter()
+            .filter(|(_, owner)| **owner == (plan, step))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in pids {
+            kill_group(pid);
+        }
     }
 
     /// SIGKILLs every running command's process group; returns how many there were.
     pub fn kill_all(&self) -> usize {
-        let groups: Vec<u32> = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
-        for &pid in &groups {
+        let pids: Vec<u32> = self.groups().drain().map(|(pid, _)| pid).collect();
+        for &pid in &pids {
             kill_group(pid);
         }
-        groups.len()
+        pids.len()
     }
 }
 
@@ -76,13 +85,22 @@ impl Executor {
         match &item.work {
             Work::Execute => {
                 let result = match &def.action {
+                    Action::Gate => Ok(Completion::Done {
+                        output: Value::Object(Map::new()),
+                        warning: None,
+                    }),
                     // Boxed: a command's future is large, and a Rust task's should not pay for it.
                     Action::Command(cmd) => {
                         Box::pin(run_command(&cmd.run, cmd, def, &item, &[], &self.groups)).await
                     }
                     Action::Task { name, version } => self.run_task(name, version, &item).await,
                 };
-                let result = result.and_then(|out| check_provides(out, &def.provides));
+                let result = result.and_then(|c| match c {
+                    Completion::Done { output, warning } => check_provides(output, &def.provides)
+                        .map(|output| Completion::Done { output, warning }),
+                    // Provides are checked when the event completes the step.
+                    suspend @ Completion::Suspend { .. } => Ok(suspend),
+                });
                 Input::Executed {
                     plan: item.plan,
                     step: item.step,
@@ -92,6 +110,7 @@ impl Executor {
             }
             Work::Revert { result, cause } => {
                 let outcome = match &def.action {
+                    Action::Gate => Ok(()),
                     Action::Command(cmd) => match &cmd.revert {
                         Some(argv) => {
                             let env = [
@@ -128,14 +147,21 @@ impl Executor {
         }
     }
 
-    async fn run_task(&self, name: &str, version: &str, item: &WorkItem) -> Result<Value, Failure> {
+    async fn run_task(
+        &self,
+        name: &str,
+        version: &str,
+        item: &WorkItem,
+    ) -> Result<Completion, Failure> {
         let task = self
             .registry
             .get(name, version)
             .ok_or_else(|| unknown_task(name, version))?;
         let def = &item.flow.steps[item.step as usize];
-        let fut = task.execute(context(item));
-        match def.timeout {
+        let ctx = context(item);
+        let suspension = ctx.suspension.clone();
+        let fut = task.execute(ctx);
+        let output = match def.timeout {
             Some(t) => tokio::time::timeout(t, fut).await.unwrap_or_else(|_| {
                 Err(Failure::new(
                     "timeout",
@@ -143,7 +169,14 @@ impl Executor {
                 ))
             }),
             None => fut.await,
-        }
+        }?;
+        Ok(match suspension.take() {
+            Some(timeout) => Completion::Suspend { output, timeout },
+            None => Completion::Done {
+                output,
+                warning: None,
+            },
+        })
     }
 }
 
@@ -153,6 +186,7 @@ fn context(item: &WorkItem) -> Context {
         step: item.flow.steps[item.step as usize].name.clone(),
         attempt: item.attempt,
         inputs: item.inputs.clone(),
+        suspension: Suspension::default(),
     }
 }
 
@@ -202,7 +236,7 @@ async fn run_command(
     item: &WorkItem,
     extra_env: &[(String, String)],
     groups: &ProcessGroups,
-) -> Result<Value, Failure> {
+) -> Result<Completion, Failure> {
     let program = &argv[0];
     let mut command = tokio::process::Command::new(program);
     command
@@ -233,9 +267,9 @@ async fn run_command(
     })?;
     let pid = child.id();
     if let Some(pid) = pid {
-        groups.insert(pid);
+        groups.insert(pid, item.plan, item.step);
     }
-    let result = supervise(child, program, def, item, pid).await;
+    let result = supervise(child, program, cmd, def, item, pid).await;
     if let Some(pid) = pid {
         groups.remove(pid);
     }
@@ -247,10 +281,17 @@ async fn run_command(
 async fn supervise(
     mut child: tokio::process::Child,
     program: &str,
+    cmd: &Command,
     def: &StepDef,
     item: &WorkItem,
     pid: Option<u32>,
-) -> Result<Value, Failure> {
+) -> Result<Completion, Failure> {
+    // Warning exit codes apply to execution, not to a revert.
+    let warn_codes: &[i32] = if matches!(item.work, Work::Execute) {
+        &cmd.warn_exit_codes
+    } else {
+        &[]
+    };
     let stdin_json = Value::Object(item.inputs.clone()).to_string();
     let mut stdin = child.stdin.take();
     let stdout = child.stdout.take();
@@ -320,8 +361,19 @@ async fn supervise(
     };
     let status =
         status.map_err(|e| Failure::new("wait", format!("cannot wait for `{program}`: {e}")))?;
+    let output = Value::Object(output.unwrap_or_default());
     if status.success() {
-        return Ok(Value::Object(output.unwrap_or_default()));
+        return Ok(Completion::Done {
+            output,
+            warning: None,
+        });
+    }
+    if let Some(code) = status.code().filter(|c| warn_codes.contains(c)) {
+        let warning = format!("`{program}` exited with code {code}, a warning");
+        return Ok(Completion::Done {
+            output,
+            warning: Some(warning),
+        });
     }
     use std::os::unix::process::ExitStatusExt;
     let failure = match (status.code(), status.signal()) {

@@ -9,13 +9,18 @@
 //!   then hands work to the [`executor`], runs timers, and tells observers.
 //! - [`executor`]: runs one work item: a command in its own process group, or a Rust [`Task`].
 //! - [`task`]: the [`Task`] trait and the [`Registry`] of Rust tasks by name and version.
+//! - [`node`]: a long-lived node (`weft serve`): claims submitted plans, starts delayed ones,
+//!   heartbeats, declares dead nodes dead, delivers events and halts from other processes.
+//! - [`operator`]: an operator's actions on plans no process is executing.
 #![deny(missing_docs)]
 
 pub mod director;
 pub mod engine;
 pub mod executor;
+pub mod node;
+pub mod operator;
 pub mod task;
 
-pub use director::{PlanEnd, Rescue};
+pub use director::{Completion, Intent, PlanEnd, Rescue};
 pub use engine::{Config, Engine, Error, Update};
 pub use task::{task_fn, Context, Registry, RevertContext, Task};

@@ -3,7 +3,8 @@
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use weft_model::{Failure, PlanId};
 use weft_store::BoxFuture;
 
@@ -18,6 +19,28 @@ pub struct Context {
     pub attempt: u32,
     /// Its required values, by name.
     pub inputs: Map<String, Value>,
+    /// Set by [`Context::suspend`].
+    pub(crate) suspension: Suspension,
+}
+
+/// Whether a task asked to suspend, and for how long.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Suspension(Arc<Mutex<Option<Option<Duration>>>>);
+
+impl Suspension {
+    /// The wait asked for, if any: `Some(None)` waits for ever.
+    pub(crate) fn take(&self) -> Option<Option<Duration>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl Context {
+    /// Asks that, once `execute` returns `Ok`, the step wait for an event addressed to it
+    /// (until `timeout`, if given) instead of succeeding. The event's data is merged into the
+    /// output `execute` returned.
+    pub fn suspend(&self, timeout: Option<Duration>) {
+        *self.suspension.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(timeout);
+    }
 }
 
 /// What a reverting task knows.

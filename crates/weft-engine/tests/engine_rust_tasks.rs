@@ -294,6 +294,8 @@ async fn a_plan_left_running_by_a_dead_process_is_recovered() {
         ended_at: None,
         output,
         failure: None,
+        deadline: None,
+        warning: None,
     };
     store
         .apply(vec![

@@ -155,12 +155,15 @@ pub enum Outcome {
 
 impl Outcome {
     /// Dynflow's rule: any cancelled → cancelled, else any error (or failed revert) → error,
-    /// else any skipping or skipped → warning, else all success → success, otherwise pending.
-    pub fn derive(steps: impl IntoIterator<Item = step::State>) -> Outcome {
+    /// else any skipping or skipped (or a step that finished with a warning) → warning, else
+    /// all success → success, otherwise pending. Each item is a step's state and whether it
+    /// finished with a warning.
+    pub fn derive(steps: impl IntoIterator<Item = (step::State, bool)>) -> Outcome {
         let (mut cancelled, mut error, mut skipped, mut all_success, mut any) =
             (false, false, false, true, false);
-        for s in steps {
+        for (s, warned) in steps {
             any = true;
+            skipped |= warned;
             match s {
                 step::State::Cancelled => cancelled = true,
                 step::State::Error | step::State::RevertFailed => error = true,
@@ -215,18 +218,20 @@ mod tests {
 
     #[test]
     fn result_is_derived_in_dynflow_order() {
+        let derive = |states: &[S]| Outcome::derive(states.iter().map(|&s| (s, false)));
         assert_eq!(
-            Outcome::derive([S::Success, S::Cancelled, S::Error]),
+            derive(&[S::Success, S::Cancelled, S::Error]),
             Outcome::Cancelled
         );
+        assert_eq!(derive(&[S::Success, S::Error, S::Skipped]), Outcome::Error);
+        assert_eq!(derive(&[S::Success, S::Skipping]), Outcome::Warning);
+        assert_eq!(derive(&[S::Success, S::Success]), Outcome::Success);
+        assert_eq!(derive(&[S::Success, S::Pending]), Outcome::Pending);
+        assert_eq!(derive(&[S::Reverted, S::Error]), Outcome::Error);
         assert_eq!(
-            Outcome::derive([S::Success, S::Error, S::Skipped]),
-            Outcome::Error
+            Outcome::derive([(S::Success, true), (S::Success, false)]),
+            Outcome::Warning
         );
-        assert_eq!(Outcome::derive([S::Success, S::Skipping]), Outcome::Warning);
-        assert_eq!(Outcome::derive([S::Success, S::Success]), Outcome::Success);
-        assert_eq!(Outcome::derive([S::Success, S::Pending]), Outcome::Pending);
-        assert_eq!(Outcome::derive([S::Reverted, S::Error]), Outcome::Error);
     }
 
     proptest! {

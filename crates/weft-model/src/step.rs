@@ -26,7 +26,8 @@ pub enum State {
     Skipping,
     /// Given up on by a rescue or an operator. Final.
     Skipped,
-    /// Its revert is running; the executor's report moves it to `reverted` or `revert_failed`.
+    /// Its revert is running; the executor's report moves it to `reverted` or `revert_failed`
+    /// (or a halt to `cancelled`).
     Reverting,
     /// Undone (or had nothing to undo). A subflow retry moves it back to `pending`.
     Reverted,
@@ -73,7 +74,7 @@ impl State {
                 | (Success, Reverting | Reverted | Pending)
                 | (Error, Running | Skipping | Skipped | Pending | Cancelled)
                 | (Skipping, Skipped | Error)
-                | (Reverting, Reverted | RevertFailed)
+                | (Reverting, Reverted | RevertFailed | Cancelled)
                 | (Reverted, Pending)
                 | (RevertFailed, Reverting | Reverted)
         )

@@ -36,9 +36,68 @@ pub fn format_millis(ms: Millis) -> String {
     )
 }
 
+/// Parses a UTC time: `YYYY-MM-DD HH:MM[:SS]` or RFC 3339's `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn parse_utc(text: &str) -> Result<Millis, String> {
+    let bad = || {
+        format!("`{text}` is not a UTC time; write it like 2026-11-23T18:30:00Z or \"2026-11-23 18:30\"")
+    };
+    let t = text.trim().trim_end_matches('Z');
+    let (date, clock) = t.split_once(['T', ' ']).ok_or_else(bad)?;
+    let num = |s: &str, lo: i64, hi: i64| -> Result<i64, String> {
+        let v: i64 = s.parse().map_err(|_| bad())?;
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(bad())
+        }
+    };
+    let d: Vec<&str> = date.split('-').collect();
+    let c: Vec<&str> = clock.split(':').collect();
+    if d.len() != 3 || !(2..=3).contains(&c.len()) || d[0].len() != 4 {
+        return Err(bad());
+    }
+    let (y, m, day) = (num(d[0], 1970, 9999)?, num(d[1], 1, 12)?, num(d[2], 1, 31)?);
+    let (h, min) = (num(c[0], 0, 23)?, num(c[1], 0, 59)?);
+    let sec = if c.len() == 3 { num(c[2], 0, 60)? } else { 0 };
+    // Howard Hinnant's days-from-civil.
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let ms = ((days * 86_400) + h * 3600 + min * 60 + sec) * 1000;
+    if format_millis(ms).get(..10) != Some(date) {
+        return Err(bad()); // e.g. February 30th
+    }
+    Ok(ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_what_it_formats() {
+        for ms in [0, 951_782_400_000, 1_795_000_000_000] {
+            assert_eq!(parse_utc(&format_millis(ms)), Ok(ms));
+        }
+        assert_eq!(parse_utc("2026-11-18T11:06:40Z"), Ok(1_795_000_000_000));
+        assert_eq!(
+            parse_utc("2026-11-18 11:06"),
+            Ok(1_795_000_000_000 - 40_000)
+        );
+        for bad in [
+            "tomorrow",
+            "2026-02-30 10:00",
+            "2026-11-18",
+            "2026-13-01 00:00",
+            "18:00",
+        ] {
+            assert!(parse_utc(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -16,14 +16,14 @@ pub mod sqlite;
 
 pub use error::Error;
 pub use record::{
-    Change, HistoryEntry, NewPlan, PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, StepRecord,
-    Transition,
+    Change, Command, Due, HistoryEntry, Message, NewPlan, NodeRecord, PlanFilter, PlanRecord,
+    PlanSnapshot, PlanSummary, Reply, StepRecord, Transition,
 };
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use weft_model::PlanId;
+use weft_model::{Millis, PlanId};
 
 /// A boxed future, so that [`Store`] can be used as a trait object.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -65,6 +65,46 @@ pub trait Store: Send + Sync + 'static {
 
     /// Who holds a plan's execution lock.
     fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>>;
+
+    /// Puts an execution-inhibition lock on a plan: no node will execute it again.
+    fn inhibit(&self, plan: PlanId) -> BoxFuture<Result<()>>;
+
+    /// Whether a plan is inhibited.
+    fn is_inhibited(&self, plan: PlanId) -> BoxFuture<Result<bool>>;
+
+    /// Registers a node, or refreshes its row.
+    fn register_node(&self, node: NodeRecord) -> BoxFuture<Result<()>>;
+
+    /// Records a node's heartbeat at `at`; [`Error::NotFound`] if the node was invalidated.
+    fn heartbeat(&self, node: String, at: Millis) -> BoxFuture<Result<()>>;
+
+    /// Every registered node.
+    fn nodes(&self) -> BoxFuture<Result<Vec<NodeRecord>>>;
+
+    /// Removes a dead node and releases the execution locks it held; returns those plans.
+    fn invalidate_node(&self, node: String) -> BoxFuture<Result<Vec<PlanId>>>;
+
+    /// Takes the execution lock, for `owner`, of up to `limit` plans that wait for a node:
+    /// `planned`, or `running` with no lock (their node died or shut down); never inhibited
+    /// ones. Oldest first.
+    fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>>;
+
+    /// Moves scheduled plans that are due at `now` (start time passed, prerequisites stopped)
+    /// to `planned`, through `planning`; reports chained plans whose prerequisite failed,
+    /// leaving them for the caller to stop.
+    fn promote_due(&self, now: Millis) -> BoxFuture<Result<Vec<Due>>>;
+
+    /// Posts a command for the node executing `plan`; returns the message id.
+    fn post(&self, plan: PlanId, command: Command) -> BoxFuture<Result<i64>>;
+
+    /// Unanswered messages for plans whose execution lock `owner` holds, oldest first.
+    fn inbox(&self, owner: String) -> BoxFuture<Result<Vec<Message>>>;
+
+    /// Answers a message that is still pending; false if it was answered already.
+    fn reply(&self, id: i64, reply: Reply) -> BoxFuture<Result<bool>>;
+
+    /// What became of a message.
+    fn reply_of(&self, id: i64) -> BoxFuture<Result<Reply>>;
 }
 
 /// A shared store.

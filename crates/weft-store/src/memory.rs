@@ -2,10 +2,10 @@
 //! follows the same rules (fencing, atomic batches, history) as the durable backends.
 
 use crate::{
-    BoxFuture, Change, Error, HistoryEntry, NewPlan, PlanFilter, PlanRecord, PlanSnapshot,
-    PlanSummary, Result, StepRecord, Store,
+    BoxFuture, Change, Command, Due, Error, HistoryEntry, Message, NewPlan, NodeRecord, PlanFilter,
+    PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use weft_model::plan::{self, Outcome};
 use weft_model::PlanId;
@@ -20,6 +20,9 @@ pub struct MemoryStore {
 struct Inner {
     plans: HashMap<PlanId, Entry>,
     locks: HashMap<PlanId, String>,
+    inhibited: HashSet<PlanId>,
+    nodes: BTreeMap<String, NodeRecord>,
+    mailbox: Vec<(Message, Reply)>,
 }
 
 struct Entry {
@@ -235,10 +238,12 @@ impl Store for MemoryStore {
                 id: e.plan.id,
                 flow: e.plan.flow.name.clone(),
                 state: e.plan.state,
-                result: Outcome::derive(e.steps.iter().map(|s| s.state)),
+                result: Outcome::derive(e.steps.iter().map(|s| (s.state, s.warning.is_some()))),
                 created_at: e.plan.created_at,
                 ended_at: e.plan.ended_at,
                 steps: e.steps.len() as u32,
+                owner: inner.locks.get(&e.plan.id).cloned(),
+                start_at: e.plan.start_at,
             })
             .collect();
         out.sort_by_key(|p| std::cmp::Reverse(p.id));
@@ -306,5 +311,177 @@ impl Store for MemoryStore {
 
     fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>> {
         ready(Ok(self.lock().locks.get(&plan).cloned()))
+    }
+
+    fn inhibit(&self, plan: PlanId) -> BoxFuture<Result<()>> {
+        let mut inner = self.lock();
+        if !inner.plans.contains_key(&plan) {
+            return ready(Err(Error::NotFound(plan.to_string())));
+        }
+        inner.inhibited.insert(plan);
+        ready(Ok(()))
+    }
+
+    fn is_inhibited(&self, plan: PlanId) -> BoxFuture<Result<bool>> {
+        ready(Ok(self.lock().inhibited.contains(&plan)))
+    }
+
+    fn register_node(&self, node: NodeRecord) -> BoxFuture<Result<()>> {
+        self.lock().nodes.insert(node.id.clone(), node);
+        ready(Ok(()))
+    }
+
+    fn heartbeat(&self, node: String, at: weft_model::Millis) -> BoxFuture<Result<()>> {
+        ready(match self.lock().nodes.get_mut(&node) {
+            Some(n) => {
+                n.heartbeat_at = at;
+                Ok(())
+            }
+            None => Err(Error::NotFound(format!("node {node}"))),
+        })
+    }
+
+    fn nodes(&self) -> BoxFuture<Result<Vec<NodeRecord>>> {
+        ready(Ok(self.lock().nodes.values().cloned().collect()))
+    }
+
+    fn invalidate_node(&self, node: String) -> BoxFuture<Result<Vec<PlanId>>> {
+        let mut inner = self.lock();
+        inner.nodes.remove(&node);
+        let released: Vec<PlanId> = inner
+            .locks
+            .iter()
+            .filter(|(_, owner)| **owner == node)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in &released {
+            inner.locks.remove(p);
+        }
+        ready(Ok(released))
+    }
+
+    fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
+        let mut inner = self.lock();
+        let mut waiting: Vec<PlanId> = inner
+            .plans
+            .values()
+            .filter(|e| matches!(e.plan.state, plan::State::Planned | plan::State::Running))
+            .map(|e| e.plan.id)
+            .filter(|id| !inner.locks.contains_key(id) && !inner.inhibited.contains(id))
+            .collect();
+        waiting.sort();
+        waiting.truncate(limit as usize);
+        for id in &waiting {
+            inner.locks.insert(*id, owner.clone());
+        }
+        ready(Ok(waiting))
+    }
+
+    fn promote_due(&self, now: weft_model::Millis) -> BoxFuture<Result<Vec<Due>>> {
+        let mut inner = self.lock();
+        let mut scheduled: Vec<PlanId> = inner
+            .plans
+            .values()
+            .filter(|e| {
+                e.plan.state == plan::State::Scheduled && e.plan.start_at.is_none_or(|t| t <= now)
+            })
+            .map(|e| e.plan.id)
+            .collect();
+        scheduled.sort();
+        let mut out = Vec::new();
+        for id in scheduled {
+            let after = inner.plans[&id].plan.after.clone();
+            let mut stopped = true;
+            let mut failed = None;
+            for p in &after {
+                match inner.plans.get(p) {
+                    Some(e) if e.plan.state == plan::State::Stopped => {
+                        let outcome =
+                            Outcome::derive(e.steps.iter().map(|s| (s.state, s.warning.is_some())));
+                        if outcome == Outcome::Error && failed.is_none() {
+                            failed = Some(*p);
+                        }
+                    }
+                    Some(_) => stopped = false,
+                    // A prerequisite that does not exist can never stop: treat it as failed.
+                    None => failed = failed.or(Some(*p)),
+                }
+            }
+            if let Some(prerequisite) = failed {
+                out.push(Due::FailedDependency {
+                    plan: id,
+                    prerequisite,
+                });
+            } else if stopped {
+                let changes = vec![
+                    Change::Plan {
+                        plan: id,
+                        from: plan::State::Scheduled,
+                        to: plan::State::Planning,
+                        at: now,
+                    },
+                    Change::Plan {
+                        plan: id,
+                        from: plan::State::Planning,
+                        to: plan::State::Planned,
+                        at: now,
+                    },
+                ];
+                for c in changes {
+                    inner.apply(c);
+                }
+                out.push(Due::Ready(id));
+            }
+        }
+        ready(Ok(out))
+    }
+
+    fn post(&self, plan: PlanId, command: Command) -> BoxFuture<Result<i64>> {
+        let mut inner = self.lock();
+        if !inner.plans.contains_key(&plan) {
+            return ready(Err(Error::NotFound(plan.to_string())));
+        }
+        let id = inner.mailbox.len() as i64 + 1;
+        let message = Message {
+            id,
+            plan,
+            command,
+            created_at: weft_model::now_millis(),
+        };
+        inner.mailbox.push((message, Reply::Pending));
+        ready(Ok(id))
+    }
+
+    fn inbox(&self, owner: String) -> BoxFuture<Result<Vec<Message>>> {
+        let inner = self.lock();
+        ready(Ok(inner
+            .mailbox
+            .iter()
+            .filter(|(m, r)| *r == Reply::Pending && inner.locks.get(&m.plan) == Some(&owner))
+            .map(|(m, _)| m.clone())
+            .collect()))
+    }
+
+    fn reply(&self, id: i64, reply: Reply) -> BoxFuture<Result<bool>> {
+        let mut inner = self.lock();
+        ready(match inner.mailbox.get_mut((id - 1) as usize) {
+            Some((_, r)) if *r == Reply::Pending => {
+                *r = reply;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => Err(Error::NotFound(format!("message {id}"))),
+        })
+    }
+
+    fn reply_of(&self, id: i64) -> BoxFuture<Result<Reply>> {
+        let inner = self.lock();
+        ready(
+            inner
+                .mailbox
+                .get((id - 1).max(0) as usize)
+                .map(|(_, r)| r.clone())
+                .ok_or_else(|| Error::NotFound(format!("message {id}"))),
+        )
     }
 }

@@ -16,10 +16,33 @@ pub struct NewPlan {
     pub flow: Flow,
     /// Its inputs, defaults filled in.
     pub inputs: BTreeMap<String, Value>,
-    /// Its initial state (normally `planned`).
+    /// Its initial state: `planned`, or `scheduled` for a delayed or chained plan.
     pub state: plan::State,
     /// When it was created.
     pub created_at: Millis,
+    /// For a scheduled plan: not before this time.
+    pub start_at: Option<Millis>,
+    /// For a chained plan: the plans that must have stopped first.
+    pub after: Vec<PlanId>,
+    /// Who takes its execution lock as it is created (a foreground run), so that no node
+    /// claims it first.
+    pub owner: Option<String>,
+}
+
+impl NewPlan {
+    /// A plan of `flow` ready to run now: a fresh id, `planned`.
+    pub fn new(flow: Flow, inputs: BTreeMap<String, Value>) -> Self {
+        NewPlan {
+            id: PlanId::new(),
+            flow,
+            inputs,
+            state: plan::State::Planned,
+            created_at: weft_model::now_millis(),
+            start_at: None,
+            after: Vec::new(),
+            owner: None,
+        }
+    }
 }
 
 /// A plan as stored.
@@ -41,6 +64,12 @@ pub struct PlanRecord {
     pub ended_at: Option<Millis>,
     /// The director's persisted bookkeeping (reverting or not, subflow attempts); opaque here.
     pub phase: Value,
+    /// For a scheduled plan: not before this time.
+    #[serde(default)]
+    pub start_at: Option<Millis>,
+    /// For a chained plan: the plans that must have stopped first.
+    #[serde(default)]
+    pub after: Vec<PlanId>,
 }
 
 /// A step as stored.
@@ -62,6 +91,30 @@ pub struct StepRecord {
     pub output: Option<Value>,
     /// Its failure.
     pub failure: Option<Failure>,
+    /// For a suspended step: when its wait times out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Millis>,
+    /// A warning it finished with (the plan's result is then `warning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+impl StepRecord {
+    /// A step as it is before it ever runs.
+    pub fn pending(index: u32, name: impl Into<String>) -> Self {
+        StepRecord {
+            index,
+            name: name.into(),
+            state: step::State::Pending,
+            attempt: 0,
+            started_at: None,
+            ended_at: None,
+            output: None,
+            failure: None,
+            deadline: None,
+            warning: None,
+        }
+    }
 }
 
 /// A plan with its steps.
@@ -76,7 +129,7 @@ pub struct PlanSnapshot {
 impl PlanSnapshot {
     /// The plan's result, derived from its steps.
     pub fn outcome(&self) -> Outcome {
-        Outcome::derive(self.steps.iter().map(|s| s.state))
+        Outcome::derive(self.steps.iter().map(|s| (s.state, s.warning.is_some())))
     }
 }
 
@@ -97,6 +150,10 @@ pub struct PlanSummary {
     pub ended_at: Option<Millis>,
     /// How many steps it has.
     pub steps: u32,
+    /// Who holds its execution lock.
+    pub owner: Option<String>,
+    /// For a scheduled plan: not before this time.
+    pub start_at: Option<Millis>,
 }
 
 /// Which plans to list.
@@ -252,23 +309,85 @@ impl NewPlan {
             started_at: None,
             ended_at: None,
             phase: Value::Null,
+            start_at: self.start_at,
+            after: self.after.clone(),
         };
         let steps = self
             .flow
             .steps
             .iter()
             .enumerate()
-            .map(|(i, s)| StepRecord {
-                index: i as u32,
-                name: s.name.clone(),
-                state: step::State::Pending,
-                attempt: 0,
-                started_at: None,
-                ended_at: None,
-                output: None,
-                failure: None,
-            })
+            .map(|(i, s)| StepRecord::pending(i as u32, &s.name))
             .collect();
         (plan, steps)
     }
+}
+
+/// A node: one `weft serve` process, known to the others by its heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Unique per incarnation (`NAME/UUID`).
+    pub id: String,
+    /// What the operator called it; the same across restarts.
+    pub name: String,
+    /// When it started.
+    pub started_at: Millis,
+    /// Its last heartbeat.
+    pub heartbeat_at: Millis,
+}
+
+/// An operator's or another process's request about a plan, for the node executing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Command {
+    /// Deliver an event to a suspended step.
+    Event {
+        /// The step.
+        step: u32,
+        /// The event's data; an object becomes the step's output.
+        data: Value,
+        /// Drop quietly, rather than refuse, when the plan cannot take it.
+        optional: bool,
+    },
+    /// Stop the plan now.
+    Halt,
+}
+
+/// A [`Command`] in the mailbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Its id.
+    pub id: i64,
+    /// The plan.
+    pub plan: PlanId,
+    /// What is asked.
+    pub command: Command,
+    /// When it was posted.
+    pub created_at: Millis,
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "reason")]
+pub enum Reply {
+    /// Not taken yet.
+    Pending,
+    /// Done.
+    Done,
+    /// Refused, with why.
+    Refused(String),
+}
+
+/// What promoting a due scheduled plan found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// It is `planned` now, ready to claim.
+    Ready(PlanId),
+    /// A plan it is chained after ended in error: it was not started.
+    FailedDependency {
+        /// The chained plan.
+        plan: PlanId,
+        /// The prerequisite that failed.
+        prerequisite: PlanId,
+    },
 }

@@ -14,13 +14,10 @@ fn new_plan() -> NewPlan {
         .task("b", "noop", "1", |t| t)
         .build()
         .expect("valid flow");
-    NewPlan {
-        id: PlanId::new(),
+    NewPlan::new(
         flow,
-        inputs: BTreeMap::from([("x".to_string(), serde_json::json!(1))]),
-        state: plan::State::Planned,
-        created_at: now_millis(),
-    }
+        BTreeMap::from([("x".to_string(), serde_json::json!(1))]),
+    )
 }
 
 fn step(index: u32, state: step::State, attempt: u32) -> StepRecord {
@@ -33,6 +30,8 @@ fn step(index: u32, state: step::State, attempt: u32) -> StepRecord {
         ended_at: None,
         output: None,
         failure: None,
+        deadline: None,
+        warning: None,
     }
 }
 

@@ -20,10 +20,7 @@ async fn a_plan_survives_reopening_the_file() {
         store
             .create_plan(NewPlan {
                 id,
-                flow,
-                inputs: BTreeMap::new(),
-                state: plan::State::Planned,
-                created_at: now_millis(),
+                ..NewPlan::new(flow, BTreeMap::new())
             })
             .await
             .expect("create");

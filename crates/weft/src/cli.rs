@@ -1,6 +1,6 @@
 //! Command-line arguments, parsed once into the commands below.
 
-use crate::{bench, plans, run, Fail};
+use crate::{bench, event, plans, run, serve, Fail};
 use clap::{Args, Parser, Subcommand};
 use weft_model::plan;
 
@@ -26,7 +26,14 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Plan a flow and execute it here, showing progress; exit code from the result.
+    /// With --detach (or --at, --delay, --after), store it for a node instead.
     Run(run::RunArgs),
+    /// Store a plan for a node to execute and print its id (`run --detach`).
+    Submit(run::RunArgs),
+    /// Run a node: execute submitted plans, start delayed ones, deliver events.
+    Serve(serve::ServeArgs),
+    /// Deliver an event to a suspended step.
+    Event(event::EventArgs),
     /// Inspect and act on plans.
     Plans {
         #[command(subcommand)]
@@ -59,6 +66,44 @@ enum PlansCommand {
         #[command(flatten)]
         global: Global,
     },
+    /// Print every transition of a plan and its steps, with why.
+    History {
+        /// The plan's id (or a unique prefix of it).
+        id: String,
+        #[command(flatten)]
+        global: Global,
+    },
+    /// Stop a plan now: running steps are cancelled, their processes killed; it is never
+    /// executed again.
+    Halt {
+        /// The plan's id (or a unique prefix of it).
+        id: String,
+        #[command(flatten)]
+        global: Global,
+    },
+    /// Cancel a paused plan (what completed is reverted) or one that has not started.
+    Cancel {
+        /// The plan's id (or a unique prefix of it).
+        id: String,
+        #[command(flatten)]
+        global: Global,
+    },
+    /// Skip a failed step of a paused plan, and every step that depends on it.
+    Skip {
+        /// The plan's id (or a unique prefix of it).
+        id: String,
+        /// The step's name.
+        step: String,
+        #[command(flatten)]
+        global: Global,
+    },
+    /// Forbid executing a plan again (an execution-inhibition lock).
+    Inhibit {
+        /// The plan's id (or a unique prefix of it).
+        id: String,
+        #[command(flatten)]
+        global: Global,
+    },
     /// Continue a plan that was interrupted or paused: completed steps are not run again.
     Resume {
         /// The plan's id (or a unique prefix of it).
@@ -77,7 +122,10 @@ fn parse_plan_state(s: &str) -> Result<plan::State, String> {
 /// Runs the parsed command; returns the exit code.
 pub async fn dispatch(cli: Cli) -> Result<u8, Fail> {
     match cli.command {
-        Command::Run(args) => run::run(args).await,
+        Command::Run(args) => run::run(args, false).await,
+        Command::Submit(args) => run::run(args, true).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Event(args) => event::event(args).await,
         Command::Plans { command } => match command {
             PlansCommand::List {
                 state,
@@ -90,6 +138,11 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Fail> {
                 global,
             } => plans::show(&global, &id, history).await,
             PlansCommand::Resume { id, exec, global } => run::resume(&global, &id, &exec).await,
+            PlansCommand::History { id, global } => plans::history(&global, &id).await,
+            PlansCommand::Halt { id, global } => plans::halt(&global, &id).await,
+            PlansCommand::Cancel { id, global } => plans::cancel(&global, &id).await,
+            PlansCommand::Skip { id, step, global } => plans::skip(&global, &id, &step).await,
+            PlansCommand::Inhibit { id, global } => plans::inhibit(&global, &id).await,
         },
         Command::Bench(args) => bench::run(args).await,
     }

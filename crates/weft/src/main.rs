@@ -5,10 +5,12 @@
 
 mod bench;
 mod cli;
+mod event;
 mod owner;
 mod plans;
 mod progress;
 mod run;
+mod serve;
 mod view;
 
 use clap::Parser;

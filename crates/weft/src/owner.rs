@@ -2,6 +2,27 @@
 //! whether that holder is still alive: `weft@HOST:PID:START`, where START is the process's
 //! start time in clock ticks since boot, so that a reused pid is not mistaken for the holder.
 
+/// How old a node's heartbeat may be for the CLI to still count it alive. Nodes declare each
+/// other dead after their (shorter) lease; this only decides whether to wait for an answer.
+const NODE_SILENCE: i64 = 60_000;
+
+/// Whether the holder of an execution lock is alive: a `weft run` process that still exists,
+/// or a node whose heartbeat is recent.
+pub async fn is_alive(
+    store: &weft_store::SharedStore,
+    holder: &str,
+) -> Result<bool, weft_store::Error> {
+    if holder.starts_with("weft@") {
+        return Ok(!is_dead(holder));
+    }
+    let now = weft_model::now_millis();
+    Ok(store
+        .nodes()
+        .await?
+        .iter()
+        .any(|n| n.id == holder && now - n.heartbeat_at < NODE_SILENCE))
+}
+
 /// This process's lock-owner name.
 pub fn me() -> String {
     let pid = std::process::id();

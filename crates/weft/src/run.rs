@@ -1,4 +1,5 @@
-//! `weft run` and `weft plans resume`: execute a plan here, in the foreground.
+//! `weft run` / `weft submit` and the operator commands that execute a plan here, in the
+//! foreground: `plans resume` and `plans cancel`.
 
 use crate::cli::{parse_input, Global};
 use crate::progress::{Display, Mode};
@@ -7,9 +8,9 @@ use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use weft_engine::{Config, Engine, Registry, Rescue};
+use weft_engine::{Config, Engine, Intent, PlanEnd, Registry, Rescue};
 use weft_model::plan::{self, Outcome};
-use weft_model::{now_millis, PlanId};
+use weft_model::{duration, format_millis, now_millis, parse_utc, PlanId};
 use weft_store::{NewPlan, SharedStore};
 
 /// `weft run`.
@@ -20,10 +21,28 @@ pub struct RunArgs {
     /// An input: NAME=VALUE (a string) or NAME:=JSON. Repeat for more.
     #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", value_parser = parse_input)]
     inputs: Vec<(String, serde_json::Value)>,
+    /// Store the plan for a node (`weft serve`) to execute, print its id, and return at once.
+    #[arg(long)]
+    detach: bool,
+    /// Start it at this UTC time (`2026-11-23T18:30:00Z` or `"2026-11-23 18:30"`); implies
+    /// --detach.
+    #[arg(long, value_parser = parse_utc, conflicts_with = "delay")]
+    at: Option<i64>,
+    /// Start it after this long (`30s`, `5m`); implies --detach.
+    #[arg(long, value_parser = parse_delay)]
+    delay: Option<std::time::Duration>,
+    /// Start it only once every one of these plans has stopped (comma-separated ids); if one
+    /// of them ended in error, it fails with `failed_dependency`. Implies --detach.
+    #[arg(long, value_delimiter = ',', value_name = "PLAN_ID")]
+    after: Vec<String>,
     #[command(flatten)]
     exec: ExecArgs,
     #[command(flatten)]
     global: Global,
+}
+
+fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
+    duration::parse(s).map_err(|e| e.to_string())
 }
 
 /// How to execute.
@@ -34,11 +53,11 @@ pub struct ExecArgs {
     parallelism: Option<u32>,
 }
 
-/// Plans the flow and executes it.
-pub async fn run(args: RunArgs) -> Result<u8, Fail> {
+/// Plans the flow and executes it here, or stores it for a node (`detach`).
+pub async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
     let flow = weft_model::flow::file::load(&args.flow).map_err(|e| Fail::Input(e.to_string()))?;
     let mut given = BTreeMap::new();
-    for (name, value) in args.inputs {
+    for (name, value) in std::mem::take(&mut args.inputs) {
         if given.insert(name.clone(), value).is_some() {
             return Err(Fail::Input(format!("input `{name}` is given twice")));
         }
@@ -47,43 +66,92 @@ pub async fn run(args: RunArgs) -> Result<u8, Fail> {
         .bind_inputs(given)
         .map_err(|e| Fail::Input(e.to_string()))?;
     let store = weft_store::open(&args.global.db)?;
-    let id = PlanId::new();
-    let steps = flow.steps.len();
-    store
-        .create_plan(NewPlan {
-            id,
-            flow,
-            inputs,
-            state: plan::State::Planned,
-            created_at: now_millis(),
-        })
-        .await?;
+    let mut new = NewPlan::new(flow, inputs);
+    let id = new.id;
+    let steps = new.flow.steps.len();
+    let start_at = args
+        .at
+        .or(args.delay.map(|d| now_millis() + d.as_millis() as i64));
+    let detach = detach || args.detach || start_at.is_some() || !args.after.is_empty();
+    for prerequisite in &args.after {
+        new.after
+            .push(store.resolve_id(prerequisite.clone()).await?);
+    }
+    if start_at.is_some() || !new.after.is_empty() {
+        new.state = plan::State::Scheduled;
+        new.start_at = start_at;
+    }
+    if !detach {
+        // The lock is taken as the plan is stored, so that no node claims it first.
+        new.owner = Some(owner::me());
+    }
+    store.create_plan(new).await?;
+    if detach {
+        if args.global.json {
+            println!(
+                "{}",
+                serde_json::json!({ "plan": id.to_string(), "start_at": start_at })
+            );
+        } else {
+            println!("{id}");
+            match start_at {
+                Some(at) => eprintln!(
+                    "plan {id} scheduled for {} UTC; a node (weft serve) starts it",
+                    format_millis(at)
+                ),
+                None => eprintln!("plan {id} submitted; a node (weft serve) executes it"),
+            }
+        }
+        return Ok(0);
+    }
     if !args.global.json {
         eprintln!(
             "plan {id} ({steps} steps); if interrupted, continue with: weft plans resume {id}"
         );
     }
-    execute(store, id, &args.exec, &args.global).await
+    execute(store, id, Intent::Run, &args.exec, &args.global).await
 }
 
-/// Resumes a stored plan.
-pub async fn resume(global: &Global, id: &str, exec: &ExecArgs) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db)?;
-    let id = store.resolve_id(id.to_string()).await?;
+/// Takes over a plan whose execution lock is held by a process that is gone; refuses (exit 2)
+/// one that a live process executes.
+pub async fn take_over(store: &SharedStore, id: PlanId) -> Result<(), Fail> {
     if let Some(holder) = store.lock_owner(id).await? {
-        if owner::is_dead(&holder) {
+        if !owner::is_alive(store, &holder).await? {
             store.release_lock(id, None).await?;
         } else {
-            return Err(Fail::Other(format!(
-                "plan {id} is being executed by {holder}, which is still running"
+            let state = store.load_plan(id).await?.plan.state;
+            return Err(Fail::Input(format!(
+                "plan {id} is {state} and being executed by {holder}, which is alive"
             )));
         }
     }
-    execute(store, id, exec, global).await
+    Ok(())
+}
+
+/// Resumes a stored plan here.
+pub async fn resume(global: &Global, id: &str, exec: &ExecArgs) -> Result<u8, Fail> {
+    let store = weft_store::open(&global.db)?;
+    let id = store.resolve_id(id.to_string()).await?;
+    take_over(&store, id).await?;
+    let state = store.load_plan(id).await?.plan.state;
+    if matches!(state, plan::State::Stopped | plan::State::Scheduled) {
+        return Err(Fail::Input(format!(
+            "cannot resume plan {id}: it's {state}"
+        )));
+    }
+    execute(store, id, Intent::Run, exec, global).await
+}
+
+/// Cancels a paused plan here: reverts what completed; the result is `cancelled`.
+pub async fn cancel_paused(store: SharedStore, id: PlanId, global: &Global) -> Result<u8, Fail> {
+    let exec = ExecArgs { parallelism: None };
+    execute(store, id, Intent::Cancel, &exec, global)
+        .await
+        .map(|_| 0)
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn interrupted() {
+pub async fn interrupted() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),
@@ -103,11 +171,13 @@ async fn interrupted() {
 async fn execute(
     store: SharedStore,
     id: PlanId,
+    intent: Intent,
     exec: &ExecArgs,
     global: &Global,
 ) -> Result<u8, Fail> {
+    let owner = owner::me();
     let mut config = Config {
-        owner: owner::me(),
+        owner: owner.clone(),
         ..Config::default()
     };
     if let Some(p) = exec.parallelism {
@@ -121,24 +191,42 @@ async fn execute(
         .map(|s| s.name)
         .collect();
     let engine = Engine::start(store.clone(), Arc::new(Registry::new()), config);
+    // Events and halts posted by other processes for this plan come through the mailbox.
+    let mailbox = tokio::spawn(weft_engine::node::serve_mailbox(engine.clone(), owner));
     let display = Display::start(engine.subscribe(), id, names, Mode::pick(global.json));
+    let run = async {
+        match intent {
+            Intent::Run => engine.execute(id, Rescue::Revert).await,
+            Intent::Cancel => engine.cancel(id).await,
+        }
+    };
     let result = tokio::select! {
-        result = engine.execute(id, Rescue::Revert) => result,
+        result = run => result,
         _ = interrupted() => {
             let killed = engine.abandon();
+            mailbox.abort();
             display.finish().await;
-            eprintln!(
-                "interrupted; stopped {killed} running command(s). Continue with: weft plans resume {id}"
-            );
+            eprintln!("interrupted; stopped {killed} running command(s). Continue with: weft plans resume {id}");
             return Ok(130);
         }
     };
+    mailbox.abort();
     display.finish().await;
     let end = match result {
         Ok(end) => end,
         Err(weft_engine::Error::Store(e)) => return Err(e.into()),
+        Err(weft_engine::Error::Refused(reason)) => return Err(Fail::Input(reason)),
         Err(e) => return Err(Fail::Other(e.to_string())),
     };
+    report(&store, id, &end, global).await
+}
+
+async fn report(
+    store: &SharedStore,
+    id: PlanId,
+    end: &PlanEnd,
+    global: &Global,
+) -> Result<u8, Fail> {
     let snap = store.load_plan(id).await?;
     if global.json {
         let mut value = serde_json::to_value(&snap).map_err(|e| Fail::Other(e.to_string()))?;
@@ -150,11 +238,7 @@ async fn execute(
     } else {
         print!("{}", view::summary(&snap));
     }
-    Ok(
-        if end.state == plan::State::Stopped && end.outcome == Outcome::Success {
-            0
-        } else {
-            1
-        },
-    )
+    let ok = end.state == plan::State::Stopped
+        && matches!(end.outcome, Outcome::Success | Outcome::Warning);
+    Ok(if ok { 0 } else { 1 })
 }

@@ -136,9 +136,18 @@ pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> Str
             }
         }
     }
-    if let Some(history) = history {
+    if let Some(entries) = history {
         out.push_str("\nhistory:\n");
-        for h in history {
+        out.push_str(&self::history(snap, entries));
+    }
+    out
+}
+
+/// `plans history`: every transition, with the attempt and the failure that caused it.
+pub fn history(snap: &PlanSnapshot, entries: &[HistoryEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|h| {
             let what = match h.step {
                 Some(i) => snap
                     .steps
@@ -147,22 +156,28 @@ pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> Str
                     .unwrap_or_else(|| format!("step {i}")),
                 None => "(plan)".into(),
             };
-            let extra = h
+            let attempt = h
+                .data
+                .as_ref()
+                .and_then(|d| d.get("attempt"))
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let why = h
                 .data
                 .as_ref()
                 .and_then(|d| d.get("failure"))
                 .and_then(|f| f.as_str())
                 .unwrap_or("");
-            let _ = writeln!(
-                out,
-                "  {}  {what}  {} -> {}  {extra}",
+            vec![
                 format_millis(h.at),
-                h.from,
-                h.to
-            );
-        }
-    }
-    out
+                what,
+                format!("{} -> {}", h.from, h.to),
+                attempt,
+                why.to_string(),
+            ]
+        })
+        .collect();
+    table(&["AT (UTC)", "WHAT", "TRANSITION", "ATTEMPT", "WHY"], &rows)
 }
 
 /// The lines printed when `weft run` ends.

@@ -209,9 +209,9 @@ fn resuming_a_plan_whose_runner_is_alive_is_refused() {
     let out = sb.run(&["plans", "resume", &id]);
     child.kill().expect("kill");
     child.wait().expect("reap");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "resuming a running plan is bad input");
     assert!(
-        text(&out.stderr).contains("which is still running"),
+        text(&out.stderr).contains("is running and being executed by weft@") && text(&out.stderr).contains("which is alive"),
         "{}",
         text(&out.stderr)
     );
@@ -227,7 +227,7 @@ fn a_finished_plan_cannot_be_resumed() {
     assert_eq!(sb.run(&["run", "ok.toml"]).status.code(), Some(0));
     let id = sb.last_plan();
     let out = sb.run(&["plans", "resume", &id[..13]]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("it's stopped"),
         "{}",

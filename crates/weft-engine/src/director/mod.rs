@@ -20,15 +20,39 @@ use weft_model::plan::{self, Outcome};
 use weft_model::{Failure, Millis, PlanId};
 use weft_store::{Change, PlanSnapshot};
 
-/// What to do when a step fails for good (its retries, and its subflows' retries, spent).
+pub use weft_model::flow::Rescue;
+
+/// Who waits for an answer to an event or a halt: told once the outcome is durable.
+pub type Answer = oneshot::Sender<Result<(), String>>;
+
+/// Why a plan is being started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Rescue {
-    /// TaskFlow's: undo every completed step in reverse dependency order; the plan ends
-    /// `stopped` with result `error`.
+pub enum Intent {
+    /// Execute it: a first start, a resume, or a recovery.
     #[default]
-    Revert,
-    /// Dynflow's: the plan becomes `paused` for an operator.
-    Pause,
+    Run,
+    /// An operator's cancel of a paused plan: what did not complete is cancelled, what did is
+    /// reverted, and the plan stops with result `cancelled`.
+    Cancel,
+}
+
+/// How an execution that did not fail ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// Done, with its output and perhaps a warning.
+    Done {
+        /// The output object.
+        output: Value,
+        /// Done, but with something to look at: the plan's result becomes `warning`.
+        warning: Option<String>,
+    },
+    /// The task suspended itself: the step waits for an event (until `timeout`, if any).
+    Suspend {
+        /// Output so far; an event's data is merged into it.
+        output: Value,
+        /// How long to wait.
+        timeout: Option<Duration>,
+    },
 }
 
 /// Who waits for a plan to end: told how it ended, or why it was refused.
@@ -54,8 +78,12 @@ pub enum Input {
     Start {
         /// The plan as stored.
         snapshot: Box<PlanSnapshot>,
-        /// What to do when a step fails for good.
+        /// What to do when a step fails for good, unless the flow says (`on_error`).
         rescue: Rescue,
+        /// Run it, or cancel it.
+        intent: Intent,
+        /// Whether an execution-inhibition lock is on it (it is then halted and refused).
+        inhibited: bool,
         /// Told when the plan ends (or is refused).
         waiter: Option<Waiter>,
     },
@@ -67,8 +95,8 @@ pub enum Input {
         step: u32,
         /// The attempt that ran.
         attempt: u32,
-        /// Its output, or why it failed.
-        result: Result<Value, Failure>,
+        /// How it ended.
+        result: Result<Completion, Failure>,
     },
     /// A revert finished.
     Reverted {
@@ -86,6 +114,37 @@ pub enum Input {
         /// The step.
         step: u32,
     },
+    /// A suspended step's timeout: it fails unless an event came first.
+    Deadline {
+        /// The plan.
+        plan: PlanId,
+        /// The step.
+        step: u32,
+        /// The deadline the timer was set for (a newer wait has another).
+        at: Millis,
+    },
+    /// An event for a suspended step (Dynflow's `handle_event`).
+    Event {
+        /// The plan.
+        plan: PlanId,
+        /// The step.
+        step: u32,
+        /// An object: it becomes (part of) the step's output.
+        data: Value,
+        /// If the plan is not being executed here, drop the event quietly.
+        optional: bool,
+        /// Told whether the event was taken.
+        answer: Option<Answer>,
+    },
+    /// Stop a plan now: running steps are cancelled and their processes killed.
+    Halt {
+        /// The plan.
+        plan: PlanId,
+        /// Told once the plan is stopped.
+        answer: Option<Answer>,
+    },
+    /// The node is shutting down: start nothing new; what runs may finish.
+    Terminate,
     /// Persisting changes of these plans failed: they can no longer be executed safely here.
     PersistFailed {
         /// The plans.
@@ -148,6 +207,10 @@ pub struct Actions {
     pub ended: Vec<(PlanEnd, Option<Waiter>)>,
     /// Starts refused, with why (Dynflow's messages).
     pub refused: Vec<(PlanId, String, Option<Waiter>)>,
+    /// Answers to events and halts, to send once the changes are durable.
+    pub answers: Vec<(Answer, Result<(), String>)>,
+    /// Steps whose processes must be killed now (halted).
+    pub kill: Vec<(PlanId, u32)>,
     /// Transitions the director wanted but the state machines refused: bugs, never expected.
     pub illegal: Vec<String>,
 }
@@ -160,6 +223,8 @@ impl Actions {
             && self.timers.is_empty()
             && self.ended.is_empty()
             && self.refused.is_empty()
+            && self.answers.is_empty()
+            && self.kill.is_empty()
     }
 }
 
@@ -209,6 +274,8 @@ pub struct Director {
     flows: FlowCache,
     /// The most work items in flight at once.
     limit: usize,
+    /// Shutting down: nothing new starts.
+    terminating: bool,
     queue: Queue,
 }
 
@@ -270,6 +337,7 @@ impl Director {
             plans: HashMap::new(),
             flows: FlowCache::default(),
             limit: limit.max(1),
+            terminating: false,
             queue: Queue {
                 rng: seed | 1,
                 ..Queue::default()
@@ -294,6 +362,8 @@ impl Director {
             Input::Start {
                 snapshot,
                 rescue,
+                intent,
+                inhibited,
                 waiter,
             } => {
                 let id = snapshot.plan.id;
@@ -305,7 +375,26 @@ impl Director {
                     ));
                     return;
                 }
-                match PlanRun::recover(*snapshot, rescue, waiter, &mut self.flows, &mut ctx) {
+                if inhibited {
+                    // Dynflow: an inhibited plan is halted, then refused.
+                    let from = snapshot.plan.state;
+                    if from.allows(plan::State::Stopped) {
+                        ctx.out.changes.push(Change::Plan {
+                            plan: id,
+                            from,
+                            to: plan::State::Stopped,
+                            at: now,
+                        });
+                    }
+                    ctx.out.refused.push((
+                        id,
+                        format!("cannot execute plan {id}: it's execution is inhibited"),
+                        waiter,
+                    ));
+                    return;
+                }
+                match PlanRun::recover(*snapshot, rescue, intent, waiter, &mut self.flows, &mut ctx)
+                {
                     Ok(mut run) => {
                         run.progress(&mut ctx);
                         self.plans.insert(id, run);
@@ -344,6 +433,56 @@ impl Director {
                 }
                 None
             }
+            Input::Deadline { plan, step, at } => self.plans.get_mut(&plan).map(|run| {
+                run.deadline(step as usize, at, &mut ctx);
+                run.progress(&mut ctx);
+                plan
+            }),
+            Input::Event {
+                plan,
+                step,
+                data,
+                optional,
+                answer,
+            } => {
+                let result = match self.plans.get_mut(&plan) {
+                    None if optional => Err(format!(
+                        "plan {plan} is not being executed here; the optional event was dropped"
+                    )),
+                    None => Err(format!(
+                        "plan {plan} is not running; it cannot receive events"
+                    )),
+                    Some(run) if step as usize >= run.steps.len() => {
+                        Err(format!("plan {plan} has no step {step}"))
+                    }
+                    Some(run) => {
+                        let r = run.event(step as usize, data, &mut ctx);
+                        run.progress(&mut ctx);
+                        r
+                    }
+                };
+                if let Some(a) = answer {
+                    ctx.out.answers.push((a, result));
+                }
+                Some(plan)
+            }
+            Input::Halt { plan, answer } => {
+                let result = match self.plans.get_mut(&plan) {
+                    Some(run) => {
+                        run.halt(&mut ctx);
+                        Ok(())
+                    }
+                    None => Err(format!("plan {plan} is not being executed here")),
+                };
+                if let Some(a) = answer {
+                    ctx.out.answers.push((a, result));
+                }
+                Some(plan)
+            }
+            Input::Terminate => {
+                self.terminating = true;
+                None
+            }
             Input::PersistFailed { plans, error } => {
                 for id in plans {
                     if let Some(mut run) = self.plans.remove(&id) {
@@ -374,7 +513,7 @@ impl Director {
     fn dispatch(&mut self, now: Millis) {
         let mut ctx = self.queue.ctx(now);
         let mut touched = Vec::new();
-        while *ctx.in_flight < self.limit {
+        while !self.terminating && *ctx.in_flight < self.limit {
             let Some((plan, step)) = ctx.ready.pop_front() else {
                 break;
             };

@@ -1,13 +1,16 @@
-//! Taking up a plan from what the store holds: a fresh start, an operator's resume of a
-//! paused plan, or recovery after the process that ran it died.
+//! Taking up a plan from what the store holds: a fresh start, an operator's resume or cancel
+//! of a paused plan, or recovery after the process that ran it died.
 //!
 //! After a crash, a step found `running` is re-run if its task is idempotent (with the same
 //! attempt number), and otherwise becomes `error` ("abnormal termination", as in Dynflow) and
-//! the plan pauses for an operator. A step found `reverting` has its revert run again.
+//! the plan pauses for an operator. A step found `reverting` has its revert run again. A step
+//! found `suspended` keeps waiting, and its timeout — stored with it — still fires.
 
-use super::run::{Phase, PlanRun, RevertScope, StepRun};
-use super::{Ctx, FlowCache, Rescue, Waiter, Work, WorkItem};
+use super::run::{Phase, PlanRun, RevertScope, StepRun, Stopping};
+use super::{Ctx, FlowCache, Intent, Rescue, Timer, Waiter, Work, WorkItem};
+use crate::director::Input;
 use std::collections::HashMap;
+use std::time::Duration;
 use weft_model::plan;
 use weft_model::{step, Failure};
 use weft_store::PlanSnapshot;
@@ -18,6 +21,7 @@ impl PlanRun {
     pub(crate) fn recover(
         snapshot: PlanSnapshot,
         rescue: Rescue,
+        intent: Intent,
         waiter: Option<Waiter>,
         flows: &mut FlowCache,
         ctx: &mut Ctx<'_>,
@@ -28,12 +32,23 @@ impl PlanRun {
         } = snapshot;
         let id = record.id;
         let was = record.state;
-        match was {
-            plan::State::Planned | plan::State::Paused | plan::State::Running => {}
-            plan::State::Stopped => {
+        match (was, intent) {
+            (plan::State::Planned | plan::State::Paused | plan::State::Running, Intent::Run) => {}
+            (plan::State::Paused, Intent::Cancel) => {}
+            (plan::State::Stopped, _) => {
                 return Err((format!("cannot execute plan {id}: it's stopped"), waiter))
             }
-            other => return Err((format!("cannot execute plan {id}: it is {other}"), waiter)),
+            (other, Intent::Run) => {
+                return Err((format!("cannot execute plan {id}: it is {other}"), waiter))
+            }
+            (other, Intent::Cancel) => {
+                return Err((
+                    format!(
+                        "cannot cancel plan {id}: it is {other}; only a paused plan is cancelled"
+                    ),
+                    waiter,
+                ))
+            }
         }
         if steps.len() != record.flow.steps.len() {
             return Err((
@@ -41,6 +56,7 @@ impl PlanRun {
                 waiter,
             ));
         }
+        let rescue = record.flow.on_error.unwrap_or(rescue);
         let (flow, dependents) = flows.intern(record.flow);
         let mut values: HashMap<String, serde_json::Value> = record.inputs.into_iter().collect();
         for (i, s) in steps.iter().enumerate() {
@@ -66,6 +82,8 @@ impl PlanRun {
                 ended_at: s.ended_at,
                 output: s.output.clone(),
                 failure: s.failure.clone(),
+                deadline: s.deadline,
+                warning: s.warning.clone(),
                 waiting: flow.steps[i]
                     .deps
                     .iter()
@@ -74,9 +92,9 @@ impl PlanRun {
                 interrupted: false,
             })
             .collect();
-        let succeeded = step_runs
+        let settled = step_runs
             .iter()
-            .filter(|s| s.state == step::State::Success)
+            .filter(|s| matches!(s.state, step::State::Success | step::State::Skipped))
             .count();
         let mut run = PlanRun {
             id,
@@ -87,9 +105,9 @@ impl PlanRun {
             values,
             phase,
             rescue,
-            pause_requested: false,
+            stopping: Stopping::No,
             in_flight: 0,
-            succeeded,
+            settled,
             waiter,
             first_failure: None,
             ended: false,
@@ -104,6 +122,9 @@ impl PlanRun {
 
         let resumed_by_operator = was == plan::State::Paused;
         let now = ctx.now;
+        if intent == Intent::Cancel {
+            run.cancel_remaining(ctx);
+        }
         for i in 0..run.steps.len() {
             match run.steps[i].state {
                 step::State::Running => {
@@ -119,11 +140,25 @@ impl PlanRun {
                             s.failure = Some(f);
                             s.ended_at = Some(now);
                         });
-                        run.pause_requested = true;
+                        run.stopping = Stopping::Pause;
+                    }
+                }
+                step::State::Suspended => {
+                    if let Some(at) = run.steps[i].deadline {
+                        let after = Duration::from_millis((at - now).max(0) as u64);
+                        ctx.out.timers.push(Timer {
+                            after,
+                            input: Input::Deadline {
+                                plan: id,
+                                step: i as u32,
+                                at,
+                            },
+                        });
                     }
                 }
                 step::State::Error if resumed_by_operator && run.phase.revert.is_none() => {
-                    // The operator asked for the failed steps to run again: a fresh budget.
+                    // The operator asked for the failed steps to run again: a fresh budget,
+                    // and a fresh chance for auto-rescue.
                     run.steps[i].budget_from = run.steps[i].attempt + 1;
                 }
                 step::State::RevertFailed if resumed_by_operator => {
@@ -179,7 +214,9 @@ impl PlanRun {
             let s = &run.steps[i];
             match s.state {
                 step::State::Pending if s.waiting == 0 => run.mark_ready(i, ctx),
-                step::State::Error if run.phase.revert.is_none() && !run.pause_requested => {
+                step::State::Error
+                    if run.phase.revert.is_none() && run.stopping == Stopping::No =>
+                {
                     if resumed_by_operator || run.budget_left(i) {
                         run.mark_ready(i, ctx);
                     } else {
@@ -194,5 +231,38 @@ impl PlanRun {
             }
         }
         Ok(run)
+    }
+
+    /// An operator's cancel: everything that did not complete is cancelled, and a revert of
+    /// what did begins.
+    fn cancel_remaining(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        let cause = Failure::new("cancelled", "cancelled by an operator");
+        for i in 0..self.steps.len() {
+            let to = match self.steps[i].state {
+                step::State::Pending | step::State::Error | step::State::Suspended => {
+                    step::State::Cancelled
+                }
+                step::State::RevertFailed => step::State::Reverting,
+                _ => continue,
+            };
+            self.record(i, to, ctx, |s| {
+                s.ended_at = Some(now);
+                s.deadline = None;
+            });
+        }
+        if self
+            .phase
+            .revert
+            .as_ref()
+            .is_none_or(|r| r.subflow.is_some())
+        {
+            self.phase.revert = Some(RevertScope {
+                subflow: None,
+                cause: cause.clone(),
+            });
+            self.persist_phase(ctx);
+        }
+        self.first_failure.get_or_insert(cause);
     }
 }

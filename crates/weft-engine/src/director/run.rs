@@ -1,15 +1,17 @@
 //! One plan under execution: its steps' states, its values, and the decisions that move it —
-//! forward (start, finish, retry), and backward (revert, in reverse dependency order).
+//! forward (start, finish, retry, suspend and event), backward (revert, in reverse dependency
+//! order), and sideways (rescue: pause, skip, fail; halt).
 
-use super::{Ctx, PlanEnd, Rescue, Timer, Waiter, Work, WorkItem};
+use super::{Completion, Ctx, Dependents, PlanEnd, Timer, Waiter, Work, WorkItem};
 use crate::director::Input;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use weft_model::flow::{Action, Flow};
+use std::time::Duration;
+use weft_model::flow::{Action, Flow, Rescue};
 use weft_model::plan::{self, Outcome};
-use weft_model::{step, Failure, Millis, PlanId};
+use weft_model::{duration, step, Failure, Millis, PlanId};
 use weft_store::{Change, StepRecord};
 
 /// The director's bookkeeping that must survive a crash; stored as the plan's `phase`.
@@ -21,6 +23,11 @@ pub(crate) struct Phase {
     /// Attempts used by each subflow that has been retried (absent: 1).
     #[serde(default)]
     pub subflow_attempts: BTreeMap<u32, u32>,
+    /// Steps whose failure a rescue strategy has already handled. A strategy is applied only
+    /// to a failure of a step not in this set — Dynflow's guard against rescuing the same
+    /// failure for ever; a repeat pauses the plan instead.
+    #[serde(default)]
+    pub rescued: BTreeSet<u32>,
 }
 
 /// What is being reverted and why.
@@ -42,30 +49,47 @@ pub(crate) struct StepRun {
     pub ended_at: Option<Millis>,
     pub output: Option<Value>,
     pub failure: Option<Failure>,
+    pub deadline: Option<Millis>,
+    pub warning: Option<String>,
     /// Dependencies not yet successful.
     pub waiting: u32,
     /// Re-run after a crash: the attempt number stays.
     pub interrupted: bool,
 }
 
+/// What the plan does once nothing of it is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stopping {
+    /// Keep going.
+    No,
+    /// A failure asked for a pause.
+    Pause,
+    /// A failure asked to stop with result error (rescue `fail`).
+    Fail,
+}
+
 pub(crate) struct PlanRun {
     pub id: PlanId,
     pub flow: Arc<Flow>,
-    pub dependents: Arc<super::Dependents>,
+    pub dependents: Arc<Dependents>,
     pub state: plan::State,
     pub steps: Vec<StepRun>,
     pub values: HashMap<String, Value>,
     pub phase: Phase,
     pub rescue: Rescue,
-    /// A failure asked for a pause: start nothing new; pause once nothing is in flight.
-    pub pause_requested: bool,
+    /// Start nothing new; end as said once nothing is in flight.
+    pub stopping: Stopping,
     /// Work items of this plan in flight.
     pub in_flight: u32,
-    /// Steps in `success`.
-    pub succeeded: usize,
+    /// Steps in `success` or `skipped`: when all are, the plan is done.
+    pub settled: usize,
     pub waiter: Option<Waiter>,
     pub first_failure: Option<Failure>,
     pub ended: bool,
+}
+
+fn is_settled(s: step::State) -> bool {
+    matches!(s, step::State::Success | step::State::Skipped)
 }
 
 impl PlanRun {
@@ -88,11 +112,11 @@ impl PlanRun {
             return false;
         }
         s.state = to;
-        if from == step::State::Success {
-            self.succeeded -= 1;
+        if is_settled(from) {
+            self.settled -= 1;
         }
-        if to == step::State::Success {
-            self.succeeded += 1;
+        if is_settled(to) {
+            self.settled += 1;
         }
         edit(s);
         ctx.out.changes.push(Change::Step {
@@ -107,6 +131,8 @@ impl PlanRun {
                 ended_at: s.ended_at,
                 output: s.output.clone(),
                 failure: s.failure.clone(),
+                deadline: s.deadline,
+                warning: s.warning.clone(),
             },
             at: ctx.now,
         });
@@ -154,7 +180,7 @@ impl PlanRun {
     /// Whether step `i` may start now.
     fn can_start(&self, i: usize) -> bool {
         self.state == plan::State::Running
-            && !self.pause_requested
+            && self.stopping == Stopping::No
             && !self.ended
             && self
                 .phase
@@ -207,8 +233,7 @@ impl PlanRun {
                     "missing_input",
                     format!("required value `{missing}` is not available"),
                 );
-                let to_error = self.steps[i].state != step::State::Error;
-                if to_error {
+                if self.steps[i].state != step::State::Error {
                     let now = ctx.now;
                     self.record(i, step::State::Error, ctx, |s| {
                         s.failure = Some(f.clone());
@@ -231,8 +256,14 @@ impl PlanRun {
             s.ended_at = None;
             s.output = None;
             s.failure = None;
+            s.warning = None;
             s.interrupted = false;
         }) {
+            return;
+        }
+        if self.flow.steps[i].action == Action::Gate {
+            // Nothing to run: straight to waiting for its event.
+            self.suspend(i, Value::Object(Map::new()), ctx);
             return;
         }
         self.in_flight += 1;
@@ -246,63 +277,168 @@ impl PlanRun {
         });
     }
 
+    /// Step `i` (running) waits for an event, until its timeout if it has one.
+    fn suspend(&mut self, i: usize, output: Value, ctx: &mut Ctx<'_>) {
+        self.suspend_for(
+            i,
+            output,
+            self.flow.steps[i].wait.and_then(|w| w.timeout),
+            ctx,
+        );
+    }
+
+    fn suspend_for(
+        &mut self,
+        i: usize,
+        output: Value,
+        timeout: Option<Duration>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let deadline = timeout.map(|t| ctx.now + t.as_millis() as i64);
+        if self.record(i, step::State::Suspended, ctx, |s| {
+            s.output = Some(output);
+            s.deadline = deadline;
+        }) {
+            if let (Some(at), Some(t)) = (deadline, timeout) {
+                ctx.out.timers.push(Timer {
+                    after: t,
+                    input: Input::Deadline {
+                        plan: self.id,
+                        step: i as u32,
+                        at,
+                    },
+                });
+            }
+        }
+    }
+
+    /// Step `i` succeeded with `output` (and perhaps a warning): record it, pass its values
+    /// on, and release what waited for it.
+    fn succeed(&mut self, i: usize, output: Value, warning: Option<String>, ctx: &mut Ctx<'_>) {
+        for p in &self.flow.steps[i].provides {
+            if let Some(v) = output.get(p) {
+                self.values.insert(p.clone(), v.clone());
+            }
+        }
+        let now = ctx.now;
+        self.record(i, step::State::Success, ctx, |s| {
+            s.output = Some(output);
+            s.warning = warning;
+            s.deadline = None;
+            s.ended_at = Some(now);
+        });
+        let dependents = self.dependents.clone();
+        for &d in &dependents[i] {
+            let dep = &mut self.steps[d as usize];
+            dep.waiting = dep.waiting.saturating_sub(1);
+            if dep.waiting == 0 && dep.state == step::State::Pending {
+                self.mark_ready(d as usize, ctx);
+            }
+        }
+    }
+
+    /// Step `i` (running or suspended) failed: retry it after its backoff, or rescue.
+    fn fail(&mut self, i: usize, failure: Failure, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        self.record(i, step::State::Error, ctx, |s| {
+            s.failure = Some(failure.clone());
+            s.deadline = None;
+            s.ended_at = Some(now);
+        });
+        if self.can_start(i) && self.budget_left(i) {
+            let s = &self.steps[i];
+            let retry_no = s.attempt + 1 - s.budget_from.min(s.attempt);
+            let after = self.flow.steps[i]
+                .retry
+                .delay_before(retry_no.max(1), ctx.jitter());
+            ctx.out.timers.push(Timer {
+                after,
+                input: Input::RetryDue {
+                    plan: self.id,
+                    step: i as u32,
+                },
+            });
+        } else {
+            self.exhausted(i, failure, ctx);
+        }
+    }
+
     /// An execution reported back.
     pub fn executed(
         &mut self,
         i: usize,
         attempt: u32,
-        result: Result<Value, Failure>,
+        result: Result<Completion, Failure>,
         ctx: &mut Ctx<'_>,
     ) {
         self.in_flight = self.in_flight.saturating_sub(1);
         let s = &self.steps[i];
         if s.state != step::State::Running || s.attempt != attempt {
-            return; // a stale report
+            return; // a stale report (the step was halted, or this is an older attempt)
         }
-        let now = ctx.now;
         match result {
-            Ok(output) => {
-                for p in &self.flow.steps[i].provides {
-                    if let Some(v) = output.get(p) {
-                        self.values.insert(p.clone(), v.clone());
-                    }
-                }
-                self.record(i, step::State::Success, ctx, |s| {
-                    s.output = Some(output);
-                    s.ended_at = Some(now);
-                });
-                let dependents = self.dependents.clone();
-                for &d in &dependents[i] {
-                    let dep = &mut self.steps[d as usize];
-                    dep.waiting = dep.waiting.saturating_sub(1);
-                    if dep.waiting == 0 && dep.state == step::State::Pending {
-                        self.mark_ready(d as usize, ctx);
-                    }
-                }
-            }
-            Err(failure) => {
-                self.record(i, step::State::Error, ctx, |s| {
-                    s.failure = Some(failure.clone());
-                    s.ended_at = Some(now);
-                });
-                if self.can_start(i) && self.budget_left(i) {
-                    let s = &self.steps[i];
-                    let retry_no = s.attempt + 1 - s.budget_from.min(s.attempt);
-                    let after = self.flow.steps[i]
-                        .retry
-                        .delay_before(retry_no.max(1), ctx.jitter());
-                    ctx.out.timers.push(Timer {
-                        after,
-                        input: Input::RetryDue {
-                            plan: self.id,
-                            step: i as u32,
-                        },
-                    });
+            Ok(Completion::Done { output, warning }) => {
+                if self.flow.steps[i].wait.is_some() {
+                    self.suspend(i, output, ctx);
                 } else {
-                    self.exhausted(i, failure, ctx);
+                    self.succeed(i, output, warning, ctx);
                 }
             }
+            Ok(Completion::Suspend { output, timeout }) => {
+                self.suspend_for(i, output, timeout, ctx)
+            }
+            Err(failure) => self.fail(i, failure, ctx),
         }
+    }
+
+    /// An event for step `i`: its data (an object) completes the step's output.
+    pub fn event(&mut self, i: usize, data: Value, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        let name = &self.flow.steps[i].name;
+        let state = self.steps[i].state;
+        if state != step::State::Suspended {
+            return Err(format!(
+                "step `{name}` of plan {} is {state}, not suspended; it cannot process events",
+                self.id
+            ));
+        }
+        let Value::Object(data) = data else {
+            return Err("event data must be a JSON object".into());
+        };
+        let mut output = match self.steps[i].output.take() {
+            Some(Value::Object(o)) => o,
+            _ => Map::new(),
+        };
+        output.extend(data);
+        if let Some(missing) = self.flow.steps[i]
+            .provides
+            .iter()
+            .find(|p| !output.contains_key(*p))
+        {
+            let missing = missing.clone();
+            self.steps[i].output = Some(Value::Object(output));
+            return Err(format!(
+                "the event has no key `{missing}`, which step `{name}` provides"
+            ));
+        }
+        self.succeed(i, Value::Object(output), None, ctx);
+        Ok(())
+    }
+
+    /// A suspended step's timeout: if it still waits for that deadline, it fails.
+    pub fn deadline(&mut self, i: usize, at: Millis, ctx: &mut Ctx<'_>) {
+        let s = &self.steps[i];
+        if s.state != step::State::Suspended || s.deadline != Some(at) {
+            return;
+        }
+        let waited = s
+            .started_at
+            .map(|t| Duration::from_millis((at - t).max(0) as u64))
+            .unwrap_or_default();
+        let f = Failure::new(
+            "timeout",
+            format!("no event arrived within {}", duration::format(waited)),
+        );
+        self.fail(i, f, ctx);
     }
 
     /// A retry's delay has passed.
@@ -338,6 +474,13 @@ impl PlanRun {
                 }
             }
         }
+        if self.rescue == Rescue::Pause || !self.phase.rescued.insert(i as u32) {
+            // Pause is no strategy to apply; and a step already rescued once is not rescued
+            // again: the plan waits for an operator.
+            self.stopping = Stopping::Pause;
+            return;
+        }
+        self.persist_phase(ctx);
         match self.rescue {
             Rescue::Revert => {
                 self.phase.revert = Some(RevertScope {
@@ -346,7 +489,31 @@ impl PlanRun {
                 });
                 self.persist_phase(ctx);
             }
-            Rescue::Pause => self.pause_requested = true,
+            Rescue::Fail => self.stopping = Stopping::Fail,
+            Rescue::Skip => self.skip(i, ctx),
+            Rescue::Pause => {}
+        }
+    }
+
+    /// Skips step `i` (failed or pending) and, transitively, every pending step that depends
+    /// on it.
+    pub fn skip(&mut self, i: usize, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        match self.steps[i].state {
+            step::State::Error => {
+                self.record(i, step::State::Skipping, ctx, |_| {});
+                self.record(i, step::State::Skipped, ctx, |s| s.ended_at = Some(now));
+            }
+            step::State::Pending => {
+                self.record(i, step::State::Skipped, ctx, |s| s.ended_at = Some(now));
+            }
+            _ => return,
+        }
+        let dependents = self.dependents.clone();
+        for &d in &dependents[i] {
+            if self.steps[d as usize].state == step::State::Pending {
+                self.skip(d as usize, ctx);
+            }
         }
     }
 
@@ -360,10 +527,29 @@ impl PlanRun {
         match result {
             Ok(()) => self.record(i, step::State::Reverted, ctx, |s| s.ended_at = Some(now)),
             Err(f) => self.record(i, step::State::RevertFailed, ctx, |s| {
-                s.failure = Some(f.clone().with_kind("revert"));
+                s.failure = Some(f.with_kind("revert"));
                 s.ended_at = Some(now);
             }),
         };
+    }
+
+    /// Halt: running and reverting steps are cancelled (the caller kills their processes),
+    /// suspended ones stay as they are, and the plan stops now.
+    pub fn halt(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        for i in 0..self.steps.len() {
+            if matches!(
+                self.steps[i].state,
+                step::State::Running | step::State::Reverting
+            ) {
+                self.record(i, step::State::Cancelled, ctx, |s| {
+                    s.ended_at = Some(now);
+                    s.failure = Some(Failure::new("halted", "cancelled: the plan was halted"));
+                });
+                ctx.out.kill.push((self.id, i as u32));
+            }
+        }
+        self.end(plan::State::Stopped, ctx);
     }
 
     /// Decides what follows from the plan's current state: finish, pause, or revert more.
@@ -372,15 +558,14 @@ impl PlanRun {
             return;
         }
         match self.phase.revert.clone() {
-            None => {
-                if self.pause_requested {
-                    if self.in_flight == 0 {
-                        self.end(plan::State::Paused, ctx);
-                    }
-                } else if self.succeeded == self.steps.len() {
-                    self.end(plan::State::Stopped, ctx);
+            None => match self.stopping {
+                Stopping::Pause if self.in_flight == 0 => self.end(plan::State::Paused, ctx),
+                Stopping::Fail if self.in_flight == 0 => self.end(plan::State::Stopped, ctx),
+                Stopping::No if self.settled == self.steps.len() => {
+                    self.end(plan::State::Stopped, ctx)
                 }
-            }
+                _ => {}
+            },
             Some(scope) => self.advance_revert(&scope, ctx),
         }
     }
@@ -389,6 +574,7 @@ impl PlanRun {
         match &self.flow.steps[i].action {
             Action::Command(c) => c.revert.is_some(),
             Action::Task { .. } => true,
+            Action::Gate => false,
         }
     }
 
@@ -525,7 +711,7 @@ impl PlanRun {
         let end = PlanEnd {
             plan: self.id,
             state,
-            outcome: Outcome::derive(self.steps.iter().map(|s| s.state)),
+            outcome: Outcome::derive(self.steps.iter().map(|s| (s.state, s.warning.is_some()))),
             failure: self.first_failure.clone(),
         };
         ctx.out.ended.push((end, self.waiter.take()));

@@ -24,13 +24,7 @@ struct Harness {
 
 impl Harness {
     fn new(flow: Flow, limit: usize) -> Self {
-        let new = NewPlan {
-            id: PlanId::new(),
-            flow,
-            inputs: BTreeMap::new(),
-            state: plan::State::Planned,
-            created_at: 0,
-        };
+        let new = NewPlan::new(flow, BTreeMap::new());
         let (plan, steps) = new.records();
         Harness {
             director: Director::new(limit, 7),
@@ -46,6 +40,10 @@ impl Harness {
     }
 
     fn start(&mut self, rescue: Rescue) {
+        self.start_with(rescue, Intent::Run, false);
+    }
+
+    fn start_with(&mut self, rescue: Rescue, intent: Intent, inhibited: bool) {
         let snapshot = PlanSnapshot {
             plan: self.plan.clone(),
             steps: self.steps.clone(),
@@ -53,8 +51,18 @@ impl Harness {
         self.feed(Input::Start {
             snapshot: Box::new(snapshot),
             rescue,
+            intent,
+            inhibited,
             waiter: None,
         });
+    }
+
+    /// A new director takes the stored plan, as after a crash or a restart.
+    fn restart(&mut self, rescue: Rescue) {
+        self.work.clear();
+        self.timers.clear();
+        self.director = Director::new(8, 7);
+        self.start(rescue);
     }
 
     /// Feeds one input and applies what comes out, as the store and dispatcher would.
@@ -115,7 +123,10 @@ impl Harness {
                 step: item.step,
                 attempt: item.attempt,
                 result: if ok {
-                    Ok(serde_json::json!({"v": item.step}))
+                    Ok(Completion::Done {
+                        output: serde_json::json!({"v": item.step}),
+                        warning: None,
+                    })
                 } else {
                     Err(Failure::new("boom", "failed"))
                 },
@@ -166,6 +177,7 @@ fn with_reverts(mut flow: Flow) -> Flow {
             revert: Some(vec!["true".into()]),
             env: BTreeMap::new(),
             cwd: None,
+            warn_exit_codes: Vec::new(),
         });
     }
     flow
@@ -483,7 +495,7 @@ proptest! {
         }
         let end = h.ended.clone().expect("the plan settled");
         let states: Vec<S> = h.steps.iter().map(|s| s.state).collect();
-        prop_assert_eq!(end.outcome, Outcome::derive(states.iter().copied()));
+        prop_assert_eq!(end.outcome, Outcome::derive(states.iter().map(|&s| (s, false))));
         prop_assert!(!states.contains(&S::Running) && !states.contains(&S::Reverting));
         match (end.state, end.outcome) {
             (plan::State::Stopped, Outcome::Success) => prop_assert!(states.iter().all(|s| *s == S::Success)),

@@ -75,6 +75,18 @@ impl TaskBuilder {
         self.0.idempotent = idempotent;
         self
     }
+
+    /// After the task succeeds, wait for an event addressed to the step (`None`: for ever).
+    pub fn wait_for_event(mut self, timeout: Option<Duration>) -> Self {
+        self.0.wait = Some(super::Wait { timeout });
+        self
+    }
+
+    /// Runs in the finalize phase: after every run-phase step succeeded, one at a time.
+    pub fn finalize(mut self) -> Self {
+        self.0.phase = super::Phase::Finalize;
+        self
+    }
 }
 
 impl FlowBuilder {
@@ -134,6 +146,24 @@ impl FlowBuilder {
             version: version.into(),
         };
         self.push(TaskSpec::new(name, Body::Action(action)), settings)
+    }
+
+    /// Adds a pure gate: a step that does nothing but wait for an event (`None`: for ever).
+    pub fn gate(
+        self,
+        name: impl Into<String>,
+        timeout: Option<Duration>,
+        settings: impl FnOnce(TaskBuilder) -> TaskBuilder,
+    ) -> Self {
+        let mut spec = TaskSpec::new(name, Body::Action(Action::Gate));
+        spec.wait = Some(super::Wait { timeout });
+        self.push(spec, settings)
+    }
+
+    /// What to do when a step fails for good.
+    pub fn on_error(mut self, rescue: super::Rescue) -> Self {
+        self.tree.on_error = Some(rescue);
+        self
     }
 
     /// Adds a nested flow as one node; its steps are named `name/child`.

@@ -59,6 +59,8 @@ struct RawFlow {
     defaults: Option<Spanned<RawDefaults>>,
     #[serde(default, rename = "task")]
     tasks: Vec<RawTask>,
+    #[serde(default)]
+    on_error: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +104,15 @@ struct RawTask {
     env: Option<Spanned<BTreeMap<String, String>>>,
     idempotent: Option<bool>,
     cwd: Option<Spanned<String>>,
+    wait_for_event: Option<Spanned<RawWait>>,
+    phase: Option<Spanned<String>>,
+    warn_exit_codes: Option<Spanned<Vec<i32>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWait {
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -221,6 +232,23 @@ fn parse_tree(
                     f.span().start,
                 ))
             }
+            (None, None) if raw_task.wait_for_event.is_some() => {
+                for (field, present) in [
+                    ("revert", raw_task.revert.is_some()),
+                    ("warn_exit_codes", raw_task.warn_exit_codes.is_some()),
+                ] {
+                    if present {
+                        return Err(task_err(
+                            Error::new(ErrorKind::Invalid(format!(
+                                "a gate (wait_for_event without run) has no `{field}`"
+                            )))
+                            .field(field),
+                            name_offset,
+                        ));
+                    }
+                }
+                Body::Action(Action::Gate)
+            }
             (None, None) => return Err(task_err(Error::new(ErrorKind::NothingToRun), name_offset)),
             (Some(run), None) => {
                 let run_argv = argv(run, "run").map_err(|e| task_err(e, run.span().start))?;
@@ -239,11 +267,28 @@ fn parse_tree(
                     .or_else(|| defaults.cwd.clone())
                     .map(|c| dir.join(c))
                     .unwrap_or_else(|| dir.to_path_buf());
+                let warn_exit_codes = raw_task
+                    .warn_exit_codes
+                    .as_ref()
+                    .map(|w| w.get_ref().clone())
+                    .unwrap_or_default();
+                if let Some(w) = &raw_task.warn_exit_codes {
+                    if warn_exit_codes.contains(&0) {
+                        return Err(task_err(
+                            Error::new(ErrorKind::Invalid(
+                                "exit code 0 is success; it cannot be a warning".into(),
+                            ))
+                            .field("warn_exit_codes"),
+                            w.span().start,
+                        ));
+                    }
+                }
                 Body::Action(Action::Command(Command {
                     run: run_argv,
                     revert,
                     env,
                     cwd: Some(cwd),
+                    warn_exit_codes,
                 }))
             }
             (None, Some(f)) => {
@@ -300,16 +345,62 @@ fn parse_tree(
             None => default_timeout,
         };
         task.idempotent = raw_task.idempotent.or(defaults.idempotent).unwrap_or(true);
+        if let Some(w) = &raw_task.wait_for_event {
+            let timeout = match &w.get_ref().timeout {
+                Some(t) => Some(duration::parse(t).map_err(|e| {
+                    task_err(
+                        Error::new(e.into()).field("wait_for_event.timeout"),
+                        w.span().start,
+                    )
+                })?),
+                None => None,
+            };
+            task.wait = Some(super::Wait { timeout });
+        }
+        if let Some(p) = &raw_task.phase {
+            task.phase = match p.get_ref().as_str() {
+                "run" => super::Phase::Run,
+                "finalize" => super::Phase::Finalize,
+                other => {
+                    return Err(task_err(
+                        Error::new(ErrorKind::Invalid(format!(
+                            "unknown phase `{other}`; use \"run\" or \"finalize\""
+                        )))
+                        .field("phase"),
+                        p.span().start,
+                    ))
+                }
+            };
+            if task.phase == super::Phase::Finalize && matches!(task.body, Body::Subflow(_)) {
+                return Err(task_err(
+                    Error::new(ErrorKind::Invalid(
+                        "a subflow cannot run in the finalize phase".into(),
+                    ))
+                    .field("phase"),
+                    p.span().start,
+                ));
+            }
+        }
         task.lines = lines_of;
         tasks.push(task);
     }
 
+    let on_error = match &raw.on_error {
+        Some(r) => Some(r.get_ref().parse().map_err(|m: String| {
+            at(
+                Error::new(ErrorKind::Invalid(m)).field("on_error"),
+                r.span().start,
+            )
+        })?),
+        None => None,
+    };
     Ok(Tree {
         name: raw.name.into_inner(),
         version,
         description: raw.description,
         inputs,
         tasks,
+        on_error,
         file: Some(file_buf),
     })
 }
@@ -526,5 +617,79 @@ timeout = "5s"
             .bind_inputs(BTreeMap::from([("version".into(), "1.2.3".into())]))
             .expect("bound");
         assert_eq!(bound["level"], 2);
+    }
+
+    #[test]
+    fn parses_gates_rescue_finalize_and_warnings() {
+        let flow = parse_str(
+            r#"
+name = "g"
+on_error = "skip"
+[[task]]
+name = "approve"
+wait_for_event = { timeout = "1h" }
+provides = ["approver"]
+[[task]]
+name = "deploy"
+requires = ["approver"]
+run = ["true"]
+warn_exit_codes = [3]
+[[task]]
+name = "announce"
+phase = "finalize"
+run = ["true"]
+[[task]]
+name = "tidy"
+phase = "finalize"
+run = ["true"]
+[[task]]
+name = "side"
+run = ["true"]
+"#,
+        )
+        .expect("valid");
+        assert_eq!(flow.on_error, Some(super::super::Rescue::Skip));
+        assert_eq!(flow.steps[0].action, Action::Gate);
+        assert_eq!(
+            flow.steps[0].wait.and_then(|w| w.timeout),
+            Some(std::time::Duration::from_secs(3600))
+        );
+        match &flow.steps[1].action {
+            Action::Command(c) => assert_eq!(c.warn_exit_codes, vec![3]),
+            other => panic!("{other:?}"),
+        }
+        // Finalize steps wait for every run-phase step and for each other, in plan order.
+        assert_eq!(flow.steps[2].deps, vec![0, 1, 4]);
+        assert_eq!(flow.steps[3].deps, vec![0, 1, 2, 4]);
+    }
+
+    #[test]
+    fn refuses_bad_rescue_phase_and_gate_fields() {
+        let cases = [
+            (
+                "on_error = \"explode\"\n[[task]]\nname = \"a\"\nrun = [\"x\"]\n",
+                "unknown on_error `explode`",
+            ),
+            (
+                "[[task]]\nname = \"a\"\nrun = [\"x\"]\nphase = \"later\"\n",
+                "unknown phase `later`",
+            ),
+            (
+                "[[task]]\nname = \"a\"\nwait_for_event = {}\nrevert = [\"x\"]\n",
+                "a gate (wait_for_event without run) has no `revert`",
+            ),
+            (
+                "[[task]]\nname = \"a\"\nwait_for_event = { timeout = \"soon\" }\n",
+                "bad duration `soon`",
+            ),
+            (
+                "[[task]]\nname = \"a\"\nrun = [\"x\"]\nwarn_exit_codes = [0]\n",
+                "exit code 0 is success",
+            ),
+        ];
+        for (body, want) in cases {
+            let e = err(&format!("name = \"f\"\n{body}"));
+            assert!(e.contains(want), "{e:?} should contain {want:?}");
+        }
     }
 }

@@ -43,6 +43,10 @@ pub struct Flow {
     pub steps: Vec<StepDef>,
     /// Subflows, each with the steps it holds (transitively) and its own retry policy.
     pub subflows: Vec<Subflow>,
+    /// What to do when a step fails for good; unset, the runner decides (a foreground
+    /// `weft run` reverts, a node pauses).
+    #[serde(default)]
+    pub on_error: Option<Rescue>,
 }
 
 /// One input of a flow.
@@ -80,6 +84,63 @@ pub struct StepDef {
     pub idempotent: bool,
     /// The innermost subflow holding it.
     pub subflow: Option<u32>,
+    /// After its action (if any) succeeds, wait for an event addressed to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Wait>,
+    /// `run` (the default) or `finalize`: finalize steps run one at a time, in plan order,
+    /// after every run-phase step has succeeded.
+    #[serde(default)]
+    pub phase: Phase,
+}
+
+/// A step's wait for an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wait {
+    /// How long to wait before the step fails; `None` waits for ever.
+    #[serde(with = "crate::duration::opt_millis")]
+    pub timeout: Option<Duration>,
+}
+
+/// The phase a step runs in (Dynflow's run and finalize phases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The main phase.
+    #[default]
+    Run,
+    /// After every run-phase step succeeded; one at a time, in plan order.
+    Finalize,
+}
+
+/// What to do when a step fails for good (its retries, and its subflows' retries, spent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rescue {
+    /// TaskFlow's: undo every completed step in reverse dependency order; the plan ends
+    /// `stopped` with result `error`.
+    Revert,
+    /// Dynflow's default: the plan becomes `paused` for an operator.
+    Pause,
+    /// Dynflow's Skip: the failed steps and every step that depends on them are skipped; the
+    /// rest runs on, and the plan ends `stopped` with result `warning`.
+    Skip,
+    /// The plan stops at once with result `error`; nothing is undone.
+    Fail,
+}
+
+impl std::str::FromStr for Rescue {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "revert" => Ok(Rescue::Revert),
+            "pause" => Ok(Rescue::Pause),
+            "skip" => Ok(Rescue::Skip),
+            "fail" => Ok(Rescue::Fail),
+            other => Err(format!(
+                "unknown on_error `{other}`; use \"revert\", \"pause\", \"skip\" or \"fail\""
+            )),
+        }
+    }
 }
 
 /// What a step runs.
@@ -88,6 +149,8 @@ pub struct StepDef {
 pub enum Action {
     /// A program with an argument list (never a shell string).
     Command(Command),
+    /// Nothing: a pure gate that waits for an event (an approval, a callback).
+    Gate,
     /// A Rust task registered by name and version.
     Task {
         /// The registered name.
@@ -108,6 +171,10 @@ pub struct Command {
     pub env: BTreeMap<String, String>,
     /// The working directory (absolute once compiled from a file).
     pub cwd: Option<PathBuf>,
+    /// Exit codes that mean "done, with a warning": the step succeeds and the plan's result
+    /// becomes `warning`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warn_exit_codes: Vec<i32>,
 }
 
 /// A subflow: a group of steps with its own retry policy.

@@ -22,6 +22,8 @@ pub struct Tree {
     pub inputs: BTreeMap<String, Input>,
     /// Its tasks, in order.
     pub tasks: Vec<TaskSpec>,
+    /// What to do when a step fails for good (top-level flows only).
+    pub on_error: Option<super::Rescue>,
     /// The file it came from.
     pub(crate) file: Option<PathBuf>,
 }
@@ -45,6 +47,10 @@ pub struct TaskSpec {
     pub timeout: Option<Duration>,
     /// Whether it may be re-run after a crash.
     pub idempotent: bool,
+    /// Wait for an event after the action.
+    pub wait: Option<super::Wait>,
+    /// Run or finalize phase.
+    pub phase: super::Phase,
     /// Source lines of its fields, for error messages.
     pub(crate) lines: HashMap<&'static str, usize>,
 }
@@ -70,6 +76,8 @@ impl TaskSpec {
             retry: Retry::default(),
             timeout: None,
             idempotent: true,
+            wait: None,
+            phase: super::Phase::Run,
             lines: HashMap::new(),
         }
     }
@@ -118,6 +126,7 @@ impl Tree {
         };
         c.flatten(&self, "", None, &BTreeMap::new())?;
         c.resolve_values(&self.inputs)?;
+        c.order_finalize();
         let flow = Flow {
             name: self.name,
             version: self.version,
@@ -125,6 +134,7 @@ impl Tree {
             inputs: self.inputs,
             steps: c.steps,
             subflows: c.subflows,
+            on_error: self.on_error,
         };
         check_acyclic(&flow)?;
         Ok(flow)
@@ -166,6 +176,8 @@ impl Compiler {
                         timeout: task.timeout,
                         idempotent: task.idempotent,
                         subflow: parent,
+                        wait: task.wait,
+                        phase: task.phase,
                     });
                     self.origins.push((file.cloned(), task.line("name")));
                     self.inherited.push(Vec::new());
@@ -326,6 +338,26 @@ impl Compiler {
             self.steps[i].deps = deps.into_iter().collect();
         }
         Ok(())
+    }
+
+    /// Dynflow's finalize phase as dependencies: each finalize step waits for every run-phase
+    /// step and for the finalize step before it, so they run one at a time, in plan order,
+    /// once the run phase has succeeded.
+    fn order_finalize(&mut self) {
+        let run: Vec<u32> = (0..self.steps.len() as u32)
+            .filter(|&i| self.steps[i as usize].phase == super::Phase::Run)
+            .collect();
+        let mut previous: Option<u32> = None;
+        for i in 0..self.steps.len() {
+            if self.steps[i].phase != super::Phase::Finalize {
+                continue;
+            }
+            let mut deps: BTreeSet<u32> = self.steps[i].deps.iter().copied().collect();
+            deps.extend(run.iter().copied());
+            deps.extend(previous);
+            self.steps[i].deps = deps.into_iter().collect();
+            previous = Some(i as u32);
+        }
     }
 
     /// What step `from` depends on to get a value from step `provider`: the provider itself,

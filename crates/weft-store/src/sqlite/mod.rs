@@ -9,16 +9,17 @@ mod schema;
 mod writer;
 
 use crate::{
-    BoxFuture, Change, Error, HistoryEntry, NewPlan, PlanFilter, PlanRecord, PlanSnapshot,
-    PlanSummary, Result, StepRecord, Store,
+    BoxFuture, Change, Command, Due, Error, HistoryEntry, Message, NewPlan, NodeRecord, PlanFilter,
+    PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use weft_model::plan::{self, Outcome};
+use weft_model::Millis;
 use weft_model::{step, PlanId};
-use writer::{Request, Write};
+use writer::{Output, Request, Write};
 
 pub use schema::VERSION as SCHEMA_VERSION;
 
@@ -117,14 +118,33 @@ impl SqliteStore {
         })
     }
 
-    fn write(&self, write: Write) -> BoxFuture<Result<()>> {
+    /// Queues a write now; the future resolves with its output once it is committed.
+    fn submit(
+        &self,
+        write: Write,
+    ) -> impl std::future::Future<Output = Result<Output>> + Send + 'static {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let sent = self.writer.send(Request { write, reply });
-        Box::pin(async move {
+        async move {
             if sent.is_err() {
                 return Err(Error::Closed);
             }
             rx.await.unwrap_or(Err(Error::Closed))
+        }
+    }
+
+    fn write(&self, write: Write) -> BoxFuture<Result<()>> {
+        let done = self.submit(write);
+        Box::pin(async move { done.await.map(drop) })
+    }
+
+    fn write_plans(&self, write: Write) -> BoxFuture<Result<Vec<PlanId>>> {
+        let done = self.submit(write);
+        Box::pin(async move {
+            match done.await? {
+                Output::Plans(p) => Ok(p),
+                _ => Err(Error::Backend("unexpected writer output".into())),
+            }
         })
     }
 
@@ -182,7 +202,8 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
     let key = id.to_string();
     let plan = conn
         .query_row(
-            "SELECT flow, inputs, state, created_at, started_at, ended_at, phase FROM plans WHERE id = ?1",
+            "SELECT flow, inputs, state, created_at, started_at, ended_at, phase, start_at, after_plans
+             FROM plans WHERE id = ?1",
             [&key],
             |r| {
                 Ok((
@@ -193,6 +214,8 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
                     r.get::<_, Option<i64>>(4)?,
                     r.get::<_, Option<i64>>(5)?,
                     r.get::<_, String>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                    r.get::<_, String>(8)?,
                 ))
             },
         )
@@ -208,10 +231,12 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
         started_at: plan.4,
         ended_at: plan.5,
         phase: json(&plan.6, "phase")?,
+        start_at: plan.7,
+        after: json(&plan.8, "prerequisites")?,
     };
     let mut stmt = conn
         .prepare_cached(
-            "SELECT idx, name, state, attempt, started_at, ended_at, output, failure
+            "SELECT idx, name, state, attempt, started_at, ended_at, output, failure, deadline, warning
              FROM steps WHERE plan_id = ?1 ORDER BY idx",
         )
         .map_err(classify)?;
@@ -226,12 +251,14 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
                 r.get::<_, Option<i64>>(5)?,
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Option<String>>(9)?,
             ))
         })
         .map_err(classify)?;
     let mut steps = Vec::new();
     for row in rows {
-        let (index, name, state, attempt, started_at, ended_at, output, failure) =
+        let (index, name, state, attempt, started_at, ended_at, output, failure, deadline, warning) =
             row.map_err(classify)?;
         steps.push(StepRecord {
             index,
@@ -242,6 +269,8 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
             ended_at,
             output: output.map(|o| json(&o, "output")).transpose()?,
             failure: failure.map(|f| json(&f, "failure")).transpose()?,
+            deadline,
+            warning,
         });
     }
     Ok(PlanSnapshot { plan, steps })
@@ -269,7 +298,10 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "SELECT p.id, p.flow_name, p.state, p.created_at, p.ended_at,
                             (SELECT group_concat(DISTINCT s.state) FROM steps s WHERE s.plan_id = p.id),
-                            (SELECT count(*) FROM steps s WHERE s.plan_id = p.id)
+                            (SELECT count(*) FROM steps s WHERE s.plan_id = p.id),
+                            (SELECT count(*) FROM steps s WHERE s.plan_id = p.id AND s.warning IS NOT NULL),
+                            (SELECT owner FROM locks l WHERE l.plan_id = p.id),
+                            p.start_at
                      FROM plans p
                      WHERE (?1 IS NULL OR p.state = ?1)
                      ORDER BY p.id DESC
@@ -288,18 +320,25 @@ impl Store for SqliteStore {
                         r.get::<_, Option<i64>>(4)?,
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, u32>(6)?,
+                        r.get::<_, u32>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<i64>>(9)?,
                     ))
                 })
                 .map_err(classify)?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, flow, state, created_at, ended_at, states, steps) = row.map_err(classify)?;
-                let states: Vec<step::State> = states
+                let (id, flow, state, created_at, ended_at, states, steps, warned, owner, start_at) =
+                    row.map_err(classify)?;
+                let mut states: Vec<(step::State, bool)> = states
                     .unwrap_or_default()
                     .split(',')
                     .filter(|s| !s.is_empty())
-                    .map(parse_state)
+                    .map(|s| parse_state(s).map(|s| (s, false)))
                     .collect::<Result<_>>()?;
+                if warned > 0 {
+                    states.push((step::State::Success, true));
+                }
                 out.push(PlanSummary {
                     id: id.parse().map_err(|e| Error::Corrupt(format!("stored plan id: {e}")))?,
                     flow,
@@ -309,6 +348,8 @@ impl Store for SqliteStore {
                     created_at,
                     ended_at,
                     steps,
+                    owner,
+                    start_at,
                 });
             }
             Ok(out)
@@ -396,6 +437,137 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(classify)
+        })
+    }
+
+    fn inhibit(&self, plan: PlanId) -> BoxFuture<Result<()>> {
+        self.write(Write::Inhibit(plan))
+    }
+
+    fn is_inhibited(&self, plan: PlanId) -> BoxFuture<Result<bool>> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT 1 FROM inhibitions WHERE plan_id = ?1",
+                [plan.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(classify)
+        })
+    }
+
+    fn register_node(&self, node: NodeRecord) -> BoxFuture<Result<()>> {
+        self.write(Write::RegisterNode(node))
+    }
+
+    fn heartbeat(&self, node: String, at: Millis) -> BoxFuture<Result<()>> {
+        self.write(Write::Heartbeat(node, at))
+    }
+
+    fn nodes(&self) -> BoxFuture<Result<Vec<NodeRecord>>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT id, name, started_at, heartbeat_at FROM nodes ORDER BY name, started_at")
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(NodeRecord { id: r.get(0)?, name: r.get(1)?, started_at: r.get(2)?, heartbeat_at: r.get(3)? })
+                })
+                .map_err(classify)?;
+            rows.collect::<std::result::Result<_, _>>().map_err(classify)
+        })
+    }
+
+    fn invalidate_node(&self, node: String) -> BoxFuture<Result<Vec<PlanId>>> {
+        self.write_plans(Write::InvalidateNode(node))
+    }
+
+    fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
+        self.write_plans(Write::Claim(owner, limit))
+    }
+
+    fn promote_due(&self, now: Millis) -> BoxFuture<Result<Vec<Due>>> {
+        let done = self.submit(Write::PromoteDue(now));
+        Box::pin(async move {
+            match done.await? {
+                Output::Due(d) => Ok(d),
+                _ => Err(Error::Backend("unexpected writer output".into())),
+            }
+        })
+    }
+
+    fn post(&self, plan: PlanId, command: Command) -> BoxFuture<Result<i64>> {
+        let done = self.submit(Write::Post(plan, command));
+        Box::pin(async move {
+            match done.await? {
+                Output::Id(id) => Ok(id),
+                _ => Err(Error::Backend("unexpected writer output".into())),
+            }
+        })
+    }
+
+    fn inbox(&self, owner: String) -> BoxFuture<Result<Vec<Message>>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT m.id, m.plan_id, m.command, m.created_at FROM mailbox m
+                     JOIN locks l ON l.plan_id = m.plan_id
+                     WHERE m.status = 'pending' AND l.owner = ?1
+                     ORDER BY m.id",
+                )
+                .map_err(classify)?;
+            let rows: Vec<(i64, String, String, i64)> = stmt
+                .query_map([owner], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(classify)?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(classify)?;
+            rows.into_iter()
+                .map(|(id, plan, command, created_at)| {
+                    Ok(Message {
+                        id,
+                        plan: plan
+                            .parse()
+                            .map_err(|e| Error::Corrupt(format!("stored plan id: {e}")))?,
+                        command: json(&command, "message")?,
+                        created_at,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn reply(&self, id: i64, reply: Reply) -> BoxFuture<Result<bool>> {
+        let done = self.submit(Write::Reply(id, reply));
+        Box::pin(async move {
+            match done.await? {
+                Output::Bool(b) => Ok(b),
+                _ => Err(Error::Backend("unexpected writer output".into())),
+            }
+        })
+    }
+
+    fn reply_of(&self, id: i64) -> BoxFuture<Result<Reply>> {
+        self.read(move |conn| {
+            let row: Option<(String, Option<String>)> = conn
+                .query_row(
+                    "SELECT status, reason FROM mailbox WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(classify)?;
+            match row {
+                None => Err(Error::NotFound(format!("message {id}"))),
+                Some((status, reason)) => match status.as_str() {
+                    "pending" => Ok(Reply::Pending),
+                    "done" => Ok(Reply::Done),
+                    "refused" => Ok(Reply::Refused(reason.unwrap_or_default())),
+                    other => Err(Error::Corrupt(format!("message {id} has status `{other}`"))),
+                },
+            }
         })
     }
 }

@@ -4,7 +4,8 @@ use crate::{Error, Result};
 use rusqlite::Connection;
 
 /// Migrations in order; migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE plans (
     id          TEXT PRIMARY KEY,
     flow_name   TEXT NOT NULL,
@@ -44,7 +45,34 @@ CREATE TABLE locks (
     owner       TEXT NOT NULL,
     acquired_at INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE plans ADD COLUMN start_at INTEGER;
+ALTER TABLE plans ADD COLUMN after_plans TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE steps ADD COLUMN deadline INTEGER;
+ALTER TABLE steps ADD COLUMN warning TEXT;
+CREATE INDEX locks_owner ON locks(owner);
+CREATE TABLE inhibitions (
+    plan_id     TEXT PRIMARY KEY,
+    at          INTEGER NOT NULL
+);
+CREATE TABLE nodes (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+);
+CREATE TABLE mailbox (
+    id          INTEGER PRIMARY KEY,
+    plan_id     TEXT NOT NULL,
+    command     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending',
+    reason      TEXT
+);
+CREATE INDEX mailbox_pending ON mailbox(status, plan_id);
+"#,
+];
 
 /// The schema version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

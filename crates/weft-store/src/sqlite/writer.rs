@@ -1,11 +1,12 @@
 //! The writer thread: the only owner of the write connection, and the group commit.
 
 use super::classify;
-use crate::{Change, Error, NewPlan, Result};
+use crate::{Change, Command, Due, Error, NewPlan, NodeRecord, Reply, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
-use weft_model::{now_millis, PlanId};
+use weft_model::plan::{self, Outcome};
+use weft_model::{now_millis, step, Millis, PlanId};
 
 /// The most requests one transaction takes, so that a flood still gets answered promptly.
 const MAX_BATCH: usize = 4096;
@@ -13,7 +14,7 @@ const MAX_BATCH: usize = 4096;
 /// A write and where to send its result.
 pub(super) struct Request {
     pub write: Write,
-    pub reply: oneshot::Sender<Result<()>>,
+    pub reply: oneshot::Sender<Result<Output>>,
 }
 
 /// What to write.
@@ -22,6 +23,23 @@ pub(super) enum Write {
     Apply(Vec<Change>),
     Acquire(PlanId, String),
     Release(PlanId, Option<String>),
+    Inhibit(PlanId),
+    RegisterNode(NodeRecord),
+    Heartbeat(String, Millis),
+    InvalidateNode(String),
+    Claim(String, u32),
+    PromoteDue(Millis),
+    Post(PlanId, Command),
+    Reply(i64, Reply),
+}
+
+/// What a write returns.
+pub(super) enum Output {
+    Unit,
+    Plans(Vec<PlanId>),
+    Due(Vec<Due>),
+    Id(i64),
+    Bool(bool),
 }
 
 /// Serves requests until every sender is gone.
@@ -43,7 +61,7 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Request>) {
 }
 
 /// Applies every request in one transaction, each in a savepoint; returns each one's result.
-fn commit(conn: &mut Connection, batch: &[Request]) -> Vec<Result<()>> {
+fn commit(conn: &mut Connection, batch: &[Request]) -> Vec<Result<Output>> {
     let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
@@ -53,10 +71,13 @@ fn commit(conn: &mut Connection, batch: &[Request]) -> Vec<Result<()>> {
     };
     let mut results = Vec::with_capacity(batch.len());
     for req in batch {
-        let outcome = (|| -> Result<()> {
+        let outcome = (|| -> Result<Output> {
             tx.execute_batch("SAVEPOINT w").map_err(classify)?;
             match apply(&tx, &req.write) {
-                Ok(()) => tx.execute_batch("RELEASE w").map_err(classify),
+                Ok(out) => tx
+                    .execute_batch("RELEASE w")
+                    .map_err(classify)
+                    .map(|()| out),
                 Err(e) => {
                     tx.execute_batch("ROLLBACK TO w; RELEASE w")
                         .map_err(classify)?;
@@ -73,10 +94,102 @@ fn commit(conn: &mut Connection, batch: &[Request]) -> Vec<Result<()>> {
     results
 }
 
-fn apply(conn: &Connection, write: &Write) -> Result<()> {
+fn apply(conn: &Connection, write: &Write) -> Result<Output> {
+    let unit = |r: Result<()>| r.map(|()| Output::Unit);
     match write {
-        Write::Create(plan) => create(conn, plan),
-        Write::Apply(changes) => changes.iter().try_for_each(|c| change(conn, c)),
+        Write::Create(plan) => unit(create(conn, plan)),
+        Write::Apply(changes) => unit(changes.iter().try_for_each(|c| change(conn, c))),
+        Write::Inhibit(plan) => {
+            let key = plan.to_string();
+            if !plan_exists(conn, &key)? {
+                return Err(Error::NotFound(key));
+            }
+            conn.execute(
+                "INSERT OR IGNORE INTO inhibitions (plan_id, at) VALUES (?1, ?2)",
+                params![key, now_millis()],
+            )
+            .map_err(classify)?;
+            Ok(Output::Unit)
+        }
+        Write::RegisterNode(n) => {
+            conn.execute(
+                "INSERT INTO nodes (id, name, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                params![n.id, n.name, n.started_at, n.heartbeat_at],
+            )
+            .map_err(classify)?;
+            Ok(Output::Unit)
+        }
+        Write::Heartbeat(node, at) => {
+            let n = conn
+                .prepare_cached("UPDATE nodes SET heartbeat_at = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![node, at]))
+                .map_err(classify)?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("node {node}")));
+            }
+            Ok(Output::Unit)
+        }
+        Write::InvalidateNode(node) => {
+            conn.execute("DELETE FROM nodes WHERE id = ?1", [node])
+                .map_err(classify)?;
+            let mut stmt = conn
+                .prepare_cached("DELETE FROM locks WHERE owner = ?1 RETURNING plan_id")
+                .map_err(classify)?;
+            let ids: Vec<String> = stmt
+                .query_map([node], |r| r.get(0))
+                .map_err(classify)?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(classify)?;
+            Ok(Output::Plans(parse_ids(ids)?))
+        }
+        Write::Claim(owner, limit) => {
+            let mut stmt = conn
+                .prepare_cached(
+                    "INSERT INTO locks (plan_id, owner, acquired_at)
+                     SELECT p.id, ?1, ?2 FROM plans p
+                     WHERE p.state IN ('planned', 'running')
+                       AND NOT EXISTS (SELECT 1 FROM locks l WHERE l.plan_id = p.id)
+                       AND NOT EXISTS (SELECT 1 FROM inhibitions i WHERE i.plan_id = p.id)
+                     ORDER BY p.id
+                     LIMIT ?3
+                     RETURNING plan_id",
+                )
+                .map_err(classify)?;
+            let ids: Vec<String> = stmt
+                .query_map(params![owner, now_millis(), limit], |r| r.get(0))
+                .map_err(classify)?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(classify)?;
+            Ok(Output::Plans(parse_ids(ids)?))
+        }
+        Write::PromoteDue(now) => promote_due(conn, *now).map(Output::Due),
+        Write::Post(plan, command) => {
+            let key = plan.to_string();
+            if !plan_exists(conn, &key)? {
+                return Err(Error::NotFound(key));
+            }
+            let command = to_json(command)?;
+            let id = conn
+                .prepare_cached(
+                    "INSERT INTO mailbox (plan_id, command, created_at) VALUES (?1, ?2, ?3) RETURNING id",
+                )
+                .and_then(|mut s| s.query_row(params![key, command, now_millis()], |r| r.get(0)))
+                .map_err(classify)?;
+            Ok(Output::Id(id))
+        }
+        Write::Reply(id, reply) => {
+            let (status, reason) = match reply {
+                Reply::Pending => ("pending", None),
+                Reply::Done => ("done", None),
+                Reply::Refused(why) => ("refused", Some(why.as_str())),
+            };
+            let n = conn
+                .prepare_cached("UPDATE mailbox SET status = ?2, reason = ?3 WHERE id = ?1 AND status = 'pending'")
+                .and_then(|mut s| s.execute(params![id, status, reason]))
+                .map_err(classify)?;
+            Ok(Output::Bool(n == 1))
+        }
         Write::Acquire(plan, owner) => {
             let key = plan.to_string();
             let exists: Option<i64> = conn
@@ -97,13 +210,13 @@ fn apply(conn: &Connection, write: &Write) -> Result<()> {
                     plan: *plan,
                     owner: h,
                 }),
-                Some(_) => Ok(()),
+                Some(_) => Ok(Output::Unit),
                 None => conn
                     .execute(
                         "INSERT INTO locks (plan_id, owner, acquired_at) VALUES (?1, ?2, ?3)",
                         params![key, owner, now_millis()],
                     )
-                    .map(drop)
+                    .map(|_| Output::Unit)
                     .map_err(classify),
             }
         }
@@ -112,9 +225,112 @@ fn apply(conn: &Connection, write: &Write) -> Result<()> {
                 "DELETE FROM locks WHERE plan_id = ?1 AND (?2 IS NULL OR owner = ?2)",
                 params![plan.to_string(), owner],
             )
-            .map(drop)
+            .map(|_| Output::Unit)
             .map_err(classify),
     }
+}
+
+fn plan_exists(conn: &Connection, key: &str) -> Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM plans WHERE id = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get::<_, i64>(0)).optional())
+        .map(|r| r.is_some())
+        .map_err(classify)
+}
+
+fn parse_ids(ids: Vec<String>) -> Result<Vec<PlanId>> {
+    ids.iter()
+        .map(|i| {
+            i.parse()
+                .map_err(|e| Error::Corrupt(format!("stored plan id `{i}`: {e}")))
+        })
+        .collect()
+}
+
+/// Moves due scheduled plans to `planned`; reports chained plans whose prerequisite failed.
+fn promote_due(conn: &Connection, now: Millis) -> Result<Vec<Due>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, after_plans FROM plans
+             WHERE state = 'scheduled' AND (start_at IS NULL OR start_at <= ?1)
+             ORDER BY id",
+        )
+        .map_err(classify)?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(classify)?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(classify)?;
+    let mut out = Vec::new();
+    for (id, after) in rows {
+        let plan: PlanId = id
+            .parse()
+            .map_err(|e| Error::Corrupt(format!("stored plan id `{id}`: {e}")))?;
+        let after: Vec<PlanId> = serde_json::from_str(&after)
+            .map_err(|e| Error::Corrupt(format!("stored prerequisites of {id}: {e}")))?;
+        let mut all_stopped = true;
+        let mut failed = None;
+        for p in &after {
+            match prerequisite(conn, *p)? {
+                Some((plan::State::Stopped, Outcome::Error)) => failed = failed.or(Some(*p)),
+                Some((plan::State::Stopped, _)) => {}
+                Some(_) => all_stopped = false,
+                // A prerequisite that does not exist can never stop: treat it as failed.
+                None => failed = failed.or(Some(*p)),
+            }
+        }
+        if let Some(prerequisite) = failed {
+            out.push(Due::FailedDependency { plan, prerequisite });
+        } else if all_stopped {
+            change(
+                conn,
+                &Change::Plan {
+                    plan,
+                    from: plan::State::Scheduled,
+                    to: plan::State::Planning,
+                    at: now,
+                },
+            )?;
+            change(
+                conn,
+                &Change::Plan {
+                    plan,
+                    from: plan::State::Planning,
+                    to: plan::State::Planned,
+                    at: now,
+                },
+            )?;
+            out.push(Due::Ready(plan));
+        }
+    }
+    Ok(out)
+}
+
+/// A prerequisite plan's state and result, if it exists.
+fn prerequisite(conn: &Connection, plan: PlanId) -> Result<Option<(plan::State, Outcome)>> {
+    let key = plan.to_string();
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM plans WHERE id = ?1")
+        .and_then(|mut s| s.query_row([&key], |r| r.get(0)).optional())
+        .map_err(classify)?;
+    let Some(state) = state else { return Ok(None) };
+    let state: plan::State = state.parse().map_err(Error::Corrupt)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT state, warning IS NOT NULL FROM steps WHERE plan_id = ?1")
+        .map_err(classify)?;
+    let steps: Vec<(String, bool)> = stmt
+        .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(classify)?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(classify)?;
+    let steps = steps
+        .into_iter()
+        .map(|(s, w)| {
+            s.parse::<step::State>()
+                .map(|s| (s, w))
+                .map_err(Error::Corrupt)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some((state, Outcome::derive(steps))))
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -126,10 +342,11 @@ fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
     let key = record.id.to_string();
     let flow = to_json(&record.flow)?;
     let inputs = to_json(&record.inputs)?;
+    let after = to_json(&record.after)?;
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO plans (id, flow_name, flow, inputs, state, created_at, phase)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'null')",
+            "INSERT OR IGNORE INTO plans (id, flow_name, flow, inputs, state, created_at, phase, start_at, after_plans)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'null', ?7, ?8)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -138,7 +355,9 @@ fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
                 flow,
                 inputs,
                 record.state.as_str(),
-                record.created_at
+                record.created_at,
+                record.start_at,
+                after
             ])
         })
         .map_err(classify)?;
@@ -184,7 +403,7 @@ fn change(conn: &Connection, c: &Change) -> Result<()> {
             let n = conn
                 .prepare_cached(
                     "UPDATE steps SET state = ?4, attempt = ?5, started_at = ?6, ended_at = ?7,
-                        output = ?8, failure = ?9
+                        output = ?8, failure = ?9, deadline = ?10, warning = ?11
                      WHERE plan_id = ?1 AND idx = ?2 AND state = ?3",
                 )
                 .and_then(|mut s| {
@@ -197,7 +416,9 @@ fn change(conn: &Connection, c: &Change) -> Result<()> {
                         step.started_at,
                         step.ended_at,
                         output,
-                        failure
+                        failure,
+                        step.deadline,
+                        step.warning
                     ])
                 })
                 .map_err(classify)?;

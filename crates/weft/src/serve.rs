@@ -1,0 +1,74 @@
+//! `weft serve`: a long-lived node that executes the plans submitted to the store.
+
+use crate::cli::Global;
+use crate::run::interrupted;
+use crate::Fail;
+use clap::Args;
+use std::sync::Arc;
+use std::time::Duration;
+use weft_engine::node::{Node, NodeConfig, GRACE, LEASE};
+use weft_engine::Registry;
+use weft_model::duration;
+
+/// `weft serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The node's name, the same across restarts (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// How long a heartbeat stays good; other nodes declare this one dead past it.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    lease: Duration,
+    /// How long running steps may take to finish on SIGINT/SIGTERM before they are killed.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    grace: Duration,
+    /// The most steps running at once (default: CPUs × 4).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    parallelism: Option<u32>,
+    #[command(flatten)]
+    global: Global,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs) -> Result<u8, Fail> {
+    let store = weft_store::open(&args.global.db)?;
+    let name = args.name.unwrap_or_else(hostname);
+    if name.is_empty() || name.contains('/') {
+        return Err(Fail::Input(format!(
+            "node name `{name}` must be non-empty and hold no `/`"
+        )));
+    }
+    let mut config = NodeConfig::new(name);
+    config.lease = args.lease;
+    config.grace = args.grace;
+    if let Some(p) = args.parallelism {
+        config.parallelism = p as usize;
+    }
+    debug_assert!(LEASE > Duration::ZERO && GRACE > Duration::ZERO);
+    let node = Node::start(store, Arc::new(Registry::new()), config)
+        .await
+        .map_err(|e| match e {
+            weft_engine::Error::Store(e) => Fail::from(e),
+            other => Fail::Input(other.to_string()),
+        })?;
+    eprintln!(
+        "node {} serving {} (SIGINT or SIGTERM to stop)",
+        node.id(),
+        args.global.db
+    );
+    node.run(interrupted())
+        .await
+        .map_err(|e| Fail::Other(e.to_string()))?;
+    eprintln!("node stopped");
+    Ok(0)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".into())
+}
