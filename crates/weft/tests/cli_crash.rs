@@ -209,9 +209,14 @@ fn resuming_a_plan_whose_runner_is_alive_is_refused() {
     let out = sb.run(&["plans", "resume", &id]);
     child.kill().expect("kill");
     child.wait().expect("reap");
-    assert_eq!(out.status.code(), Some(2), "resuming a running plan is bad input");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "resuming a running plan is bad input"
+    );
     assert!(
-        text(&out.stderr).contains("is running and being executed by weft@") && text(&out.stderr).contains("which is alive"),
+        text(&out.stderr).contains("is running and being executed by weft@")
+            && text(&out.stderr).contains("which is alive"),
         "{}",
         text(&out.stderr)
     );

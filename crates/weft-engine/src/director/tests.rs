@@ -17,6 +17,10 @@ struct Harness {
     timers: Vec<Input>,
     ended: Option<PlanEnd>,
     refused: Option<String>,
+    /// Answers to events and halts.
+    answers: Vec<Result<(), String>>,
+    /// Steps whose processes the director asked to kill.
+    kills: Vec<(PlanId, u32)>,
     now: Millis,
     /// Every execution started, by step name, in order.
     log: Vec<String>,
@@ -34,6 +38,8 @@ impl Harness {
             timers: Vec::new(),
             ended: None,
             refused: None,
+            answers: Vec::new(),
+            kills: Vec::new(),
             now: 0,
             log: Vec::new(),
         }
@@ -109,6 +115,9 @@ impl Harness {
         if let Some((end, _)) = actions.ended.into_iter().next() {
             self.ended = Some(end);
         }
+        self.answers
+            .extend(actions.answers.into_iter().map(|(_, r)| r));
+        self.kills.extend(actions.kill);
         if let Some((_, reason, _)) = actions.refused.into_iter().next() {
             self.refused = Some(reason);
         }
@@ -506,5 +515,289 @@ proptest! {
             (plan::State::Paused, _) => prop_assert!(states.contains(&S::Error) || states.contains(&S::RevertFailed)),
             other => prop_assert!(false, "unexpected end {:?}", other),
         }
+    }
+}
+
+mod dynflow {
+    //! The director's Dynflow semantics: events, suspension, halt, rescue strategies and their
+    //! guard, cancel, inhibition, terminate.
+    use super::*;
+    use std::time::Duration;
+
+    fn gate_flow(timeout: Option<Duration>) -> Flow {
+        FlowBuilder::linear("g")
+            .task("build", "noop", "1", |t| t)
+            .gate("approve", timeout, |t| t.provides(["who"]))
+            .task("ship", "noop", "1", |t| t.requires(["who"]))
+            .build()
+            .expect("valid")
+    }
+
+    fn event(h: &mut Harness, step: u32, data: serde_json::Value) -> Result<(), String> {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let plan = h.plan.id;
+        h.feed(Input::Event {
+            plan,
+            step,
+            data,
+            optional: false,
+            answer: Some(tx),
+        });
+        h.answers
+            .pop()
+            .unwrap_or_else(|| rx.try_recv().unwrap_or_else(|_| Err("no answer".into())))
+    }
+
+    #[test]
+    fn a_gate_suspends_until_its_event_and_the_event_becomes_its_output() {
+        let mut h = Harness::new(gate_flow(None), 8);
+        h.start(Rescue::Revert);
+        h.answer(0, true); // build
+        assert_eq!(h.state_of("approve"), S::Suspended);
+        assert!(h.work.is_empty(), "a gate runs nothing");
+        let e = event(&mut h, 0, serde_json::json!({})).expect_err("build is not suspended");
+        assert!(
+            e.contains("is success, not suspended; it cannot process events"),
+            "{e}"
+        );
+        let e = event(&mut h, 1, serde_json::json!({"other": 1})).expect_err("missing provides");
+        assert!(e.contains("has no key `who`"), "{e}");
+        assert_eq!(
+            h.state_of("approve"),
+            S::Suspended,
+            "a refused event changes nothing"
+        );
+        event(&mut h, 1, serde_json::json!({"who": "alice"})).expect("taken");
+        assert_eq!(h.state_of("approve"), S::Success);
+        assert_eq!(
+            h.work[0].inputs["who"], "alice",
+            "the event's data flows on"
+        );
+        h.run(|_, _| true);
+        assert_eq!(h.ended.expect("ended").outcome, Outcome::Success);
+    }
+
+    #[test]
+    fn an_event_for_a_plan_not_running_here_is_refused_unless_optional() {
+        let mut h = Harness::new(gate_flow(None), 8);
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let plan = PlanId::new();
+        h.feed(Input::Event {
+            plan,
+            step: 0,
+            data: serde_json::json!({}),
+            optional: false,
+            answer: Some(tx),
+        });
+        let e = h.answers.pop().expect("answered").expect_err("refused");
+        assert!(
+            e.contains("is not running; it cannot receive events"),
+            "{e}"
+        );
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        h.feed(Input::Event {
+            plan,
+            step: 0,
+            data: serde_json::json!({}),
+            optional: true,
+            answer: Some(tx),
+        });
+        let e = h.answers.pop().expect("answered").expect_err("dropped");
+        assert!(e.contains("the optional event was dropped"), "{e}");
+    }
+
+    #[test]
+    fn a_suspended_step_fails_at_its_deadline_and_the_deadline_survives_a_restart() {
+        let mut h = Harness::new(gate_flow(Some(Duration::from_secs(60))), 8);
+        h.start(Rescue::Pause);
+        h.answer(0, true);
+        let deadline = h.steps[1].deadline.expect("stored with the step");
+        assert_eq!(h.timers.len(), 1);
+        // The process dies; a new one takes the plan and sets the timer again from the store.
+        h.restart(Rescue::Pause);
+        assert!(matches!(h.timers[..], [Input::Deadline { at, .. }] if at == deadline));
+        let t = h.timers.remove(0);
+        h.feed(t);
+        assert_eq!(h.state_of("approve"), S::Error);
+        let end = h.ended.expect("ended");
+        assert_eq!(
+            (end.state, end.outcome),
+            (plan::State::Paused, Outcome::Error)
+        );
+        assert!(end
+            .failure
+            .expect("failure")
+            .message
+            .starts_with("no event arrived within"));
+    }
+
+    #[test]
+    fn an_event_before_the_deadline_disarms_it() {
+        let mut h = Harness::new(gate_flow(Some(Duration::from_secs(60))), 8);
+        h.start(Rescue::Pause);
+        h.answer(0, true);
+        event(&mut h, 1, serde_json::json!({"who": "bob"})).expect("taken");
+        let t = h.timers.remove(0);
+        h.feed(t); // the stale deadline
+        assert_eq!(h.state_of("approve"), S::Success);
+    }
+
+    #[test]
+    fn halt_cancels_running_steps_kills_their_processes_and_stops_the_plan() {
+        let flow = FlowBuilder::unordered("u")
+            .task("a", "noop", "1", |t| t)
+            .gate("wait", None, |t| t)
+            .task("b", "noop", "1", |t| t.after(["a"]))
+            .build()
+            .expect("valid");
+        let mut h = Harness::new(flow, 8);
+        h.start(Rescue::Revert);
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let plan = h.plan.id;
+        h.feed(Input::Halt {
+            plan,
+            answer: Some(tx),
+        });
+        assert_eq!(h.kills, vec![(plan, 0)]);
+        assert_eq!(h.state_of("a"), S::Cancelled);
+        assert_eq!(
+            h.state_of("wait"),
+            S::Suspended,
+            "Dynflow: a suspended step stays suspended"
+        );
+        assert_eq!(h.state_of("b"), S::Pending);
+        let end = h.ended.clone().expect("ended");
+        assert_eq!(
+            (end.state, end.outcome),
+            (plan::State::Stopped, Outcome::Cancelled)
+        );
+        h.answer(0, true); // a's report arrives late: ignored
+        assert_eq!(h.state_of("a"), S::Cancelled);
+    }
+
+    #[test]
+    fn skip_rescue_skips_the_failed_step_and_its_dependents_and_the_rest_runs_on() {
+        let flow = FlowBuilder::graph("s")
+            .on_error(Rescue::Skip)
+            .task("bad", "noop", "1", |t| t)
+            .task("child", "noop", "1", |t| t.after(["bad"]))
+            .task("other", "noop", "1", |t| t)
+            .build()
+            .expect("valid");
+        let mut h = Harness::new(flow, 8);
+        h.start(Rescue::Revert); // the flow's on_error wins
+        h.run(|name, _| name != "bad");
+        assert_eq!(h.state_of("bad"), S::Skipped);
+        assert_eq!(h.state_of("child"), S::Skipped);
+        assert_eq!(h.state_of("other"), S::Success);
+        let end = h.ended.expect("ended");
+        assert_eq!(
+            (end.state, end.outcome),
+            (plan::State::Stopped, Outcome::Warning)
+        );
+    }
+
+    #[test]
+    fn fail_rescue_stops_with_error_and_leaves_the_rest_pending() {
+        let mut h = Harness::new(linear(3), 8);
+        h.start(Rescue::Fail);
+        h.answer(0, false);
+        let end = h.ended.clone().expect("ended");
+        assert_eq!(
+            (end.state, end.outcome),
+            (plan::State::Stopped, Outcome::Error)
+        );
+        assert_eq!((h.state_of("s0"), h.state_of("s1")), (S::Error, S::Pending));
+    }
+
+    #[test]
+    fn a_step_already_rescued_is_not_rescued_again_the_plan_pauses() {
+        // Auto-rescue applies a strategy only to a failure set it has not seen: a step whose
+        // failure was rescued once pauses the plan when it fails again.
+        let mut h = Harness::new(linear(2), 8);
+        h.plan.phase = serde_json::json!({ "rescued": [0] });
+        h.start(Rescue::Fail);
+        h.answer(0, false);
+        let end = h.ended.clone().expect("ended");
+        assert_eq!(
+            end.state,
+            plan::State::Paused,
+            "not stopped by the fail strategy again"
+        );
+        // A fresh failure of another step is rescued.
+        let mut h = Harness::new(linear(2), 8);
+        h.plan.phase = serde_json::json!({ "rescued": [1] });
+        h.start(Rescue::Fail);
+        h.answer(0, false);
+        assert_eq!(h.ended.expect("ended").state, plan::State::Stopped);
+    }
+
+    #[test]
+    fn an_operators_cancel_reverts_what_completed_and_ends_cancelled() {
+        let mut h = Harness::new(with_reverts(linear(3)), 8);
+        h.start(Rescue::Pause);
+        h.answer(0, true);
+        h.answer(0, false); // s1 fails: paused
+        assert_eq!(h.ended.take().expect("paused").state, plan::State::Paused);
+        h.director = Director::new(8, 7);
+        h.start_with(Rescue::Pause, Intent::Cancel, false);
+        h.run(|_, _| true);
+        assert_eq!(h.log.last().map(String::as_str), Some("revert s0"));
+        let end = h.ended.clone().expect("ended");
+        assert_eq!(
+            (end.state, end.outcome),
+            (plan::State::Stopped, Outcome::Cancelled)
+        );
+        assert_eq!(
+            (h.state_of("s0"), h.state_of("s1"), h.state_of("s2")),
+            (S::Reverted, S::Cancelled, S::Cancelled)
+        );
+    }
+
+    #[test]
+    fn an_inhibited_plan_is_halted_and_refused() {
+        let mut h = Harness::new(linear(2), 8);
+        h.start_with(Rescue::Revert, Intent::Run, true);
+        assert!(h
+            .refused
+            .clone()
+            .expect("refused")
+            .ends_with("it's execution is inhibited"));
+        assert_eq!(h.plan.state, plan::State::Stopped);
+        assert!(h.work.is_empty());
+    }
+
+    #[test]
+    fn after_terminate_nothing_new_starts_but_running_work_reports() {
+        let mut h = Harness::new(linear(2), 8);
+        h.start(Rescue::Revert);
+        h.feed(Input::Terminate);
+        h.answer(0, true);
+        assert_eq!(h.state_of("s0"), S::Success);
+        assert!(h.work.is_empty(), "s1 is not started while terminating");
+        assert!(h.ended.is_none());
+    }
+
+    #[test]
+    fn a_warning_completes_the_step_and_makes_the_result_warning() {
+        let mut h = Harness::new(linear(1), 8);
+        h.start(Rescue::Revert);
+        let item = h.work.remove(0);
+        let output = serde_json::json!({});
+        let result = Ok(Completion::Done {
+            output,
+            warning: Some("exited with code 3, a warning".into()),
+        });
+        h.feed(Input::Executed {
+            plan: item.plan,
+            step: item.step,
+            attempt: item.attempt,
+            result,
+        });
+        let end = h.ended.expect("ended");
+        assert_eq!(
+            (end.state, end.outcome),
+            (plan::State::Stopped, Outcome::Warning)
+        );
     }
 }
