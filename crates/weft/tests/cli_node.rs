@@ -6,21 +6,25 @@ use common::{step, text, Sandbox};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-/// A node process, killed (SIGKILL) when dropped unless stopped first.
-struct NodeProcess(Child);
+/// A node process, killed (SIGKILL) when dropped unless stopped first; a failing test prints
+/// its log.
+struct NodeProcess(Child, std::path::PathBuf);
 
 impl NodeProcess {
     fn start(sb: &Sandbox, name: &str, extra: &[&str]) -> NodeProcess {
         let mut args = vec!["serve", "--name", name, "--lease", "2s", "--grace", "2s"];
         args.extend_from_slice(extra);
+        let log_path = sb.path().join(format!("serve-{name}-{}.log", next_id()));
+        let log = std::fs::File::create(&log_path).expect("log file");
         let child = sb
             .weft()
+            .env("WEFT_LOG", "info")
             .args(&args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn serve");
-        NodeProcess(child)
+        NodeProcess(child, log_path)
     }
 
     fn sigkill(&mut self) {
@@ -38,7 +42,17 @@ impl NodeProcess {
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.sigkill();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+            eprintln!("--- {} ---\n{log}", self.1.display());
+        }
     }
+}
+
+/// A distinct suffix per node process started by this test binary.
+fn next_id() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
 }
 
 fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {

@@ -61,9 +61,23 @@ pub(crate) fn classify(e: rusqlite::Error) -> Error {
 fn configure(conn: &Connection, write: bool) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
     if write {
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(classify)?;
+        // Switching a new database to WAL needs it to itself; SQLite answers "busy" at once
+        // rather than waiting, so wait here (another process may be opening it right now).
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+                Ok(mode) => break mode,
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(rusqlite::ErrorCode::DatabaseBusy)
+                    ) && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(classify(e)),
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::Unavailable(format!(
                 "could not put the database in WAL mode (it is in `{mode}` mode)"
