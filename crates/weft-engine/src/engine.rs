@@ -65,6 +65,8 @@ pub enum Error {
 }
 
 /// A durable change, told to observers once it is persisted.
+// Step updates are nearly all updates; see `weft_store::Change`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Update {
     /// A step changed.

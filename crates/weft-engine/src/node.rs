@@ -232,9 +232,16 @@ impl Node {
     async fn shut_down(&self) {
         self.engine.terminate();
         let mut in_flight = self.engine.in_flight();
-        let drained =
-            tokio::time::timeout(self.config.grace, in_flight.wait_for(|n| *n == 0)).await;
-        if drained.is_err() {
+        let idle = async {
+            loop {
+                let busy = *in_flight.borrow_and_update() > 0;
+                if !busy || in_flight.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let drained = tokio::time::timeout(self.config.grace, idle).await.is_ok();
+        if !drained {
             tracing::warn!("grace period over; killing the steps still running (they re-run at the next start)");
         }
         self.engine.abandon();

@@ -169,6 +169,9 @@ impl Store for MemoryStore {
                 history: Vec::new(),
             },
         );
+        if let Some(owner) = plan.owner {
+            inner.locks.insert(plan.id, owner);
+        }
         ready(Ok(()))
     }
 

@@ -166,6 +166,9 @@ pub struct PlanFilter {
 }
 
 /// One fenced write.
+// Step changes are nearly all changes: boxing their record to shrink the rare variants would
+// cost an allocation per transition on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Change {
     /// A plan changes state.

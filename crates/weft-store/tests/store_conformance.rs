@@ -299,6 +299,204 @@ async fn execution_locks_have_one_owner(store: SharedStore) {
     ));
 }
 
+async fn claims_only_waiting_unlocked_uninhibited_plans(store: SharedStore) {
+    let planned = new_plan();
+    let owned = NewPlan {
+        owner: Some("runner".into()),
+        ..new_plan()
+    };
+    let inhibited = new_plan();
+    let scheduled = NewPlan {
+        state: plan::State::Scheduled,
+        start_at: Some(i64::MAX),
+        ..new_plan()
+    };
+    for p in [&planned, &owned, &inhibited, &scheduled] {
+        store.create_plan(p.clone()).await.expect("create");
+    }
+    store.inhibit(inhibited.id).await.expect("inhibit");
+    assert!(store.is_inhibited(inhibited.id).await.expect("read"));
+    assert_eq!(
+        store.lock_owner(owned.id).await.expect("owner"),
+        Some("runner".into()),
+        "created with its lock"
+    );
+    let claimed = store.claim_plans("node-a".into(), 10).await.expect("claim");
+    assert_eq!(claimed, vec![planned.id]);
+    assert!(
+        store
+            .claim_plans("node-b".into(), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "claimed once"
+    );
+    // A running plan whose lock is released (its node died) is claimable again.
+    store
+        .apply(vec![Change::Plan {
+            plan: planned.id,
+            from: plan::State::Planned,
+            to: plan::State::Running,
+            at: 1,
+        }])
+        .await
+        .expect("apply");
+    store.release_lock(planned.id, None).await.expect("release");
+    assert_eq!(
+        store.claim_plans("node-b".into(), 10).await.expect("claim"),
+        vec![planned.id]
+    );
+}
+
+async fn dead_nodes_are_invalidated_and_their_locks_released(store: SharedStore) {
+    let p = new_plan();
+    store.create_plan(p.clone()).await.expect("create");
+    let node = weft_store::NodeRecord {
+        id: "n/1".into(),
+        name: "n".into(),
+        started_at: 1,
+        heartbeat_at: 1,
+    };
+    store.register_node(node.clone()).await.expect("register");
+    store.heartbeat("n/1".into(), 5).await.expect("heartbeat");
+    assert_eq!(store.nodes().await.expect("nodes")[0].heartbeat_at, 5);
+    assert_eq!(
+        store.claim_plans("n/1".into(), 1).await.expect("claim"),
+        vec![p.id]
+    );
+    assert_eq!(
+        store
+            .invalidate_node("n/1".into())
+            .await
+            .expect("invalidate"),
+        vec![p.id]
+    );
+    assert_eq!(store.lock_owner(p.id).await.expect("owner"), None);
+    assert!(store.nodes().await.expect("nodes").is_empty());
+    assert!(
+        matches!(
+            store.heartbeat("n/1".into(), 6).await,
+            Err(Error::NotFound(_))
+        ),
+        "an invalidated node learns it"
+    );
+}
+
+async fn due_plans_are_promoted_once_and_failed_prerequisites_reported(store: SharedStore) {
+    let due = NewPlan {
+        state: plan::State::Scheduled,
+        start_at: Some(100),
+        ..new_plan()
+    };
+    let later = NewPlan {
+        state: plan::State::Scheduled,
+        start_at: Some(10_000),
+        ..new_plan()
+    };
+    let prerequisite = new_plan();
+    let chained = NewPlan {
+        state: plan::State::Scheduled,
+        after: vec![prerequisite.id],
+        ..new_plan()
+    };
+    for p in [&due, &later, &prerequisite, &chained] {
+        store.create_plan(p.clone()).await.expect("create");
+    }
+    let promoted = store.promote_due(500).await.expect("promote");
+    assert_eq!(
+        promoted,
+        vec![weft_store::Due::Ready(due.id)],
+        "the chained plan waits"
+    );
+    assert!(
+        store.promote_due(500).await.expect("promote").is_empty(),
+        "promoted once"
+    );
+    assert_eq!(
+        store.load_plan(due.id).await.expect("load").plan.state,
+        plan::State::Planned
+    );
+    let history = store.history(due.id).await.expect("history");
+    assert_eq!(
+        history.iter().map(|h| h.to.as_str()).collect::<Vec<_>>(),
+        vec!["planning", "planned"]
+    );
+    // The prerequisite fails and stops: the chained plan is reported, not started.
+    let mut err = step(0, step::State::Error, 1);
+    err.failure = Some(Failure::new("x", "y"));
+    store
+        .apply(vec![
+            step_change(
+                prerequisite.id,
+                step::State::Pending,
+                step(0, step::State::Running, 1),
+            ),
+            step_change(prerequisite.id, step::State::Running, err),
+            Change::Plan {
+                plan: prerequisite.id,
+                from: plan::State::Planned,
+                to: plan::State::Running,
+                at: 1,
+            },
+            Change::Plan {
+                plan: prerequisite.id,
+                from: plan::State::Running,
+                to: plan::State::Stopped,
+                at: 2,
+            },
+        ])
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.promote_due(500).await.expect("promote"),
+        vec![weft_store::Due::FailedDependency {
+            plan: chained.id,
+            prerequisite: prerequisite.id
+        }]
+    );
+}
+
+async fn the_mailbox_delivers_to_the_lock_holder_and_answers_once(store: SharedStore) {
+    let p = new_plan();
+    store.create_plan(p.clone()).await.expect("create");
+    let id = store
+        .post(p.id, weft_store::Command::Halt)
+        .await
+        .expect("post");
+    assert!(
+        store.inbox("node".into()).await.expect("inbox").is_empty(),
+        "not for a node without the lock"
+    );
+    store.acquire_lock(p.id, "node".into()).await.expect("lock");
+    let inbox = store.inbox("node".into()).await.expect("inbox");
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].command, weft_store::Command::Halt);
+    assert_eq!(
+        store.reply_of(id).await.expect("reply"),
+        weft_store::Reply::Pending
+    );
+    assert!(store
+        .reply(id, weft_store::Reply::Done)
+        .await
+        .expect("answer"));
+    assert!(
+        !store
+            .reply(id, weft_store::Reply::Refused("late".into()))
+            .await
+            .expect("answer"),
+        "answered once"
+    );
+    assert_eq!(
+        store.reply_of(id).await.expect("reply"),
+        weft_store::Reply::Done
+    );
+    assert!(store.inbox("node".into()).await.expect("inbox").is_empty());
+    assert!(matches!(
+        store.post(PlanId::new(), weft_store::Command::Halt).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -319,6 +517,10 @@ macro_rules! conformance {
             case!(lists_plans_with_derived_results);
             case!(resolves_id_prefixes);
             case!(execution_locks_have_one_owner);
+            case!(claims_only_waiting_unlocked_uninhibited_plans);
+            case!(dead_nodes_are_invalidated_and_their_locks_released);
+            case!(due_plans_are_promoted_once_and_failed_prerequisites_reported);
+            case!(the_mailbox_delivers_to_the_lock_holder_and_answers_once);
         }
     };
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use weft_model::flow::FlowBuilder;
-use weft_model::{now_millis, plan, PlanId};
+use weft_model::PlanId;
 use weft_store::sqlite::{SqliteStore, SCHEMA_VERSION};
 use weft_store::{Error, NewPlan, Store};
 

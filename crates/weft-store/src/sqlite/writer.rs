@@ -373,6 +373,13 @@ fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
         stmt.execute(params![key, s.index, s.name, s.state.as_str()])
             .map_err(classify)?;
     }
+    if let Some(owner) = &plan.owner {
+        conn.execute(
+            "INSERT INTO locks (plan_id, owner, acquired_at) VALUES (?1, ?2, ?3)",
+            params![key, owner, record.created_at],
+        )
+        .map_err(classify)?;
+    }
     Ok(())
 }
 
