@@ -120,6 +120,7 @@ impl Engine {
         let (in_flight_tx, in_flight) = watch::channel(0);
         let shell = Shell {
             store: store.clone(),
+            owner: config.owner.clone(),
             executor,
             processes: processes.clone(),
             inbox: inbox.clone(),
@@ -277,6 +278,8 @@ impl Engine {
 #[derive(Clone)]
 struct Shell {
     store: SharedStore,
+    /// Who this engine is: recorded in the history as the author of its changes.
+    owner: String,
     executor: Executor,
     processes: ProcessGroups,
     inbox: mpsc::UnboundedSender<Input>,
@@ -337,7 +340,7 @@ impl Shell {
             } else {
                 Vec::new()
             };
-            let mut ack = self.store.apply(changes);
+            let mut ack = self.store.apply(&self.owner, changes);
             // Fast path: nothing queued ahead and the store answered at once (in-memory).
             if self.queued.load(Ordering::Acquire) == 0 {
                 if let Some(result) = now_or_never(&mut ack) {

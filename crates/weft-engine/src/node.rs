@@ -187,7 +187,7 @@ impl Node {
 
     /// Promotes due delayed and chained plans; stops chained plans whose prerequisite failed.
     async fn start_due(&self) {
-        let due = match self.store.promote_due(now_millis()).await {
+        let due = match self.store.promote_due(&self.id, now_millis()).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!("cannot look for due plans: {e}");
@@ -196,7 +196,7 @@ impl Node {
         };
         for d in due {
             if let Due::FailedDependency { plan, prerequisite } = d {
-                if let Err(e) = fail_dependency(&self.store, plan, prerequisite).await {
+                if let Err(e) = fail_dependency(&self.store, &self.id, plan, prerequisite).await {
                     tracing::warn!(%plan, "cannot stop a plan whose prerequisite failed: {e}");
                 }
             }
@@ -303,6 +303,7 @@ pub async fn serve_mailbox(engine: Engine, owner: String) {
 /// `failed_dependency`, and the plan goes from `scheduled` to `stopped` (result `error`).
 pub async fn fail_dependency(
     store: &SharedStore,
+    by: &str,
     plan: PlanId,
     prerequisite: PlanId,
 ) -> Result<(), weft_store::Error> {
@@ -331,11 +332,12 @@ pub async fn fail_dependency(
             }
         })
         .collect();
-    changes.push(Change::Plan {
+    changes.push(Change::plan_state_because(
         plan,
-        from: plan::State::Scheduled,
-        to: plan::State::Stopped,
-        at: now,
-    });
-    store.apply(changes).await
+        plan::State::Scheduled,
+        plan::State::Stopped,
+        now,
+        format!("failed-dependency: prerequisite plan {prerequisite} ended in error"),
+    ));
+    store.apply(by, changes).await
 }

@@ -51,12 +51,7 @@ pub fn halt(snap: &PlanSnapshot, now: Millis) -> Result<Vec<Change>, Refusal> {
         .filter(|s| matches!(s.state, step::State::Running | step::State::Reverting))
         .map(|s| step_change(snap, s, step::State::Cancelled, now, Some(halted.clone())))
         .collect();
-    changes.push(Change::Plan {
-        plan: id,
-        from,
-        to: plan::State::Stopped,
-        at: now,
-    });
+    changes.push(Change::plan_state(id, from, plan::State::Stopped, now));
     Ok(changes)
 }
 
@@ -89,12 +84,7 @@ pub fn cancel_unstarted(snap: &PlanSnapshot, now: Millis) -> Result<Vec<Change>,
             )
         })
         .collect();
-    changes.push(Change::Plan {
-        plan: id,
-        from,
-        to: plan::State::Stopped,
-        at: now,
-    });
+    changes.push(Change::plan_state(id, from, plan::State::Stopped, now));
     Ok(changes)
 }
 

@@ -298,32 +298,30 @@ async fn a_plan_left_running_by_a_dead_process_is_recovered() {
         warning: None,
     };
     store
-        .apply(vec![
-            Change::Plan {
-                plan: id,
-                from: plan::State::Planned,
-                to: plan::State::Running,
-                at,
-            },
-            Change::Step {
-                plan: id,
-                from: step::State::Pending,
-                step: rec(0, step::State::Running, None),
-                at,
-            },
-            Change::Step {
-                plan: id,
-                from: step::State::Running,
-                step: rec(0, step::State::Success, Some(json!({"a": 1}))),
-                at,
-            },
-            Change::Step {
-                plan: id,
-                from: step::State::Pending,
-                step: rec(1, step::State::Running, None),
-                at,
-            },
-        ])
+        .apply(
+            "test",
+            vec![
+                Change::plan_state(id, plan::State::Planned, plan::State::Running, at),
+                Change::Step {
+                    plan: id,
+                    from: step::State::Pending,
+                    step: rec(0, step::State::Running, None),
+                    at,
+                },
+                Change::Step {
+                    plan: id,
+                    from: step::State::Running,
+                    step: rec(0, step::State::Success, Some(json!({"a": 1}))),
+                    at,
+                },
+                Change::Step {
+                    plan: id,
+                    from: step::State::Pending,
+                    step: rec(1, step::State::Running, None),
+                    at,
+                },
+            ],
+        )
         .await
         .expect("apply");
     let end = engine.execute(id, Rescue::Revert).await.expect("execute");

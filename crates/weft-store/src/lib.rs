@@ -41,7 +41,8 @@ pub trait Store: Send + Sync + 'static {
     fn create_plan(&self, plan: NewPlan) -> BoxFuture<Result<()>>;
 
     /// Applies changes atomically: all land, or none does (and the error says which conflicted).
-    fn apply(&self, changes: Vec<Change>) -> BoxFuture<Result<()>>;
+    /// `by` — a node's id, or a `weft` process — is recorded in the history as who did it.
+    fn apply(&self, by: &str, changes: Vec<Change>) -> BoxFuture<Result<()>>;
 
     /// A plan with its steps.
     fn load_plan(&self, id: PlanId) -> BoxFuture<Result<PlanSnapshot>>;
@@ -90,9 +91,9 @@ pub trait Store: Send + Sync + 'static {
     fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>>;
 
     /// Moves scheduled plans that are due at `now` (start time passed, prerequisites stopped)
-    /// to `planned`, through `planning`; reports chained plans whose prerequisite failed,
-    /// leaving them for the caller to stop.
-    fn promote_due(&self, now: Millis) -> BoxFuture<Result<Vec<Due>>>;
+    /// to `planned`, through `planning`, recording `by` as who did it; reports chained plans
+    /// whose prerequisite failed, leaving them for the caller to stop.
+    fn promote_due(&self, by: &str, now: Millis) -> BoxFuture<Result<Vec<Due>>>;
 
     /// Posts a command for the node executing `plan`; returns the message id.
     fn post(&self, plan: PlanId, command: Command) -> BoxFuture<Result<i64>>;

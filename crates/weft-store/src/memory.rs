@@ -38,7 +38,8 @@ struct Recorded {
     from: &'static str,
     to: &'static str,
     attempt: Option<u32>,
-    failure: Option<String>,
+    why: Option<String>,
+    by: Arc<str>,
 }
 
 /// The state a fenced change expects or leaves, for checking a batch.
@@ -77,7 +78,7 @@ fn weft_store_transition(r: &Recorded) -> crate::Transition<'_> {
         from: r.from,
         to: r.to,
         attempt: r.attempt,
-        failure: r.failure.as_deref(),
+        why: r.why.as_deref(),
     }
 }
 
@@ -120,7 +121,7 @@ impl Inner {
         }
     }
 
-    fn apply(&mut self, c: Change) {
+    fn apply(&mut self, by: &Arc<str>, c: Change) {
         let Some(entry) = self.plans.get_mut(&c.plan()) else {
             return;
         };
@@ -131,7 +132,8 @@ impl Inner {
                 from: t.from,
                 to: t.to,
                 attempt: t.attempt,
-                failure: t.failure.map(str::to_string),
+                why: t.why.map(str::to_string),
+                by: by.clone(),
             });
         }
         match c {
@@ -175,7 +177,8 @@ impl Store for MemoryStore {
         ready(Ok(()))
     }
 
-    fn apply(&self, changes: Vec<Change>) -> BoxFuture<Result<()>> {
+    fn apply(&self, by: &str, changes: Vec<Change>) -> BoxFuture<Result<()>> {
+        let by: Arc<str> = Arc::from(by);
         let mut inner = self.lock();
         // Check against the state as it will be after the earlier changes of the same batch.
         let mut pending: HashMap<(PlanId, Option<u32>), Tag> = HashMap::new();
@@ -212,7 +215,7 @@ impl Store for MemoryStore {
             pending.insert(key, to);
         }
         for c in changes {
-            inner.apply(c);
+            inner.apply(&by, c);
         }
         ready(Ok(()))
     }
@@ -265,7 +268,7 @@ impl Store for MemoryStore {
                 .map(|e| {
                     e.history
                         .iter()
-                        .map(|r| weft_store_transition(r).to_entry())
+                        .map(|r| weft_store_transition(r).to_entry(Some(&r.by)))
                         .collect()
                 })
                 .ok_or_else(|| Error::NotFound(id.to_string())),
@@ -380,7 +383,8 @@ impl Store for MemoryStore {
         ready(Ok(waiting))
     }
 
-    fn promote_due(&self, now: weft_model::Millis) -> BoxFuture<Result<Vec<Due>>> {
+    fn promote_due(&self, by: &str, now: weft_model::Millis) -> BoxFuture<Result<Vec<Due>>> {
+        let by: Arc<str> = Arc::from(by);
         let mut inner = self.lock();
         let mut scheduled: Vec<PlanId> = inner
             .plans
@@ -417,21 +421,11 @@ impl Store for MemoryStore {
                 });
             } else if stopped {
                 let changes = vec![
-                    Change::Plan {
-                        plan: id,
-                        from: plan::State::Scheduled,
-                        to: plan::State::Planning,
-                        at: now,
-                    },
-                    Change::Plan {
-                        plan: id,
-                        from: plan::State::Planning,
-                        to: plan::State::Planned,
-                        at: now,
-                    },
+                    Change::plan_state(id, plan::State::Scheduled, plan::State::Planning, now),
+                    Change::plan_state(id, plan::State::Planning, plan::State::Planned, now),
                 ];
                 for c in changes {
-                    inner.apply(c);
+                    inner.apply(&by, c);
                 }
                 out.push(Due::Ready(id));
             }

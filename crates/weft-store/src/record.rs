@@ -181,6 +181,8 @@ pub enum Change {
         to: plan::State,
         /// When.
         at: Millis,
+        /// Why, for the history (halted by an operator, a prerequisite failed, …).
+        reason: Option<String>,
     },
     /// A step changes: state and the fields that go with it.
     Step {
@@ -203,6 +205,34 @@ pub enum Change {
 }
 
 impl Change {
+    /// A plan's move from `from` to `to` at `at`.
+    pub fn plan_state(plan: PlanId, from: plan::State, to: plan::State, at: Millis) -> Change {
+        Change::Plan {
+            plan,
+            from,
+            to,
+            at,
+            reason: None,
+        }
+    }
+
+    /// A plan's move, with why.
+    pub fn plan_state_because(
+        plan: PlanId,
+        from: plan::State,
+        to: plan::State,
+        at: Millis,
+        reason: impl Into<String>,
+    ) -> Change {
+        Change::Plan {
+            plan,
+            from,
+            to,
+            at,
+            reason: Some(reason.into()),
+        }
+    }
+
     /// The plan it touches.
     pub fn plan(&self) -> PlanId {
         match self {
@@ -215,13 +245,19 @@ impl Change {
     /// The transition it records in the history, if it is one.
     pub fn transition(&self) -> Option<Transition<'_>> {
         match self {
-            Change::Plan { from, to, at, .. } => Some(Transition {
+            Change::Plan {
+                from,
+                to,
+                at,
+                reason,
+                ..
+            } => Some(Transition {
                 at: *at,
                 step: None,
                 from: from.as_str(),
                 to: to.as_str(),
                 attempt: None,
-                failure: None,
+                why: reason.as_deref(),
             }),
             Change::Step { from, step, at, .. } => Some(Transition {
                 at: *at,
@@ -229,7 +265,11 @@ impl Change {
                 from: from.as_str(),
                 to: step.state.as_str(),
                 attempt: Some(step.attempt),
-                failure: step.failure.as_ref().map(|f| f.message.as_str()),
+                why: step
+                    .failure
+                    .as_ref()
+                    .map(|f| f.message.as_str())
+                    .or(step.warning.as_deref()),
             }),
             Change::Phase { .. } => None,
         }
@@ -249,38 +289,35 @@ pub struct Transition<'a> {
     pub to: &'static str,
     /// The step's attempt.
     pub attempt: Option<u32>,
-    /// The step's failure message.
-    pub failure: Option<&'a str>,
+    /// Why: a step's failure (or warning), or a plan's reason.
+    pub why: Option<&'a str>,
 }
 
 impl Transition<'_> {
-    /// The `data` of its history entry as JSON text (`{"attempt":…,"failure":…}`), if any.
+    /// The `data` of its history entry as JSON text (`{"attempt":…,"why":…}`), if any.
     pub fn data_json(&self) -> Option<String> {
-        let attempt = self.attempt?;
-        Some(match self.failure {
-            Some(f) => format!(
-                "{{\"attempt\":{attempt},\"failure\":{}}}",
-                serde_json::Value::String(f.to_string())
-            ),
-            None => format!("{{\"attempt\":{attempt}}}"),
-        })
+        if self.attempt.is_none() && self.why.is_none() {
+            return None;
+        }
+        let mut data = serde_json::Map::new();
+        if let Some(attempt) = self.attempt {
+            data.insert("attempt".into(), attempt.into());
+        }
+        if let Some(why) = self.why {
+            data.insert("why".into(), why.into());
+        }
+        Some(Value::Object(data).to_string())
     }
 
-    /// The history entry it becomes.
-    pub fn to_entry(&self) -> HistoryEntry {
+    /// The history entry it becomes, recorded by `by`.
+    pub fn to_entry(&self, by: Option<&str>) -> HistoryEntry {
         HistoryEntry {
             at: self.at,
             step: self.step,
             from: self.from.to_string(),
             to: self.to.to_string(),
-            data: self.attempt.map(|attempt| {
-                let mut data = serde_json::Map::new();
-                data.insert("attempt".into(), attempt.into());
-                if let Some(f) = self.failure {
-                    data.insert("failure".into(), f.into());
-                }
-                Value::Object(data)
-            }),
+            by: by.map(str::to_string),
+            data: self.data_json().and_then(|d| serde_json::from_str(&d).ok()),
         }
     }
 }
@@ -296,7 +333,10 @@ pub struct HistoryEntry {
     pub from: String,
     /// The state after.
     pub to: String,
-    /// Attempt and failure message, for steps.
+    /// Who made the change: a node's id, or a `weft` process.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// The attempt (steps) and why (a step's failure, a plan's reason).
     pub data: Option<Value>,
 }
 

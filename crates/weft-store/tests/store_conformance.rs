@@ -72,20 +72,18 @@ async fn applies_changes_and_records_history(store: SharedStore) {
     let mut done = step(0, step::State::Success, 1);
     done.output = Some(serde_json::json!({"v": 2}));
     store
-        .apply(vec![
-            Change::Plan {
-                plan: id,
-                from: plan::State::Planned,
-                to: plan::State::Running,
-                at: now_millis(),
-            },
-            step_change(id, step::State::Pending, step(0, step::State::Running, 1)),
-            step_change(id, step::State::Running, done.clone()),
-            Change::Phase {
-                plan: id,
-                phase: serde_json::json!({"reverting": false}),
-            },
-        ])
+        .apply(
+            "test",
+            vec![
+                Change::plan_state(id, plan::State::Planned, plan::State::Running, now_millis()),
+                step_change(id, step::State::Pending, step(0, step::State::Running, 1)),
+                step_change(id, step::State::Running, done.clone()),
+                Change::Phase {
+                    plan: id,
+                    phase: serde_json::json!({"reverting": false}),
+                },
+            ],
+        )
         .await
         .expect("apply");
     let snap = store.load_plan(id).await.expect("load");
@@ -115,11 +113,14 @@ async fn a_fenced_write_that_finds_another_state_lands_nothing(store: SharedStor
     let id = p.id;
     store.create_plan(p).await.expect("create");
     let result = store
-        .apply(vec![
-            step_change(id, step::State::Pending, step(0, step::State::Running, 1)),
-            // step 1 is pending, not running: the whole batch must fail
-            step_change(id, step::State::Running, step(1, step::State::Success, 1)),
-        ])
+        .apply(
+            "test",
+            vec![
+                step_change(id, step::State::Pending, step(0, step::State::Running, 1)),
+                // step 1 is pending, not running: the whole batch must fail
+                step_change(id, step::State::Running, step(1, step::State::Success, 1)),
+            ],
+        )
         .await;
     match result {
         Err(Error::Conflict {
@@ -147,16 +148,22 @@ async fn one_callers_conflict_does_not_fail_another(store: SharedStore) {
     store.create_plan(a.clone()).await.expect("create");
     store.create_plan(b.clone()).await.expect("create");
     // Submitted together, so a group-committing backend puts them in one transaction.
-    let bad = store.apply(vec![step_change(
-        a.id,
-        step::State::Success,
-        step(0, step::State::Reverting, 1),
-    )]);
-    let good = store.apply(vec![step_change(
-        b.id,
-        step::State::Pending,
-        step(0, step::State::Running, 1),
-    )]);
+    let bad = store.apply(
+        "test",
+        vec![step_change(
+            a.id,
+            step::State::Success,
+            step(0, step::State::Reverting, 1),
+        )],
+    );
+    let good = store.apply(
+        "test",
+        vec![step_change(
+            b.id,
+            step::State::Pending,
+            step(0, step::State::Running, 1),
+        )],
+    );
     assert!(matches!(bad.await, Err(Error::Conflict { .. })));
     good.await.expect("the other caller's write lands");
     assert_eq!(
@@ -183,18 +190,18 @@ async fn lists_plans_with_derived_results(store: SharedStore) {
             step(i, step::State::Success, 1),
         ));
     }
-    changes.push(Change::Plan {
-        plan: ok.id,
-        from: plan::State::Planned,
-        to: plan::State::Running,
-        at: 1,
-    });
-    changes.push(Change::Plan {
-        plan: ok.id,
-        from: plan::State::Running,
-        to: plan::State::Stopped,
-        at: 2,
-    });
+    changes.push(Change::plan_state(
+        ok.id,
+        plan::State::Planned,
+        plan::State::Running,
+        1,
+    ));
+    changes.push(Change::plan_state(
+        ok.id,
+        plan::State::Running,
+        plan::State::Stopped,
+        2,
+    ));
     changes.push(step_change(
         failed.id,
         step::State::Pending,
@@ -203,7 +210,7 @@ async fn lists_plans_with_derived_results(store: SharedStore) {
     let mut err = step(0, step::State::Error, 1);
     err.failure = Some(Failure::new("command", "exited with code 1"));
     changes.push(step_change(failed.id, step::State::Running, err));
-    store.apply(changes).await.expect("apply");
+    store.apply("test", changes).await.expect("apply");
 
     let all = store.list_plans(PlanFilter::default()).await.expect("list");
     assert_eq!(all.len(), 2);
@@ -333,12 +340,15 @@ async fn claims_only_waiting_unlocked_uninhibited_plans(store: SharedStore) {
     );
     // A running plan whose lock is released (its node died) is claimable again.
     store
-        .apply(vec![Change::Plan {
-            plan: planned.id,
-            from: plan::State::Planned,
-            to: plan::State::Running,
-            at: 1,
-        }])
+        .apply(
+            "test",
+            vec![Change::plan_state(
+                planned.id,
+                plan::State::Planned,
+                plan::State::Running,
+                1,
+            )],
+        )
         .await
         .expect("apply");
     store.release_lock(planned.id, None).await.expect("release");
@@ -402,14 +412,18 @@ async fn due_plans_are_promoted_once_and_failed_prerequisites_reported(store: Sh
     for p in [&due, &later, &prerequisite, &chained] {
         store.create_plan(p.clone()).await.expect("create");
     }
-    let promoted = store.promote_due(500).await.expect("promote");
+    let promoted = store.promote_due("test", 500).await.expect("promote");
     assert_eq!(
         promoted,
         vec![weft_store::Due::Ready(due.id)],
         "the chained plan waits"
     );
     assert!(
-        store.promote_due(500).await.expect("promote").is_empty(),
+        store
+            .promote_due("test", 500)
+            .await
+            .expect("promote")
+            .is_empty(),
         "promoted once"
     );
     assert_eq!(
@@ -425,30 +439,33 @@ async fn due_plans_are_promoted_once_and_failed_prerequisites_reported(store: Sh
     let mut err = step(0, step::State::Error, 1);
     err.failure = Some(Failure::new("x", "y"));
     store
-        .apply(vec![
-            step_change(
-                prerequisite.id,
-                step::State::Pending,
-                step(0, step::State::Running, 1),
-            ),
-            step_change(prerequisite.id, step::State::Running, err),
-            Change::Plan {
-                plan: prerequisite.id,
-                from: plan::State::Planned,
-                to: plan::State::Running,
-                at: 1,
-            },
-            Change::Plan {
-                plan: prerequisite.id,
-                from: plan::State::Running,
-                to: plan::State::Stopped,
-                at: 2,
-            },
-        ])
+        .apply(
+            "test",
+            vec![
+                step_change(
+                    prerequisite.id,
+                    step::State::Pending,
+                    step(0, step::State::Running, 1),
+                ),
+                step_change(prerequisite.id, step::State::Running, err),
+                Change::plan_state(
+                    prerequisite.id,
+                    plan::State::Planned,
+                    plan::State::Running,
+                    1,
+                ),
+                Change::plan_state(
+                    prerequisite.id,
+                    plan::State::Running,
+                    plan::State::Stopped,
+                    2,
+                ),
+            ],
+        )
         .await
         .expect("apply");
     assert_eq!(
-        store.promote_due(500).await.expect("promote"),
+        store.promote_due("test", 500).await.expect("promote"),
         vec![weft_store::Due::FailedDependency {
             plan: chained.id,
             prerequisite: prerequisite.id

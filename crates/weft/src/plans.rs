@@ -108,7 +108,7 @@ pub async fn halt(global: &Global, id: &str) -> Result<u8, Fail> {
         None => {
             let changes =
                 weft_engine::operator::halt(&snap, now_millis()).map_err(|r| Fail::Input(r.0))?;
-            store.apply(changes).await?;
+            store.apply(&owner::me(), changes).await?;
         }
     }
     eprintln!("plan {id} halted");
@@ -125,7 +125,7 @@ pub async fn cancel(global: &Global, id: &str) -> Result<u8, Fail> {
         plan::State::Paused => crate::run::cancel_paused(store, id, global).await,
         plan::State::Planned | plan::State::Scheduled | plan::State::Pending => {
             let changes = weft_engine::operator::cancel_unstarted(&snap, now_millis()).map_err(|r| Fail::Input(r.0))?;
-            store.apply(changes).await?;
+            store.apply(&owner::me(), changes).await?;
             eprintln!("plan {id} cancelled before it started");
             Ok(0)
         }
@@ -147,7 +147,7 @@ pub async fn skip(global: &Global, id: &str, step_name: &str) -> Result<u8, Fail
     let changes =
         weft_engine::operator::skip(&snap, index, now_millis()).map_err(|r| Fail::Input(r.0))?;
     let skipped = changes.iter().filter(|c| matches!(c, weft_store::Change::Step { step, .. } if step.state == step::State::Skipped)).count();
-    store.apply(changes).await?;
+    store.apply(&owner::me(), changes).await?;
     eprintln!("skipped `{step_name}` and {} step(s) depending on it; continue with: weft plans resume {id}", skipped - 1);
     Ok(0)
 }

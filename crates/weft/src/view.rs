@@ -143,7 +143,7 @@ pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> Str
     out
 }
 
-/// `plans history`: every transition, with the attempt and the failure that caused it.
+/// `plans history`: every transition — when, what, who did it, and why.
 pub fn history(snap: &PlanSnapshot, entries: &[HistoryEntry]) -> String {
     let rows: Vec<Vec<String>> = entries
         .iter()
@@ -165,19 +165,24 @@ pub fn history(snap: &PlanSnapshot, entries: &[HistoryEntry]) -> String {
             let why = h
                 .data
                 .as_ref()
-                .and_then(|d| d.get("failure"))
+                .and_then(|d| d.get("why"))
                 .and_then(|f| f.as_str())
                 .unwrap_or("");
+            let by = h.by.clone().unwrap_or_default();
             vec![
                 format_millis(h.at),
                 what,
                 format!("{} -> {}", h.from, h.to),
                 attempt,
+                by,
                 why.to_string(),
             ]
         })
         .collect();
-    table(&["AT (UTC)", "WHAT", "TRANSITION", "ATTEMPT", "WHY"], &rows)
+    table(
+        &["AT (UTC)", "WHAT", "TRANSITION", "ATTEMPT", "BY", "WHY"],
+        &rows,
+    )
 }
 
 /// The lines printed when `weft run` ends.

@@ -229,6 +229,18 @@ fn halt_kills_the_running_commands_and_stops_the_plan() {
     assert_eq!(plan["result"], "cancelled");
     assert_eq!(step(&plan, "sleepy")["state"], "cancelled");
     assert_eq!(step(&plan, "next")["state"], "pending");
+    let last = plan["history"]
+        .as_array()
+        .and_then(|h| h.last().cloned())
+        .expect("history");
+    assert_eq!(
+        (last["to"].as_str(), last["data"]["why"].as_str()),
+        (Some("stopped"), Some("halted"))
+    );
+    assert!(
+        last["by"].as_str().unwrap_or("").starts_with("n1/"),
+        "the node executing it halted it: {last}"
+    );
     wait_for(
         "the background sleep to die",
         Duration::from_secs(10),
@@ -314,11 +326,22 @@ fn a_chained_plan_waits_for_its_prerequisites_and_fails_with_a_failed_one() {
     assert_eq!(wait_stopped(&sb, &doomed, Duration::from_secs(20)), "error");
     let plan = sb.show(&doomed);
     assert_eq!(step(&plan, "a")["failure"]["kinds"][0], "failed_dependency");
-    assert!(plan["history"]
-        .as_array()
-        .expect("history")
+    let history = plan["history"].as_array().expect("history");
+    let stop = history
         .iter()
-        .any(|h| h["from"] == "scheduled" && h["to"] == "stopped"));
+        .find(|h| h["from"] == "scheduled" && h["to"] == "stopped")
+        .expect("stopped");
+    assert!(
+        stop["data"]["why"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("failed-dependency"),
+        "{stop}"
+    );
+    assert!(
+        stop["by"].as_str().unwrap_or("").starts_with("n1/"),
+        "who stopped it: {stop}"
+    );
 }
 
 #[test]

@@ -379,12 +379,14 @@ impl Director {
                     // Dynflow: an inhibited plan is halted, then refused.
                     let from = snapshot.plan.state;
                     if from.allows(plan::State::Stopped) {
-                        ctx.out.changes.push(Change::Plan {
-                            plan: id,
+                        let why = "halted: its execution is inhibited";
+                        ctx.out.changes.push(Change::plan_state_because(
+                            id,
                             from,
-                            to: plan::State::Stopped,
-                            at: now,
-                        });
+                            plan::State::Stopped,
+                            now,
+                            why,
+                        ));
                     }
                     ctx.out.refused.push((
                         id,

@@ -116,9 +116,18 @@ impl PlanRun {
         // The plan's own moves: a plan found running was abandoned by a dead process; like
         // Dynflow's invalidation, it passes through paused.
         if was == plan::State::Running {
-            run.set_state(plan::State::Paused, ctx);
+            run.set_state(
+                plan::State::Paused,
+                "taken over: the process executing it is gone".into(),
+                ctx,
+            );
         }
-        run.set_state(plan::State::Running, ctx);
+        let why = match (was, intent) {
+            (_, Intent::Cancel) => "cancelling, by an operator",
+            (plan::State::Planned, _) => "started",
+            _ => "resumed",
+        };
+        run.set_state(plan::State::Running, why.into(), ctx);
 
         let resumed_by_operator = was == plan::State::Paused;
         let now = ctx.now;

@@ -139,16 +139,13 @@ impl PlanRun {
         true
     }
 
-    /// Moves the plan to `to`, recording the change.
-    pub fn set_state(&mut self, to: plan::State, ctx: &mut Ctx<'_>) -> bool {
+    /// Moves the plan to `to`, recording the change and why.
+    pub fn set_state(&mut self, to: plan::State, reason: String, ctx: &mut Ctx<'_>) -> bool {
         match self.state.transition(to) {
             Ok(_) => {
-                ctx.out.changes.push(Change::Plan {
-                    plan: self.id,
-                    from: self.state,
-                    to,
-                    at: ctx.now,
-                });
+                ctx.out.changes.push(Change::plan_state_because(
+                    self.id, self.state, to, ctx.now, reason,
+                ));
                 self.state = to;
                 true
             }
@@ -549,7 +546,7 @@ impl PlanRun {
                 ctx.out.kill.push((self.id, i as u32));
             }
         }
-        self.end(plan::State::Stopped, ctx);
+        self.end(plan::State::Stopped, "halted".into(), ctx);
     }
 
     /// Decides what follows from the plan's current state: finish, pause, or revert more.
@@ -559,10 +556,16 @@ impl PlanRun {
         }
         match self.phase.revert.clone() {
             None => match self.stopping {
-                Stopping::Pause if self.in_flight == 0 => self.end(plan::State::Paused, ctx),
-                Stopping::Fail if self.in_flight == 0 => self.end(plan::State::Stopped, ctx),
+                Stopping::Pause if self.in_flight == 0 => {
+                    let why = self.failure_note("paused for an operator");
+                    self.end(plan::State::Paused, why, ctx)
+                }
+                Stopping::Fail if self.in_flight == 0 => {
+                    let why = self.failure_note("stopped by the fail rescue");
+                    self.end(plan::State::Stopped, why, ctx)
+                }
                 Stopping::No if self.settled == self.steps.len() => {
-                    self.end(plan::State::Stopped, ctx)
+                    self.end(plan::State::Stopped, "every step settled".into(), ctx)
                 }
                 _ => {}
             },
@@ -652,11 +655,18 @@ impl PlanRun {
             .iter()
             .any(|&i| self.steps[i].state == step::State::RevertFailed)
         {
-            self.end(plan::State::Paused, ctx);
+            self.end(
+                plan::State::Paused,
+                "paused: a revert failed; resume retries it".into(),
+                ctx,
+            );
             return;
         }
         match scope.subflow {
-            None => self.end(plan::State::Stopped, ctx),
+            None => {
+                let why = format!("reverted: {}", scope.cause.message);
+                self.end(plan::State::Stopped, why, ctx)
+            }
             Some(s) => self.restart_subflow(s, &members, ctx),
         }
     }
@@ -703,8 +713,16 @@ impl PlanRun {
     }
 
     /// Ends the plan's execution here in `state` (`stopped` or `paused`).
-    pub fn end(&mut self, state: plan::State, ctx: &mut Ctx<'_>) {
-        if !self.set_state(state, ctx) {
+    /// `what`, with the first failure if there was one.
+    fn failure_note(&self, what: &str) -> String {
+        match &self.first_failure {
+            Some(f) => format!("{what}: {}", f.message),
+            None => what.to_string(),
+        }
+    }
+
+    pub fn end(&mut self, state: plan::State, reason: String, ctx: &mut Ctx<'_>) {
+        if !self.set_state(state, reason, ctx) {
             return;
         }
         self.ended = true;

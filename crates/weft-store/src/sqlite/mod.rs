@@ -295,11 +295,11 @@ impl Store for SqliteStore {
         self.write(Write::Create(Box::new(plan)))
     }
 
-    fn apply(&self, changes: Vec<Change>) -> BoxFuture<Result<()>> {
+    fn apply(&self, by: &str, changes: Vec<Change>) -> BoxFuture<Result<()>> {
         if changes.is_empty() {
             return Box::pin(std::future::ready(Ok(())));
         }
-        self.write(Write::Apply(changes))
+        self.write(Write::Apply(by.to_string(), changes))
     }
 
     fn load_plan(&self, id: PlanId) -> BoxFuture<Result<PlanSnapshot>> {
@@ -382,7 +382,7 @@ impl Store for SqliteStore {
             }
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT at, step, from_state, to_state, data FROM events WHERE plan_id = ?1 ORDER BY id",
+                    "SELECT at, step, from_state, to_state, data, actor FROM events WHERE plan_id = ?1 ORDER BY id",
                 )
                 .map_err(classify)?;
             let rows = stmt
@@ -393,17 +393,19 @@ impl Store for SqliteStore {
                         r.get::<_, String>(2)?,
                         r.get::<_, String>(3)?,
                         r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
                     ))
                 })
                 .map_err(classify)?;
             let mut out = Vec::new();
             for row in rows {
-                let (at, step, from, to, data) = row.map_err(classify)?;
+                let (at, step, from, to, data, by) = row.map_err(classify)?;
                 out.push(HistoryEntry {
                     at,
                     step,
                     from,
                     to,
+                    by,
                     data: data.map(|d| json(&d, "event data")).transpose()?,
                 });
             }
@@ -501,8 +503,8 @@ impl Store for SqliteStore {
         self.write_plans(Write::Claim(owner, limit))
     }
 
-    fn promote_due(&self, now: Millis) -> BoxFuture<Result<Vec<Due>>> {
-        let done = self.submit(Write::PromoteDue(now));
+    fn promote_due(&self, by: &str, now: Millis) -> BoxFuture<Result<Vec<Due>>> {
+        let done = self.submit(Write::PromoteDue(by.to_string(), now));
         Box::pin(async move {
             match done.await? {
                 Output::Due(d) => Ok(d),

@@ -72,6 +72,9 @@ CREATE TABLE mailbox (
 );
 CREATE INDEX mailbox_pending ON mailbox(status, plan_id);
 "#,
+    r#"
+ALTER TABLE events ADD COLUMN actor TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

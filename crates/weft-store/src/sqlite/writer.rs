@@ -20,7 +20,7 @@ pub(super) struct Request {
 /// What to write.
 pub(super) enum Write {
     Create(Box<NewPlan>),
-    Apply(Vec<Change>),
+    Apply(String, Vec<Change>),
     Acquire(PlanId, String),
     Release(PlanId, Option<String>),
     Inhibit(PlanId),
@@ -28,7 +28,7 @@ pub(super) enum Write {
     Heartbeat(String, Millis),
     InvalidateNode(String),
     Claim(String, u32),
-    PromoteDue(Millis),
+    PromoteDue(String, Millis),
     Post(PlanId, Command),
     Reply(i64, Reply),
 }
@@ -98,7 +98,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
     let unit = |r: Result<()>| r.map(|()| Output::Unit);
     match write {
         Write::Create(plan) => unit(create(conn, plan)),
-        Write::Apply(changes) => unit(changes.iter().try_for_each(|c| change(conn, c))),
+        Write::Apply(by, changes) => unit(changes.iter().try_for_each(|c| change(conn, by, c))),
         Write::Inhibit(plan) => {
             let key = plan.to_string();
             if !plan_exists(conn, &key)? {
@@ -163,7 +163,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
                 .map_err(classify)?;
             Ok(Output::Plans(parse_ids(ids)?))
         }
-        Write::PromoteDue(now) => promote_due(conn, *now).map(Output::Due),
+        Write::PromoteDue(by, now) => promote_due(conn, by, *now).map(Output::Due),
         Write::Post(plan, command) => {
             let key = plan.to_string();
             if !plan_exists(conn, &key)? {
@@ -247,7 +247,7 @@ fn parse_ids(ids: Vec<String>) -> Result<Vec<PlanId>> {
 }
 
 /// Moves due scheduled plans to `planned`; reports chained plans whose prerequisite failed.
-fn promote_due(conn: &Connection, now: Millis) -> Result<Vec<Due>> {
+fn promote_due(conn: &Connection, by: &str, now: Millis) -> Result<Vec<Due>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, after_plans FROM plans
@@ -283,21 +283,13 @@ fn promote_due(conn: &Connection, now: Millis) -> Result<Vec<Due>> {
         } else if all_stopped {
             change(
                 conn,
-                &Change::Plan {
-                    plan,
-                    from: plan::State::Scheduled,
-                    to: plan::State::Planning,
-                    at: now,
-                },
+                by,
+                &Change::plan_state(plan, plan::State::Scheduled, plan::State::Planning, now),
             )?;
             change(
                 conn,
-                &Change::Plan {
-                    plan,
-                    from: plan::State::Planning,
-                    to: plan::State::Planned,
-                    at: now,
-                },
+                by,
+                &Change::plan_state(plan, plan::State::Planning, plan::State::Planned, now),
             )?;
             out.push(Due::Ready(plan));
         }
@@ -383,9 +375,11 @@ fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
     Ok(())
 }
 
-fn change(conn: &Connection, c: &Change) -> Result<()> {
+fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
     match c {
-        Change::Plan { plan, from, to, at } => {
+        Change::Plan {
+            plan, from, to, at, ..
+        } => {
             let n = conn
                 .prepare_cached(
                     "UPDATE plans SET state = ?3,
@@ -443,9 +437,9 @@ fn change(conn: &Connection, c: &Change) -> Result<()> {
     if let Some(h) = c.transition() {
         let data = h.data_json();
         conn.prepare_cached(
-            "INSERT INTO events (plan_id, step, from_state, to_state, at, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO events (plan_id, step, from_state, to_state, at, data, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
-        .and_then(|mut s| s.execute(params![c.plan().to_string(), h.step, h.from, h.to, h.at, data]))
+        .and_then(|mut s| s.execute(params![c.plan().to_string(), h.step, h.from, h.to, h.at, data, by]))
         .map_err(classify)?;
     }
     Ok(())
