@@ -381,3 +381,55 @@ async fn a_plan_locked_by_another_owner_is_not_executed() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_rust_task_suspends_and_an_event_completes_it() {
+    let (_dir, store) = sqlite();
+    let mut r = Registry::new();
+    r.register(
+        "ask",
+        "1",
+        task_fn(|ctx| async move {
+            ctx.suspend(None);
+            Ok(json!({ "asked": true }))
+        }),
+    );
+    let flow = FlowBuilder::linear("s")
+        .task("ask", "ask", "1", |t| t.provides(["answer"]))
+        .build()
+        .expect("valid");
+    let engine = Engine::start(store.clone(), Arc::new(r), config());
+    let id = engine.plan(flow, BTreeMap::new()).await.expect("plan");
+    let running = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.execute(id, Rescue::Revert).await })
+    };
+    loop {
+        if store.load_plan(id).await.expect("load").steps[0].state == step::State::Suspended {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused = engine
+        .event(id, 0, json!({ "wrong": 1 }), false)
+        .await
+        .expect_err("provides checked");
+    assert!(
+        refused.to_string().contains("has no key `answer`"),
+        "{refused}"
+    );
+    engine
+        .event(id, 0, json!({ "answer": 42 }), false)
+        .await
+        .expect("taken");
+    let end = running.await.expect("join").expect("execute");
+    assert_eq!(end.outcome, Outcome::Success);
+    let out = store.load_plan(id).await.expect("load").steps[0]
+        .output
+        .clone();
+    assert_eq!(
+        out,
+        Some(json!({ "asked": true, "answer": 42 })),
+        "the event is merged into the output"
+    );
+}

@@ -261,3 +261,25 @@ fn a_locked_database_is_a_clear_error() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn an_unparseable_start_time_or_delay() {
+    let e = refused(
+        &format!("name = \"f\"\n{TASK_A}"),
+        &["--at", "next tuesday"],
+    );
+    assert!(e.contains("`next tuesday` is not a UTC time"), "{e}");
+    let e = refused(&format!("name = \"f\"\n{TASK_A}"), &["--delay", "a while"]);
+    assert!(e.contains("bad duration `a while`"), "{e}");
+    // Resolving --after opens the store; still nothing is planned.
+    let sb = Sandbox::new();
+    sb.write("flow.toml", &format!("name = \"f\"\n{TASK_A}"));
+    let out = sb.run(&["submit", "flow.toml", "--after", "not-a-plan"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no plan not-a-plan"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&sb.run(&["plans", "list"]).stdout).contains("no plans"));
+}

@@ -401,8 +401,8 @@ impl PlanRun {
         let Value::Object(data) = data else {
             return Err("event data must be a JSON object".into());
         };
-        let mut output = match self.steps[i].output.take() {
-            Some(Value::Object(o)) => o,
+        let mut output = match &self.steps[i].output {
+            Some(Value::Object(o)) => o.clone(),
             _ => Map::new(),
         };
         output.extend(data);
@@ -411,8 +411,7 @@ impl PlanRun {
             .iter()
             .find(|p| !output.contains_key(*p))
         {
-            let missing = missing.clone();
-            self.steps[i].output = Some(Value::Object(output));
+            // Refused: the step keeps the output it had.
             return Err(format!(
                 "the event has no key `{missing}`, which step `{name}` provides"
             ));
