@@ -296,17 +296,14 @@ pub struct Transition<'a> {
 impl Transition<'_> {
     /// The `data` of its history entry as JSON text (`{"attempt":…,"why":…}`), if any.
     pub fn data_json(&self) -> Option<String> {
-        if self.attempt.is_none() && self.why.is_none() {
-            return None;
+        // Built by hand: this runs for every transition on the hot path.
+        let why = self.why.map(|w| serde_json::Value::from(w).to_string());
+        match (self.attempt, why) {
+            (None, None) => None,
+            (Some(a), None) => Some(format!("{{\"attempt\":{a}}}")),
+            (None, Some(w)) => Some(format!("{{\"why\":{w}}}")),
+            (Some(a), Some(w)) => Some(format!("{{\"attempt\":{a},\"why\":{w}}}")),
         }
-        let mut data = serde_json::Map::new();
-        if let Some(attempt) = self.attempt {
-            data.insert("attempt".into(), attempt.into());
-        }
-        if let Some(why) = self.why {
-            data.insert("why".into(), why.into());
-        }
-        Some(Value::Object(data).to_string())
     }
 
     /// The history entry it becomes, recorded by `by`.

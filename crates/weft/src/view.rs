@@ -109,9 +109,10 @@ pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> Str
         .steps
         .iter()
         .map(|s| {
-            let note = match &s.failure {
-                Some(f) => f.message.clone(),
-                None => output_text(s),
+            let note = match (&s.failure, &s.warning) {
+                (Some(f), _) => f.message.clone(),
+                (None, Some(w)) => format!("warning: {w}"),
+                (None, None) => output_text(s),
             };
             vec![
                 s.name.clone(),
