@@ -56,6 +56,12 @@ pub enum Scenario {
     /// A node on SQLite: plans of a 3-step no-op flow submitted through the store, started
     /// and finished per second (target ≥ 5,000 plans/s).
     PlanStarts,
+    /// The dependency engine: 1,000 manifolds in 100 chains of depth 10, from install until
+    /// all are started, in ms (target ≤ 50 ms; bounce delay 0, so this is the engine's cost).
+    DepsStart,
+    /// The dependency engine: a root with 1,000 dependents bounces; ms until all are started
+    /// again (target ≤ 50 ms; bounce delay 0).
+    DepsBounce,
     /// Everything above.
     All,
 }
@@ -98,6 +104,8 @@ pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
         Scenario::Commands,
         Scenario::EventRtt,
         Scenario::PlanStarts,
+        Scenario::DepsStart,
+        Scenario::DepsBounce,
     ];
     let chosen: Vec<Scenario> = if args.scenario == Scenario::All {
         all.to_vec()
@@ -160,6 +168,8 @@ pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
             Scenario::Commands => commands(args.repeat.min(3)).await?,
             Scenario::EventRtt => event_rtt(args.repeat).await?,
             Scenario::PlanStarts => plan_starts(args.repeat.min(3)).await?,
+            Scenario::DepsStart => deps_start(args.repeat).await?,
+            Scenario::DepsBounce => deps_bounce(args.repeat).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         if !args.json {
@@ -647,5 +657,151 @@ async fn plan_starts(repeat: u32) -> Result<Figure, Fail> {
         samples,
         target: 5000.0,
         higher_is_better: true,
+    })
+}
+
+/// An engine whose restarts wait for nothing, so that a figure is the engine's own cost.
+fn deps_config() -> weft_deps::EngineConfig {
+    let mut config = weft_deps::EngineConfig::juju(|_| false);
+    config.bounce_delay = Duration::ZERO;
+    config.error_delay = Duration::ZERO;
+    config
+}
+
+/// A manifold whose worker idles, counting its starts and exposing a unit resource.
+fn counted_manifold(inputs: &[&str], starts: &Arc<AtomicUsize>) -> weft_deps::Manifold {
+    let starts = starts.clone();
+    let names: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+    weft_deps::Manifold::new(inputs, move |ctx| {
+        let (starts, names) = (starts.clone(), names.clone());
+        async move {
+            for n in &names {
+                ctx.exists(n)?;
+            }
+            starts.fetch_add(1, Ordering::SeqCst);
+            Ok(weft_deps::TaskWorker::idle() as Arc<dyn weft_deps::Worker>)
+        }
+    })
+    .with_output(|_| Ok(Arc::new(()) as weft_deps::Resource))
+}
+
+async fn wait_for_count(count: &AtomicUsize, want: usize) -> Result<(), Fail> {
+    let t = Instant::now();
+    while count.load(Ordering::SeqCst) < want {
+        if t.elapsed() > Duration::from_secs(30) {
+            return Err(Fail::Other(format!(
+                "only {} of {want} manifolds started",
+                count.load(Ordering::SeqCst)
+            )));
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(())
+}
+
+async fn deps_start(repeat: u32) -> Result<Figure, Fail> {
+    let mut samples = Vec::new();
+    for _ in 0..repeat {
+        let engine = weft_deps::Engine::new(deps_config()).map_err(Fail::Other)?;
+        let starts = Arc::new(AtomicUsize::new(0));
+        let t = Instant::now();
+        for chain in 0..100 {
+            for depth in 0..10 {
+                let name = format!("c{chain}d{depth}");
+                let input = format!("c{chain}d{}", depth.max(1) - 1);
+                let inputs: Vec<&str> = if depth == 0 {
+                    vec![]
+                } else {
+                    vec![input.as_str()]
+                };
+                engine
+                    .install(&name, counted_manifold(&inputs, &starts))
+                    .await
+                    .map_err(|e| Fail::Other(e.to_string()))?;
+            }
+        }
+        wait_for_count(&starts, 1000).await?;
+        // A start can be counted and then bounced: the report is the judge.
+        while engine
+            .report()
+            .await
+            .manifolds
+            .values()
+            .any(|m| m.state != weft_deps::State::Started)
+        {
+            if t.elapsed() > Duration::from_secs(30) {
+                return Err(Fail::Other("not every manifold started within 30 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+        engine.kill();
+        engine
+            .wait()
+            .await
+            .map_err(|e| Fail::Other(e.to_string()))?;
+    }
+    Ok(Figure {
+        name: "deps-start",
+        unit: "ms",
+        samples,
+        target: 50.0,
+        higher_is_better: false,
+    })
+}
+
+async fn deps_bounce(repeat: u32) -> Result<Figure, Fail> {
+    let mut samples = Vec::new();
+    for _ in 0..repeat {
+        let engine = weft_deps::Engine::new(deps_config()).map_err(Fail::Other)?;
+        let starts = Arc::new(AtomicUsize::new(0));
+        let (bounce_tx, bounce_rx) = tokio::sync::watch::channel(0u32);
+        let root_starts = starts.clone();
+        let root = weft_deps::Manifold::new(&[], move |_ctx| {
+            let (root_starts, mut bounce) = (root_starts.clone(), bounce_rx.clone());
+            async move {
+                root_starts.fetch_add(1, Ordering::SeqCst);
+                let seen = *bounce.borrow_and_update();
+                let w: Arc<dyn weft_deps::Worker> =
+                    weft_deps::TaskWorker::spawn(move |mut stop| async move {
+                        tokio::select! {
+                            _ = stop.requested() => Ok(()),
+                            _ = bounce.wait_for(|b| *b != seen) => Err(weft_deps::Error::Bounce),
+                        }
+                    });
+                Ok(w)
+            }
+        })
+        .with_output(|_| Ok(Arc::new(()) as weft_deps::Resource));
+        engine
+            .install("root", root)
+            .await
+            .map_err(|e| Fail::Other(e.to_string()))?;
+        for i in 0..1000 {
+            engine
+                .install(&format!("dep{i}"), counted_manifold(&["root"], &starts))
+                .await
+                .map_err(|e| Fail::Other(e.to_string()))?;
+        }
+        wait_for_count(&starts, 1001).await?;
+        // Let stragglers settle, then bounce the root.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = starts.load(Ordering::SeqCst);
+        let t = Instant::now();
+        let _ = bounce_tx.send(1);
+        wait_for_count(&starts, before + 1001).await?;
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+        engine.kill();
+        engine
+            .wait()
+            .await
+            .map_err(|e| Fail::Other(e.to_string()))?;
+    }
+    Ok(Figure {
+        name: "deps-bounce",
+        unit: "ms",
+        samples,
+        target: 50.0,
+        higher_is_better: false,
     })
 }
