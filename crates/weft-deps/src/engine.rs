@@ -189,6 +189,9 @@ impl Loop {
                 }
                 Ticket::Kill => self.kill(None),
             }
+            if self.dying {
+                self.stop_leaves();
+            }
             self.finish_if_done();
         }
     }
@@ -505,26 +508,43 @@ impl Loop {
         }
     }
 
-    /// Stops everything; the engine ends once every worker has stopped.
+    /// Stops everything, in reverse dependency order: a worker is asked to stop once every
+    /// manifold that depends on it has stopped. The engine ends when all have.
     fn kill(&mut self, _why: Option<Error>) {
         if self.dying {
             return;
         }
         self.dying = true;
         for node in self.nodes.values_mut() {
-            match node.state {
-                State::Started => {
-                    node.state = State::Stopping;
-                    if let Some(w) = &node.worker {
-                        w.kill();
-                    }
+            if node.state == State::Starting {
+                if let Some(a) = &node.abort {
+                    let _ = a.send(true);
                 }
-                State::Starting => {
-                    if let Some(a) = &node.abort {
-                        let _ = a.send(true);
-                    }
+            }
+        }
+        self.stop_leaves();
+    }
+
+    /// While dying: stops the running workers none of whose dependents still run.
+    fn stop_leaves(&mut self) {
+        let leaves: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state == State::Started)
+            .filter(|(name, _)| {
+                self.dependents.get(*name).is_none_or(|deps| {
+                    deps.iter()
+                        .all(|d| self.nodes.get(d).is_none_or(|n| n.state == State::Stopped))
+                })
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in leaves {
+            if let Some(node) = self.nodes.get_mut(&name) {
+                node.state = State::Stopping;
+                if let Some(w) = &node.worker {
+                    w.kill();
                 }
-                State::Stopping | State::Stopped => {}
             }
         }
     }

@@ -447,3 +447,44 @@ fn an_invalid_configuration_is_refused_by_name() {
         );
     });
 }
+
+#[tokio::test(start_paused = true)]
+async fn kill_stops_dependents_before_what_they_depend_on() {
+    let engine = Engine::new(config()).expect("engine");
+    let order: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recording = |name: &'static str, inputs: &[&str], order: &Arc<Mutex<Vec<String>>>| {
+        let order = order.clone();
+        Manifold::new(inputs, move |_ctx| {
+            let order = order.clone();
+            async move {
+                let w: Arc<dyn Worker> = TaskWorker::spawn(move |mut stop| async move {
+                    stop.requested().await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    order.lock().expect("lock").push(name.to_string());
+                    Ok(())
+                });
+                Ok(w)
+            }
+        })
+        .with_output(|_| Ok(Arc::new(()) as Resource))
+    };
+    engine
+        .install("store", recording("store", &[], &order))
+        .await
+        .expect("install");
+    engine
+        .install("director", recording("director", &["store"], &order))
+        .await
+        .expect("install");
+    engine
+        .install("http", recording("http", &["director", "store"], &order))
+        .await
+        .expect("install");
+    settle(Duration::from_millis(100)).await;
+    engine.kill();
+    engine.wait().await.expect("clean");
+    assert_eq!(
+        *order.lock().expect("lock"),
+        vec!["http", "director", "store"]
+    );
+}
