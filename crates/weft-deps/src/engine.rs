@@ -138,6 +138,8 @@ struct Node {
     started_wall: Option<i64>,
     error: Option<String>,
     error_at: Option<i64>,
+    /// The last error was `Missing`: an input not up yet, which a start makes moot.
+    error_missing: bool,
     recent_errors: u32,
     log: Vec<crate::manifold::Access>,
 }
@@ -235,6 +237,7 @@ impl Loop {
                 started_wall: None,
                 error: None,
                 error_at: None,
+                error_missing: false,
                 recent_errors: 0,
                 log: Vec::new(),
             },
@@ -364,6 +367,10 @@ impl Loop {
                 } else {
                     node.state = State::Started;
                 }
+                if std::mem::take(&mut node.error_missing) {
+                    node.error = None;
+                    node.error_at = None;
+                }
                 node.worker = Some(worker.clone());
                 node.start_count += 1;
                 node.started_at = Some(Instant::now());
@@ -433,6 +440,7 @@ impl Loop {
         if let Some(e) = &err {
             node.error = Some(e.to_string());
             node.error_at = Some(wall_ms());
+            node.error_missing = matches!(e, Error::Missing(_));
         } else if !aborted {
             node.error = None;
         }

@@ -25,4 +25,4 @@ pub use engine::Engine;
 pub use error::{Error, InstallError};
 pub use manifold::{Context, Manifold, Resource};
 pub use report::{EngineReport, ManifoldReport, State};
-pub use worker::{TaskWorker, Worker};
+pub use worker::{BoxFuture, Stop, TaskWorker, Worker};

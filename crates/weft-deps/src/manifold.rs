@@ -54,6 +54,14 @@ impl Manifold {
         self
     }
 
+    /// Exposes the resource the worker holds ([`Worker::resource`]).
+    pub fn exposing_resource(self) -> Self {
+        self.with_output(|w| {
+            w.resource()
+                .ok_or_else(|| Error::msg("the worker holds no resource"))
+        })
+    }
+
     /// Filters the worker's errors.
     pub fn with_filter(mut self, filter: impl Fn(Error) -> Error + Send + Sync + 'static) -> Self {
         self.filter = Some(Arc::new(filter));

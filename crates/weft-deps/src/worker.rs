@@ -20,6 +20,12 @@ pub trait Worker: Send + Sync + 'static {
     fn report(&self) -> Option<serde_json::Value> {
         None
     }
+
+    /// A resource the worker holds, for a manifold's output to expose to dependents
+    /// ([`crate::Manifold::exposing_resource`]).
+    fn resource(&self) -> Option<crate::Resource> {
+        None
+    }
 }
 
 /// A worker that is a tokio task with a stop signal — the natural shape of a worker.

@@ -187,8 +187,13 @@ impl Engine {
         let owner = self.config.owner.clone();
         self.store.acquire_lock(plan, owner.clone()).await?;
         let result = self.start_locked(plan, rescue, intent).await;
-        // A failed release leaves a lock whose owner is gone; its invalidation clears it.
-        let _ = self.store.release_lock(plan, Some(owner)).await;
+        // An abandoned engine keeps its locks: whoever takes over (its node's next executor,
+        // or another node after invalidation) releases them, so that a late release here can
+        // never drop a lock that has changed hands. A failed release leaves a lock whose owner
+        // is gone; its invalidation clears it.
+        if !matches!(result, Err(Error::Stopped)) {
+            let _ = self.store.release_lock(plan, Some(owner)).await;
+        }
         result
     }
 

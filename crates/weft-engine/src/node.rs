@@ -1,13 +1,23 @@
-//! A node: a long-lived process that executes the plans submitted to the store.
+//! A node: a long-lived process that executes the plans submitted to the store, built as a set
+//! of manifolds on the dependency engine (`weft-deps`):
 //!
-//! A node registers itself and heartbeats. It claims plans that wait for a node (submitted, or
-//! left `running` by a node that died), starts delayed and chained plans when due, delivers the
-//! events and halts other processes post for the plans it holds, and declares dead any node
-//! whose heartbeat is older than the lease: that node's execution locks are released, and its
-//! plans are claimed again — their idempotent running steps re-run, the others error.
+//! | manifold | inputs | what it does |
+//! |---|---|---|
+//! | `store` | — | opens the store and checks it every [`STORE_CHECK`]; fails when it is gone |
+//! | `membership` | store | registers the node and heartbeats; fatal if another node declared it dead |
+//! | `invalidator` | store | declares dead every node whose heartbeat is older than the lease |
+//! | `scheduler` | store | promotes due delayed and chained plans, exactly once across nodes |
+//! | `executor` | store | the director and executor ([`Engine`]); drains within the grace period on stop |
+//! | `claimer` | store, executor | claims plans that wait for a node and executes them |
+//! | `mailbox` | executor | delivers events and halts other processes post |
+//! | `reporter` | store | writes the engine's live report into the store for `weft status` |
 //!
-//! Shutting down, a node starts nothing new, lets running steps finish within a grace period,
-//! then kills what is left and releases its plans for the next node (or its next start).
+//! When the store fails, everything that depends on it stops, and comes back in order when it
+//! returns: the new executor first releases the locks its predecessor held, then the claimer
+//! claims those plans again — their idempotent running steps re-run, the others error.
+//! Shutting down stops the manifolds in reverse dependency order: the executor lets running
+//! steps finish within the grace period, then kills what is left; the node then releases its
+//! plans for the next node (or its next start).
 
 use crate::director::{PlanEnd, Rescue};
 use crate::engine::{Config, Engine, Error};
@@ -16,6 +26,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use weft_deps::{Context, Manifold, Resource, TaskWorker, Worker};
 use weft_model::plan;
 use weft_model::{now_millis, step, Failure, PlanId};
 use weft_store::{Change, Command, Due, NodeRecord, Reply, SharedStore};
@@ -30,8 +41,15 @@ pub const MAILBOX_POLL: Duration = Duration::from_millis(5);
 pub const CLAIM_POLL: Duration = Duration::from_millis(50);
 /// How often due delayed plans are looked for.
 pub const SCHEDULE_POLL: Duration = Duration::from_millis(100);
+/// How often the store is checked.
+pub const STORE_CHECK: Duration = Duration::from_millis(500);
+/// How often the node's report is written to the store.
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// The most plans claimed at once.
 const CLAIM_BATCH: u32 = 256;
+
+/// Opens the store (again, after a failure).
+pub type Opener = Arc<dyn Fn() -> Result<SharedStore, weft_store::Error> + Send + Sync>;
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -62,12 +80,32 @@ impl NodeConfig {
     }
 }
 
+/// An error that stops the whole node.
+#[derive(Debug)]
+struct Fatal(String);
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Fatal {}
+
+fn is_fatal(e: &weft_deps::Error) -> bool {
+    matches!(e, weft_deps::Error::Failed(inner) if inner.downcast_ref::<Fatal>().is_some())
+}
+
+fn failed(e: impl std::fmt::Display) -> weft_deps::Error {
+    weft_deps::Error::msg(e.to_string())
+}
+
 /// A running node.
 pub struct Node {
     id: String,
     config: NodeConfig,
-    store: SharedStore,
-    engine: Engine,
+    opener: Opener,
+    engine: weft_deps::Engine,
 }
 
 impl Node {
@@ -75,10 +113,11 @@ impl Node {
     /// is declared dead first (its plans are claimed again); one that is still alive makes
     /// this start fail.
     pub async fn start(
-        store: SharedStore,
+        opener: Opener,
         registry: Arc<Registry>,
         config: NodeConfig,
     ) -> Result<Node, Error> {
+        let store = opener()?;
         let now = now_millis();
         for other in store.nodes().await? {
             if other.name != config.name {
@@ -95,25 +134,24 @@ impl Node {
             tracing::warn!(node = %other.id, plans = released.len(), "invalidated the previous incarnation of this node");
         }
         let id = format!("{}/{}", config.name, PlanId::new());
-        store
-            .register_node(NodeRecord {
-                id: id.clone(),
-                name: config.name.clone(),
-                started_at: now,
-                heartbeat_at: now,
-            })
-            .await?;
-        let engine_config = Config {
-            parallelism: config.parallelism,
-            owner: id.clone(),
+        let node = NodeRecord {
+            id: id.clone(),
+            name: config.name.clone(),
+            started_at: now,
+            heartbeat_at: now,
+            report: None,
         };
-        let engine = Engine::start(store.clone(), registry, engine_config);
-        Ok(Node {
+        store.register_node(node).await?;
+        let deps_config = weft_deps::EngineConfig::juju(is_fatal);
+        let engine = weft_deps::Engine::new(deps_config).map_err(Error::Refused)?;
+        let node = Node {
             id,
             config,
-            store,
+            opener,
             engine,
-        })
+        };
+        node.install(registry).await?;
+        Ok(node)
     }
 
     /// This incarnation's id (`NAME/UUID`): the owner of the locks it holds.
@@ -121,134 +159,352 @@ impl Node {
         &self.id
     }
 
-    /// The engine executing this node's plans.
-    pub fn engine(&self) -> &Engine {
+    /// The dependency engine the node is made of.
+    pub fn manifolds(&self) -> &weft_deps::Engine {
         &self.engine
     }
 
-    /// Runs until `shutdown` resolves (then shuts down gracefully) or the node learns it was
-    /// declared dead by another (an error: it must not go on executing).
+    async fn install(&self, registry: Arc<Registry>) -> Result<(), Error> {
+        let refused = |e: weft_deps::InstallError| Error::Refused(e.to_string());
+        let e = &self.engine;
+        e.install("store", self.store_manifold())
+            .await
+            .map_err(refused)?;
+        e.install("membership", self.membership_manifold())
+            .await
+            .map_err(refused)?;
+        e.install("invalidator", self.invalidator_manifold())
+            .await
+            .map_err(refused)?;
+        e.install("scheduler", self.scheduler_manifold())
+            .await
+            .map_err(refused)?;
+        e.install("executor", self.executor_manifold(registry))
+            .await
+            .map_err(refused)?;
+        e.install("claimer", self.claimer_manifold())
+            .await
+            .map_err(refused)?;
+        e.install("mailbox", self.mailbox_manifold())
+            .await
+            .map_err(refused)?;
+        e.install("reporter", self.reporter_manifold())
+            .await
+            .map_err(refused)?;
+        Ok(())
+    }
+
+    /// Runs until `shutdown` resolves (then shuts down gracefully) or a fatal error — this
+    /// node declared dead by another — stops it.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let mailbox = tokio::spawn(serve_mailbox(self.engine.clone(), self.id.clone()));
-        let mut shutdown = std::pin::pin!(shutdown);
-        let heartbeat_every = (self.config.lease / 5).max(Duration::from_millis(100));
-        let mut heartbeat = tokio::time::interval(heartbeat_every);
-        let mut invalidate =
-            tokio::time::interval((self.config.lease / 2).max(Duration::from_millis(200)));
-        let mut schedule = tokio::time::interval(SCHEDULE_POLL);
-        let mut claim_at = tokio::time::Instant::now();
-        let outcome = loop {
-            tokio::select! {
-                _ = &mut shutdown => break Ok(()),
-                _ = heartbeat.tick() => {
-                    match self.store.heartbeat(self.id.clone(), now_millis()).await {
-                        Ok(()) => {}
-                        Err(weft_store::Error::NotFound(_)) => {
-                            break Err(Error::Refused(format!(
-                                "node {} was declared dead by another node (its heartbeat lapsed); stopping",
-                                self.id
-                            )));
-                        }
-                        Err(e) => tracing::warn!("heartbeat failed: {e}"),
-                    }
-                }
-                _ = invalidate.tick() => self.invalidate_dead().await,
-                _ = schedule.tick() => self.start_due().await,
-                _ = tokio::time::sleep_until(claim_at) => {
-                    let claimed = self.claim().await;
-                    let wait = if claimed == CLAIM_BATCH as usize { Duration::ZERO } else { CLAIM_POLL };
-                    claim_at = tokio::time::Instant::now() + wait;
-                }
-            }
+        let outcome = tokio::select! {
+            _ = shutdown => Ok(()),
+            ended = self.engine.wait() => Err(Error::Refused(match ended {
+                Err(e) => format!("node {} stopped: {e}", self.id),
+                Ok(()) => format!("node {} stopped", self.id),
+            })),
         };
-        self.shut_down().await;
-        mailbox.abort();
+        self.engine.kill();
+        let _ = self.engine.wait().await;
+        // Release this node's plans for the next node, or its next start.
+        match (self.opener)() {
+            Ok(store) => match store.invalidate_node(self.id.clone()).await {
+                Ok(plans) => tracing::info!(plans = plans.len(), "released this node's plans"),
+                Err(e) => tracing::warn!("cannot release this node's plans: {e}"),
+            },
+            Err(e) => tracing::warn!("cannot reach the store to release this node's plans: {e}"),
+        }
         outcome
     }
 
-    /// Declares dead every other node whose heartbeat is older than the lease.
-    async fn invalidate_dead(&self) {
-        let Ok(nodes) = self.store.nodes().await else {
-            return;
-        };
-        let cutoff = now_millis() - self.config.lease.as_millis() as i64;
-        for n in nodes
-            .into_iter()
-            .filter(|n| n.id != self.id && n.heartbeat_at < cutoff)
-        {
-            match self.store.invalidate_node(n.id.clone()).await {
-                Ok(plans) => {
-                    tracing::warn!(node = %n.id, plans = plans.len(), "invalidated a dead node")
-                }
-                Err(e) => tracing::warn!(node = %n.id, "cannot invalidate a dead node: {e}"),
+    fn store_manifold(&self) -> Manifold {
+        let opener = self.opener.clone();
+        Manifold::new(&[], move |_ctx| {
+            let opener = opener.clone();
+            async move {
+                let store = opener().map_err(failed)?;
+                store.check().await.map_err(failed)?;
+                let checked = store.clone();
+                let worker = StoreWorker {
+                    store,
+                    task: TaskWorker::spawn(move |mut stop| async move {
+                        loop {
+                            tokio::select! {
+                                _ = stop.requested() => return Ok(()),
+                                _ = tokio::time::sleep(STORE_CHECK) => {}
+                            }
+                            if let Err(e) = checked.check().await {
+                                return Err(failed(format!("store unreachable: {e}")));
+                            }
+                        }
+                    }),
+                };
+                Ok(Arc::new(worker) as Arc<dyn Worker>)
             }
-        }
+        })
+        .exposing_resource()
     }
 
-    /// Promotes due delayed and chained plans; stops chained plans whose prerequisite failed.
-    async fn start_due(&self) {
-        let due = match self.store.promote_due(&self.id, now_millis()).await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::warn!("cannot look for due plans: {e}");
-                return;
-            }
-        };
-        for d in due {
-            if let Due::FailedDependency { plan, prerequisite } = d {
-                if let Err(e) = fail_dependency(&self.store, &self.id, plan, prerequisite).await {
-                    tracing::warn!(%plan, "cannot stop a plan whose prerequisite failed: {e}");
-                }
-            }
-        }
-    }
-
-    /// Claims plans that wait for a node and executes them; returns how many it claimed.
-    async fn claim(&self) -> usize {
-        let plans = match self.store.claim_plans(self.id.clone(), CLAIM_BATCH).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!("cannot claim plans: {e}");
-                return 0;
-            }
-        };
-        for plan in &plans {
-            let (engine, rescue, plan) = (self.engine.clone(), self.config.rescue, *plan);
-            tokio::spawn(async move {
-                match engine.execute(plan, rescue).await {
-                    Ok(PlanEnd { state, outcome, .. }) => {
-                        tracing::info!(%plan, %state, %outcome, "plan ended")
+    fn membership_manifold(&self) -> Manifold {
+        let (id, name, every) = (
+            self.id.clone(),
+            self.config.name.clone(),
+            (self.config.lease / 5).max(Duration::from_millis(100)),
+        );
+        Manifold::new(&["store"], move |ctx: Context| {
+            let (id, name) = (id.clone(), name.clone());
+            async move {
+                let store: SharedStore = ctx.get("store")?;
+                Ok(TaskWorker::spawn(move |mut stop| async move {
+                    loop {
+                        match store.heartbeat(id.clone(), now_millis()).await {
+                            Ok(()) => {}
+                            Err(weft_store::Error::NotFound(_)) => {
+                                return Err(weft_deps::Error::Failed(Arc::new(Fatal(format!(
+                                    "node {id} ({name}) was declared dead by another node (its heartbeat lapsed)"
+                                )))))
+                            }
+                            Err(e) => return Err(failed(format!("heartbeat failed: {e}"))),
+                        }
+                        tokio::select! {
+                            _ = stop.requested() => return Ok(()),
+                            _ = tokio::time::sleep(every) => {}
+                        }
                     }
-                    Err(Error::Stopped) => {}
-                    Err(e) => tracing::warn!(%plan, "cannot execute: {e}"),
-                }
-            });
-        }
-        plans.len()
+                }) as Arc<dyn Worker>)
+            }
+        })
     }
 
-    /// Starts nothing new, waits up to the grace period for running work, then kills what is
-    /// left and releases every plan this node holds.
-    async fn shut_down(&self) {
-        self.engine.terminate();
-        let mut in_flight = self.engine.in_flight();
-        let idle = async {
-            loop {
-                let busy = *in_flight.borrow_and_update() > 0;
-                if !busy || in_flight.changed().await.is_err() {
-                    break;
+    fn invalidator_manifold(&self) -> Manifold {
+        let (id, lease) = (self.id.clone(), self.config.lease);
+        store_loop(
+            &[],
+            (lease / 2).max(Duration::from_millis(200)),
+            move |store, _| {
+                let id = id.clone();
+                async move {
+                    let cutoff = now_millis() - lease.as_millis() as i64;
+                    for n in store
+                        .nodes()
+                        .await?
+                        .into_iter()
+                        .filter(|n| n.id != id && n.heartbeat_at < cutoff)
+                    {
+                        let plans = store.invalidate_node(n.id.clone()).await?;
+                        tracing::warn!(node = %n.id, plans = plans.len(), "invalidated a dead node");
+                    }
+                    Ok(())
                 }
+            },
+        )
+    }
+
+    fn scheduler_manifold(&self) -> Manifold {
+        let id = self.id.clone();
+        store_loop(&[], SCHEDULE_POLL, move |store, _| {
+            let id = id.clone();
+            async move {
+                for d in store.promote_due(&id, now_millis()).await? {
+                    if let Due::FailedDependency { plan, prerequisite } = d {
+                        fail_dependency(&store, &id, plan, prerequisite).await?;
+                    }
+                }
+                Ok(())
             }
-        };
-        let drained = tokio::time::timeout(self.config.grace, idle).await.is_ok();
-        if !drained {
-            tracing::warn!("grace period over; killing the steps still running (they re-run at the next start)");
+        })
+    }
+
+    fn executor_manifold(&self, registry: Arc<Registry>) -> Manifold {
+        let (id, parallelism, grace) =
+            (self.id.clone(), self.config.parallelism, self.config.grace);
+        Manifold::new(&["store"], move |ctx: Context| {
+            let (id, registry) = (id.clone(), registry.clone());
+            async move {
+                let store: SharedStore = ctx.get("store")?;
+                // A new executor holds nothing: free what its predecessor held, to claim again.
+                let released = store.release_locks(id.clone()).await.map_err(failed)?;
+                if !released.is_empty() {
+                    tracing::info!(
+                        plans = released.len(),
+                        "released the plans of this node's previous executor"
+                    );
+                }
+                let engine = Engine::start(
+                    store,
+                    registry,
+                    Config {
+                        parallelism,
+                        owner: id,
+                    },
+                );
+                let drained = engine.clone();
+                let worker = ExecutorWorker {
+                    engine,
+                    task: TaskWorker::spawn(move |mut stop| async move {
+                        stop.requested().await;
+                        drain(&drained, grace).await;
+                        Ok(())
+                    }),
+                };
+                Ok(Arc::new(worker) as Arc<dyn Worker>)
+            }
+        })
+        .exposing_resource()
+    }
+
+    fn claimer_manifold(&self) -> Manifold {
+        let (id, rescue) = (self.id.clone(), self.config.rescue);
+        Manifold::new(&["store", "executor"], move |ctx: Context| {
+            let id = id.clone();
+            async move {
+                let store: SharedStore = ctx.get("store")?;
+                let engine: Engine = ctx.get("executor")?;
+                Ok(TaskWorker::spawn(move |mut stop| async move {
+                    loop {
+                        let plans = store
+                            .claim_plans(id.clone(), CLAIM_BATCH)
+                            .await
+                            .map_err(failed)?;
+                        for plan in &plans {
+                            let (engine, plan) = (engine.clone(), *plan);
+                            tokio::spawn(async move {
+                                match engine.execute(plan, rescue).await {
+                                    Ok(PlanEnd { state, outcome, .. }) => {
+                                        tracing::info!(%plan, %state, %outcome, "plan ended")
+                                    }
+                                    Err(Error::Stopped) => {}
+                                    Err(e) => tracing::warn!(%plan, "cannot execute: {e}"),
+                                }
+                            });
+                        }
+                        let wait = if plans.len() == CLAIM_BATCH as usize {
+                            Duration::ZERO
+                        } else {
+                            CLAIM_POLL
+                        };
+                        tokio::select! {
+                            _ = stop.requested() => return Ok(()),
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }) as Arc<dyn Worker>)
+            }
+        })
+    }
+
+    fn mailbox_manifold(&self) -> Manifold {
+        let id = self.id.clone();
+        Manifold::new(&["executor"], move |ctx: Context| {
+            let id = id.clone();
+            async move {
+                let engine: Engine = ctx.get("executor")?;
+                Ok(TaskWorker::spawn(move |mut stop| async move {
+                    tokio::select! {
+                        _ = stop.requested() => {}
+                        _ = serve_mailbox(engine, id) => {}
+                    }
+                    Ok(())
+                }) as Arc<dyn Worker>)
+            }
+        })
+    }
+
+    fn reporter_manifold(&self) -> Manifold {
+        let (id, engine) = (self.id.clone(), self.engine.clone());
+        store_loop(&[], REPORT_EVERY, move |store, _| {
+            let (id, engine) = (id.clone(), engine.clone());
+            async move {
+                let report = engine.report().await;
+                let value = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
+                store.set_node_report(id, value).await
+            }
+        })
+    }
+}
+
+/// A manifold on `store` (and `extra` inputs) that runs `tick` now and then every `every`,
+/// failing (to be restarted after the error delay) when a tick fails.
+fn store_loop<F, Fut>(extra: &[&str], every: Duration, tick: F) -> Manifold
+where
+    F: Fn(SharedStore, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<(), weft_store::Error>> + Send + 'static,
+{
+    let mut inputs = vec!["store"];
+    inputs.extend_from_slice(extra);
+    Manifold::new(&inputs, move |ctx: Context| {
+        let tick = tick.clone();
+        async move {
+            let store: SharedStore = ctx.get("store")?;
+            Ok(TaskWorker::spawn(move |mut stop| async move {
+                let mut n = 0u64;
+                loop {
+                    tick(store.clone(), n).await.map_err(failed)?;
+                    n += 1;
+                    tokio::select! {
+                        _ = stop.requested() => return Ok(()),
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                }
+            }) as Arc<dyn Worker>)
         }
-        self.engine.abandon();
-        match self.store.invalidate_node(self.id.clone()).await {
-            Ok(plans) => tracing::info!(plans = plans.len(), "released this node's plans"),
-            Err(e) => tracing::warn!("cannot release this node's plans: {e}"),
+    })
+}
+
+/// Lets running work finish within `grace`, then kills what is left (it re-runs at the next
+/// start, by the idempotency rule).
+async fn drain(engine: &Engine, grace: Duration) {
+    engine.terminate();
+    let mut in_flight = engine.in_flight();
+    let idle = async {
+        loop {
+            let busy = *in_flight.borrow_and_update() > 0;
+            if !busy || in_flight.changed().await.is_err() {
+                break;
+            }
         }
+    };
+    if tokio::time::timeout(grace, idle).await.is_err() {
+        tracing::warn!(
+            "grace period over; killing the steps still running (they re-run at the next start)"
+        );
+    }
+    engine.abandon();
+}
+
+/// The `store` manifold's worker: the store, checked until it fails.
+struct StoreWorker {
+    store: SharedStore,
+    task: Arc<TaskWorker>,
+}
+
+impl Worker for StoreWorker {
+    fn kill(&self) {
+        self.task.kill();
+    }
+    fn resource(&self) -> Option<Resource> {
+        Some(Arc::new(self.store.clone()))
+    }
+    fn wait(&self) -> weft_deps::BoxFuture<Result<(), weft_deps::Error>> {
+        self.task.wait()
+    }
+}
+
+/// The `executor` manifold's worker: the engine, drained when stopped.
+struct ExecutorWorker {
+    engine: Engine,
+    task: Arc<TaskWorker>,
+}
+
+impl Worker for ExecutorWorker {
+    fn kill(&self) {
+        self.task.kill();
+    }
+    fn resource(&self) -> Option<Resource> {
+        Some(Arc::new(self.engine.clone()))
+    }
+    fn wait(&self) -> weft_deps::BoxFuture<Result<(), weft_deps::Error>> {
+        self.task.wait()
     }
 }
 

@@ -85,6 +85,16 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a dead node and releases the execution locks it held; returns those plans.
     fn invalidate_node(&self, node: String) -> BoxFuture<Result<Vec<PlanId>>>;
 
+    /// Releases every execution lock `owner` holds (a node whose executor restarted holds
+    /// nothing any more); returns those plans.
+    fn release_locks(&self, owner: String) -> BoxFuture<Result<Vec<PlanId>>>;
+
+    /// Stores a node's live report (its manifolds), for `weft status`.
+    fn set_node_report(&self, node: String, report: serde_json::Value) -> BoxFuture<Result<()>>;
+
+    /// Checks that the store is still there and answering.
+    fn check(&self) -> BoxFuture<Result<()>>;
+
     /// Takes the execution lock, for `owner`, of up to `limit` plans that wait for a node:
     /// `planned`, or `running` with no lock (their node died or shut down); never inhibited
     /// ones. Oldest first.

@@ -366,6 +366,34 @@ impl Store for MemoryStore {
         ready(Ok(released))
     }
 
+    fn release_locks(&self, owner: String) -> BoxFuture<Result<Vec<PlanId>>> {
+        let mut inner = self.lock();
+        let released: Vec<PlanId> = inner
+            .locks
+            .iter()
+            .filter(|(_, o)| **o == owner)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in &released {
+            inner.locks.remove(p);
+        }
+        ready(Ok(released))
+    }
+
+    fn set_node_report(&self, node: String, report: serde_json::Value) -> BoxFuture<Result<()>> {
+        ready(match self.lock().nodes.get_mut(&node) {
+            Some(n) => {
+                n.report = Some(report);
+                Ok(())
+            }
+            None => Err(Error::NotFound(format!("node {node}"))),
+        })
+    }
+
+    fn check(&self) -> BoxFuture<Result<()>> {
+        ready(Ok(()))
+    }
+
     fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
         let mut inner = self.lock();
         let mut waiting: Vec<PlanId> = inner

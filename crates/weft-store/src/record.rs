@@ -374,6 +374,9 @@ pub struct NodeRecord {
     pub started_at: Millis,
     /// Its last heartbeat.
     pub heartbeat_at: Millis,
+    /// Its last live report (its manifolds' states), if it wrote one.
+    #[serde(default)]
+    pub report: Option<Value>,
 }
 
 /// An operator's or another process's request about a plan, for the node executing it.

@@ -366,10 +366,32 @@ async fn dead_nodes_are_invalidated_and_their_locks_released(store: SharedStore)
         name: "n".into(),
         started_at: 1,
         heartbeat_at: 1,
+        report: None,
     };
     store.register_node(node.clone()).await.expect("register");
     store.heartbeat("n/1".into(), 5).await.expect("heartbeat");
     assert_eq!(store.nodes().await.expect("nodes")[0].heartbeat_at, 5);
+    store
+        .set_node_report("n/1".into(), serde_json::json!({"state": "started"}))
+        .await
+        .expect("report");
+    assert_eq!(
+        store.nodes().await.expect("nodes")[0].report,
+        Some(serde_json::json!({"state": "started"}))
+    );
+    store
+        .check()
+        .await
+        .expect("a store that is there passes its check");
+    // A node holding locks whose executor restarted releases them all at once.
+    assert_eq!(
+        store.claim_plans("n/1".into(), 1).await.expect("claim"),
+        vec![p.id]
+    );
+    assert_eq!(
+        store.release_locks("n/1".into()).await.expect("release"),
+        vec![p.id]
+    );
     assert_eq!(
         store.claim_plans("n/1".into(), 1).await.expect("claim"),
         vec![p.id]

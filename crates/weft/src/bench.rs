@@ -523,7 +523,8 @@ fn spawn_node(store: SharedStore, registry: Registry) -> tokio::sync::oneshot::S
         let mut config =
             weft_engine::node::NodeConfig::new(format!("bench-{}", weft_model::PlanId::new()));
         config.parallelism = NOOP_PARALLELISM;
-        match weft_engine::node::Node::start(store, Arc::new(registry), config).await {
+        let opener: weft_engine::node::Opener = Arc::new(move || Ok(store.clone()));
+        match weft_engine::node::Node::start(opener, Arc::new(registry), config).await {
             Ok(node) => {
                 let _ = node
                     .run(async {

@@ -1,6 +1,6 @@
 //! Command-line arguments, parsed once into the commands below.
 
-use crate::{bench, event, plans, run, serve, Fail};
+use crate::{bench, event, plans, run, serve, status, Fail};
 use clap::{Args, Parser, Subcommand};
 use weft_model::plan;
 
@@ -34,6 +34,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Deliver an event to a suspended step.
     Event(event::EventArgs),
+    /// Print each node's live report: its manifolds' states, inputs, starts and last errors.
+    Status {
+        #[command(flatten)]
+        global: Global,
+    },
     /// Inspect and act on plans.
     Plans {
         #[command(subcommand)]
@@ -126,6 +131,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Fail> {
         Command::Submit(args) => run::run(args, true).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Event(args) => event::event(args).await,
+        Command::Status { global } => status::status(&global).await,
         Command::Plans { command } => match command {
             PlansCommand::List {
                 state,

@@ -11,6 +11,7 @@ mod plans;
 mod progress;
 mod run;
 mod serve;
+mod status;
 mod view;
 
 use clap::Parser;

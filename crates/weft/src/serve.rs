@@ -35,7 +35,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<u8, Fail> {
-    let store = weft_store::open(&args.global.db)?;
+    // Fail fast, with exit code 3, if the store cannot be used at all.
+    weft_store::open(&args.global.db)?;
+    let db = args.global.db.clone();
+    let opener: weft_engine::node::Opener = Arc::new(move || weft_store::open(&db));
     let name = args.name.unwrap_or_else(hostname);
     if name.is_empty() || name.contains('/') {
         return Err(Fail::Input(format!(
@@ -49,7 +52,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Fail> {
         config.parallelism = p as usize;
     }
     debug_assert!(LEASE > Duration::ZERO && GRACE > Duration::ZERO);
-    let node = Node::start(store, Arc::new(Registry::new()), config)
+    let node = Node::start(opener, Arc::new(Registry::new()), config)
         .await
         .map_err(|e| match e {
             weft_engine::Error::Store(e) => Fail::from(e),

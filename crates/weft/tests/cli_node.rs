@@ -569,3 +569,86 @@ fn warnings_and_finalize_steps() {
         "finalize steps run after the run phase, one at a time, in plan order"
     );
 }
+
+/// The report of the one node in the sandbox, from `weft status --json`.
+fn manifolds(sb: &Sandbox) -> serde_json::Value {
+    let out = sb.run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    nodes[0]["report"]["manifolds"].clone()
+}
+
+fn all_started(m: &serde_json::Value) -> bool {
+    m.as_object()
+        .is_some_and(|o| o.len() == 8 && o.values().all(|v| v["state"] == "started"))
+}
+
+#[test]
+fn status_shows_the_store_failing_its_dependents_bouncing_and_everything_coming_back() {
+    let sb = Sandbox::new();
+    sb.write("gate.toml", GATE);
+    let _node = NodeProcess::start(&sb, "n1", &[]);
+    let id = submit(&sb, &["gate.toml"]);
+    wait_for("approve to wait", Duration::from_secs(20), || {
+        (step(&sb.show(&id), "approve")["state"] == "suspended").then_some(())
+    });
+    wait_for("every manifold to start", Duration::from_secs(20), || {
+        all_started(&manifolds(&sb)).then_some(())
+    });
+    let human = text(&sb.run(&["status"]).stdout);
+    assert!(
+        human.contains("MANIFOLD")
+            && human.contains("executor")
+            && human.contains("store, executor"),
+        "{human}"
+    );
+
+    // The database file disappears for a while: no weft command may run meanwhile (it would
+    // create a new, empty one).
+    let db = sb.db();
+    let away = sb.path().join("weft.db.away");
+    std::fs::rename(&db, &away).expect("move the database away");
+    std::thread::sleep(Duration::from_millis(2500));
+    std::fs::rename(&away, &db).expect("bring it back");
+
+    let report = wait_for(
+        "every manifold to come back",
+        Duration::from_secs(40),
+        || {
+            let m = manifolds(&sb);
+            (all_started(&m) && m["store"]["start_count"].as_u64() >= Some(2)).then_some(m)
+        },
+    );
+    let error = report["store"]["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("store unreachable") && error.contains("the database file is gone"),
+        "{report}"
+    );
+    assert!(report["store"]["error_at"].as_i64().is_some());
+    assert!(
+        report["executor"]["start_count"].as_u64() >= Some(2),
+        "the executor was bounced: {report}"
+    );
+    assert!(
+        report["claimer"]["start_count"].as_u64() >= Some(2),
+        "the claimer was bounced: {report}"
+    );
+
+    // No plan was lost: the suspended step still takes its event, and the plan completes once.
+    let out = sb.run(&[
+        "event",
+        &id,
+        "approve",
+        "--data",
+        r#"{"approver": "carol"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(wait_stopped(&sb, &id, Duration::from_secs(20)), "success");
+    let plan = sb.show(&id);
+    assert_eq!(
+        step(&plan, "build")["attempt"],
+        1,
+        "a completed step did not run again"
+    );
+    assert_eq!(step(&plan, "deploy")["attempt"], 1);
+}

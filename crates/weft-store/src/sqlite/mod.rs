@@ -34,6 +34,8 @@ pub const MAX_READERS: usize = 4;
 #[derive(Clone)]
 pub struct SqliteStore {
     path: Arc<PathBuf>,
+    /// The file's inode when opened: a different one means the file was replaced.
+    inode: u64,
     writer: mpsc::Sender<Request>,
     readers: Arc<Mutex<Vec<Connection>>>,
     reading: Arc<tokio::sync::Semaphore>,
@@ -124,8 +126,15 @@ impl SqliteStore {
             .name("weft-sqlite-writer".into())
             .spawn(move || writer::run(conn, rx))
             .map_err(|e| Error::Backend(format!("cannot start the writer thread: {e}")))?;
+        let inode = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(path)
+                .map(|m| m.ino())
+                .map_err(|e| Error::Unavailable(format!("{}: {e}", path.display())))?
+        };
         Ok(SqliteStore {
             path: Arc::new(path.to_path_buf()),
+            inode,
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
             reading: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
@@ -484,11 +493,17 @@ impl Store for SqliteStore {
     fn nodes(&self) -> BoxFuture<Result<Vec<NodeRecord>>> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare_cached("SELECT id, name, started_at, heartbeat_at FROM nodes ORDER BY name, started_at")
+                .prepare_cached("SELECT id, name, started_at, heartbeat_at, report FROM nodes ORDER BY name, started_at")
                 .map_err(classify)?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok(NodeRecord { id: r.get(0)?, name: r.get(1)?, started_at: r.get(2)?, heartbeat_at: r.get(3)? })
+                    Ok(NodeRecord {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        started_at: r.get(2)?,
+                        heartbeat_at: r.get(3)?,
+                        report: r.get::<_, Option<String>>(4)?.and_then(|t| serde_json::from_str(&t).ok()),
+                    })
                 })
                 .map_err(classify)?;
             rows.collect::<std::result::Result<_, _>>().map_err(classify)
@@ -497,6 +512,39 @@ impl Store for SqliteStore {
 
     fn invalidate_node(&self, node: String) -> BoxFuture<Result<Vec<PlanId>>> {
         self.write_plans(Write::InvalidateNode(node))
+    }
+
+    fn release_locks(&self, owner: String) -> BoxFuture<Result<Vec<PlanId>>> {
+        self.write_plans(Write::ReleaseLocks(owner))
+    }
+
+    fn set_node_report(&self, node: String, report: serde_json::Value) -> BoxFuture<Result<()>> {
+        self.write(Write::NodeReport(node, report.to_string()))
+    }
+
+    fn check(&self) -> BoxFuture<Result<()>> {
+        let path = self.path.clone();
+        let inode = self.inode;
+        let read = self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(classify));
+        Box::pin(async move {
+            use std::os::unix::fs::MetadataExt;
+            match std::fs::metadata(&*path) {
+                Ok(m) if m.ino() == inode => {}
+                Ok(_) => {
+                    return Err(Error::Unavailable(format!(
+                        "{}: the database file was replaced",
+                        path.display()
+                    )))
+                }
+                Err(e) => {
+                    return Err(Error::Unavailable(format!(
+                        "{}: the database file is gone: {e}",
+                        path.display()
+                    )))
+                }
+            }
+            read.await
+        })
     }
 
     fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {

@@ -75,6 +75,9 @@ CREATE INDEX mailbox_pending ON mailbox(status, plan_id);
     r#"
 ALTER TABLE events ADD COLUMN actor TEXT;
 "#,
+    r#"
+ALTER TABLE nodes ADD COLUMN report TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -27,6 +27,8 @@ pub(super) enum Write {
     RegisterNode(NodeRecord),
     Heartbeat(String, Millis),
     InvalidateNode(String),
+    ReleaseLocks(String),
+    NodeReport(String, String),
     Claim(String, u32),
     PromoteDue(String, Millis),
     Post(PlanId, Command),
@@ -142,6 +144,27 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
                 .collect::<std::result::Result<_, _>>()
                 .map_err(classify)?;
             Ok(Output::Plans(parse_ids(ids)?))
+        }
+        Write::ReleaseLocks(owner) => {
+            let mut stmt = conn
+                .prepare_cached("DELETE FROM locks WHERE owner = ?1 RETURNING plan_id")
+                .map_err(classify)?;
+            let ids: Vec<String> = stmt
+                .query_map([owner], |r| r.get(0))
+                .map_err(classify)?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(classify)?;
+            Ok(Output::Plans(parse_ids(ids)?))
+        }
+        Write::NodeReport(node, report) => {
+            let n = conn
+                .prepare_cached("UPDATE nodes SET report = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![node, report]))
+                .map_err(classify)?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("node {node}")));
+            }
+            Ok(Output::Unit)
         }
         Write::Claim(owner, limit) => {
             let mut stmt = conn

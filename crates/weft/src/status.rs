@@ -1,0 +1,81 @@
+//! `weft status`: the live report of every node, as each writes it into the store every
+//! second (the node's manifolds: state, inputs, starts, last error and when).
+
+use crate::cli::Global;
+use crate::view::table;
+use crate::Fail;
+use std::fmt::Write;
+use weft_model::{format_millis, now_millis};
+
+/// Prints the nodes' reports.
+pub async fn status(global: &Global) -> Result<u8, Fail> {
+    let store = weft_store::open(&global.db)?;
+    let nodes = store.nodes().await?;
+    let now = now_millis();
+    if global.json {
+        let rows: Vec<serde_json::Value> = nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "id": n.id,
+                    "name": n.name,
+                    "started_at": n.started_at,
+                    "heartbeat_age_ms": now - n.heartbeat_at,
+                    "report": n.report,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| Fail::Other(e.to_string()))?
+        );
+        return Ok(0);
+    }
+    if nodes.is_empty() {
+        println!("no nodes are registered (start one with: weft serve)");
+        return Ok(0);
+    }
+    let mut out = String::new();
+    for n in &nodes {
+        let age = (now - n.heartbeat_at).max(0) as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "node {}  (started {} UTC, heartbeat {age:.1}s ago)",
+            n.id,
+            format_millis(n.started_at)
+        );
+        let Some(report) = &n.report else {
+            let _ = writeln!(out, "  no report yet\n");
+            continue;
+        };
+        let _ = writeln!(out, "  engine {}", report["state"].as_str().unwrap_or("?"));
+        let mut rows = Vec::new();
+        if let Some(manifolds) = report["manifolds"].as_object() {
+            for (name, m) in manifolds {
+                let inputs: Vec<&str> = m["inputs"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|i| i.as_str()).collect())
+                    .unwrap_or_default();
+                let error = match (m["error"].as_str(), m["error_at"].as_i64()) {
+                    (Some(e), Some(at)) => format!("{} UTC  {e}", format_millis(at)),
+                    (Some(e), None) => e.to_string(),
+                    _ => String::new(),
+                };
+                rows.push(vec![
+                    format!("  {name}"),
+                    m["state"].as_str().unwrap_or("?").to_string(),
+                    inputs.join(", "),
+                    m["start_count"].to_string(),
+                    error,
+                ]);
+            }
+        }
+        out.push_str(&table(
+            &["  MANIFOLD", "STATE", "INPUTS", "STARTS", "LAST ERROR"],
+            &rows,
+        ));
+        out.push('\n');
+    }
+    print!("{out}");
+    Ok(0)
+}
