@@ -488,3 +488,26 @@ async fn kill_stops_dependents_before_what_they_depend_on() {
         vec!["http", "director", "store"]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_manifolds_filter_rewrites_its_workers_errors() {
+    let engine = Engine::new(config()).expect("engine");
+    let p = Probe::default();
+    // "transient" failures are turned into Bounce: restarted after the bounce delay, not the
+    // error delay; and a start error is filtered the same way.
+    let filtered = p.manifold(&[]).with_filter(|e| match e {
+        Error::Failed(f) if f.to_string() == "transient" => Error::Bounce,
+        other => other,
+    });
+    engine.install("p", filtered).await.expect("install");
+    settle(Duration::from_millis(1)).await;
+    p.end(Err(Error::msg("transient")));
+    settle(Duration::from_millis(20)).await;
+    assert_eq!(p.starts(), 2, "restarted after the bounce delay");
+    let report = engine.report().await;
+    assert_eq!(
+        report.manifolds["p"].error.as_deref(),
+        Some("restart immediately"),
+        "the filtered error is reported"
+    );
+}
