@@ -278,31 +278,27 @@ impl Node {
 
     fn invalidator_manifold(&self) -> Manifold {
         let (id, lease) = (self.id.clone(), self.config.lease);
-        store_loop(
-            &[],
-            (lease / 2).max(Duration::from_millis(200)),
-            move |store, _| {
-                let id = id.clone();
-                async move {
-                    let cutoff = now_millis() - lease.as_millis() as i64;
-                    for n in store
-                        .nodes()
-                        .await?
-                        .into_iter()
-                        .filter(|n| n.id != id && n.heartbeat_at < cutoff)
-                    {
-                        let plans = store.invalidate_node(n.id.clone()).await?;
-                        tracing::warn!(node = %n.id, plans = plans.len(), "invalidated a dead node");
-                    }
-                    Ok(())
+        store_loop((lease / 2).max(Duration::from_millis(200)), move |store| {
+            let id = id.clone();
+            async move {
+                let cutoff = now_millis() - lease.as_millis() as i64;
+                for n in store
+                    .nodes()
+                    .await?
+                    .into_iter()
+                    .filter(|n| n.id != id && n.heartbeat_at < cutoff)
+                {
+                    let plans = store.invalidate_node(n.id.clone()).await?;
+                    tracing::warn!(node = %n.id, plans = plans.len(), "invalidated a dead node");
                 }
-            },
-        )
+                Ok(())
+            }
+        })
     }
 
     fn scheduler_manifold(&self) -> Manifold {
         let id = self.id.clone();
-        store_loop(&[], SCHEDULE_POLL, move |store, _| {
+        store_loop(SCHEDULE_POLL, move |store| {
             let id = id.clone();
             async move {
                 for d in store.promote_due(&id, now_millis()).await? {
@@ -412,7 +408,7 @@ impl Node {
 
     fn reporter_manifold(&self) -> Manifold {
         let (id, engine) = (self.id.clone(), self.engine.clone());
-        store_loop(&[], REPORT_EVERY, move |store, _| {
+        store_loop(REPORT_EVERY, move |store| {
             let (id, engine) = (id.clone(), engine.clone());
             async move {
                 let report = engine.report().await;
@@ -423,24 +419,20 @@ impl Node {
     }
 }
 
-/// A manifold on `store` (and `extra` inputs) that runs `tick` now and then every `every`,
-/// failing (to be restarted after the error delay) when a tick fails.
-fn store_loop<F, Fut>(extra: &[&str], every: Duration, tick: F) -> Manifold
+/// A manifold on `store` that runs `tick` now and then every `every`, failing (to be
+/// restarted after the error delay) when a tick fails.
+fn store_loop<F, Fut>(every: Duration, tick: F) -> Manifold
 where
-    F: Fn(SharedStore, u64) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(SharedStore) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Result<(), weft_store::Error>> + Send + 'static,
 {
-    let mut inputs = vec!["store"];
-    inputs.extend_from_slice(extra);
-    Manifold::new(&inputs, move |ctx: Context| {
+    Manifold::new(&["store"], move |ctx: Context| {
         let tick = tick.clone();
         async move {
             let store: SharedStore = ctx.get("store")?;
             Ok(TaskWorker::spawn(move |mut stop| async move {
-                let mut n = 0u64;
                 loop {
-                    tick(store.clone(), n).await.map_err(failed)?;
-                    n += 1;
+                    tick(store.clone()).await.map_err(failed)?;
                     tokio::select! {
                         _ = stop.requested() => return Ok(()),
                         _ = tokio::time::sleep(every) => {}
