@@ -19,7 +19,7 @@ use std::time::Duration;
 use weft_model::plan::{self, Outcome};
 use weft_model::Millis;
 use weft_model::{step, PlanId};
-use writer::{Output, Request, Write};
+use writer::{plan_exists, Output, Request, Write};
 
 pub use schema::VERSION as SCHEMA_VERSION;
 
@@ -382,11 +382,7 @@ impl Store for SqliteStore {
     fn history(&self, id: PlanId) -> BoxFuture<Result<Vec<HistoryEntry>>> {
         self.read(move |conn| {
             let key = id.to_string();
-            let exists: Option<i64> = conn
-                .query_row("SELECT 1 FROM plans WHERE id = ?1", [&key], |r| r.get(0))
-                .optional()
-                .map_err(classify)?;
-            if exists.is_none() {
+            if !plan_exists(conn, &key)? {
                 return Err(Error::NotFound(key));
             }
             let mut stmt = conn

@@ -215,11 +215,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
         }
         Write::Acquire(plan, owner) => {
             let key = plan.to_string();
-            let exists: Option<i64> = conn
-                .query_row("SELECT 1 FROM plans WHERE id = ?1", [&key], |r| r.get(0))
-                .optional()
-                .map_err(classify)?;
-            if exists.is_none() {
+            if !plan_exists(conn, &key)? {
                 return Err(Error::NotFound(key));
             }
             let holder: Option<String> = conn
@@ -253,7 +249,8 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
     }
 }
 
-fn plan_exists(conn: &Connection, key: &str) -> Result<bool> {
+/// Whether a plan with this id is stored.
+pub(super) fn plan_exists(conn: &Connection, key: &str) -> Result<bool> {
     conn.prepare_cached("SELECT 1 FROM plans WHERE id = ?1")
         .and_then(|mut s| s.query_row([key], |r| r.get::<_, i64>(0)).optional())
         .map(|r| r.is_some())
