@@ -454,7 +454,9 @@ mod tests {
             task("side", Stage::PoststartSidecar),
             task("cleanup", Stage::Poststop),
         ];
-        let cases: [(&[(&str, TaskState)], State, &str); 5] = [
+        // Persisted states, the state restore must find, and a task that may start then.
+        type Case<'a> = (&'a [(&'a str, TaskState)], State, &'a str);
+        let cases: [Case; 5] = [
             (&[("init", UP)], State::Prestart, "init"),
             (&[("init", OK), ("db", UP)], State::Main, "main"),
             (
