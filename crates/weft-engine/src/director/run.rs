@@ -598,6 +598,22 @@ impl PlanRun {
         {
             return;
         }
+        // A step still waiting for its event will not get one: it fails, so that what it
+        // depends on can be reverted.
+        let now = ctx.now;
+        for &i in &members {
+            if self.steps[i].state == step::State::Suspended {
+                let f = Failure::new(
+                    "abandoned",
+                    "the plan reverted while this step waited for its event",
+                );
+                self.record(i, step::State::Error, ctx, |s| {
+                    s.failure = Some(f);
+                    s.deadline = None;
+                    s.ended_at = Some(now);
+                });
+            }
+        }
         loop {
             let mut cascaded = false;
             for &i in members.iter().rev() {

@@ -180,7 +180,7 @@ impl Harness {
 }
 
 fn with_reverts(mut flow: Flow) -> Flow {
-    for s in &mut flow.steps {
+    for s in flow.steps.iter_mut().filter(|s| s.action != Action::Gate) {
         s.action = Action::Command(Command {
             run: vec!["true".into()],
             revert: Some(vec!["true".into()]),
@@ -518,6 +518,88 @@ proptest! {
     }
 }
 
+/// Like [`random_flow`], with some steps gates that wait for an event.
+fn random_flow_with_gates(
+    edges: &[(usize, usize)],
+    n: usize,
+    gates: &[bool],
+    rescue: Rescue,
+) -> Flow {
+    let mut b = FlowBuilder::graph("random").on_error(rescue);
+    for i in 0..n {
+        let after: Vec<String> = edges
+            .iter()
+            .filter(|(a, b)| *b == i && *a < i)
+            .map(|(a, _)| format!("s{a}"))
+            .collect();
+        b = if gates[i % gates.len()] {
+            b.gate(format!("s{i}"), None, move |t| t.after(after))
+        } else {
+            b.task(format!("s{i}"), "noop", "1", move |t| t.after(after))
+        };
+    }
+    with_reverts(b.build().expect("valid"))
+}
+
+proptest! {
+    /// With gates, events delivered in random order, a random halt, and every rescue
+    /// strategy: no illegal or stale transition, and the plan settles consistently.
+    #[test]
+    fn random_runs_with_events_and_halts_settle_consistently(
+        n in 1usize..8,
+        edges in proptest::collection::vec((0usize..8, 0usize..8), 0..14),
+        gates in proptest::collection::vec(proptest::bool::weighted(0.3), 1..8),
+        outcomes in proptest::collection::vec(proptest::bool::weighted(0.8), 64),
+        picks in proptest::collection::vec(0usize..8, 64),
+        halt_at in proptest::option::weighted(0.3, 0usize..20),
+        rescue in proptest::sample::select(vec![Rescue::Revert, Rescue::Pause, Rescue::Skip, Rescue::Fail]),
+    ) {
+        let mut h = Harness::new(random_flow_with_gates(&edges, n, &gates, rescue), 3);
+        h.start(Rescue::Revert);
+        let plan = h.plan.id;
+        let mut halted = false;
+        for k in 0..10_000 {
+            if h.ended.is_some() {
+                break;
+            }
+            if halt_at == Some(k) {
+                h.feed(Input::Halt { plan, answer: None });
+                halted = true;
+                break;
+            }
+            if !h.work.is_empty() {
+                let pick = picks[k % picks.len()] % h.work.len();
+                h.answer(pick, outcomes[k % outcomes.len()]);
+            } else if !h.timers.is_empty() {
+                let t = h.timers.remove(0);
+                h.feed(t);
+            } else if let Some(i) = h.steps.iter().position(|s| s.state == S::Suspended) {
+                h.feed(Input::Event { plan, step: i as u32, data: serde_json::json!({}), optional: false, answer: None });
+            } else {
+                break;
+            }
+        }
+        let end = h.ended.clone().expect("the plan settled");
+        let states: Vec<S> = h.steps.iter().map(|s| s.state).collect();
+        prop_assert_eq!(end.outcome, Outcome::derive(states.iter().map(|&s| (s, false))));
+        prop_assert!(!states.contains(&S::Running) && !states.contains(&S::Reverting));
+        if halted {
+            prop_assert_eq!(end.state, plan::State::Stopped);
+            return Ok(());
+        }
+        match (rescue, end.state, end.outcome) {
+            (_, plan::State::Stopped, Outcome::Success) => prop_assert!(states.iter().all(|s| *s == S::Success)),
+            (Rescue::Revert, plan::State::Stopped, Outcome::Error) => prop_assert!(!states.contains(&S::Success)),
+            (Rescue::Skip, plan::State::Stopped, Outcome::Warning) => {
+                prop_assert!(states.iter().all(|s| matches!(s, S::Success | S::Skipped)))
+            }
+            (Rescue::Fail, plan::State::Stopped, Outcome::Error) => prop_assert!(states.contains(&S::Error)),
+            (_, plan::State::Paused, _) => prop_assert!(states.contains(&S::Error) || states.contains(&S::RevertFailed)),
+            other => prop_assert!(false, "unexpected end {:?}", other),
+        }
+    }
+}
+
 mod dynflow {
     //! The director's Dynflow semantics: events, suspension, halt, rescue strategies and their
     //! guard, cancel, inhibition, terminate.
@@ -800,4 +882,32 @@ mod dynflow {
             (plan::State::Stopped, Outcome::Warning)
         );
     }
+}
+
+/// Regression (found by the property test): a plan that reverted while a gate waited for its
+/// event stopped with the gate's dependency still `success` — never reverted.
+#[test]
+fn a_waiting_step_fails_when_the_plan_reverts_so_its_dependency_is_reverted() {
+    let flow = with_reverts(
+        FlowBuilder::graph("g")
+            .task("setup", "noop", "1", |t| t)
+            .gate("approve", None, |t| t.after(["setup"]))
+            .task("other", "noop", "1", |t| t)
+            .build()
+            .expect("valid"),
+    );
+    let mut h = Harness::new(flow, 8);
+    h.start(Rescue::Revert);
+    let setup = h.work.iter().position(|w| w.step == 0).expect("setup runs");
+    h.answer(setup, true);
+    assert_eq!(h.state_of("approve"), S::Suspended);
+    h.answer(0, false); // `other` fails: revert
+    h.run(|_, _| true);
+    assert_eq!(h.state_of("approve"), S::Error);
+    assert_eq!(h.state_of("setup"), S::Reverted);
+    let end = h.ended.expect("ended");
+    assert_eq!(
+        (end.state, end.outcome),
+        (plan::State::Stopped, Outcome::Error)
+    );
 }
