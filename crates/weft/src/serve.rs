@@ -35,6 +35,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<u8, Fail> {
+    if args.global.db.starts_with("memory:") {
+        return Err(Fail::Input(
+            "a node needs a store other processes can reach; `memory:` lives and dies with one process".into(),
+        ));
+    }
     // Fail fast, with exit code 3, if the store cannot be used at all.
     weft_store::open(&args.global.db)?;
     let db = args.global.db.clone();

@@ -283,3 +283,15 @@ fn an_unparseable_start_time_or_delay() {
     );
     assert!(text(&sb.run(&["plans", "list"]).stdout).contains("no plans"));
 }
+
+#[test]
+fn a_node_on_an_in_memory_store_is_refused() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["serve", "--db", "memory:"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("a node needs a store other processes can reach"),
+        "{}",
+        text(&out.stderr)
+    );
+}
