@@ -48,6 +48,14 @@ pub fn plan_list(plans: &[PlanSummary]) -> String {
     let rows: Vec<Vec<String>> = plans
         .iter()
         .map(|p| {
+            // Who executes it (a node, or a `weft run`), or when it is due.
+            let by = match (&p.owner, p.start_at) {
+                (Some(owner), _) => owner.clone(),
+                (None, Some(at)) if p.state == weft_model::plan::State::Scheduled => {
+                    format!("due {} UTC", format_millis(at))
+                }
+                _ => String::new(),
+            };
             vec![
                 p.id.to_string(),
                 p.flow.clone(),
@@ -55,11 +63,20 @@ pub fn plan_list(plans: &[PlanSummary]) -> String {
                 p.result.to_string(),
                 p.steps.to_string(),
                 format_millis(p.created_at),
+                by,
             ]
         })
         .collect();
     table(
-        &["ID", "FLOW", "STATE", "RESULT", "STEPS", "CREATED (UTC)"],
+        &[
+            "ID",
+            "FLOW",
+            "STATE",
+            "RESULT",
+            "STEPS",
+            "CREATED (UTC)",
+            "EXECUTED BY",
+        ],
         &rows,
     )
 }
