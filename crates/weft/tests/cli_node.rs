@@ -120,6 +120,11 @@ fn a_suspended_plan_is_completed_by_an_event_from_another_process() {
     wait_for("approve to wait", Duration::from_secs(20), || {
         (step(&sb.show(&id), "approve")["state"] == "suspended").then_some(())
     });
+    let list = text(&sb.run(&["plans", "list"]).stdout);
+    assert!(
+        list.contains("EXECUTED BY") && list.contains(" n1/"),
+        "the list shows which node runs it: {list}"
+    );
     let out = sb.run(&[
         "event",
         &id,
