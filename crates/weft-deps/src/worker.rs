@@ -44,11 +44,6 @@ impl Stop {
         // An error means the worker is gone: that is a stop too.
         let _ = self.0.wait_for(|stop| *stop).await;
     }
-
-    /// Whether a stop was asked for.
-    pub fn is_requested(&self) -> bool {
-        *self.0.borrow()
-    }
 }
 
 impl TaskWorker {

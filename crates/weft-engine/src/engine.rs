@@ -338,6 +338,8 @@ impl Shell {
                 continue;
             }
             let changes = std::mem::take(&mut actions.changes);
+            // The plans to give up on should the write fail. Changes come grouped by plan, so
+            // removing adjacent repeats keeps this short without sorting on the hot path.
             let mut plans: Vec<PlanId> = changes.iter().map(Change::plan).collect();
             plans.dedup();
             let updates = if self.updates.receiver_count() > 0 {

@@ -54,11 +54,6 @@ impl Failure {
         self
     }
 
-    /// Whether any of its kinds is `kind`.
-    pub fn is(&self, kind: &str) -> bool {
-        self.kinds.iter().any(|k| k == kind)
-    }
-
     /// TaskFlow's failure dict: `exception_str`, `traceback_str`, `exc_type_names`, `causes`.
     pub fn to_taskflow(&self) -> serde_json::Value {
         let mut causes = Vec::new();

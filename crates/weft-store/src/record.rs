@@ -314,7 +314,16 @@ impl Transition<'_> {
             from: self.from.to_string(),
             to: self.to.to_string(),
             by: by.map(str::to_string),
-            data: self.data_json().and_then(|d| serde_json::from_str(&d).ok()),
+            data: (self.attempt.is_some() || self.why.is_some()).then(|| {
+                let mut data = serde_json::Map::new();
+                if let Some(attempt) = self.attempt {
+                    data.insert("attempt".into(), attempt.into());
+                }
+                if let Some(why) = self.why {
+                    data.insert("why".into(), why.into());
+                }
+                Value::Object(data)
+            }),
         }
     }
 }

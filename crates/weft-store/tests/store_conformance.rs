@@ -242,6 +242,24 @@ async fn lists_plans_with_derived_results(store: SharedStore) {
         loaded.steps[0].failure.as_ref().map(|f| f.message.as_str()),
         Some("exited with code 1")
     );
+    // The history says who made the change, the attempt, and why.
+    let last = store
+        .history(failed.id)
+        .await
+        .expect("history")
+        .pop()
+        .expect("an entry");
+    assert_eq!(last.by.as_deref(), Some("test"));
+    assert_eq!(
+        last.data,
+        Some(serde_json::json!({"attempt": 1, "why": "exited with code 1"}))
+    );
+    let history = store.history(ok.id).await.expect("history");
+    let stop = history.iter().find(|h| h.to == "stopped").expect("stopped");
+    assert_eq!(
+        stop.data, None,
+        "a plan move without a reason carries no data"
+    );
 }
 
 async fn resolves_id_prefixes(store: SharedStore) {

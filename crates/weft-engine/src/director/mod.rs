@@ -345,11 +345,6 @@ impl Director {
         }
     }
 
-    /// Ids of the plans being executed.
-    pub fn plan_ids(&self) -> impl Iterator<Item = &PlanId> {
-        self.plans.keys()
-    }
-
     /// Work items in flight.
     pub fn in_flight(&self) -> usize {
         self.queue.in_flight

@@ -74,22 +74,13 @@ impl PlanRun {
         let step_runs: Vec<StepRun> = steps
             .iter()
             .enumerate()
-            .map(|(i, s)| StepRun {
-                state: s.state,
-                attempt: s.attempt,
-                budget_from: 1,
-                started_at: s.started_at,
-                ended_at: s.ended_at,
-                output: s.output.clone(),
-                failure: s.failure.clone(),
-                deadline: s.deadline,
-                warning: s.warning.clone(),
-                waiting: flow.steps[i]
+            .map(|(i, s)| {
+                let waiting = flow.steps[i]
                     .deps
                     .iter()
                     .filter(|&&d| steps[d as usize].state != step::State::Success)
-                    .count() as u32,
-                interrupted: false,
+                    .count();
+                StepRun::from_record(s, waiting as u32)
             })
             .collect();
         let settled = step_runs

@@ -57,6 +57,41 @@ pub(crate) struct StepRun {
     pub interrupted: bool,
 }
 
+impl StepRun {
+    /// The run of a step as stored; `waiting` counts its unfinished dependencies.
+    pub fn from_record(r: &StepRecord, waiting: u32) -> StepRun {
+        StepRun {
+            state: r.state,
+            attempt: r.attempt,
+            budget_from: 1,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            output: r.output.clone(),
+            failure: r.failure.clone(),
+            deadline: r.deadline,
+            warning: r.warning.clone(),
+            waiting,
+            interrupted: false,
+        }
+    }
+
+    /// The stored form of step `index` (the name is left out: changes do not carry it).
+    pub fn to_record(&self, index: u32) -> StepRecord {
+        StepRecord {
+            index,
+            name: String::new(),
+            state: self.state,
+            attempt: self.attempt,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            output: self.output.clone(),
+            failure: self.failure.clone(),
+            deadline: self.deadline,
+            warning: self.warning.clone(),
+        }
+    }
+}
+
 /// What the plan does once nothing of it is in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stopping {
@@ -122,18 +157,7 @@ impl PlanRun {
         ctx.out.changes.push(Change::Step {
             plan: self.id,
             from,
-            step: StepRecord {
-                index: i as u32,
-                name: String::new(),
-                state: s.state,
-                attempt: s.attempt,
-                started_at: s.started_at,
-                ended_at: s.ended_at,
-                output: s.output.clone(),
-                failure: s.failure.clone(),
-                deadline: s.deadline,
-                warning: s.warning.clone(),
-            },
+            step: s.to_record(i as u32),
             at: ctx.now,
         });
         true
