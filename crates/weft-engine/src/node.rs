@@ -124,7 +124,7 @@ impl Node {
                 continue;
             }
             let age = now - other.heartbeat_at;
-            if age <= config.lease.as_millis() as i64 {
+            if age <= weft_model::after(0, config.lease) {
                 return Err(Error::Refused(format!(
                     "a node named `{}` is already running (last heartbeat {}ms ago); give this one another --name",
                     config.name, age
@@ -281,7 +281,7 @@ impl Node {
         store_loop((lease / 2).max(Duration::from_millis(200)), move |store| {
             let id = id.clone();
             async move {
-                let cutoff = now_millis() - lease.as_millis() as i64;
+                let cutoff = now_millis().saturating_sub(weft_model::after(0, lease));
                 for n in store
                     .nodes()
                     .await?

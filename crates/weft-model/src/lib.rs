@@ -18,4 +18,4 @@ mod time;
 
 pub use failure::Failure;
 pub use plan::PlanId;
-pub use time::{format_millis, now_millis, parse_utc, Millis};
+pub use time::{after, format_millis, now_millis, parse_utc, Millis};

@@ -13,6 +13,11 @@ pub fn now_millis() -> Millis {
         .unwrap_or(0)
 }
 
+/// `at` plus `d`, saturating at the end of time instead of overflowing.
+pub fn after(at: Millis, d: std::time::Duration) -> Millis {
+    at.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Formats a timestamp as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn format_millis(ms: Millis) -> String {
     let secs = ms.div_euclid(1000);

@@ -71,7 +71,7 @@ pub async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
     let steps = new.flow.steps.len();
     let start_at = args
         .at
-        .or(args.delay.map(|d| now_millis() + d.as_millis() as i64));
+        .or(args.delay.map(|d| weft_model::after(now_millis(), d)));
     let detach = detach || args.detach || start_at.is_some() || !args.after.is_empty();
     for prerequisite in &args.after {
         new.after

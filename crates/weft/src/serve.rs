@@ -6,7 +6,7 @@ use crate::Fail;
 use clap::Args;
 use std::sync::Arc;
 use std::time::Duration;
-use weft_engine::node::{Node, NodeConfig, GRACE, LEASE};
+use weft_engine::node::{Node, NodeConfig};
 use weft_engine::Registry;
 use weft_model::duration;
 
@@ -35,6 +35,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<u8, Fail> {
+    if args.lease < Duration::from_secs(1) {
+        return Err(Fail::Input(format!(
+            "--lease {} is too short: other nodes would declare live nodes dead; use at least 1s",
+            duration::format(args.lease)
+        )));
+    }
     if args.global.db.starts_with("memory:") {
         return Err(Fail::Input(
             "a node needs a store other processes can reach; `memory:` lives and dies with one process".into(),
@@ -56,7 +62,6 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Fail> {
     if let Some(p) = args.parallelism {
         config.parallelism = p as usize;
     }
-    debug_assert!(LEASE > Duration::ZERO && GRACE > Duration::ZERO);
     let node = Node::start(opener, Arc::new(Registry::new()), config)
         .await
         .map_err(|e| match e {

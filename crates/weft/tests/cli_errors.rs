@@ -295,3 +295,16 @@ fn a_node_on_an_in_memory_store_is_refused() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_lease_too_short_to_be_safe_is_refused() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["serve", "--lease", "10ms"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--lease 10ms is too short"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!sb.db().exists(), "nothing written");
+}

@@ -315,7 +315,7 @@ impl PlanRun {
         timeout: Option<Duration>,
         ctx: &mut Ctx<'_>,
     ) {
-        let deadline = timeout.map(|t| ctx.now + t.as_millis() as i64);
+        let deadline = timeout.map(|t| weft_model::after(ctx.now, t));
         if self.record(i, step::State::Suspended, ctx, |s| {
             s.output = Some(output);
             s.deadline = deadline;

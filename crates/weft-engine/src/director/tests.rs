@@ -911,3 +911,21 @@ fn a_waiting_step_fails_when_the_plan_reverts_so_its_dependency_is_reverted() {
         (plan::State::Stopped, Outcome::Error)
     );
 }
+
+/// Regression: a wait timeout too long to add to the clock overflowed (a panic in debug
+/// builds) instead of meaning "practically never".
+#[test]
+fn an_enormous_wait_timeout_does_not_overflow_the_deadline() {
+    let flow = FlowBuilder::linear("g")
+        .gate(
+            "approve",
+            Some(std::time::Duration::from_secs(u64::MAX / 1000)),
+            |t| t,
+        )
+        .build()
+        .expect("valid");
+    let mut h = Harness::new(flow, 8);
+    h.start(Rescue::Pause);
+    assert_eq!(h.state_of("approve"), S::Suspended);
+    assert_eq!(h.steps[0].deadline, Some(i64::MAX));
+}
