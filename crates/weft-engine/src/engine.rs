@@ -435,7 +435,7 @@ impl Shell {
             let executor = self.executor.clone();
             let inbox = self.inbox.clone();
             tokio::spawn(async move {
-                let input = executor.run(item).await;
+                let input = executor.run(item, &inbox).await;
                 let _ = inbox.send(input);
             });
         }
@@ -466,7 +466,7 @@ fn to_updates(changes: &[Change]) -> Vec<Update> {
                 plan: *plan,
                 state: *to,
             }),
-            Change::Phase { .. } => None,
+            Change::Group { .. } | Change::Phase { .. } => None,
         })
         .collect()
 }

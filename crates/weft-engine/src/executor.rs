@@ -9,10 +9,12 @@
 use crate::director::{Completion, Input, Work, WorkItem};
 use crate::task::{Context, Registry, RevertContext, Suspension};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, watch};
 use weft_model::failure::STDERR_TAIL_BYTES;
 use weft_model::flow::{Action, Command, StepDef};
 use weft_model::{duration, Failure, PlanId};
@@ -26,42 +28,91 @@ pub struct Executor {
 
 /// The process groups of the commands running now, by the step they run for, so that a
 /// halted step's command — or every command, when the process is told to stop — can be killed.
-#[derive(Clone, Default)]
-pub struct ProcessGroups(Arc<Mutex<HashMap<u32, (PlanId, u32)>>>);
+/// A group step's runner also watches it, so that a halt stops the group for good instead of
+/// looking like a task failure.
+#[derive(Clone)]
+pub struct ProcessGroups {
+    inner: Arc<Mutex<Groups>>,
+    /// Bumped on every kill, to wake group runners.
+    kills: Arc<watch::Sender<u64>>,
+}
+
+#[derive(Default)]
+struct Groups {
+    pids: HashMap<u32, (PlanId, u32)>,
+    /// Steps halted since they started.
+    halted: HashSet<(PlanId, u32)>,
+    /// Every command was killed: the process is stopping.
+    closed: bool,
+}
+
+impl Default for ProcessGroups {
+    fn default() -> Self {
+        ProcessGroups {
+            inner: Arc::default(),
+            kills: Arc::new(watch::channel(0).0),
+        }
+    }
+}
 
 impl ProcessGroups {
-    fn groups(&self) -> MutexGuard<'_, HashMap<u32, (PlanId, u32)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn groups(&self) -> MutexGuard<'_, Groups> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn insert(&self, pid: u32, plan: PlanId, step: u32) {
-        self.groups().insert(pid, (plan, step));
+    pub(crate) fn insert(&self, pid: u32, plan: PlanId, step: u32) {
+        self.groups().pids.insert(pid, (plan, step));
     }
 
-    fn remove(&self, pid: u32) {
-        self.groups().remove(&pid);
+    pub(crate) fn remove(&self, pid: u32) {
+        self.groups().pids.remove(&pid);
     }
 
     /// SIGKILLs the process groups of a step's commands.
     pub fn kill_step(&self, plan: PlanId, step: u32) {
-        let pids: Vec<u32> = self
-            .groups()
-            .iter()
-            .filter(|(_, owner)| **owner == (plan, step))
-            .map(|(pid, _)| *pid)
-            .collect();
+        let pids: Vec<u32> = {
+            let mut g = self.groups();
+            g.halted.insert((plan, step));
+            g.pids
+                .iter()
+                .filter(|(_, owner)| **owner == (plan, step))
+                .map(|(pid, _)| *pid)
+                .collect()
+        };
         for pid in pids {
             kill_group(pid);
         }
+        self.kills.send_modify(|n| *n += 1);
     }
 
     /// SIGKILLs every running command's process group; returns how many there were.
     pub fn kill_all(&self) -> usize {
-        let pids: Vec<u32> = self.groups().drain().map(|(pid, _)| pid).collect();
+        let pids: Vec<u32> = {
+            let mut g = self.groups();
+            g.closed = true;
+            g.pids.drain().map(|(pid, _)| pid).collect()
+        };
         for &pid in &pids {
             kill_group(pid);
         }
+        self.kills.send_modify(|n| *n += 1);
         pids.len()
+    }
+
+    /// A step starts running: forget an earlier halt of it.
+    pub(crate) fn started(&self, plan: PlanId, step: u32) {
+        self.groups().halted.remove(&(plan, step));
+    }
+
+    /// Whether the step was halted, or every command killed, since it started.
+    pub(crate) fn is_halted(&self, plan: PlanId, step: u32) -> bool {
+        let g = self.groups();
+        g.closed || g.halted.contains(&(plan, step))
+    }
+
+    /// Changes on every kill.
+    pub(crate) fn kills(&self) -> watch::Receiver<u64> {
+        self.kills.subscribe()
     }
 }
 
@@ -79,8 +130,9 @@ impl Executor {
         self.groups.clone()
     }
 
-    /// Runs `item` to the end and says how it went.
-    pub async fn run(&self, item: WorkItem) -> Input {
+    /// Runs `item` to the end and says how it went; a group step reports its tasks' progress
+    /// to `progress` as it goes.
+    pub async fn run(&self, item: WorkItem, progress: &mpsc::UnboundedSender<Input>) -> Input {
         let def = &item.flow.steps[item.step as usize];
         match &item.work {
             Work::Execute => {
@@ -91,7 +143,11 @@ impl Executor {
                     }),
                     // Boxed: a command's future is large, and a Rust task's should not pay for it.
                     Action::Command(cmd) => {
-                        Box::pin(run_command(&cmd.run, cmd, def, &item, &[], &self.groups)).await
+                        let inv = Invocation::of_step(&cmd.run, cmd, def, &item, &[]);
+                        Box::pin(run_command(inv, &self.groups, |_| {})).await
+                    }
+                    Action::Group(group) => {
+                        Box::pin(crate::group::run(group, &item, &self.groups, progress)).await
                     }
                     Action::Task { name, version } => self.run_task(name, version, &item).await,
                 };
@@ -110,7 +166,7 @@ impl Executor {
             }
             Work::Revert { result, cause } => {
                 let outcome = match &def.action {
-                    Action::Gate => Ok(()),
+                    Action::Gate | Action::Group(_) => Ok(()),
                     Action::Command(cmd) => match &cmd.revert {
                         Some(argv) => {
                             let env = [
@@ -120,7 +176,8 @@ impl Executor {
                                 ),
                                 ("WEFT_FAILURE".to_string(), failure_json(cause)),
                             ];
-                            Box::pin(run_command(argv, cmd, def, &item, &env, &self.groups))
+                            let inv = Invocation::of_step(argv, cmd, def, &item, &env);
+                            Box::pin(run_command(inv, &self.groups, |_| {}))
                                 .await
                                 .map(drop)
                         }
@@ -216,6 +273,14 @@ fn check_provides(output: Value, provides: &[String]) -> Result<Value, Failure> 
     Ok(output)
 }
 
+/// A value as a `WEFT_IN_` variable holds it: strings as they are, the rest as JSON.
+pub(crate) fn input_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// `WEFT_IN_<NAME>`: upper case, anything but letters and digits as `_`.
 pub fn input_var(name: &str) -> String {
     let mut v = String::from("WEFT_IN_");
@@ -229,34 +294,81 @@ pub fn input_var(name: &str) -> String {
     v
 }
 
-async fn run_command(
-    argv: &[String],
-    cmd: &Command,
-    def: &StepDef,
-    item: &WorkItem,
-    extra_env: &[(String, String)],
+/// One run of a command: what to run, for which step, with what.
+pub(crate) struct Invocation<'a> {
+    /// Program and arguments.
+    pub argv: &'a [String],
+    /// Its environment and working directory.
+    pub cmd: &'a Command,
+    /// The plan.
+    pub plan: PlanId,
+    /// The step it runs for (its processes are killed with the step's).
+    pub step: u32,
+    /// `WEFT_STEP`.
+    pub step_name: &'a str,
+    /// `WEFT_ATTEMPT`.
+    pub attempt: u32,
+    /// Its required values.
+    pub inputs: &'a Map<String, Value>,
+    /// More variables.
+    pub extra_env: &'a [(String, String)],
+    /// Exit codes that mean success with a warning.
+    pub warn_codes: &'a [i32],
+    /// How long it may run.
+    pub timeout: Option<Duration>,
+}
+
+impl<'a> Invocation<'a> {
+    fn of_step(
+        argv: &'a [String],
+        cmd: &'a Command,
+        def: &'a StepDef,
+        item: &'a WorkItem,
+        extra_env: &'a [(String, String)],
+    ) -> Self {
+        Invocation {
+            argv,
+            cmd,
+            plan: item.plan,
+            step: item.step,
+            step_name: &def.name,
+            attempt: item.attempt,
+            inputs: &item.inputs,
+            extra_env,
+            // Warning exit codes apply to execution, not to a revert.
+            warn_codes: if matches!(item.work, Work::Execute) {
+                &cmd.warn_exit_codes
+            } else {
+                &[]
+            },
+            timeout: def.timeout,
+        }
+    }
+}
+
+/// Runs a command to its end; `spawned` is told its pid (its process group's id) once it runs.
+pub(crate) async fn run_command(
+    inv: Invocation<'_>,
     groups: &ProcessGroups,
+    spawned: impl FnOnce(u32),
 ) -> Result<Completion, Failure> {
-    let program = &argv[0];
+    let program = &inv.argv[0];
+    let cmd = inv.cmd;
     let mut command = tokio::process::Command::new(program);
     command
-        .args(&argv[1..])
+        .args(&inv.argv[1..])
         .envs(&cmd.env)
-        .env("WEFT_PLAN_ID", item.plan.to_string())
-        .env("WEFT_STEP", &def.name)
-        .env("WEFT_ATTEMPT", item.attempt.to_string())
+        .env("WEFT_PLAN_ID", inv.plan.to_string())
+        .env("WEFT_STEP", inv.step_name)
+        .env("WEFT_ATTEMPT", inv.attempt.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    for (k, v) in &item.inputs {
-        let text = match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        command.env(input_var(k), text);
+    for (k, v) in inv.inputs {
+        command.env(input_var(k), input_text(v));
     }
-    for (k, v) in extra_env {
+    for (k, v) in inv.extra_env {
         command.env(k, v);
     }
     if let Some(dir) = &cmd.cwd {
@@ -267,9 +379,11 @@ async fn run_command(
     })?;
     let pid = child.id();
     if let Some(pid) = pid {
-        groups.insert(pid, item.plan, item.step);
+        groups.insert(pid, inv.plan, inv.step);
+        spawned(pid);
     }
-    let result = supervise(child, program, cmd, def, item, pid).await;
+    let stdin_json = Value::Object(inv.inputs.clone()).to_string();
+    let result = supervise(child, program, inv.warn_codes, inv.timeout, stdin_json, pid).await;
     if let Some(pid) = pid {
         groups.remove(pid);
     }
@@ -281,18 +395,11 @@ async fn run_command(
 async fn supervise(
     mut child: tokio::process::Child,
     program: &str,
-    cmd: &Command,
-    def: &StepDef,
-    item: &WorkItem,
+    warn_codes: &[i32],
+    timeout: Option<Duration>,
+    stdin_json: String,
     pid: Option<u32>,
 ) -> Result<Completion, Failure> {
-    // Warning exit codes apply to execution, not to a revert.
-    let warn_codes: &[i32] = if matches!(item.work, Work::Execute) {
-        &cmd.warn_exit_codes
-    } else {
-        &[]
-    };
-    let stdin_json = Value::Object(item.inputs.clone()).to_string();
     let mut stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -336,7 +443,7 @@ async fn supervise(
         tail
     };
     let all = async { tokio::join!(feed, read_out, read_err, child.wait()) };
-    let (output, stderr_tail, status) = match def.timeout {
+    let (output, stderr_tail, status) = match timeout {
         None => {
             let (_, out, err, status) = all.await;
             (out, err, status)
@@ -401,8 +508,13 @@ async fn supervise(
 
 /// SIGKILLs the process group led by `pid`.
 pub fn kill_group(pid: u32) {
+    signal_group(pid, libc::SIGKILL);
+}
+
+/// Sends `signal` to the process group led by `pid`.
+pub(crate) fn signal_group(pid: u32, signal: libc::c_int) {
     // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
     unsafe {
-        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        libc::kill(-(pid as libc::pid_t), signal);
     }
 }

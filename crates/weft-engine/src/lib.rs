@@ -17,6 +17,7 @@
 pub mod director;
 pub mod engine;
 pub mod executor;
+mod group;
 pub mod node;
 pub mod operator;
 pub mod task;

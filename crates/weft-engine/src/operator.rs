@@ -170,6 +170,7 @@ mod tests {
             .map(|c| match c {
                 Change::Step { step, .. } => (Some(step.index), step.state.to_string()),
                 Change::Plan { to, .. } => (None, to.to_string()),
+                Change::Group { step, .. } => (Some(*step), "group".into()),
                 Change::Phase { .. } => (None, "phase".into()),
             })
             .collect()

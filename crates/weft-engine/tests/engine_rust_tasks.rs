@@ -296,6 +296,7 @@ async fn a_plan_left_running_by_a_dead_process_is_recovered() {
         failure: None,
         deadline: None,
         warning: None,
+        group: None,
     };
     store
         .apply(

@@ -4,6 +4,7 @@
 //!   [`flow::Flow`] both produce, with its dependency graph.
 //! - [`plan`] and [`step`]: the state machines of an execution plan and of its steps, each with
 //!   the one function that says which transitions are allowed.
+//! - [`group`]: groups of tasks under lifecycle hooks, and the progress a running group keeps.
 //! - [`failure`]: what went wrong, in a shape that serializes to TaskFlow's failure dict.
 //! - [`duration`]: the `"500ms"`, `"10s"`, `"5m"` notation used in flow files.
 #![deny(missing_docs)]
@@ -11,6 +12,7 @@
 pub mod duration;
 pub mod failure;
 pub mod flow;
+pub mod group;
 pub mod plan;
 pub mod step;
 mod suggest;

@@ -8,7 +8,7 @@ use crate::{
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use weft_model::plan::{self, Outcome};
-use weft_model::PlanId;
+use weft_model::{step, PlanId};
 
 /// A store that lives and dies with the process.
 #[derive(Default, Clone)]
@@ -117,6 +117,26 @@ impl Inner {
                 }
                 Ok(())
             }
+            Change::Group {
+                plan,
+                step,
+                attempt,
+                ..
+            } => {
+                let found = entry
+                    .steps
+                    .get(*step as usize)
+                    .ok_or_else(|| Error::NotFound(format!("{plan} step {step}")))?;
+                if found.state != step::State::Running || found.attempt != *attempt {
+                    return Err(Error::Conflict {
+                        plan: *plan,
+                        step: Some(*step),
+                        expected: format!("running (attempt {attempt})"),
+                        found: format!("{} (attempt {})", found.state, found.attempt),
+                    });
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -150,6 +170,9 @@ impl Inner {
                 let i = step.index as usize;
                 let name = std::mem::take(&mut entry.steps[i].name);
                 entry.steps[i] = StepRecord { name, ..step };
+            }
+            Change::Group { step, progress, .. } => {
+                entry.steps[step as usize].group = Some(progress);
             }
             Change::Phase { phase, .. } => entry.plan.phase = phase,
         }
@@ -193,6 +216,11 @@ impl Store for MemoryStore {
                     (*plan, Some(step.index)),
                     Tag::Step(*from),
                     Tag::Step(step.state),
+                ),
+                Change::Group { plan, step, .. } => (
+                    (*plan, Some(*step)),
+                    Tag::Step(step::State::Running),
+                    Tag::Step(step::State::Running),
                 ),
                 Change::Phase { .. } => continue,
             };

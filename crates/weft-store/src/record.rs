@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use weft_model::flow::Flow;
 use weft_model::plan::{self, Outcome};
-use weft_model::{step, Failure, Millis, PlanId};
+use weft_model::{group, step, Failure, Millis, PlanId};
 
 /// A plan to create, with its steps all `pending`.
 #[derive(Debug, Clone)]
@@ -97,6 +97,9 @@ pub struct StepRecord {
     /// A warning it finished with (the plan's result is then `warning`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// For a group step: how far its tasks got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<group::Progress>,
 }
 
 impl StepRecord {
@@ -113,6 +116,7 @@ impl StepRecord {
             failure: None,
             deadline: None,
             warning: None,
+            group: None,
         }
     }
 }
@@ -195,6 +199,17 @@ pub enum Change {
         /// When.
         at: Millis,
     },
+    /// A running group step's tasks moved on (the step itself stays `running`).
+    Group {
+        /// The plan.
+        plan: PlanId,
+        /// The step.
+        step: u32,
+        /// The attempt it must be running.
+        attempt: u32,
+        /// How far its tasks got.
+        progress: group::Progress,
+    },
     /// The director's bookkeeping for a plan.
     Phase {
         /// The plan.
@@ -236,9 +251,10 @@ impl Change {
     /// The plan it touches.
     pub fn plan(&self) -> PlanId {
         match self {
-            Change::Plan { plan, .. } | Change::Step { plan, .. } | Change::Phase { plan, .. } => {
-                *plan
-            }
+            Change::Plan { plan, .. }
+            | Change::Step { plan, .. }
+            | Change::Group { plan, .. }
+            | Change::Phase { plan, .. } => *plan,
         }
     }
 
@@ -271,7 +287,7 @@ impl Change {
                     .map(|f| f.message.as_str())
                     .or(step.warning.as_deref()),
             }),
-            Change::Phase { .. } => None,
+            Change::Group { .. } | Change::Phase { .. } => None,
         }
     }
 }

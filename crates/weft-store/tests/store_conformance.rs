@@ -32,6 +32,7 @@ fn step(index: u32, state: step::State, attempt: u32) -> StepRecord {
         failure: None,
         deadline: None,
         warning: None,
+        group: None,
     }
 }
 
@@ -554,6 +555,60 @@ async fn the_mailbox_delivers_to_the_lock_holder_and_answers_once(store: SharedS
     ));
 }
 
+async fn keeps_a_running_groups_progress(store: SharedStore) {
+    use weft_model::group::{Progress, TaskRun, TaskState};
+    let p = new_plan();
+    let id = p.id;
+    store.create_plan(p).await.expect("create");
+    let progress = |state| Progress {
+        restarts: 1,
+        tasks: vec![TaskRun {
+            state,
+            ..TaskRun::pending("server")
+        }],
+    };
+    let group = |attempt, state| Change::Group {
+        plan: id,
+        step: 0,
+        attempt,
+        progress: progress(state),
+    };
+    // Only a running step, at the attempt it runs, takes progress.
+    assert!(matches!(
+        store.apply("t", vec![group(1, TaskState::Running)]).await,
+        Err(Error::Conflict { .. })
+    ));
+    store
+        .apply(
+            "t",
+            vec![
+                step_change(id, step::State::Pending, step(0, step::State::Running, 1)),
+                group(1, TaskState::Running),
+                group(1, TaskState::Ready),
+            ],
+        )
+        .await
+        .expect("progress");
+    let snap = store.load_plan(id).await.expect("load");
+    assert_eq!(snap.steps[0].group, Some(progress(TaskState::Ready)));
+    assert!(matches!(
+        store.apply("t", vec![group(2, TaskState::Failed)]).await,
+        Err(Error::Conflict { .. })
+    ));
+    // Progress is not history.
+    let history = store.history(id).await.expect("history");
+    assert_eq!(history.len(), 1, "{history:?}");
+    // The step's own change carries it on, or clears it.
+    let mut done = step(0, step::State::Success, 1);
+    done.group = Some(progress(TaskState::Succeeded));
+    store
+        .apply("t", vec![step_change(id, step::State::Running, done)])
+        .await
+        .expect("done");
+    let snap = store.load_plan(id).await.expect("load");
+    assert_eq!(snap.steps[0].group, Some(progress(TaskState::Succeeded)));
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -578,6 +633,7 @@ macro_rules! conformance {
             case!(dead_nodes_are_invalidated_and_their_locks_released);
             case!(due_plans_are_promoted_once_and_failed_prerequisites_reported);
             case!(the_mailbox_delivers_to_the_lock_holder_and_answers_once);
+            case!(keeps_a_running_groups_progress);
         }
     };
 }

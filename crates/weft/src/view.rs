@@ -2,8 +2,9 @@
 
 use std::fmt::Write;
 use std::time::Duration;
+use weft_model::group::{Group, Progress};
 use weft_model::{duration, format_millis, Millis};
-use weft_store::{HistoryEntry, PlanSnapshot, PlanSummary, StepRecord};
+use weft_store::{HistoryEntry, PlanSnapshot, PlanSummary};
 
 /// Left-aligned columns, two spaces apart.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -81,8 +82,42 @@ pub fn plan_list(plans: &[PlanSummary]) -> String {
     )
 }
 
-fn output_text(step: &StepRecord) -> String {
-    match &step.output {
+/// A group's tasks, under its step: each with its hook and state.
+fn group_rows(group: &Group, progress: Option<&Progress>) -> Vec<Vec<String>> {
+    group
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, def)| {
+            let run = progress.and_then(|p| p.tasks.get(i));
+            let restarts = match progress.map(|p| p.restarts) {
+                Some(n) if n > 0 && i == 0 => format!("(group restarted {n}×) "),
+                _ => String::new(),
+            };
+            let (state, time, note) = match run {
+                Some(t) => (
+                    t.state.to_string(),
+                    span(t.started_at, t.ended_at),
+                    match &t.failure {
+                        Some(f) => f.message.clone(),
+                        None => output_text(&t.output),
+                    },
+                ),
+                None => ("pending".into(), "-".into(), String::new()),
+            };
+            vec![
+                format!("  {} ({})", def.name, def.role()),
+                state,
+                String::new(),
+                time,
+                format!("{restarts}{note}"),
+            ]
+        })
+        .collect()
+}
+
+fn output_text(output: &Option<serde_json::Value>) -> String {
+    match output {
         Some(serde_json::Value::Object(o)) if o.is_empty() => String::new(),
         Some(v) => {
             let s = v.to_string();
@@ -122,24 +157,26 @@ pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> Str
         let _ = writeln!(out, "inputs   {inputs}");
     }
     out.push('\n');
-    let rows: Vec<Vec<String>> = snap
-        .steps
-        .iter()
-        .map(|s| {
-            let note = match (&s.failure, &s.warning) {
-                (Some(f), _) => f.message.clone(),
-                (None, Some(w)) => format!("warning: {w}"),
-                (None, None) => output_text(s),
-            };
-            vec![
-                s.name.clone(),
-                s.state.to_string(),
-                s.attempt.to_string(),
-                span(s.started_at, s.ended_at),
-                note,
-            ]
-        })
-        .collect();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (i, s) in snap.steps.iter().enumerate() {
+        let note = match (&s.failure, &s.warning) {
+            (Some(f), _) => f.message.clone(),
+            (None, Some(w)) => format!("warning: {w}"),
+            (None, None) => output_text(&s.output),
+        };
+        rows.push(vec![
+            s.name.clone(),
+            s.state.to_string(),
+            s.attempt.to_string(),
+            span(s.started_at, s.ended_at),
+            note,
+        ]);
+        if let Some(weft_model::flow::Action::Group(group)) =
+            p.flow.steps.get(i).map(|d| &d.action)
+        {
+            rows.extend(group_rows(group, s.group.as_ref()));
+        }
+    }
     out.push_str(&table(
         &["STEP", "STATE", "ATTEMPT", "TIME", "OUTPUT / FAILURE"],
         &rows,

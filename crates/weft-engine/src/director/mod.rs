@@ -98,6 +98,18 @@ pub enum Input {
         /// How it ended.
         result: Result<Completion, Failure>,
     },
+    /// A running group step's tasks moved on: kept with the step, so that the group resumes
+    /// from there after a crash.
+    GroupProgress {
+        /// The plan.
+        plan: PlanId,
+        /// The step.
+        step: u32,
+        /// The attempt running.
+        attempt: u32,
+        /// How far its tasks got.
+        progress: weft_model::group::Progress,
+    },
     /// A revert finished.
     Reverted {
         /// The plan.
@@ -183,6 +195,8 @@ pub struct WorkItem {
     pub inputs: Map<String, Value>,
     /// Execute or revert.
     pub work: Work,
+    /// For a group step resumed after a crash: how far its tasks had got.
+    pub resume: Option<weft_model::group::Progress>,
 }
 
 /// A timer to set: after `after`, feed `input` back.
@@ -415,6 +429,17 @@ impl Director {
                     run.progress(&mut ctx);
                     plan
                 })
+            }
+            Input::GroupProgress {
+                plan,
+                step,
+                attempt,
+                progress,
+            } => {
+                if let Some(run) = self.plans.get_mut(&plan) {
+                    run.group_progress(step as usize, attempt, progress, &mut ctx);
+                }
+                None
             }
             Input::Reverted { plan, step, result } => {
                 *ctx.in_flight = ctx.in_flight.saturating_sub(1);

@@ -199,6 +199,7 @@ impl PlanRun {
                         result: run.steps[i].output.clone(),
                         cause,
                     },
+                    resume: None,
                 });
             }
         }

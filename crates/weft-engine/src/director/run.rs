@@ -55,6 +55,8 @@ pub(crate) struct StepRun {
     pub waiting: u32,
     /// Re-run after a crash: the attempt number stays.
     pub interrupted: bool,
+    /// For a group step: how far its tasks got.
+    pub group: Option<weft_model::group::Progress>,
 }
 
 impl StepRun {
@@ -72,6 +74,7 @@ impl StepRun {
             warning: r.warning.clone(),
             waiting,
             interrupted: false,
+            group: r.group.clone(),
         }
     }
 
@@ -88,6 +91,7 @@ impl StepRun {
             failure: self.failure.clone(),
             deadline: self.deadline,
             warning: self.warning.clone(),
+            group: self.group.clone(),
         }
     }
 }
@@ -270,6 +274,8 @@ impl PlanRun {
         } else {
             s.attempt + 1
         };
+        // A group interrupted by a crash resumes from where its tasks had got.
+        let resume = if s.interrupted { s.group.clone() } else { None };
         let now = ctx.now;
         if !self.record(i, step::State::Running, ctx, |s| {
             s.attempt = attempt;
@@ -279,6 +285,7 @@ impl PlanRun {
             s.failure = None;
             s.warning = None;
             s.interrupted = false;
+            s.group = resume.clone();
         }) {
             return;
         }
@@ -295,6 +302,30 @@ impl PlanRun {
             attempt,
             inputs,
             work: Work::Execute,
+            resume,
+        });
+    }
+
+    /// A running group step's tasks moved on: keep it with the step.
+    pub fn group_progress(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        progress: weft_model::group::Progress,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let Some(s) = self.steps.get_mut(i) else {
+            return;
+        };
+        if s.state != step::State::Running || s.attempt != attempt {
+            return;
+        }
+        s.group = Some(progress.clone());
+        ctx.out.changes.push(Change::Group {
+            plan: self.id,
+            step: i as u32,
+            attempt,
+            progress,
         });
     }
 
@@ -600,7 +631,8 @@ impl PlanRun {
         match &self.flow.steps[i].action {
             Action::Command(c) => c.revert.is_some(),
             Action::Task { .. } => true,
-            Action::Gate => false,
+            // A group cleans up after itself (its poststop tasks); a gate did nothing.
+            Action::Gate | Action::Group(_) => false,
         }
     }
 
@@ -673,6 +705,7 @@ impl PlanRun {
                                 result,
                                 cause: scope.cause.clone(),
                             },
+                            resume: None,
                         });
                     }
                 } else {

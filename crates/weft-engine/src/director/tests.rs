@@ -98,6 +98,15 @@ impl Harness {
                     let name = cur.name.clone();
                     *cur = StepRecord { name, ..step };
                 }
+                Change::Group { step, progress, .. } => {
+                    let cur = &mut self.steps[step as usize];
+                    assert_eq!(
+                        cur.state,
+                        weft_model::step::State::Running,
+                        "group progress of a stopped step"
+                    );
+                    cur.group = Some(progress);
+                }
                 Change::Phase { phase, .. } => self.plan.phase = phase,
             }
         }

@@ -59,6 +59,8 @@ struct RawFlow {
     defaults: Option<Spanned<RawDefaults>>,
     #[serde(default, rename = "task")]
     tasks: Vec<RawTask>,
+    #[serde(default, rename = "group")]
+    groups: Vec<super::group_file::RawGroup>,
     #[serde(default)]
     on_error: Option<Spanned<String>>,
 }
@@ -76,12 +78,12 @@ struct RawInput {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawDefaults {
+pub(super) struct RawDefaults {
     retry: Option<Spanned<RawRetry>>,
     timeout: Option<Spanned<String>>,
-    env: Option<BTreeMap<String, String>>,
-    idempotent: Option<bool>,
-    cwd: Option<String>,
+    pub(super) env: Option<BTreeMap<String, String>>,
+    pub(super) idempotent: Option<bool>,
+    pub(super) cwd: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -125,10 +127,10 @@ struct RawRetry {
 }
 
 /// Byte offset → 1-based line.
-struct Lines<'a>(&'a str);
+pub(super) struct Lines<'a>(pub(super) &'a str);
 
 impl Lines<'_> {
-    fn of(&self, offset: usize) -> usize {
+    pub(super) fn of(&self, offset: usize) -> usize {
         self.0[..offset.min(self.0.len())]
             .bytes()
             .filter(|&b| b == b'\n')
@@ -207,7 +209,14 @@ fn parse_tree(
     };
     let _ = defaults_offset;
 
-    let mut tasks = Vec::new();
+    // Tasks and groups, each with where it starts: declaration order is plan order.
+    let mut tasks: Vec<(usize, TaskSpec)> = Vec::new();
+    for raw_group in raw.groups {
+        let offset = raw_group.name.span().start;
+        let spec = super::group_file::group(raw_group, &defaults, dir, &lines)
+            .map_err(|e| e.at(Some(&file_buf), None))?;
+        tasks.push((offset, spec));
+    }
     for raw_task in raw.tasks {
         let name = raw_task.name.get_ref().clone();
         let name_offset = raw_task.name.span().start;
@@ -382,8 +391,10 @@ fn parse_tree(
             }
         }
         task.lines = lines_of;
-        tasks.push(task);
+        tasks.push((name_offset, task));
     }
+    tasks.sort_by_key(|(offset, _)| *offset);
+    let tasks = tasks.into_iter().map(|(_, t)| t).collect();
 
     let on_error = match &raw.on_error {
         Some(r) => Some(r.get_ref().parse().map_err(|m: String| {
@@ -405,7 +416,7 @@ fn parse_tree(
     })
 }
 
-fn argv(value: &Spanned<toml::Value>, field: &str) -> Result<Vec<String>, Error> {
+pub(super) fn argv(value: &Spanned<toml::Value>, field: &str) -> Result<Vec<String>, Error> {
     match value.get_ref() {
         toml::Value::String(_) => {
             Err(Error::new(ErrorKind::ShellString(field.into())).field(field))
@@ -661,6 +672,110 @@ run = ["true"]
         // Finalize steps wait for every run-phase step and for each other, in plan order.
         assert_eq!(flow.steps[2].deps, vec![0, 1, 4]);
         assert_eq!(flow.steps[3].deps, vec![0, 1, 2, 4]);
+    }
+
+    const GROUP: &str = r#"
+name = "g"
+[[task]]
+name = "build"
+run = ["true"]
+[[group]]
+name = "db"
+after = ["build"]
+restart = { attempts = 2, delay = "10ms" }
+[[group.task]]
+name = "server"
+run = ["sleep", "60"]
+lifecycle = { hook = "prestart", sidecar = true }
+ready = { run = ["true"], interval = "50ms", timeout = "2s" }
+kill_timeout = "1s"
+[[group.task]]
+name = "migrate"
+run = ["true"]
+lifecycle = { hook = "prestart" }
+[[group.task]]
+name = "work"
+run = ["true"]
+[[group.task]]
+name = "cleanup"
+run = ["true"]
+lifecycle = { hook = "poststop" }
+[[task]]
+name = "report"
+run = ["true"]
+requires = ["db/work"]
+"#;
+
+    #[test]
+    fn parses_a_group_as_one_step_in_declaration_order() {
+        use crate::group::{Hook, Lifecycle};
+        let flow = parse_str(GROUP).expect("valid");
+        let names: Vec<&str> = flow.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["build", "db", "report"]);
+        assert_eq!(flow.steps[1].deps, vec![0]);
+        assert_eq!(
+            flow.steps[2].deps,
+            vec![1],
+            "requires db/work orders after the group"
+        );
+        assert_eq!(
+            flow.steps[1].provides,
+            ["db/server", "db/migrate", "db/work", "db/cleanup"]
+        );
+        let Action::Group(g) = &flow.steps[1].action else {
+            panic!("{:?}", flow.steps[1].action)
+        };
+        assert_eq!(g.restart.attempts, 2);
+        assert_eq!(
+            g.tasks[0].lifecycle,
+            Some(Lifecycle {
+                hook: Hook::Prestart,
+                sidecar: true
+            })
+        );
+        assert_eq!(g.tasks[0].kill_timeout, std::time::Duration::from_secs(1));
+        let probe = g.tasks[0].ready.as_ref().expect("probe");
+        assert_eq!(probe.interval, std::time::Duration::from_millis(50));
+        assert_eq!(g.tasks[2].lifecycle, None);
+        assert_eq!(g.tasks[3].role(), "poststop");
+    }
+
+    #[test]
+    fn refuses_bad_groups_naming_file_and_line() {
+        let cases = [
+            (
+                GROUP.replace("name = \"work\"\nrun = [\"true\"]\n", "name = \"work\"\nrun = [\"true\"]\nlifecycle = { hook = \"poststart\" }\n"),
+                "flow.toml:7: task `db`: group `db` has no main task",
+            ),
+            (
+                GROUP.replace("hook = \"poststop\" }", "hook = \"poststop\", sidecar = true }"),
+                "flow.toml:26: task `db/cleanup`: field `lifecycle.sidecar`: a poststop task cannot be a sidecar",
+            ),
+            (
+                GROUP.replace("hook = \"prestart\" }", "hook = \"prestrat\" }"),
+                "flow.toml:19: task `db/migrate`: field `lifecycle.hook`: unknown hook `prestrat`",
+            ),
+            (
+                GROUP.replace("requires = [\"db/work\"]", "after = [\"db/work\"]"),
+                "flow.toml:30: task `report`: field `after`: `db/work` is a task inside group `db`",
+            ),
+            (
+                GROUP.replace("kill_timeout = \"1s\"", "kill_timeout = \"soon\""),
+                "flow.toml:15: task `db/server`: field `kill_timeout`: bad duration `soon`",
+            ),
+            (
+                GROUP.replace("name = \"migrate\"", "name = \"server\""),
+                "flow.toml:17: task `db/server`: field `name`: duplicate task name `server`",
+            ),
+            (
+                GROUP.replace("kill_timeout = \"1s\"", "after = [\"migrate\"]"),
+                "flow.toml:15: unknown key `after`",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = err(&text);
+            assert!(e.starts_with(want), "{e:?} should start with {want:?}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod builder;
 mod error;
 pub mod file;
+mod group_file;
 mod tree;
 
 pub use builder::FlowBuilder;
@@ -151,6 +152,8 @@ pub enum Action {
     Command(Command),
     /// Nothing: a pure gate that waits for an event (an approval, a callback).
     Gate,
+    /// A group of tasks run together under lifecycle hooks.
+    Group(crate::group::Group),
     /// A Rust task registered by name and version.
     Task {
         /// The registered name.

@@ -141,6 +141,15 @@ impl Tree {
     }
 }
 
+/// If `name` is `group/task` for a group at this level: the group's name.
+fn inside_group<'a>(tree: &'a Tree, name: &str) -> Option<&'a str> {
+    let (group, _) = name.split_once('/')?;
+    tree.tasks
+        .iter()
+        .find(|t| t.name == group && matches!(t.body, Body::Action(Action::Group(_))))
+        .map(|t| t.name.as_str())
+}
+
 impl Compiler {
     /// Adds the tree's tasks under `prefix`; resolves `after` at this level.
     fn flatten(
@@ -233,6 +242,16 @@ impl Compiler {
                 match units.iter().find(|(n, _, _)| n == name) {
                     Some((_, _, members)) => deps.extend(members.iter().copied()),
                     None => {
+                        if let Some(group) = inside_group(tree, name) {
+                            return Err(Error::new(ErrorKind::Invalid(format!(
+                                "`{name}` is a task inside group `{group}`; a task outside \
+                                 the group can only come after the whole group: \
+                                 `after = [\"{group}\"]`"
+                            )))
+                            .task(&task.name)
+                            .field("after")
+                            .at(file, task.line("after")));
+                        }
                         let suggestion = closest(name, units.iter().map(|(n, _, _)| n.as_str()))
                             .map(str::to_string);
                         return Err(Error::new(ErrorKind::UnknownTask {

@@ -259,7 +259,8 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
     };
     let mut stmt = conn
         .prepare_cached(
-            "SELECT idx, name, state, attempt, started_at, ended_at, output, failure, deadline, warning
+            "SELECT idx, name, state, attempt, started_at, ended_at, output, failure, deadline, warning,
+                    group_progress
              FROM steps WHERE plan_id = ?1 ORDER BY idx",
         )
         .map_err(classify)?;
@@ -276,13 +277,25 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
                 r.get::<_, Option<String>>(7)?,
                 r.get::<_, Option<i64>>(8)?,
                 r.get::<_, Option<String>>(9)?,
+                r.get::<_, Option<String>>(10)?,
             ))
         })
         .map_err(classify)?;
     let mut steps = Vec::new();
     for row in rows {
-        let (index, name, state, attempt, started_at, ended_at, output, failure, deadline, warning) =
-            row.map_err(classify)?;
+        let (
+            index,
+            name,
+            state,
+            attempt,
+            started_at,
+            ended_at,
+            output,
+            failure,
+            deadline,
+            warning,
+            group,
+        ) = row.map_err(classify)?;
         steps.push(StepRecord {
             index,
             name,
@@ -294,6 +307,7 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
             failure: failure.map(|f| json(&f, "failure")).transpose()?,
             deadline,
             warning,
+            group: group.map(|g| json(&g, "group progress")).transpose()?,
         });
     }
     Ok(PlanSnapshot { plan, steps })

@@ -78,6 +78,9 @@ ALTER TABLE events ADD COLUMN actor TEXT;
     r#"
 ALTER TABLE nodes ADD COLUMN report TEXT;
 "#,
+    r#"
+ALTER TABLE steps ADD COLUMN group_progress TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -421,10 +421,12 @@ fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
         } => {
             let output = step.output.as_ref().map(to_json).transpose()?;
             let failure = step.failure.as_ref().map(to_json).transpose()?;
+            let group = step.group.as_ref().map(to_json).transpose()?;
             let n = conn
                 .prepare_cached(
                     "UPDATE steps SET state = ?4, attempt = ?5, started_at = ?6, ended_at = ?7,
-                        output = ?8, failure = ?9, deadline = ?10, warning = ?11
+                        output = ?8, failure = ?9, deadline = ?10, warning = ?11,
+                        group_progress = ?12
                      WHERE plan_id = ?1 AND idx = ?2 AND state = ?3",
                 )
                 .and_then(|mut s| {
@@ -439,12 +441,31 @@ fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
                         output,
                         failure,
                         step.deadline,
-                        step.warning
+                        step.warning,
+                        group
                     ])
                 })
                 .map_err(classify)?;
             if n == 0 {
                 return Err(conflict(conn, *plan, Some(step.index), from.as_str()));
+            }
+        }
+        Change::Group {
+            plan,
+            step,
+            attempt,
+            progress,
+        } => {
+            let progress = to_json(progress)?;
+            let n = conn
+                .prepare_cached(
+                    "UPDATE steps SET group_progress = ?4
+                     WHERE plan_id = ?1 AND idx = ?2 AND attempt = ?3 AND state = 'running'",
+                )
+                .and_then(|mut s| s.execute(params![plan.to_string(), step, attempt, progress]))
+                .map_err(classify)?;
+            if n == 0 {
+                return Err(conflict(conn, *plan, Some(*step), "running"));
             }
         }
         Change::Phase { plan, phase } => {
