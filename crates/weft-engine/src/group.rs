@@ -437,18 +437,19 @@ impl Runner<'_> {
                     }
                 }
             }
-            Event::Ready { task, gen } if self.live[task].gen == gen => {
-                if self.progress.tasks[task].state == TaskState::Running {
-                    self.progress.tasks[task].state = TaskState::Ready;
-                }
+            Event::Ready { task, gen }
+                if self.live[task].gen == gen
+                    && self.progress.tasks[task].state == TaskState::Running =>
+            {
+                self.progress.tasks[task].state = TaskState::Ready;
             }
-            Event::NotReady { task, gen, failure } if self.live[task].gen == gen => {
-                if self.progress.tasks[task].state.is_running() {
-                    // Recorded now; its exit, which the kill brings, is then not a stop.
-                    self.fail(task, failure);
-                    if let Some(pid) = self.live[task].pid {
-                        kill_group(pid);
-                    }
+            Event::NotReady { task, gen, failure }
+                if self.live[task].gen == gen && self.progress.tasks[task].state.is_running() =>
+            {
+                // Recorded now; its exit, which the kill brings, is then not a stop.
+                self.fail(task, failure);
+                if let Some(pid) = self.live[task].pid {
+                    kill_group(pid);
                 }
             }
             Event::KillDue { task, gen } if self.live[task].gen == gen => {

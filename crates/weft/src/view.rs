@@ -171,8 +171,7 @@ pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> Str
             span(s.started_at, s.ended_at),
             note,
         ]);
-        if let Some(weft_model::flow::Action::Group(group)) =
-            p.flow.steps.get(i).map(|d| &d.action)
+        if let Some(weft_model::flow::Action::Group(group)) = p.flow.steps.get(i).map(|d| &d.action)
         {
             rows.extend(group_rows(group, s.group.as_ref()));
         }
