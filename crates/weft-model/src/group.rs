@@ -189,7 +189,7 @@ pub struct Process {
     pub start_ticks: u64,
 }
 
-/// A group task's state.
+/// A group task's state; stored and shown with the names of step states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
@@ -200,8 +200,10 @@ pub enum TaskState {
     /// Running and ready (tasks without a probe are ready as soon as they run).
     Ready,
     /// Exited successfully.
+    #[serde(rename = "success")]
     Succeeded,
     /// Failed (or, for a sidecar, died before it was told to stop).
+    #[serde(rename = "error")]
     Failed,
     /// A sidecar stopped once main was done.
     Stopped,

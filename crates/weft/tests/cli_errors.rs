@@ -308,3 +308,40 @@ fn a_lease_too_short_to_be_safe_is_refused() {
     );
     assert!(!sb.db().exists(), "nothing written");
 }
+
+#[test]
+fn bad_groups() {
+    const GROUP: &str = "name = \"f\"\n[[group]]\nname = \"g\"\n[[group.task]]\nname = \"work\"\nrun = [\"true\"]\n";
+    let e = refused(
+        &GROUP.replace(
+            "run = [\"true\"]\n",
+            "run = [\"true\"]\nlifecycle = { hook = \"prestart\" }\n",
+        ),
+        &[],
+    );
+    assert!(
+        e.contains("flow.toml:3: task `g`: group `g` has no main task"),
+        "{e}"
+    );
+    let e = refused(
+        &format!("{GROUP}[[group.task]]\nname = \"tidy\"\nrun = [\"true\"]\nlifecycle = {{ hook = \"poststop\", sidecar = true }}\n"),
+        &[],
+    );
+    assert!(
+        e.contains("flow.toml:10: task `g/tidy`: field `lifecycle.sidecar`: a poststop task cannot be a sidecar"),
+        "{e}"
+    );
+    let e = refused(
+        &format!("{GROUP}[[group.task]]\nname = \"x\"\nrun = [\"true\"]\nlifecycle = {{ hook = \"afterwards\" }}\n"),
+        &[],
+    );
+    assert!(
+        e.contains("flow.toml:10: task `g/x`: field `lifecycle.hook`: unknown hook `afterwards`"),
+        "{e}"
+    );
+    let e = refused(&format!("{GROUP}{}after = [\"g/work\"]\n", TASK_A), &[]);
+    assert!(
+        e.contains("flow.toml:10: task `a`: field `after`: `g/work` is a task inside group `g`"),
+        "{e}"
+    );
+}
