@@ -100,7 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     let db = std::env::temp_dir().join("weft-rust-example.db");
-    let store = weft_store::open(&format!("sqlite://{}", db.display()))?;
+    let store = weft_store::open(&format!("sqlite://{}", db.display())).await?;
     let engine = Engine::start(store.clone(), Arc::new(registry), Config::default());
     let id = engine
         .plan(flow, BTreeMap::from([("items".to_string(), json!(3))]))

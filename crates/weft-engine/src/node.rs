@@ -49,7 +49,8 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 const CLAIM_BATCH: u32 = 256;
 
 /// Opens the store (again, after a failure).
-pub type Opener = Arc<dyn Fn() -> Result<SharedStore, weft_store::Error> + Send + Sync>;
+pub type Opener =
+    Arc<dyn Fn() -> weft_store::BoxFuture<Result<SharedStore, weft_store::Error>> + Send + Sync>;
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -117,7 +118,7 @@ impl Node {
         registry: Arc<Registry>,
         config: NodeConfig,
     ) -> Result<Node, Error> {
-        let store = opener()?;
+        let store = opener().await?;
         let now = now_millis();
         for other in store.nodes().await? {
             if other.name != config.name {
@@ -207,7 +208,7 @@ impl Node {
         self.engine.kill();
         let _ = self.engine.wait().await;
         // Release this node's plans for the next node, or its next start.
-        match (self.opener)() {
+        match (self.opener)().await {
             Ok(store) => match store.invalidate_node(self.id.clone()).await {
                 Ok(plans) => tracing::info!(plans = plans.len(), "released this node's plans"),
                 Err(e) => tracing::warn!("cannot release this node's plans: {e}"),
@@ -222,7 +223,7 @@ impl Node {
         Manifold::new(&[], move |_ctx| {
             let opener = opener.clone();
             async move {
-                let store = opener().map_err(failed)?;
+                let store = opener().await.map_err(failed)?;
                 store.check().await.map_err(failed)?;
                 let checked = store.clone();
                 let worker = StoreWorker {

@@ -15,11 +15,9 @@ use weft_store::{BoxFuture, Change, SharedStore, StepRecord};
 
 fn sqlite() -> (tempfile::TempDir, SharedStore) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = weft_store::open(&format!(
-        "sqlite://{}",
-        dir.path().join("weft.db").display()
-    ))
-    .expect("open");
+    let store: SharedStore = std::sync::Arc::new(
+        weft_store::sqlite::SqliteStore::open(&dir.path().join("weft.db")).expect("open"),
+    );
     (dir, store)
 }
 

@@ -49,6 +49,9 @@ pub enum Error {
     /// The database cannot be opened or reached.
     #[error("{0}")]
     Unavailable(String),
+    /// A database URL that does not parse.
+    #[error("{0}")]
+    BadUrl(String),
     /// Something this build does not do.
     #[error("{0}")]
     Unsupported(String),

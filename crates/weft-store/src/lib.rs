@@ -3,6 +3,8 @@
 //! - [`memory::MemoryStore`]: in-process, for tests and benchmarks.
 //! - [`sqlite::SqliteStore`]: the embedded default, one file, WAL, one writer thread that
 //!   group-commits the changes of every caller in one transaction.
+//! - [`postgres::PostgresStore`]: one database shared by many nodes; claims with `SKIP
+//!   LOCKED`, leases by the database's clock, wake-ups by `LISTEN/NOTIFY`, group commit.
 //!
 //! Every write is fenced: a [`Change`] names the state it expects to find, and a change that
 //! finds another state fails with [`Error::Conflict`] instead of landing. Every change is also
@@ -11,6 +13,7 @@
 
 mod error;
 pub mod memory;
+pub mod postgres;
 mod record;
 pub mod sqlite;
 
@@ -95,6 +98,19 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the store is still there and answering.
     fn check(&self) -> BoxFuture<Result<()>>;
 
+    /// The store's clock: node leases are judged by it, so that one node's skewed clock cannot
+    /// make live nodes look dead. The embedded stores use this machine's clock; PostgreSQL
+    /// uses the database server's.
+    fn clock(&self) -> BoxFuture<Result<Millis>> {
+        Box::pin(std::future::ready(Ok(weft_model::now_millis())))
+    }
+
+    /// Wake-up hints, if the backend has them (PostgreSQL's `LISTEN/NOTIFY`): counters that
+    /// change when any process submits plans or posts messages, so that nodes need not poll.
+    fn hints(&self) -> Option<tokio::sync::watch::Receiver<Hints>> {
+        None
+    }
+
     /// Takes the execution lock, for `owner`, of up to `limit` plans that wait for a node:
     /// `planned`, or `running` with no lock (their node died or shut down); never inhibited
     /// ones. Oldest first.
@@ -121,15 +137,23 @@ pub trait Store: Send + Sync + 'static {
 /// A shared store.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the store a `--db` argument names: `sqlite://PATH`, `memory:`, or a plain file path.
-pub fn open(url: &str) -> Result<SharedStore> {
+/// Wake-up hints from every process using a store, counted by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hints {
+    /// Plans became claimable (submitted, promoted, released).
+    pub plans: u64,
+    /// Messages were posted.
+    pub mailbox: u64,
+}
+
+/// Opens the store a `--db` argument names: `postgres://USER:PASSWORD@HOST:PORT/DB`,
+/// `sqlite://PATH`, `memory:`, or a plain file path.
+pub async fn open(url: &str) -> Result<SharedStore> {
     if url == "memory:" || url == "memory://" {
         return Ok(Arc::new(memory::MemoryStore::new()));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(Error::Unsupported(
-            "the PostgreSQL backend is not built yet; use a sqlite:// database".into(),
-        ));
+        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     if path.is_empty() {
@@ -138,7 +162,7 @@ pub fn open(url: &str) -> Result<SharedStore> {
     if let Some((scheme, _)) = url.split_once("://") {
         if scheme != "sqlite" {
             return Err(Error::Unsupported(format!(
-                "unknown database scheme `{scheme}://`; use sqlite://PATH"
+                "unknown database scheme `{scheme}://`; use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB"
             )));
         }
     }

@@ -251,8 +251,8 @@ impl Scratch {
             }),
             Backend::Sqlite => {
                 let dir = tempdir()?;
-                let store =
-                    weft_store::open(&format!("sqlite://{}", dir.join("bench.db").display()))?;
+                let store: SharedStore =
+                    Arc::new(weft_store::sqlite::SqliteStore::open(&dir.join("bench.db"))?);
                 Ok(Scratch {
                     store,
                     dir: Some(dir),
@@ -523,7 +523,10 @@ fn spawn_node(store: SharedStore, registry: Registry) -> tokio::sync::oneshot::S
         let mut config =
             weft_engine::node::NodeConfig::new(format!("bench-{}", weft_model::PlanId::new()));
         config.parallelism = NOOP_PARALLELISM;
-        let opener: weft_engine::node::Opener = Arc::new(move || Ok(store.clone()));
+        let opener: weft_engine::node::Opener = Arc::new(move || {
+            let store = store.clone();
+            Box::pin(async move { Ok(store) })
+        });
         match weft_engine::node::Node::start(opener, Arc::new(registry), config).await {
             Ok(node) => {
                 let _ = node

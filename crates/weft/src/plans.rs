@@ -7,7 +7,7 @@ use weft_store::{Command, PlanFilter, Reply};
 
 /// Lists plans.
 pub async fn list(global: &Global, state: Option<plan::State>, limit: u32) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db)?;
+    let store = weft_store::open(&global.db).await?;
     let plans = store
         .list_plans(PlanFilter {
             state,
@@ -27,7 +27,7 @@ pub async fn list(global: &Global, state: Option<plan::State>, limit: u32) -> Re
 
 /// Shows one plan.
 pub async fn show(global: &Global, id: &str, with_history: bool) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db)?;
+    let store = weft_store::open(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     let snap = store.load_plan(id).await?;
     let history = if with_history {
@@ -53,7 +53,7 @@ pub async fn show(global: &Global, id: &str, with_history: bool) -> Result<u8, F
 
 /// Prints a plan's history: every transition of the plan and its steps, with why.
 pub async fn history(global: &Global, id: &str) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db)?;
+    let store = weft_store::open(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     let snap = store.load_plan(id).await?;
     let history = store.history(id).await?;
@@ -70,7 +70,7 @@ pub async fn history(global: &Global, id: &str) -> Result<u8, Fail> {
 
 /// Puts an execution-inhibition lock on a plan: no process will execute it again.
 pub async fn inhibit(global: &Global, id: &str) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db)?;
+    let store = weft_store::open(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     store.inhibit(id).await?;
     eprintln!("plan {id} is inhibited: it will not be executed again (a start halts it)");
@@ -82,7 +82,7 @@ const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Halts a plan: through the process executing it, or directly when none is.
 pub async fn halt(global: &Global, id: &str) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db)?;
+    let store = weft_store::open(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     let snap = store.load_plan(id).await?;
     if snap.plan.state == plan::State::Stopped {
@@ -117,7 +117,7 @@ pub async fn halt(global: &Global, id: &str) -> Result<u8, Fail> {
 
 /// Cancels a plan that is paused (reverting what completed) or has not started.
 pub async fn cancel(global: &Global, id: &str) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db)?;
+    let store = weft_store::open(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     crate::run::take_over(&store, id).await?;
     let snap = store.load_plan(id).await?;
@@ -137,7 +137,7 @@ pub async fn cancel(global: &Global, id: &str) -> Result<u8, Fail> {
 
 /// Skips a failed step of a paused plan, and what depends on it.
 pub async fn skip(global: &Global, id: &str, step_name: &str) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db)?;
+    let store = weft_store::open(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     crate::run::take_over(&store, id).await?;
     let snap = store.load_plan(id).await?;

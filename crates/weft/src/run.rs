@@ -65,7 +65,7 @@ pub async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
     let inputs = flow
         .bind_inputs(given)
         .map_err(|e| Fail::Input(e.to_string()))?;
-    let store = weft_store::open(&args.global.db)?;
+    let store = weft_store::open(&args.global.db).await?;
     let mut new = NewPlan::new(flow, inputs);
     let id = new.id;
     let steps = new.flow.steps.len();
@@ -130,7 +130,7 @@ pub async fn take_over(store: &SharedStore, id: PlanId) -> Result<(), Fail> {
 
 /// Resumes a stored plan here.
 pub async fn resume(global: &Global, id: &str, exec: &ExecArgs) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db)?;
+    let store = weft_store::open(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     take_over(&store, id).await?;
     let state = store.load_plan(id).await?.plan.state;

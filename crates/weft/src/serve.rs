@@ -47,9 +47,12 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Fail> {
         ));
     }
     // Fail fast, with exit code 3, if the store cannot be used at all.
-    weft_store::open(&args.global.db)?;
+    weft_store::open(&args.global.db).await?;
     let db = args.global.db.clone();
-    let opener: weft_engine::node::Opener = Arc::new(move || weft_store::open(&db));
+    let opener: weft_engine::node::Opener = Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move { weft_store::open(&db).await })
+    });
     let name = args.name.unwrap_or_else(hostname);
     if name.is_empty() || name.contains('/') {
         return Err(Fail::Input(format!(

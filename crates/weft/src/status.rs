@@ -9,7 +9,7 @@ use weft_model::{format_millis, now_millis};
 
 /// Prints the nodes' reports.
 pub async fn status(global: &Global) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db)?;
+    let store = weft_store::open(&global.db).await?;
     let nodes = store.nodes().await?;
     let now = now_millis();
     if global.json {

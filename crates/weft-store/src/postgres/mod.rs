@@ -1,0 +1,759 @@
+//! The PostgreSQL store: one database shared by every node.
+//!
+//! PostgreSQL is the distributed engine; weft adds no coordination of its own. Claims take
+//! plans with `FOR UPDATE SKIP LOCKED`, execution locks are rows with a primary key, leases are
+//! judged by the database's clock, and `LISTEN/NOTIFY` wakes nodes when plans are submitted or
+//! messages posted.
+//!
+//! One writer task per process owns a connection and group-commits: it takes every request
+//! queued, applies them in one transaction (each in a savepoint, its statements pipelined) and
+//! commits once. Reads use a small pool. A connection that breaks (the server restarted) is
+//! dropped and a new one made on the next request; requests in between fail with
+//! [`Error::Unavailable`], which a node treats as its store failing.
+
+mod schema;
+mod writer;
+
+use crate::{
+    BoxFuture, Change, Command, Due, Error, HistoryEntry, Message, NewPlan, NodeRecord, PlanFilter,
+    Hints, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Statement};
+use weft_model::plan::Outcome;
+use weft_model::{step, Millis, PlanId};
+use writer::{Output, Request, Write};
+
+pub use schema::VERSION as SCHEMA_VERSION;
+
+/// The most reads running at once.
+pub const MAX_READERS: usize = 4;
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The channel weft notifies on; the payload says what changed.
+const CHANNEL: &str = "weft";
+
+
+/// The PostgreSQL-backed store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    /// `user@host:port/db`, for messages (never the password).
+    shown: String,
+    writer: mpsc::UnboundedSender<Request>,
+    readers: Mutex<Vec<Conn>>,
+    reading: tokio::sync::Semaphore,
+    hints: watch::Receiver<Hints>,
+}
+
+/// A connection with its prepared statements.
+pub(crate) struct Conn {
+    pub client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    async fn connect(config: &Config, shown: &str) -> Result<Conn> {
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+            .await
+            .map_err(|_| {
+                Error::Unavailable(format!(
+                    "cannot reach PostgreSQL at {shown}: no answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| connect_error(e, shown))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("PostgreSQL connection ended: {e}");
+            }
+        });
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// The prepared statement for `sql`, prepared on first use.
+    pub async fn prepare(&mut self, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).await.map_err(classify)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    pub async fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        let s = self.prepare(sql).await?;
+        self.client.query(&s, params).await.map_err(classify)
+    }
+
+    pub async fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>> {
+        let s = self.prepare(sql).await?;
+        self.client.query_opt(&s, params).await.map_err(classify)
+    }
+
+    pub async fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64> {
+        let s = self.prepare(sql).await?;
+        self.client.execute(&s, params).await.map_err(classify)
+    }
+}
+
+/// Maps a PostgreSQL error to the store's: a server that cannot be reached or used is
+/// [`Error::Unavailable`]; the rest are backend errors.
+pub(crate) fn classify(e: tokio_postgres::Error) -> Error {
+    use tokio_postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let msg = db.message();
+        if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+            return Error::Unavailable(format!("PostgreSQL refused: {msg} (permission denied)"));
+        }
+        if *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || code.code().starts_with("08")
+            || code.code().starts_with("53")
+            || code.code().starts_with("57P")
+        {
+            return Error::Unavailable(format!("PostgreSQL is not available: {msg}"));
+        }
+        return Error::Backend(format!("PostgreSQL: {msg} ({})", code.code()));
+    }
+    if e.is_closed() {
+        return Error::Unavailable("the connection to PostgreSQL was lost".into());
+    }
+    let text = e.to_string();
+    if text.contains("connection") || text.contains("io") || text.contains("closed") {
+        return Error::Unavailable(format!("the connection to PostgreSQL failed: {text}"));
+    }
+    Error::Backend(format!("PostgreSQL: {text}"))
+}
+
+/// A failed connect, said plainly: unreachable, refused credentials, no such database.
+fn connect_error(e: tokio_postgres::Error, shown: &str) -> Error {
+    use tokio_postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        let why = match db.code() {
+            c if *c == SqlState::INVALID_PASSWORD => "the password was refused".to_string(),
+            c if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                format!("the user was refused: {}", db.message())
+            }
+            c if *c == SqlState::INVALID_CATALOG_NAME => db.message().to_string(),
+            _ => db.message().to_string(),
+        };
+        return Error::Unavailable(format!("cannot use PostgreSQL at {shown}: {why}"));
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    Error::Unavailable(format!("cannot reach PostgreSQL at {shown}: {text}"))
+}
+
+/// Parses a `postgres://` URL; a malformed one is [`Error::BadUrl`].
+fn parse_url(url: &str) -> Result<(Config, String)> {
+    let mut config: Config = url
+        .parse()
+        .map_err(|e| Error::BadUrl(format!("malformed PostgreSQL URL: {e}")))?;
+    if config.get_hosts().is_empty() {
+        return Err(Error::BadUrl(
+            "malformed PostgreSQL URL: it names no host (postgres://USER:PASSWORD@HOST:PORT/DB)"
+                .into(),
+        ));
+    }
+    if config.get_dbname().is_none() {
+        return Err(Error::BadUrl(
+            "malformed PostgreSQL URL: it names no database (postgres://USER:PASSWORD@HOST:PORT/DB)"
+                .into(),
+        ));
+    }
+    config.application_name("weft");
+    config.connect_timeout(CONNECT_TIMEOUT);
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let shown = format!(
+        "{}@{host}:{port}/{}",
+        config.get_user().unwrap_or("?"),
+        config.get_dbname().unwrap_or("?")
+    );
+    Ok((config, shown))
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names and migrates it.
+    pub async fn open(url: &str) -> Result<Self> {
+        let (config, shown) = parse_url(url)?;
+        let mut first = Conn::connect(&config, &shown).await?;
+        schema::migrate(&mut first.client).await.map_err(|e| match e {
+            Error::Unavailable(m) => Error::Unavailable(format!(
+                "cannot create weft's tables in {shown}: {m}; nothing was created"
+            )),
+            other => other,
+        })?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (hints_tx, hints) = watch::channel(Hints::default());
+        tokio::spawn(writer::run(config.clone(), shown.clone(), Some(first), rx));
+        tokio::spawn(listen(config.clone(), shown.clone(), hints_tx));
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                config,
+                shown,
+                writer: tx,
+                readers: Mutex::new(Vec::new()),
+                reading: tokio::sync::Semaphore::new(MAX_READERS),
+                hints,
+            }),
+        })
+    }
+
+    fn submit(&self, write: Write) -> impl std::future::Future<Output = Result<Output>> + Send {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.inner.writer.send(Request { write, reply });
+        async move {
+            if sent.is_err() {
+                return Err(Error::Closed);
+            }
+            rx.await.unwrap_or(Err(Error::Closed))
+        }
+    }
+
+    fn write(&self, write: Write) -> BoxFuture<Result<()>> {
+        let done = self.submit(write);
+        Box::pin(async move { done.await.map(drop) })
+    }
+
+    fn write_plans(&self, write: Write) -> BoxFuture<Result<Vec<PlanId>>> {
+        let done = self.submit(write);
+        Box::pin(async move {
+            match done.await? {
+                Output::Plans(p) => Ok(p),
+                _ => Err(Error::Backend("unexpected writer output".into())),
+            }
+        })
+    }
+
+    /// Runs `f` with a pooled read connection; a connection that failed is not put back.
+    fn read<T, F>(&self, f: F) -> BoxFuture<Result<T>>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Conn) -> ConnFuture<'c, Result<T>> + Send + 'static,
+    {
+        let this = self.clone();
+        Box::pin(async move {
+            let _turn = this
+                .inner
+                .reading
+                .acquire()
+                .await
+                .map_err(|_| Error::Closed)?;
+            let pooled = this.inner.readers.lock().ok().and_then(|mut p| p.pop());
+            let mut conn = match pooled {
+                Some(c) if !c.client.is_closed() => c,
+                _ => Conn::connect(&this.inner.config, &this.inner.shown).await?,
+            };
+            let out = f(&mut conn).await;
+            let broken = matches!(out, Err(Error::Unavailable(_))) || conn.client.is_closed();
+            if !broken {
+                if let Ok(mut pool) = this.inner.readers.lock() {
+                    pool.push(conn);
+                }
+            }
+            out
+        })
+    }
+}
+
+/// A boxed future borrowing a connection.
+type ConnFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Corrupt(format!("stored {what} does not parse: {e}")))
+}
+
+fn parse_state<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T> {
+    text.parse().map_err(Error::Corrupt)
+}
+
+fn parse_id(text: &str) -> Result<PlanId> {
+    text.parse()
+        .map_err(|e| Error::Corrupt(format!("stored plan id `{text}`: {e}")))
+}
+
+fn u32_of(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+async fn load(conn: &mut Conn, id: PlanId) -> Result<PlanSnapshot> {
+    let key = id.to_string();
+    let row = conn
+        .query_opt(
+            "SELECT flow, inputs, state, created_at, started_at, ended_at, phase, start_at, after_plans
+             FROM plans WHERE id = $1",
+            &[&key],
+        )
+        .await?
+        .ok_or_else(|| Error::NotFound(key.clone()))?;
+    let plan = PlanRecord {
+        id,
+        flow: json(row.get::<_, &str>(0), "flow")?,
+        inputs: json(row.get::<_, &str>(1), "inputs")?,
+        state: parse_state(row.get::<_, &str>(2))?,
+        created_at: row.get(3),
+        started_at: row.get(4),
+        ended_at: row.get(5),
+        phase: json(row.get::<_, &str>(6), "phase")?,
+        start_at: row.get(7),
+        after: json(row.get::<_, &str>(8), "prerequisites")?,
+    };
+    let rows = conn
+        .query(
+            "SELECT idx, name, state, attempt, started_at, ended_at, output, failure, deadline,
+                    warning, group_progress
+             FROM steps WHERE plan_id = $1 ORDER BY idx",
+            &[&key],
+        )
+        .await?;
+    let mut steps = Vec::with_capacity(rows.len());
+    for r in rows {
+        steps.push(StepRecord {
+            index: u32_of(r.get(0)),
+            name: r.get(1),
+            state: parse_state::<step::State>(r.get::<_, &str>(2))?,
+            attempt: u32_of(r.get(3)),
+            started_at: r.get(4),
+            ended_at: r.get(5),
+            output: r
+                .get::<_, Option<&str>>(6)
+                .map(|o| json(o, "output"))
+                .transpose()?,
+            failure: r
+                .get::<_, Option<&str>>(7)
+                .map(|f| json(f, "failure"))
+                .transpose()?,
+            deadline: r.get(8),
+            warning: r.get(9),
+            group: r
+                .get::<_, Option<&str>>(10)
+                .map(|g| json(g, "group progress"))
+                .transpose()?,
+        });
+    }
+    Ok(PlanSnapshot { plan, steps })
+}
+
+impl Store for PostgresStore {
+    fn create_plan(&self, plan: NewPlan) -> BoxFuture<Result<()>> {
+        self.write(Write::Create(Box::new(plan)))
+    }
+
+    fn apply(&self, by: &str, changes: Vec<Change>) -> BoxFuture<Result<()>> {
+        if changes.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        self.write(Write::Apply(by.to_string(), changes))
+    }
+
+    fn load_plan(&self, id: PlanId) -> BoxFuture<Result<PlanSnapshot>> {
+        self.read(move |conn| Box::pin(load(conn, id)))
+    }
+
+    fn list_plans(&self, filter: PlanFilter) -> BoxFuture<Result<Vec<PlanSummary>>> {
+        self.read(move |conn| {
+            Box::pin(async move {
+                let state = filter.state.map(|s| s.to_string());
+                let limit = filter.limit.map(i64::from);
+                let rows = conn
+                    .query(
+                        "SELECT p.id, p.flow_name, p.state, p.created_at, p.ended_at,
+                                (SELECT string_agg(DISTINCT s.state, ',') FROM steps s WHERE s.plan_id = p.id),
+                                (SELECT count(*) FROM steps s WHERE s.plan_id = p.id),
+                                (SELECT count(*) FROM steps s WHERE s.plan_id = p.id AND s.warning IS NOT NULL),
+                                (SELECT owner FROM locks l WHERE l.plan_id = p.id),
+                                p.start_at
+                         FROM plans p
+                         WHERE ($1::text IS NULL OR p.state = $1)
+                         ORDER BY p.id DESC
+                         LIMIT $2",
+                        &[&state, &limit],
+                    )
+                    .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let states: Option<&str> = r.get(5);
+                    let mut states: Vec<(step::State, bool)> = states
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| parse_state(s).map(|s| (s, false)))
+                        .collect::<Result<_>>()?;
+                    if r.get::<_, i64>(7) > 0 {
+                        states.push((step::State::Success, true));
+                    }
+                    out.push(PlanSummary {
+                        id: parse_id(r.get(0))?,
+                        flow: r.get(1),
+                        state: parse_state(r.get::<_, &str>(2))?,
+                        result: Outcome::derive(states),
+                        created_at: r.get(3),
+                        ended_at: r.get(4),
+                        steps: u32::try_from(r.get::<_, i64>(6)).unwrap_or(u32::MAX),
+                        owner: r.get(8),
+                        start_at: r.get(9),
+                    });
+                }
+                Ok(out)
+            })
+        })
+    }
+
+    fn history(&self, id: PlanId) -> BoxFuture<Result<Vec<HistoryEntry>>> {
+        self.read(move |conn| {
+            Box::pin(async move {
+                let key = id.to_string();
+                if conn
+                    .query_opt("SELECT 1 FROM plans WHERE id = $1", &[&key])
+                    .await?
+                    .is_none()
+                {
+                    return Err(Error::NotFound(key));
+                }
+                let rows = conn
+                    .query(
+                        "SELECT at, step, from_state, to_state, data, actor FROM events
+                         WHERE plan_id = $1 ORDER BY id",
+                        &[&key],
+                    )
+                    .await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok(HistoryEntry {
+                            at: r.get(0),
+                            step: r.get::<_, Option<i32>>(1).map(u32_of),
+                            from: r.get(2),
+                            to: r.get(3),
+                            data: r
+                                .get::<_, Option<&str>>(4)
+                                .map(|d| json(d, "event data"))
+                                .transpose()?,
+                            by: r.get(5),
+                        })
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    fn resolve_id(&self, text: String) -> BoxFuture<Result<PlanId>> {
+        self.read(move |conn| {
+            Box::pin(async move {
+                if text.is_empty() || !text.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                    return Err(Error::NotFound(text));
+                }
+                let low = text.to_ascii_lowercase();
+                let rows = conn
+                    .query(
+                        "SELECT id FROM plans WHERE id >= $1 AND id < $1 || 'g' LIMIT 2",
+                        &[&low],
+                    )
+                    .await?;
+                match rows.as_slice() {
+                    [one] => parse_id(one.get(0)),
+                    [] => Err(Error::NotFound(text)),
+                    _ => Err(Error::Ambiguous(text)),
+                }
+            })
+        })
+    }
+
+    fn acquire_lock(&self, plan: PlanId, owner: String) -> BoxFuture<Result<()>> {
+        self.write(Write::Acquire(plan, owner))
+    }
+
+    fn release_lock(&self, plan: PlanId, owner: Option<String>) -> BoxFuture<Result<()>> {
+        self.write(Write::Release(plan, owner))
+    }
+
+    fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>> {
+        self.read(move |conn| {
+            Box::pin(async move {
+                let key = plan.to_string();
+                Ok(conn
+                    .query_opt("SELECT owner FROM locks WHERE plan_id = $1", &[&key])
+                    .await?
+                    .map(|r| r.get(0)))
+            })
+        })
+    }
+
+    fn inhibit(&self, plan: PlanId) -> BoxFuture<Result<()>> {
+        self.write(Write::Inhibit(plan))
+    }
+
+    fn is_inhibited(&self, plan: PlanId) -> BoxFuture<Result<bool>> {
+        self.read(move |conn| {
+            Box::pin(async move {
+                let key = plan.to_string();
+                Ok(conn
+                    .query_opt("SELECT 1 FROM inhibitions WHERE plan_id = $1", &[&key])
+                    .await?
+                    .is_some())
+            })
+        })
+    }
+
+    fn register_node(&self, node: NodeRecord) -> BoxFuture<Result<()>> {
+        self.write(Write::RegisterNode(node))
+    }
+
+    fn heartbeat(&self, node: String, at: Millis) -> BoxFuture<Result<()>> {
+        self.write(Write::Heartbeat(node, at))
+    }
+
+    fn nodes(&self) -> BoxFuture<Result<Vec<NodeRecord>>> {
+        self.read(|conn| {
+            Box::pin(async move {
+                let rows = conn
+                    .query(
+                        "SELECT id, name, started_at, heartbeat_at, report FROM nodes
+                         ORDER BY name, started_at",
+                        &[],
+                    )
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| NodeRecord {
+                        id: r.get(0),
+                        name: r.get(1),
+                        started_at: r.get(2),
+                        heartbeat_at: r.get(3),
+                        report: r
+                            .get::<_, Option<&str>>(4)
+                            .and_then(|t| serde_json::from_str(t).ok()),
+                    })
+                    .collect())
+            })
+        })
+    }
+
+    fn invalidate_node(&self, node: String) -> BoxFuture<Result<Vec<PlanId>>> {
+        self.write_plans(Write::InvalidateNode(node))
+    }
+
+    fn release_locks(&self, owner: String) -> BoxFuture<Result<Vec<PlanId>>> {
+        self.write_plans(Write::ReleaseLocks(owner))
+    }
+
+    fn set_node_report(
+        &self,
+        node: String,
+        report: serde_json::Value,
+    ) -> BoxFuture<Result<()>> {
+        self.write(Write::NodeReport(node, report.to_string()))
+    }
+
+    fn check(&self) -> BoxFuture<Result<()>> {
+        self.read(|conn| {
+            Box::pin(async move {
+                conn.query_opt("SELECT 1", &[]).await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn clock(&self) -> BoxFuture<Result<Millis>> {
+        self.read(|conn| {
+            Box::pin(async move {
+                let row = conn
+                    .query_opt(
+                        "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint",
+                        &[],
+                    )
+                    .await?
+                    .ok_or_else(|| Error::Backend("the clock query returned nothing".into()))?;
+                Ok(row.get(0))
+            })
+        })
+    }
+
+    fn hints(&self) -> Option<watch::Receiver<Hints>> {
+        Some(self.inner.hints.clone())
+    }
+
+    fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
+        self.write_plans(Write::Claim(owner, limit))
+    }
+
+    fn promote_due(&self, by: &str, now: Millis) -> BoxFuture<Result<Vec<Due>>> {
+        let done = self.submit(Write::PromoteDue(by.to_string(), now));
+        Box::pin(async move {
+            match done.await? {
+                Output::Due(d) => Ok(d),
+                _ => Err(Error::Backend("unexpected writer output".into())),
+            }
+        })
+    }
+
+    fn post(&self, plan: PlanId, command: Command) -> BoxFuture<Result<i64>> {
+        let done = self.submit(Write::Post(plan, command));
+        Box::pin(async move {
+            match done.await? {
+                Output::Id(id) => Ok(id),
+                _ => Err(Error::Backend("unexpected writer output".into())),
+            }
+        })
+    }
+
+    fn inbox(&self, owner: String) -> BoxFuture<Result<Vec<Message>>> {
+        self.read(move |conn| {
+            Box::pin(async move {
+                let rows = conn
+                    .query(
+                        "SELECT m.id, m.plan_id, m.command, m.created_at FROM mailbox m
+                         JOIN locks l ON l.plan_id = m.plan_id
+                         WHERE m.status = 'pending' AND l.owner = $1
+                         ORDER BY m.id",
+                        &[&owner],
+                    )
+                    .await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok(Message {
+                            id: r.get(0),
+                            plan: parse_id(r.get(1))?,
+                            command: json(r.get::<_, &str>(2), "message")?,
+                            created_at: r.get(3),
+                        })
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    fn reply(&self, id: i64, reply: Reply) -> BoxFuture<Result<bool>> {
+        let done = self.submit(Write::Reply(id, reply));
+        Box::pin(async move {
+            match done.await? {
+                Output::Bool(b) => Ok(b),
+                _ => Err(Error::Backend("unexpected writer output".into())),
+            }
+        })
+    }
+
+    fn reply_of(&self, id: i64) -> BoxFuture<Result<Reply>> {
+        self.read(move |conn| {
+            Box::pin(async move {
+                let row = conn
+                    .query_opt("SELECT status, reason FROM mailbox WHERE id = $1", &[&id])
+                    .await?;
+                match row {
+                    None => Err(Error::NotFound(format!("message {id}"))),
+                    Some(r) => match r.get::<_, &str>(0) {
+                        "pending" => Ok(Reply::Pending),
+                        "done" => Ok(Reply::Done),
+                        "refused" => Ok(Reply::Refused(
+                            r.get::<_, Option<String>>(1).unwrap_or_default(),
+                        )),
+                        other => Err(Error::Corrupt(format!("message {id} has status `{other}`"))),
+                    },
+                }
+            })
+        })
+    }
+}
+
+/// Listens for notifications on its own connection and counts them into `hints`; reconnects
+/// (with a pause) when the connection is lost, and ends when nobody holds the store any more.
+async fn listen(config: Config, shown: String, hints: watch::Sender<Hints>) {
+    use futures_util::StreamExt;
+    let mut delay = Duration::from_millis(100);
+    while !hints.is_closed() {
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls)).await;
+        let (client, mut connection) = match connected {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => {
+                tracing::debug!("cannot listen on {shown}: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let (msgs_tx, mut msgs) = mpsc::unbounded_channel::<String>();
+        let pump = tokio::spawn(async move {
+            let mut stream =
+                futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(m) = stream.next().await {
+                match m {
+                    Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                        if msgs_tx.send(n.payload().to_string()).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        if client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .await
+            .is_err()
+        {
+            pump.abort();
+            continue;
+        }
+        delay = Duration::from_millis(100);
+        // Anything may have happened while not listening.
+        hints.send_modify(|h| {
+            h.plans += 1;
+            h.mailbox += 1;
+        });
+        loop {
+            tokio::select! {
+                m = msgs.recv() => match m {
+                    Some(payload) => hints.send_modify(|h| match payload.as_str() {
+                        "mailbox" => h.mailbox += 1,
+                        _ => h.plans += 1,
+                    }),
+                    None => break,
+                },
+                _ = hints.closed() => {
+                    pump.abort();
+                    return;
+                }
+            }
+        }
+        pump.abort();
+        drop(client);
+    }
+}

@@ -1,0 +1,147 @@
+//! The PostgreSQL schema and its versioned migrations. The version lives in `weft_schema`.
+//!
+//! Migrations run in one transaction under an advisory lock, so two processes opening a new
+//! database at once cannot both migrate it, and a migration that fails (no permission to
+//! create tables, say) leaves nothing behind: PostgreSQL's DDL is transactional.
+
+use super::classify;
+use crate::{Error, Result};
+use tokio_postgres::Client;
+
+/// Migrations in order; migration `i` takes the schema from version `i` to `i + 1`.
+/// Ids are `COLLATE "C"`: byte order, so that time-ordered plan ids sort by time and prefix
+/// ranges work whatever the database's collation.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE plans (
+    id          text COLLATE "C" PRIMARY KEY,
+    flow_name   text NOT NULL,
+    flow        text NOT NULL,
+    inputs      text NOT NULL,
+    state       text NOT NULL,
+    created_at  bigint NOT NULL,
+    started_at  bigint,
+    ended_at    bigint,
+    phase       text NOT NULL DEFAULT 'null',
+    start_at    bigint,
+    after_plans text NOT NULL DEFAULT '[]'
+);
+CREATE INDEX plans_waiting ON plans (id) WHERE state IN ('planned', 'running', 'scheduled');
+CREATE INDEX plans_state ON plans (state);
+CREATE TABLE steps (
+    plan_id        text COLLATE "C" NOT NULL,
+    idx            integer NOT NULL,
+    name           text NOT NULL,
+    state          text NOT NULL,
+    attempt        integer NOT NULL,
+    started_at     bigint,
+    ended_at       bigint,
+    output         text,
+    failure        text,
+    deadline       bigint,
+    warning        text,
+    group_progress text,
+    PRIMARY KEY (plan_id, idx)
+);
+CREATE TABLE events (
+    id          bigserial PRIMARY KEY,
+    plan_id     text COLLATE "C" NOT NULL,
+    step        integer,
+    from_state  text NOT NULL,
+    to_state    text NOT NULL,
+    at          bigint NOT NULL,
+    data        text,
+    actor       text
+);
+CREATE INDEX events_plan ON events (plan_id, id);
+CREATE TABLE locks (
+    plan_id     text COLLATE "C" PRIMARY KEY,
+    owner       text NOT NULL,
+    acquired_at bigint NOT NULL
+);
+CREATE INDEX locks_owner ON locks (owner);
+CREATE TABLE inhibitions (
+    plan_id     text COLLATE "C" PRIMARY KEY,
+    at          bigint NOT NULL
+);
+CREATE TABLE nodes (
+    id           text PRIMARY KEY,
+    name         text NOT NULL,
+    started_at   bigint NOT NULL,
+    heartbeat_at bigint NOT NULL,
+    report       text
+);
+CREATE TABLE mailbox (
+    id          bigserial PRIMARY KEY,
+    plan_id     text COLLATE "C" NOT NULL,
+    command     text NOT NULL,
+    created_at  bigint NOT NULL,
+    status      text NOT NULL DEFAULT 'pending',
+    reason      text
+);
+CREATE INDEX mailbox_pending ON mailbox (plan_id) WHERE status = 'pending';
+"#];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// An arbitrary key for the advisory lock that serializes migrations.
+const MIGRATION_LOCK: i64 = 0x7765_6674_0001;
+
+/// Brings the schema up to [`VERSION`], refusing newer and foreign databases.
+pub async fn migrate(client: &mut Client) -> Result<()> {
+    let tx = client.transaction().await.map_err(classify)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(classify)?;
+    let has_version: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'weft_schema')",
+            &[],
+        )
+        .await
+        .map_err(classify)?
+        .get(0);
+    let found: i64 = if has_version {
+        tx.query_one("SELECT version FROM weft_schema", &[])
+            .await
+            .map_err(classify)?
+            .get(0)
+    } else {
+        0
+    };
+    if found > VERSION {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: VERSION,
+        });
+    }
+    if found == VERSION {
+        return Ok(());
+    }
+    if found == 0 {
+        let foreign: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema()
+                                AND tablename IN ('plans', 'steps', 'events', 'locks', 'nodes', 'mailbox'))",
+                &[],
+            )
+            .await
+            .map_err(classify)?
+            .get(0);
+        if foreign {
+            return Err(Error::Corrupt(
+                "this database holds tables named like weft's but is not a weft database (no weft_schema table)".into(),
+            ));
+        }
+        tx.batch_execute("CREATE TABLE weft_schema (version bigint NOT NULL); INSERT INTO weft_schema VALUES (0);")
+            .await
+            .map_err(classify)?;
+    }
+    for sql in MIGRATIONS.iter().skip(found as usize) {
+        tx.batch_execute(sql).await.map_err(classify)?;
+    }
+    tx.execute("UPDATE weft_schema SET version = $1", &[&VERSION])
+        .await
+        .map_err(classify)?;
+    tx.commit().await.map_err(classify)
+}
