@@ -39,6 +39,27 @@ pub const GRACE: Duration = Duration::from_secs(10);
 pub const MAILBOX_POLL: Duration = Duration::from_millis(5);
 /// How often the store is asked for plans to claim, when the last ask found none.
 pub const CLAIM_POLL: Duration = Duration::from_millis(50);
+/// How often a node polls anyway when its store sends wake-up hints.
+pub const HINTED_POLL: Duration = Duration::from_millis(500);
+
+/// Resolves when the counter `of` the store's hints changes; never, if the store has none.
+async fn hinted(
+    hints: &mut Option<tokio::sync::watch::Receiver<weft_store::Hints>>,
+    of: impl Fn(&weft_store::Hints) -> u64,
+) {
+    let Some(rx) = hints else {
+        return std::future::pending().await;
+    };
+    let seen = of(&rx.borrow_and_update());
+    loop {
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if of(&rx.borrow_and_update()) != seen {
+            return;
+        }
+    }
+}
 /// How often due delayed plans are looked for.
 pub const SCHEDULE_POLL: Duration = Duration::from_millis(100);
 /// How often the store is checked.
@@ -119,7 +140,8 @@ impl Node {
         config: NodeConfig,
     ) -> Result<Node, Error> {
         let store = opener().await?;
-        let now = now_millis();
+        // Leases are judged by the store's clock (the database server's, on PostgreSQL).
+        let now = store.clock().await?;
         for other in store.nodes().await? {
             if other.name != config.name {
                 continue;
@@ -282,7 +304,8 @@ impl Node {
         store_loop((lease / 2).max(Duration::from_millis(200)), move |store| {
             let id = id.clone();
             async move {
-                let cutoff = now_millis().saturating_sub(weft_model::after(0, lease));
+                let now = store.clock().await?;
+                let cutoff = now.saturating_sub(weft_model::after(0, lease));
                 for n in store
                     .nodes()
                     .await?
@@ -302,7 +325,8 @@ impl Node {
         store_loop(SCHEDULE_POLL, move |store| {
             let id = id.clone();
             async move {
-                for d in store.promote_due(&id, now_millis()).await? {
+                let now = store.clock().await?;
+                for d in store.promote_due(&id, now).await? {
                     if let Due::FailedDependency { plan, prerequisite } = d {
                         fail_dependency(&store, &id, plan, prerequisite).await?;
                     }
@@ -358,6 +382,7 @@ impl Node {
                 let store: SharedStore = ctx.get("store")?;
                 let engine: Engine = ctx.get("executor")?;
                 Ok(TaskWorker::spawn(move |mut stop| async move {
+                    let mut hints = store.hints();
                     loop {
                         let plans = store
                             .claim_plans(id.clone(), CLAIM_BATCH)
@@ -375,14 +400,17 @@ impl Node {
                                 }
                             });
                         }
-                        let wait = if plans.len() == CLAIM_BATCH as usize {
-                            Duration::ZERO
-                        } else {
-                            CLAIM_POLL
+                        // With wake-up hints (PostgreSQL), wait for one, polling only as a
+                        // backstop; without, poll.
+                        let wait = match (plans.len() == CLAIM_BATCH as usize, &hints) {
+                            (true, _) => Duration::ZERO,
+                            (false, Some(_)) => HINTED_POLL,
+                            (false, None) => CLAIM_POLL,
                         };
                         tokio::select! {
                             _ = stop.requested() => return Ok(()),
                             _ = tokio::time::sleep(wait) => {}
+                            _ = hinted(&mut hints, |h| h.plans) => {}
                         }
                     }
                 }) as Arc<dyn Worker>)
@@ -504,9 +532,18 @@ impl Worker for ExecutorWorker {
 /// Delivers the events and halts posted for the plans `owner` holds, and answers them.
 pub async fn serve_mailbox(engine: Engine, owner: String) {
     let taken: Arc<Mutex<HashSet<i64>>> = Arc::default();
-    let mut tick = tokio::time::interval(MAILBOX_POLL);
+    let mut hints = engine.store().hints();
+    let every = if hints.is_some() {
+        HINTED_POLL
+    } else {
+        MAILBOX_POLL
+    };
+    let mut tick = tokio::time::interval(every);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = hinted(&mut hints, |h| h.mailbox) => {}
+        }
         let messages = match engine.store().inbox(owner.clone()).await {
             Ok(m) => m,
             Err(e) => {

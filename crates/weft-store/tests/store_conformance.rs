@@ -390,10 +390,16 @@ async fn dead_nodes_are_invalidated_and_their_locks_released(store: SharedStore)
     store.register_node(node.clone()).await.expect("register");
     // Heartbeats are on the store's clock (the database server's, for PostgreSQL).
     let before = store.clock().await.expect("clock");
-    store.heartbeat("n/1".into(), before).await.expect("heartbeat");
+    store
+        .heartbeat("n/1".into(), before)
+        .await
+        .expect("heartbeat");
     let after = store.clock().await.expect("clock");
     let beat = store.nodes().await.expect("nodes")[0].heartbeat_at;
-    assert!(before <= beat && beat <= after, "{before} <= {beat} <= {after}");
+    assert!(
+        before <= beat && beat <= after,
+        "{before} <= {beat} <= {after}"
+    );
     store
         .set_node_report("n/1".into(), serde_json::json!({"state": "started"}))
         .await

@@ -251,8 +251,9 @@ impl Scratch {
             }),
             Backend::Sqlite => {
                 let dir = tempdir()?;
-                let store: SharedStore =
-                    Arc::new(weft_store::sqlite::SqliteStore::open(&dir.join("bench.db"))?);
+                let store: SharedStore = Arc::new(weft_store::sqlite::SqliteStore::open(
+                    &dir.join("bench.db"),
+                )?);
                 Ok(Scratch {
                     store,
                     dir: Some(dir),

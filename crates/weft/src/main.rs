@@ -42,9 +42,10 @@ impl From<weft_store::Error> for Fail {
     fn from(e: weft_store::Error) -> Self {
         match e {
             e if e.is_unavailable() => Fail::Store(e.to_string()),
-            e @ (weft_store::Error::NotFound(_) | weft_store::Error::Ambiguous(_)) => {
-                Fail::Input(e.to_string())
-            }
+            e @ (weft_store::Error::NotFound(_)
+            | weft_store::Error::Ambiguous(_)
+            | weft_store::Error::BadUrl(_)
+            | weft_store::Error::Unsupported(_)) => Fail::Input(e.to_string()),
             e => Fail::Other(e.to_string()),
         }
     }

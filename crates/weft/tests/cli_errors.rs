@@ -235,7 +235,7 @@ fn a_corrupt_database_is_a_clear_error_with_exit_code_3() {
 fn an_unknown_database_scheme_is_refused() {
     let sb = Sandbox::new();
     let out = sb.run(&["plans", "list", "--db", "mysql://localhost/x"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("unknown database scheme `mysql://`"),
         "{}",

@@ -2,69 +2,9 @@
 //! real processes on a real SQLite file.
 
 mod common;
-use common::{step, text, Sandbox};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
-
-/// A node process, killed (SIGKILL) when dropped unless stopped first; a failing test prints
-/// its log.
-struct NodeProcess(Child, std::path::PathBuf);
-
-impl NodeProcess {
-    fn start(sb: &Sandbox, name: &str, extra: &[&str]) -> NodeProcess {
-        let mut args = vec!["serve", "--name", name, "--lease", "2s", "--grace", "2s"];
-        args.extend_from_slice(extra);
-        let log_path = sb.path().join(format!("serve-{name}-{}.log", next_id()));
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let child = sb
-            .weft()
-            .env("WEFT_LOG", "info")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn serve");
-        NodeProcess(child, log_path)
-    }
-
-    fn sigkill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    fn sigterm(&mut self) -> Option<i32> {
-        // SAFETY: kill(2) on a child process we spawned.
-        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
-        self.0.wait().ok().and_then(|s| s.code())
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        self.sigkill();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
-            eprintln!("--- {} ---\n{log}", self.1.display());
-        }
-    }
-}
-
-/// A distinct suffix per node process started by this test binary.
-fn next_id() -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::{step, text, wait_for, NodeProcess, Sandbox};
+use std::process::Stdio;
+use std::time::Duration;
 
 fn submit(sb: &Sandbox, args: &[&str]) -> String {
     let mut all = vec!["submit"];

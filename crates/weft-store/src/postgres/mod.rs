@@ -15,8 +15,8 @@ mod schema;
 mod writer;
 
 use crate::{
-    BoxFuture, Change, Command, Due, Error, HistoryEntry, Message, NewPlan, NodeRecord, PlanFilter,
-    Hints, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
+    BoxFuture, Change, Command, Due, Error, Hints, HistoryEntry, Message, NewPlan, NodeRecord,
+    PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The channel weft notifies on; the payload says what changed.
 const CHANNEL: &str = "weft";
-
 
 /// The PostgreSQL-backed store.
 #[derive(Clone)]
@@ -213,12 +212,14 @@ impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self> {
         let (config, shown) = parse_url(url)?;
         let mut first = Conn::connect(&config, &shown).await?;
-        schema::migrate(&mut first.client).await.map_err(|e| match e {
-            Error::Unavailable(m) => Error::Unavailable(format!(
-                "cannot create weft's tables in {shown}: {m}; nothing was created"
-            )),
-            other => other,
-        })?;
+        schema::migrate(&mut first.client)
+            .await
+            .map_err(|e| match e {
+                Error::Unavailable(m) => Error::Unavailable(format!(
+                    "cannot create weft's tables in {shown}: {m}; nothing was created"
+                )),
+                other => other,
+            })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (hints_tx, hints) = watch::channel(Hints::default());
         tokio::spawn(writer::run(config.clone(), shown.clone(), Some(first), rx));
@@ -573,11 +574,7 @@ impl Store for PostgresStore {
         self.write_plans(Write::ReleaseLocks(owner))
     }
 
-    fn set_node_report(
-        &self,
-        node: String,
-        report: serde_json::Value,
-    ) -> BoxFuture<Result<()>> {
+    fn set_node_report(&self, node: String, report: serde_json::Value) -> BoxFuture<Result<()>> {
         self.write(Write::NodeReport(node, report.to_string()))
     }
 
@@ -710,8 +707,7 @@ async fn listen(config: Config, shown: String, hints: watch::Sender<Hints>) {
         };
         let (msgs_tx, mut msgs) = mpsc::unbounded_channel::<String>();
         let pump = tokio::spawn(async move {
-            let mut stream =
-                futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(m) = stream.next().await {
                 match m {
                     Ok(tokio_postgres::AsyncMessage::Notification(n)) => {

@@ -98,7 +98,12 @@ async fn commit(conn: &mut Conn, batch: &[Request]) -> Vec<Result<Output>> {
     let mut results = Vec::with_capacity(batch.len());
     let mut notify = Notify::default();
     for req in batch {
-        if let Err(e) = conn.client.batch_execute("SAVEPOINT w").await.map_err(classify) {
+        if let Err(e) = conn
+            .client
+            .batch_execute("SAVEPOINT w")
+            .await
+            .map_err(classify)
+        {
             let _ = conn.client.batch_execute("ROLLBACK").await;
             return all_fail(e);
         }
@@ -190,11 +195,7 @@ const CHANGE_PHASE: &str = "UPDATE plans SET phase = $2 WHERE id = $1";
 fn change_sql(by: &str, c: &Change) -> Result<(&'static str, Vec<Param>, bool)> {
     Ok(match c {
         Change::Plan {
-            plan,
-            from,
-            to,
-            at,
-            ..
+            plan, from, to, at, ..
         } => {
             let data = c.transition().and_then(|t| t.data_json());
             (
@@ -305,7 +306,9 @@ async fn conflict(conn: &mut Conn, c: &Change) -> Error {
     let (step, expected) = match c {
         Change::Plan { from, .. } => (None, from.as_str().to_string()),
         Change::Step { step, from, .. } => (Some(step.index), from.as_str().to_string()),
-        Change::Group { step, attempt, .. } => (Some(*step), format!("running (attempt {attempt})")),
+        Change::Group { step, attempt, .. } => {
+            (Some(*step), format!("running (attempt {attempt})"))
+        }
         Change::Phase { .. } => (None, String::new()),
     };
     let found = match step {
@@ -425,7 +428,10 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         }
         Write::NodeReport(node, report) => {
             let n = conn
-                .execute("UPDATE nodes SET report = $2 WHERE id = $1", &[node, report])
+                .execute(
+                    "UPDATE nodes SET report = $2 WHERE id = $1",
+                    &[node, report],
+                )
                 .await?;
             if n == 0 {
                 return Err(Error::NotFound(format!("node {node}")));

@@ -2,17 +2,29 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A scratch directory with a database and flow files in it.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// The store's URL when it is not the sandbox's SQLite file (a PostgreSQL database).
+    pub url: Option<String>,
 }
 
 impl Sandbox {
     pub fn new() -> Self {
         Sandbox {
             dir: tempfile::tempdir().expect("tempdir"),
+            url: None,
+        }
+    }
+
+    /// A sandbox whose store is the database at `url`.
+    pub fn with_store(url: String) -> Self {
+        Sandbox {
+            url: Some(url),
+            ..Sandbox::new()
         }
     }
 
@@ -35,7 +47,12 @@ impl Sandbox {
     pub fn weft(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_weft"));
         c.current_dir(self.path())
-            .env("WEFT_DB", self.db())
+            .env(
+                "WEFT_DB",
+                self.url
+                    .clone()
+                    .unwrap_or_else(|| self.db().display().to_string()),
+            )
             .env_remove("WEFT_LOG");
         c
     }
@@ -79,4 +96,64 @@ pub fn step<'a>(plan: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
         .and_then(|steps| steps.iter().position(|s| s["name"] == name))
         .map(|i| &plan["steps"][i])
         .unwrap_or_else(|| panic!("no step {name}"))
+}
+
+/// A node process, killed (SIGKILL) when dropped unless stopped first; a failing test prints
+/// its log.
+pub struct NodeProcess(Child, std::path::PathBuf);
+
+impl NodeProcess {
+    pub fn start(sb: &Sandbox, name: &str, extra: &[&str]) -> NodeProcess {
+        let mut args = vec!["serve", "--name", name, "--lease", "2s", "--grace", "2s"];
+        args.extend_from_slice(extra);
+        let log_path = sb.path().join(format!("serve-{name}-{}.log", next_id()));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = sb
+            .weft()
+            .env("WEFT_LOG", "info")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn serve");
+        NodeProcess(child, log_path)
+    }
+
+    pub fn sigkill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    pub fn sigterm(&mut self) -> Option<i32> {
+        // SAFETY: kill(2) on a child process we spawned.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        self.0.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.sigkill();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+            eprintln!("--- {} ---\n{log}", self.1.display());
+        }
+    }
+}
+
+/// A distinct suffix per node process started by this test binary.
+pub fn next_id() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
