@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # weft's whole test suite: formatting, lints, then every unit, integration and crash test
-# against real SQLite files and real processes. Run it from anywhere: scripts/test.sh
+# against real SQLite files, a real PostgreSQL server and real processes. Run it from anywhere: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,9 +8,17 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc)       # rusqlite builds SQLite from source
 command -v sh >/dev/null 2>&1 || need_pkgs+=(dash)      # command tasks in the tests use sh
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3) # examples/service.toml's tasks
+# A real PostgreSQL: the tests make a throwaway cluster with initdb (unless WEFT_TEST_PG_URL
+# names a server to use instead).
+if [ -z "${WEFT_TEST_PG_URL:-}" ]; then
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+  command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
+  command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing ${need_pkgs[*]}"
-  apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo is not installed; weft needs a Rust toolchain (cargo, rustfmt, clippy)" >&2

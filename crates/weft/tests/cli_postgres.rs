@@ -237,3 +237,46 @@ fn bad_postgres_urls_and_databases_are_clear_errors() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn nodes_ride_out_a_postgres_restart_under_load() {
+    let cluster = weft_testpg::Cluster::start().expect("a cluster of this test's own");
+    let url = cluster.create_database("outage");
+    let sb = Sandbox::with_store(url);
+    sb.write("counted.toml", COUNTED);
+    let _n1 = NodeProcess::start(&sb, "o1", &[]);
+    let _n2 = NodeProcess::start(&sb, "o2", &[]);
+    let mut ids = submit_many(&sb, 60);
+    wait_for("work to start", Duration::from_secs(60), || {
+        (counts(&sb, "ran-a").len() >= 3).then_some(())
+    });
+    cluster.stop_server().expect("stop PostgreSQL");
+    std::thread::sleep(Duration::from_secs(5));
+    cluster.start_server().expect("start PostgreSQL again");
+    ids.extend(submit_many(&sb, 20));
+    wait_for("every plan to stop", Duration::from_secs(180), || {
+        (stopped_count(&sb) == ids.len()).then_some(())
+    });
+    for id in &ids {
+        let plan = sb.show(id);
+        assert_eq!(plan["result"], "success", "{id}: {plan}");
+        let history = plan["history"].as_array().cloned().unwrap_or_default();
+        for step in [0, 1] {
+            let successes = history
+                .iter()
+                .filter(|e| e["step"] == step && e["to"] == "success")
+                .count();
+            assert_eq!(
+                successes, 1,
+                "step {step} of {id} succeeded {successes} times"
+            );
+        }
+    }
+    // A step re-runs only if it was running when the connection was cut (idempotent steps).
+    for file in ["ran-a", "ran-b"] {
+        let c = counts(&sb, file);
+        assert!(c.values().all(|&n| n <= 2), "{file}: {c:?}");
+    }
+    let status = sb.run(&["status"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+}

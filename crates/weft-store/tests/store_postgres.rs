@@ -1,0 +1,118 @@
+//! What only the PostgreSQL store does: leases on the database's clock, wake-up hints, and
+//! claims racing from many connections.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use weft_model::flow::FlowBuilder;
+use weft_model::now_millis;
+use weft_store::postgres::PostgresStore;
+use weft_store::{NewPlan, NodeRecord, SharedStore, Store};
+
+async fn store() -> SharedStore {
+    Arc::new(
+        PostgresStore::open(&weft_testpg::url())
+            .await
+            .expect("open"),
+    )
+}
+
+fn plan() -> NewPlan {
+    let flow = FlowBuilder::linear("pg")
+        .task("a", "noop", "1", |t| t)
+        .build()
+        .expect("flow");
+    NewPlan::new(flow, Default::default())
+}
+
+#[tokio::test]
+async fn a_node_with_a_skewed_clock_neither_looks_dead_nor_keeps_a_dead_one_alive() {
+    let store = store().await;
+    let skew = 60_000;
+    // A node whose clock is a minute behind registers and beats: the database's time is kept.
+    let slow = NodeRecord {
+        id: "slow/1".into(),
+        name: "slow".into(),
+        started_at: now_millis() - skew,
+        heartbeat_at: now_millis() - skew,
+        report: None,
+    };
+    store.register_node(slow).await.expect("register");
+    store
+        .heartbeat("slow/1".into(), now_millis() - skew)
+        .await
+        .expect("heartbeat");
+    // Judged by the database's clock with a 10 s lease, it is alive.
+    let now = store.clock().await.expect("clock");
+    let beat = store.nodes().await.expect("nodes")[0].heartbeat_at;
+    assert!(
+        now - beat < 10_000,
+        "a live node looks {}ms old",
+        now - beat
+    );
+    // A node whose clock runs ahead cannot push its heartbeat into the future either.
+    store
+        .heartbeat("slow/1".into(), now_millis() + skew)
+        .await
+        .expect("heartbeat");
+    let beat = store.nodes().await.expect("nodes")[0].heartbeat_at;
+    let now = store.clock().await.expect("clock");
+    assert!(
+        beat <= now,
+        "heartbeat {beat} is after the database's now {now}"
+    );
+}
+
+#[tokio::test]
+async fn submitting_a_plan_wakes_listeners_in_other_processes() {
+    let url = weft_testpg::url();
+    let listener = PostgresStore::open(&url).await.expect("open");
+    let submitter = PostgresStore::open(&url).await.expect("open");
+    let mut hints = listener.hints().expect("PostgreSQL has hints");
+    // The listener connects in the background; its first hint says "look now".
+    tokio::time::timeout(Duration::from_secs(10), hints.changed())
+        .await
+        .expect("listening")
+        .expect("open");
+    let seen = hints.borrow_and_update().plans;
+    submitter.create_plan(plan()).await.expect("create");
+    tokio::time::timeout(Duration::from_secs(5), hints.changed())
+        .await
+        .expect("a hint within 5 s")
+        .expect("open");
+    assert!(hints.borrow().plans > seen);
+}
+
+#[tokio::test]
+async fn claims_from_many_connections_never_share_a_plan() {
+    let url = weft_testpg::url();
+    let first = PostgresStore::open(&url).await.expect("open");
+    for _ in 0..200 {
+        first.create_plan(plan()).await.expect("create");
+    }
+    let mut tasks = Vec::new();
+    for n in 0..4 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let store = PostgresStore::open(&url).await.expect("open");
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim_plans(format!("node-{n}"), 7)
+                    .await
+                    .expect("claim");
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got);
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    let unique: BTreeSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 200, "every plan claimed");
+    assert_eq!(unique.len(), 200, "no plan claimed twice");
+}
