@@ -29,6 +29,10 @@ pub struct BenchArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// A PostgreSQL server for the pg-* scenarios (a URL whose user may create databases;
+    /// each run gets a fresh one).
+    #[arg(long, env = "WEFT_BENCH_PG")]
+    pg: Option<String>,
     /// Measure memory in this process instead of a fresh child (used by the child itself).
     #[arg(long, hide = true)]
     in_process: bool,
@@ -62,7 +66,18 @@ pub enum Scenario {
     /// The dependency engine: a root with 1,000 dependents bounces; ms until all are started
     /// again (target ≤ 50 ms; bounce delay 0).
     DepsBounce,
-    /// Everything above.
+    /// 1,000 concurrent plans × 10 no-op steps, one node on PostgreSQL (target ≥ 10,000
+    /// steps/s). Needs --pg.
+    PgConcurrent,
+    /// The same work split over two nodes (two engines, each with its own connections), on
+    /// PostgreSQL: more than one node. Needs --pg.
+    PgTwoNodes,
+    /// An idle node on PostgreSQL: a plan submitted from another connection until its first
+    /// step runs, median ms (target ≤ 10 ms). Needs --pg.
+    PgSubmitLatency,
+    /// The same, 99th percentile (target ≤ 50 ms). Needs --pg.
+    PgSubmitP99,
+    /// Everything above but the pg-* scenarios (those need --pg; ask for each by name).
     All,
 }
 
@@ -170,6 +185,10 @@ pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
             Scenario::PlanStarts => plan_starts(args.repeat.min(3)).await?,
             Scenario::DepsStart => deps_start(args.repeat).await?,
             Scenario::DepsBounce => deps_bounce(args.repeat).await?,
+            Scenario::PgConcurrent => pg_throughput(pg(&args)?, args.repeat, 1).await?,
+            Scenario::PgTwoNodes => pg_throughput(pg(&args)?, args.repeat, 2).await?,
+            Scenario::PgSubmitLatency => pg_submit_latency(pg(&args)?, args.repeat, 0.5).await?,
+            Scenario::PgSubmitP99 => pg_submit_latency(pg(&args)?, args.repeat, 0.99).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         if !args.json {
@@ -662,6 +681,140 @@ async fn plan_starts(repeat: u32) -> Result<Figure, Fail> {
         samples,
         target: 5000.0,
         higher_is_better: true,
+    })
+}
+
+fn pg(args: &BenchArgs) -> Result<&str, Fail> {
+    args.pg.as_deref().ok_or_else(|| {
+        Fail::Input(
+            "the pg-* scenarios need a PostgreSQL server: --pg postgres://USER:PASSWORD@HOST:PORT/DB (or WEFT_BENCH_PG)"
+                .into(),
+        )
+    })
+}
+
+/// A fresh database on the benchmark server.
+async fn pg_database(admin: &str) -> Result<String, Fail> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "weft_bench_{}_{}_{}",
+        std::process::id(),
+        weft_model::now_millis(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    Ok(weft_store::postgres::create_database(admin, &name).await?)
+}
+
+/// Steps per second: 1,000 plans × 10 no-op steps on PostgreSQL, split over `nodes` engines
+/// that each have their own store (connections, writer, group commit), as separate nodes do.
+async fn pg_throughput(admin: &str, repeat: u32, nodes: usize) -> Result<Figure, Fail> {
+    const PLANS: usize = 1000;
+    let flow = noop_flow(FlowBuilder::linear("bench"), 10);
+    let mut samples = Vec::new();
+    for _ in 0..repeat {
+        let url = pg_database(admin).await?;
+        let mut engines = Vec::new();
+        for _ in 0..nodes {
+            let store: SharedStore =
+                Arc::new(weft_store::postgres::PostgresStore::open(&url).await?);
+            let config = Config {
+                parallelism: NOOP_PARALLELISM,
+                ..Config::default()
+            };
+            engines.push(Engine::start(store, noop_registry(), config));
+        }
+        let mut batches = Vec::new();
+        for (i, engine) in engines.iter().enumerate() {
+            let share = PLANS / nodes + usize::from(i < PLANS % nodes);
+            batches.push((engine.clone(), plan_all(engine, &flow, share).await?));
+        }
+        let started = Instant::now();
+        let runs: Vec<_> = batches
+            .into_iter()
+            .map(|(engine, ids)| execute_all(engine, ids))
+            .collect();
+        for r in futures_join(runs).await {
+            r?;
+        }
+        samples.push((PLANS * flow.steps.len()) as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok(Figure {
+        name: if nodes == 1 {
+            "pg-concurrent"
+        } else {
+            "pg-two-nodes"
+        },
+        unit: "steps/s",
+        samples,
+        target: 10_000.0,
+        higher_is_better: true,
+    })
+}
+
+/// Submit-to-start latency on an idle node: each sample is the `quantile` of 200 plans
+/// submitted one by one from another connection, each timed until its first step ran.
+async fn pg_submit_latency(admin: &str, repeat: u32, quantile: f64) -> Result<Figure, Fail> {
+    const PLANS: usize = 200;
+    let flow = FlowBuilder::linear("latency")
+        .task("first", "mark", "1", |t| t)
+        .build()
+        .expect("a generated flow is valid");
+    let mut samples = Vec::new();
+    for _ in 0..repeat {
+        let url = pg_database(admin).await?;
+        let node_store: SharedStore =
+            Arc::new(weft_store::postgres::PostgresStore::open(&url).await?);
+        let submitter = weft_store::postgres::PostgresStore::open(&url).await?;
+        let (ran_tx, mut ran) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        let mut registry = Registry::new();
+        registry.register(
+            "mark",
+            "1",
+            task_fn(move |_| {
+                let ran_tx = ran_tx.clone();
+                async move {
+                    let _ = ran_tx.send(Instant::now());
+                    Ok(json!({}))
+                }
+            }),
+        );
+        let stop = spawn_node(node_store, registry);
+        // Let the node settle into idleness (registered, listening, first claims done).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut latencies = Vec::with_capacity(PLANS);
+        for _ in 0..PLANS {
+            let new = weft_store::NewPlan::new(flow.clone(), BTreeMap::new());
+            let t = Instant::now();
+            weft_store::Store::create_plan(&submitter, new).await?;
+            let at = tokio::time::timeout(Duration::from_secs(10), ran.recv())
+                .await
+                .map_err(|_| Fail::Other("a submitted plan did not start within 10 s".into()))?
+                .ok_or_else(|| Fail::Other("the node stopped".into()))?;
+            latencies.push(at.duration_since(t).as_secs_f64() * 1000.0);
+            // Idle again before the next one.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop.send(());
+        latencies.sort_by(|a, b| a.total_cmp(b));
+        let i = ((latencies.len() as f64 - 1.0) * quantile).round() as usize;
+        samples.push(latencies[i.min(latencies.len() - 1)]);
+    }
+    Ok(if quantile < 0.9 {
+        Figure {
+            name: "pg-submit-latency",
+            unit: "ms",
+            samples,
+            target: 10.0,
+            higher_is_better: false,
+        }
+    } else {
+        Figure {
+            name: "pg-submit-p99",
+            unit: "ms",
+            samples,
+            target: 50.0,
+            higher_is_better: false,
+        }
     })
 }
 

@@ -207,6 +207,29 @@ fn parse_url(url: &str) -> Result<(Config, String)> {
     Ok((config, shown))
 }
 
+/// Creates database `name` on the server `admin_url` points at (for benchmarks and tests);
+/// returns the URL of the new database.
+pub async fn create_database(admin_url: &str, name: &str) -> Result<String> {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::BadUrl(format!(
+            "`{name}` is not a plain database name"
+        )));
+    }
+    let (config, shown) = parse_url(admin_url)?;
+    let conn = Conn::connect(&config, &shown).await?;
+    conn.client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .map_err(classify)?;
+    let base = admin_url
+        .split('?')
+        .next()
+        .and_then(|u| u.rsplit_once('/'))
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
+    Ok(format!("{base}/{name}"))
+}
+
 impl PostgresStore {
     /// Connects to the database `url` names and migrates it.
     pub async fn open(url: &str) -> Result<Self> {
