@@ -89,8 +89,74 @@ pub(super) async fn run(
     }
 }
 
-/// Applies every request in one transaction, each in a savepoint; returns each one's result.
+/// Applies every request in one transaction; returns each one's result.
 async fn commit(conn: &mut Conn, batch: &[Request]) -> Vec<Result<Output>> {
+    if batch.iter().all(|r| matches!(r.write, Write::Apply(..))) {
+        match pipelined(conn, batch).await {
+            Ok(()) => return batch.iter().map(|_| Ok(Output::Unit)).collect(),
+            // A conflict or an error somewhere: rolled back; sort out whose, one by one.
+            Err(Error::Unavailable(m)) => {
+                return batch
+                    .iter()
+                    .map(|_| Err(Error::Unavailable(m.clone())))
+                    .collect()
+            }
+            Err(_) => {}
+        }
+    }
+    one_by_one(conn, batch).await
+}
+
+/// The fast path for changes (nearly every write): the whole transaction — BEGIN and every
+/// statement of every request — is sent at once and answered in order, then committed. Any
+/// conflict or error rolls it all back, for [`one_by_one`] to redo.
+async fn pipelined(conn: &mut Conn, batch: &[Request]) -> Result<()> {
+    let mut prepared = Vec::new();
+    for req in batch {
+        if let Write::Apply(by, changes) = &req.write {
+            for c in changes {
+                let (sql, params, fenced) = change_sql(by, c)?;
+                prepared.push((conn.prepare(sql).await?, params, fenced));
+            }
+        }
+    }
+    let (begun, counts) = {
+        let client = &conn.client;
+        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = prepared
+            .iter()
+            .map(|(_, params, _)| {
+                params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect()
+            })
+            .collect();
+        let begin = client.batch_execute("BEGIN");
+        let statements = join_all(
+            prepared
+                .iter()
+                .zip(&refs)
+                .map(|((stmt, _, _), params)| client.execute(stmt, params)),
+        );
+        tokio::join!(begin, statements)
+    };
+    let mut failed = begun.map_err(classify).err();
+    for (count, (_, _, fenced)) in counts.into_iter().zip(&prepared) {
+        match count {
+            Ok(0) if *fenced => failed = failed.or(Some(Error::Backend("conflict".into()))),
+            Ok(_) => {}
+            Err(e) => failed = failed.or(Some(classify(e))),
+        }
+    }
+    if let Some(e) = failed {
+        let _ = conn.client.batch_execute("ROLLBACK").await;
+        return Err(e);
+    }
+    conn.client.batch_execute("COMMIT").await.map_err(classify)
+}
+
+/// Every request in its own savepoint, so that one caller's conflict fails only its own.
+async fn one_by_one(conn: &mut Conn, batch: &[Request]) -> Vec<Result<Output>> {
     let all_fail = |e: Error| batch.iter().map(|_| Err(e.clone())).collect();
     if let Err(e) = conn.client.batch_execute("BEGIN").await.map_err(classify) {
         return all_fail(e);
