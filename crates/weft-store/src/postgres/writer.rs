@@ -90,102 +90,49 @@ pub(super) async fn run(
 }
 
 /// Applies every request in one transaction; returns each one's result.
+///
+/// Requests are taken in order, in runs: a run of requests that need no answer but a row count
+/// (changes, new plans, released locks, heartbeats) is sent at once behind a savepoint and
+/// answered in order; a conflict or error in it rolls the run back for [`one_by_one`] to redo.
+/// Other requests (claims, messages, …) go one by one, each in its own savepoint.
 async fn commit(conn: &mut Conn, batch: &[Request]) -> Vec<Result<Output>> {
-    if batch.iter().all(|r| matches!(r.write, Write::Apply(..))) {
-        match pipelined(conn, batch).await {
-            Ok(()) => return batch.iter().map(|_| Ok(Output::Unit)).collect(),
-            // A conflict or an error somewhere: rolled back; sort out whose, one by one.
-            Err(Error::Unavailable(m)) => {
-                return batch
-                    .iter()
-                    .map(|_| Err(Error::Unavailable(m.clone())))
-                    .collect()
-            }
-            Err(_) => {}
-        }
-    }
-    one_by_one(conn, batch).await
-}
-
-/// The fast path for changes (nearly every write): the whole transaction — BEGIN and every
-/// statement of every request — is sent at once and answered in order, then committed. Any
-/// conflict or error rolls it all back, for [`one_by_one`] to redo.
-async fn pipelined(conn: &mut Conn, batch: &[Request]) -> Result<()> {
-    let mut prepared = Vec::new();
-    for req in batch {
-        if let Write::Apply(by, changes) = &req.write {
-            for c in changes {
-                let (sql, params, fenced) = change_sql(by, c)?;
-                prepared.push((conn.prepare(sql).await?, params, fenced));
-            }
-        }
-    }
-    let (begun, counts) = {
-        let client = &conn.client;
-        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = prepared
-            .iter()
-            .map(|(_, params, _)| {
-                params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                    .collect()
-            })
-            .collect();
-        let begin = client.batch_execute("BEGIN");
-        let statements = join_all(
-            prepared
-                .iter()
-                .zip(&refs)
-                .map(|((stmt, _, _), params)| client.execute(stmt, params)),
-        );
-        tokio::join!(begin, statements)
-    };
-    let mut failed = begun.map_err(classify).err();
-    for (count, (_, _, fenced)) in counts.into_iter().zip(&prepared) {
-        match count {
-            Ok(0) if *fenced => failed = failed.or(Some(Error::Backend("conflict".into()))),
-            Ok(_) => {}
-            Err(e) => failed = failed.or(Some(classify(e))),
-        }
-    }
-    if let Some(e) = failed {
-        let _ = conn.client.batch_execute("ROLLBACK").await;
-        return Err(e);
-    }
-    conn.client.batch_execute("COMMIT").await.map_err(classify)
-}
-
-/// Every request in its own savepoint, so that one caller's conflict fails only its own.
-async fn one_by_one(conn: &mut Conn, batch: &[Request]) -> Vec<Result<Output>> {
     let all_fail = |e: Error| batch.iter().map(|_| Err(e.clone())).collect();
     if let Err(e) = conn.client.batch_execute("BEGIN").await.map_err(classify) {
         return all_fail(e);
     }
-    let mut results = Vec::with_capacity(batch.len());
+    let mut results: Vec<Result<Output>> = Vec::with_capacity(batch.len());
     let mut notify = Notify::default();
-    for req in batch {
-        if let Err(e) = conn
-            .client
-            .batch_execute("SAVEPOINT w")
-            .await
-            .map_err(classify)
-        {
-            let _ = conn.client.batch_execute("ROLLBACK").await;
-            return all_fail(e);
-        }
-        let mut wants = Notify::default();
-        let outcome = apply(conn, &req.write, &mut wants).await;
-        let end = if outcome.is_ok() {
-            notify.merge(wants);
-            "RELEASE w"
+    let mut i = 0;
+    while i < batch.len() {
+        let run = batch[i..]
+            .iter()
+            .take_while(|r| pipelinable(&r.write))
+            .count();
+        let (segment, outcome) = if run > 0 {
+            let segment = &batch[i..i + run];
+            match pipelined(conn, segment).await {
+                Ok(wants) => {
+                    notify.merge(wants);
+                    (
+                        segment,
+                        Ok(segment.iter().map(|_| Ok(Output::Unit)).collect()),
+                    )
+                }
+                Err(e @ Error::Unavailable(_)) => (segment, Err(e)),
+                Err(_) => (segment, one_by_one(conn, segment, &mut notify).await),
+            }
         } else {
-            "ROLLBACK TO w; RELEASE w"
+            let segment = &batch[i..=i];
+            (segment, one_by_one(conn, segment, &mut notify).await)
         };
-        if let Err(e) = conn.client.batch_execute(end).await.map_err(classify) {
-            let _ = conn.client.batch_execute("ROLLBACK").await;
-            return all_fail(e);
+        match outcome {
+            Ok(r) => results.extend(r),
+            Err(e) => {
+                let _ = conn.client.batch_execute("ROLLBACK").await;
+                return all_fail(e);
+            }
         }
-        results.push(outcome);
+        i += segment.len();
     }
     for payload in notify.payloads() {
         if let Err(e) = conn
@@ -202,8 +149,421 @@ async fn one_by_one(conn: &mut Conn, batch: &[Request]) -> Vec<Result<Output>> {
     results
 }
 
+/// Whether a write is only statements whose row counts say it all.
+fn pipelinable(w: &Write) -> bool {
+    matches!(
+        w,
+        Write::Apply(..)
+            | Write::Create(..)
+            | Write::Acquire(..)
+            | Write::Release(..)
+            | Write::Heartbeat(..)
+            | Write::NodeReport(..)
+    )
+}
+
+/// A statement of a pipelined run: its SQL, parameters, whether it must touch a row, and the
+/// wake-up it sends if it touched any.
+struct Planned {
+    sql: &'static str,
+    params: Vec<Param>,
+    /// The rows it must touch (`None`: any number).
+    expect: Option<u64>,
+    wakes: Notify,
+}
+
+fn planned(sql: &'static str, params: Vec<Param>, fenced: bool) -> Planned {
+    Planned {
+        sql,
+        params,
+        expect: fenced.then_some(1),
+        wakes: Notify::default(),
+    }
+}
+
+/// Every step and plan transition of a layer in one statement: the rows are updated from
+/// arrays (each only if still in the state it is expected in) and their history rows are
+/// inserted in the order the changes were made. It inserts one history row per transition
+/// that landed, so its count says whether all did.
+const BULK: &str = "WITH sv AS (
+        SELECT * FROM unnest($1::int4[], $2::text[], $3::int4[], $4::text[], $5::text[],
+            $6::int4[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int8[], $12::text[],
+            $13::text[], $14::int8[], $15::text[], $16::text[])
+        AS t(ord, plan_id, idx, from_state, state, attempt, started_at, ended_at, output,
+            failure, deadline, warning, group_progress, at, data, actor)),
+    su AS (
+        UPDATE steps s SET state = sv.state, attempt = sv.attempt, started_at = sv.started_at,
+            ended_at = sv.ended_at, output = sv.output, failure = sv.failure,
+            deadline = sv.deadline, warning = sv.warning, group_progress = sv.group_progress
+        FROM sv WHERE s.plan_id = sv.plan_id AND s.idx = sv.idx AND s.state = sv.from_state
+        RETURNING sv.ord, sv.plan_id, sv.idx, sv.from_state, sv.state, sv.at, sv.data, sv.actor),
+    pv AS (
+        SELECT * FROM unnest($17::int4[], $18::text[], $19::text[], $20::text[], $21::int8[],
+            $22::text[], $23::text[])
+        AS t(ord, id, from_state, state, at, data, actor)),
+    pu AS (
+        UPDATE plans p SET state = pv.state,
+            started_at = CASE WHEN pv.state = 'running' THEN coalesce(p.started_at, pv.at) ELSE p.started_at END,
+            ended_at = CASE WHEN pv.state = 'stopped' THEN pv.at ELSE p.ended_at END
+        FROM pv WHERE p.id = pv.id AND p.state = pv.from_state
+        RETURNING pv.ord, pv.id AS plan_id, NULL::int4 AS idx, pv.from_state, pv.state, pv.at,
+            pv.data, pv.actor)
+    INSERT INTO events (plan_id, step, from_state, to_state, at, data, actor)
+    SELECT plan_id, idx, from_state, state, at, data, actor
+    FROM (SELECT * FROM su UNION ALL SELECT * FROM pu) x ORDER BY ord";
+
+/// What a change is fenced on: changes of one row keep their order.
+#[derive(Hash, PartialEq, Eq)]
+enum Row {
+    Plan(PlanId),
+    Step(PlanId, u32),
+    Phase(PlanId),
+}
+
+/// The changes of a run of requests as a few statements. Changes are put in layers, each row
+/// at most once per layer and in order across layers; each layer's transitions are one
+/// [`BULK`] statement. (Within one writer transaction a row changes twice only when the
+/// director decided twice without waiting for the first to be durable, which is rare: then the
+/// history lists that row's second change after the layer's others.)
+fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
+    use std::collections::HashMap;
+    let mut layer_of: HashMap<Row, usize> = HashMap::new();
+    let mut layers: Vec<Vec<usize>> = Vec::new();
+    for (ord, (_, c)) in changes.iter().enumerate() {
+        let row = match c {
+            Change::Plan { plan, .. } => Row::Plan(*plan),
+            Change::Step { plan, step, .. } => Row::Step(*plan, step.index),
+            Change::Group { plan, step, .. } => Row::Step(*plan, *step),
+            Change::Phase { plan, .. } => Row::Phase(*plan),
+        };
+        let layer = layer_of.get(&row).map_or(0, |l| l + 1);
+        layer_of.insert(row, layer);
+        if layers.len() <= layer {
+            layers.push(Vec::new());
+        }
+        layers[layer].push(ord);
+    }
+    let mut out = Vec::new();
+    for layer in layers {
+        let mut s_ord: Vec<i32> = Vec::new();
+        let mut s_plan: Vec<String> = Vec::new();
+        let mut s_idx: Vec<i32> = Vec::new();
+        let mut s_from: Vec<&'static str> = Vec::new();
+        let mut s_state: Vec<&'static str> = Vec::new();
+        let mut s_attempt: Vec<i32> = Vec::new();
+        let mut s_started: Vec<Option<i64>> = Vec::new();
+        let mut s_ended: Vec<Option<i64>> = Vec::new();
+        let mut s_output: Vec<Option<String>> = Vec::new();
+        let mut s_failure: Vec<Option<String>> = Vec::new();
+        let mut s_deadline: Vec<Option<i64>> = Vec::new();
+        let mut s_warning: Vec<Option<String>> = Vec::new();
+        let mut s_group: Vec<Option<String>> = Vec::new();
+        let mut s_at: Vec<i64> = Vec::new();
+        let mut s_data: Vec<Option<String>> = Vec::new();
+        let mut s_actor: Vec<String> = Vec::new();
+        let mut p_ord: Vec<i32> = Vec::new();
+        let mut p_id: Vec<String> = Vec::new();
+        let mut p_from: Vec<&'static str> = Vec::new();
+        let mut p_state: Vec<&'static str> = Vec::new();
+        let mut p_at: Vec<i64> = Vec::new();
+        let mut p_data: Vec<Option<String>> = Vec::new();
+        let mut p_actor: Vec<String> = Vec::new();
+        let mut singles = Vec::new();
+        for ord in layer {
+            let (by, c) = changes[ord];
+            let data = c.transition().and_then(|t| t.data_json());
+            let ord = i32::try_from(ord).unwrap_or(i32::MAX);
+            match c {
+                Change::Step {
+                    plan,
+                    from,
+                    step,
+                    at,
+                } => {
+                    s_ord.push(ord);
+                    s_plan.push(plan.to_string());
+                    s_idx.push(i32_of(step.index));
+                    s_from.push(from.as_str());
+                    s_state.push(step.state.as_str());
+                    s_attempt.push(i32_of(step.attempt));
+                    s_started.push(step.started_at);
+                    s_ended.push(step.ended_at);
+                    s_output.push(step.output.as_ref().map(to_json).transpose()?);
+                    s_failure.push(step.failure.as_ref().map(to_json).transpose()?);
+                    s_deadline.push(step.deadline);
+                    s_warning.push(step.warning.clone());
+                    s_group.push(step.group.as_ref().map(to_json).transpose()?);
+                    s_at.push(*at);
+                    s_data.push(data);
+                    s_actor.push(by.to_string());
+                }
+                Change::Plan {
+                    plan, from, to, at, ..
+                } => {
+                    p_ord.push(ord);
+                    p_id.push(plan.to_string());
+                    p_from.push(from.as_str());
+                    p_state.push(to.as_str());
+                    p_at.push(*at);
+                    p_data.push(data);
+                    p_actor.push(by.to_string());
+                }
+                Change::Group { .. } | Change::Phase { .. } => {
+                    let (sql, params, fenced) = change_sql(by, c)?;
+                    singles.push(planned(sql, params, fenced));
+                }
+            }
+        }
+        let transitions = (s_ord.len() + p_ord.len()) as u64;
+        if transitions > 0 {
+            out.push(Planned {
+                sql: BULK,
+                params: vec![
+                    Box::new(s_ord),
+                    Box::new(s_plan),
+                    Box::new(s_idx),
+                    Box::new(s_from),
+                    Box::new(s_state),
+                    Box::new(s_attempt),
+                    Box::new(s_started),
+                    Box::new(s_ended),
+                    Box::new(s_output),
+                    Box::new(s_failure),
+                    Box::new(s_deadline),
+                    Box::new(s_warning),
+                    Box::new(s_group),
+                    Box::new(s_at),
+                    Box::new(s_data),
+                    Box::new(s_actor),
+                    Box::new(p_ord),
+                    Box::new(p_id),
+                    Box::new(p_from),
+                    Box::new(p_state),
+                    Box::new(p_at),
+                    Box::new(p_data),
+                    Box::new(p_actor),
+                ],
+                expect: Some(transitions),
+                wakes: Notify::default(),
+            });
+        }
+        out.extend(singles);
+    }
+    Ok(out)
+}
+
+const HEARTBEAT: &str =
+    "UPDATE nodes SET heartbeat_at = (extract(epoch from clock_timestamp()) * 1000)::bigint
+     WHERE id = $1";
+const NODE_REPORT: &str = "UPDATE nodes SET report = $2 WHERE id = $1";
+const RELEASE: &str = "DELETE FROM locks WHERE plan_id = $1 AND ($2::text IS NULL OR owner = $2)";
+const CREATE_PLAN: &str = "INSERT INTO plans (id, flow_name, flow, inputs, state, created_at, phase, start_at, after_plans)
+     VALUES ($1, $2, $3, $4, $5, $6, 'null', $7, $8)
+     ON CONFLICT (id) DO NOTHING";
+const CREATE_STEPS: &str = "INSERT INTO steps (plan_id, idx, name, state, attempt)
+     SELECT $1, i, n, s, 0 FROM unnest($2::int[], $3::text[], $4::text[]) AS t(i, n, s)";
+/// Takes a plan's lock, or keeps it if `owner` holds it already; touches no row if the plan
+/// does not exist or another owner holds it (the one-by-one path then says which).
+const ACQUIRE: &str = "INSERT INTO locks (plan_id, owner, acquired_at)
+     SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM plans WHERE id = $1)
+     ON CONFLICT (plan_id) DO UPDATE SET owner = locks.owner WHERE locks.owner = excluded.owner";
+const CREATE_LOCK: &str = "INSERT INTO locks (plan_id, owner, acquired_at) VALUES ($1, $2, $3)";
+
+/// The statements of a pipelinable write.
+fn statements(w: &Write) -> Result<Vec<Planned>> {
+    Ok(match w {
+        Write::Apply(by, changes) => {
+            let changes: Vec<(&str, &Change)> = changes.iter().map(|c| (by.as_str(), c)).collect();
+            bulk_statements(&changes)?
+        }
+        Write::Release(plan, owner) => vec![Planned {
+            wakes: Notify {
+                plans: true,
+                mailbox: false,
+            },
+            ..planned(
+                RELEASE,
+                vec![Box::new(plan.to_string()), Box::new(owner.clone())],
+                false,
+            )
+        }],
+        Write::Acquire(plan, owner) => vec![planned(
+            ACQUIRE,
+            vec![
+                Box::new(plan.to_string()),
+                Box::new(owner.clone()),
+                Box::new(now_millis()),
+            ],
+            true,
+        )],
+        Write::Heartbeat(node, _) => vec![planned(HEARTBEAT, vec![Box::new(node.clone())], true)],
+        Write::NodeReport(node, report) => vec![planned(
+            NODE_REPORT,
+            vec![Box::new(node.clone()), Box::new(report.clone())],
+            true,
+        )],
+        Write::Create(plan) => {
+            let (record, steps) = plan.records();
+            let key = record.id.to_string();
+            let wakes = Notify {
+                plans: plan.state == plan::State::Planned && plan.owner.is_none(),
+                mailbox: false,
+            };
+            let mut out = vec![Planned {
+                wakes,
+                ..planned(
+                    CREATE_PLAN,
+                    vec![
+                        Box::new(key.clone()),
+                        Box::new(record.flow.name.clone()),
+                        Box::new(to_json(&record.flow)?),
+                        Box::new(to_json(&record.inputs)?),
+                        Box::new(record.state.as_str()),
+                        Box::new(record.created_at),
+                        Box::new(record.start_at),
+                        Box::new(to_json(&record.after)?),
+                    ],
+                    true,
+                )
+            }];
+            out.push(planned(
+                CREATE_STEPS,
+                vec![
+                    Box::new(key.clone()),
+                    Box::new(steps.iter().map(|s| i32_of(s.index)).collect::<Vec<i32>>()),
+                    Box::new(
+                        steps
+                            .iter()
+                            .map(|s| s.name.clone())
+                            .collect::<Vec<String>>(),
+                    ),
+                    Box::new(
+                        steps
+                            .iter()
+                            .map(|s| s.state.as_str().to_string())
+                            .collect::<Vec<String>>(),
+                    ),
+                ],
+                false,
+            ));
+            if let Some(owner) = &plan.owner {
+                out.push(planned(
+                    CREATE_LOCK,
+                    vec![
+                        Box::new(key),
+                        Box::new(owner.clone()),
+                        Box::new(record.created_at),
+                    ],
+                    false,
+                ));
+            }
+            out
+        }
+        _ => {
+            return Err(Error::Backend(
+                "not a pipelinable write (a bug in the writer)".into(),
+            ))
+        }
+    })
+}
+
+/// Sends a run of requests at once — a savepoint and every statement — answered in order.
+/// Any conflict or error rolls the run back to its savepoint and is returned.
+async fn pipelined(conn: &mut Conn, run: &[Request]) -> Result<Notify> {
+    // Consecutive changes (from any number of requests) go in bulk; other writes as they are.
+    let mut all = Vec::new();
+    let mut changes: Vec<(&str, &Change)> = Vec::new();
+    for req in run {
+        match &req.write {
+            Write::Apply(by, cs) => changes.extend(cs.iter().map(|c| (by.as_str(), c))),
+            other => {
+                all.extend(bulk_statements(&changes)?);
+                changes.clear();
+                all.extend(statements(other)?);
+            }
+        }
+    }
+    all.extend(bulk_statements(&changes)?);
+    let mut prepared = Vec::with_capacity(all.len());
+    for p in &all {
+        prepared.push(conn.prepare(p.sql).await?);
+    }
+    let (saved, counts) = {
+        let client = &conn.client;
+        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = all
+            .iter()
+            .map(|p| {
+                p.params
+                    .iter()
+                    .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                    .collect()
+            })
+            .collect();
+        let savepoint = client.batch_execute("SAVEPOINT run");
+        let statements = join_all(
+            prepared
+                .iter()
+                .zip(&refs)
+                .map(|(stmt, params)| client.execute(stmt, params)),
+        );
+        tokio::join!(savepoint, statements)
+    };
+    let mut failed = saved.map_err(classify).err();
+    let mut wakes = Notify::default();
+    for (count, p) in counts.into_iter().zip(&all) {
+        match count {
+            Ok(n) if p.expect.is_some_and(|want| n != want) => {
+                failed = failed.or(Some(Error::Backend("conflict".into())))
+            }
+            Ok(0) => {}
+            Ok(_) => wakes.merge(p.wakes),
+            Err(e) => failed = failed.or(Some(classify(e))),
+        }
+    }
+    match failed {
+        None => Ok(wakes),
+        Some(e) => {
+            conn.client
+                .batch_execute("ROLLBACK TO run")
+                .await
+                .map_err(classify)?;
+            Err(e)
+        }
+    }
+}
+
+/// Every request in its own savepoint, so that one caller's conflict fails only its own.
+/// `Err` only when the transaction itself is lost.
+async fn one_by_one(
+    conn: &mut Conn,
+    batch: &[Request],
+    notify: &mut Notify,
+) -> Result<Vec<Result<Output>>> {
+    let mut results = Vec::with_capacity(batch.len());
+    for req in batch {
+        conn.client
+            .batch_execute("SAVEPOINT w")
+            .await
+            .map_err(classify)?;
+        let mut wants = Notify::default();
+        let outcome = apply(conn, &req.write, &mut wants).await;
+        let end = if outcome.is_ok() {
+            notify.merge(wants);
+            "RELEASE w"
+        } else {
+            "ROLLBACK TO w; RELEASE w"
+        };
+        conn.client.batch_execute(end).await.map_err(classify)?;
+        if let Err(Error::Unavailable(m)) = &outcome {
+            return Err(Error::Unavailable(m.clone()));
+        }
+        results.push(outcome);
+    }
+    Ok(results)
+}
+
 /// Which wake-ups a transaction sends when it commits.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, Debug)]
 struct Notify {
     plans: bool,
     mailbox: bool,
