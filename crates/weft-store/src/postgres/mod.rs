@@ -52,7 +52,8 @@ struct Inner {
     writer: mpsc::UnboundedSender<Request>,
     readers: Mutex<Vec<Conn>>,
     reading: tokio::sync::Semaphore,
-    hints: watch::Receiver<Hints>,
+    /// Started by the first [`Store::hints`] call: one-shot commands never listen.
+    hints: Mutex<Option<watch::Receiver<Hints>>>,
 }
 
 /// A connection with its prepared statements.
@@ -244,9 +245,7 @@ impl PostgresStore {
                 other => other,
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let (hints_tx, hints) = watch::channel(Hints::default());
         tokio::spawn(writer::run(config.clone(), shown.clone(), Some(first), rx));
-        tokio::spawn(listen(config.clone(), shown.clone(), hints_tx));
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 config,
@@ -254,7 +253,7 @@ impl PostgresStore {
                 writer: tx,
                 readers: Mutex::new(Vec::new()),
                 reading: tokio::sync::Semaphore::new(MAX_READERS),
-                hints,
+                hints: Mutex::new(None),
             }),
         })
     }
@@ -626,7 +625,17 @@ impl Store for PostgresStore {
     }
 
     fn hints(&self) -> Option<watch::Receiver<Hints>> {
-        Some(self.inner.hints.clone())
+        let mut hints = self.inner.hints.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = hints.get_or_insert_with(|| {
+            let (tx, rx) = watch::channel(Hints::default());
+            tokio::spawn(listen(
+                self.inner.config.clone(),
+                self.inner.shown.clone(),
+                tx,
+            ));
+            rx
+        });
+        Some(rx.clone())
     }
 
     fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
