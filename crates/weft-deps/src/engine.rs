@@ -372,6 +372,9 @@ impl Loop {
                     node.error_at = None;
                 }
                 node.worker = Some(worker.clone());
+                if node.start_count > 0 && node.state == State::Started {
+                    tracing::info!(manifold = name, "started again");
+                }
                 node.start_count += 1;
                 node.started_at = Some(Instant::now());
                 node.started_wall = Some(wall_ms());
@@ -437,6 +440,16 @@ impl Loop {
             Some(_) if ran_long => 1,
             Some(_) => node.recent_errors.saturating_add(1),
         };
+        match &err {
+            Some(Error::Missing(_)) => {
+                tracing::debug!(manifold = name, "waiting: {}", err_text(&err))
+            }
+            Some(Error::Bounce | Error::Uninstall) => {
+                tracing::debug!(manifold = name, "stopped: {}", err_text(&err))
+            }
+            Some(e) => tracing::warn!(manifold = name, "stopped with an error: {e}"),
+            None => {}
+        }
         if let Some(e) = &err {
             node.error = Some(e.to_string());
             node.error_at = Some(wall_ms());
@@ -605,4 +618,8 @@ impl Loop {
             manifolds,
         }
     }
+}
+
+fn err_text(e: &Option<Error>) -> String {
+    e.as_ref().map(ToString::to_string).unwrap_or_default()
 }

@@ -146,6 +146,20 @@ pub struct Hints {
     pub mailbox: u64,
 }
 
+/// A database URL fit to print: its password, if any, masked.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
 /// Opens the store a `--db` argument names: `postgres://USER:PASSWORD@HOST:PORT/DB`,
 /// `sqlite://PATH`, `memory:`, or a plain file path.
 pub async fn open(url: &str) -> Result<SharedStore> {
@@ -169,4 +183,20 @@ pub async fn open(url: &str) -> Result<SharedStore> {
     Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(
         path,
     ))?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_masks_only_the_password() {
+        assert_eq!(
+            super::redact("postgres://weft:s3cr:et@db:5432/weft"),
+            "postgres://weft:***@db:5432/weft"
+        );
+        assert_eq!(
+            super::redact("postgres://weft@db/weft"),
+            "postgres://weft@db/weft"
+        );
+        assert_eq!(super::redact("/var/lib/weft.db"), "/var/lib/weft.db");
+    }
 }

@@ -74,7 +74,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Fail> {
     eprintln!(
         "node {} serving {} (SIGINT or SIGTERM to stop)",
         node.id(),
-        args.global.db
+        weft_store::redact(&args.global.db)
     );
     node.run(interrupted())
         .await

@@ -244,8 +244,8 @@ fn nodes_ride_out_a_postgres_restart_under_load() {
     let url = cluster.create_database("outage");
     let sb = Sandbox::with_store(url);
     sb.write("counted.toml", COUNTED);
-    let _n1 = NodeProcess::start(&sb, "o1", &[]);
-    let _n2 = NodeProcess::start(&sb, "o2", &[]);
+    let n1 = NodeProcess::start(&sb, "o1", &[]);
+    let n2 = NodeProcess::start(&sb, "o2", &[]);
     let mut ids = submit_many(&sb, 60);
     wait_for("work to start", Duration::from_secs(60), || {
         (counts(&sb, "ran-a").len() >= 3).then_some(())
@@ -279,4 +279,17 @@ fn nodes_ride_out_a_postgres_restart_under_load() {
     }
     let status = sb.run(&["status"]);
     assert!(status.status.success(), "{}", text(&status.stderr));
+    // The nodes said what happened, and never printed the password.
+    for node in [&n1, &n2] {
+        let log = node.log();
+        assert!(
+            log.contains("store") && log.contains("stopped with an error"),
+            "the outage was not logged: {log}"
+        );
+        assert!(log.contains("started again"), "{log}");
+        assert!(
+            !log.contains("weft:weft@"),
+            "a node printed the password: {log}"
+        );
+    }
 }

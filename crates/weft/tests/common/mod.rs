@@ -119,6 +119,11 @@ impl NodeProcess {
         NodeProcess(child, log_path)
     }
 
+    /// What the node has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+
     pub fn sigkill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
