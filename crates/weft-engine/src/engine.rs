@@ -76,6 +76,15 @@ pub enum Update {
         /// The step's new record (its `name` is empty; look it up in the flow).
         step: StepRecord,
     },
+    /// A running group step's tasks moved on.
+    Group {
+        /// The plan.
+        plan: PlanId,
+        /// The group's step.
+        step: u32,
+        /// Its tasks now.
+        progress: weft_model::group::Progress,
+    },
     /// A plan changed state.
     Plan {
         /// The plan.
@@ -466,7 +475,17 @@ fn to_updates(changes: &[Change]) -> Vec<Update> {
                 plan: *plan,
                 state: *to,
             }),
-            Change::Group { .. } | Change::Phase { .. } => None,
+            Change::Group {
+                plan,
+                step,
+                progress,
+                ..
+            } => Some(Update::Group {
+                plan: *plan,
+                step: *step,
+                progress: progress.clone(),
+            }),
+            Change::Phase { .. } => None,
         })
         .collect()
 }

@@ -2,12 +2,13 @@
 //! line per state change otherwise (logs, CI), nothing with `--json`.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::oneshot;
 use weft_engine::Update;
+use weft_model::group::{Progress, TaskState};
 use weft_model::{duration, format_millis, step, PlanId};
 use weft_store::StepRecord;
 
@@ -47,16 +48,20 @@ impl Display {
         mut rx: broadcast::Receiver<Update>,
         plan: PlanId,
         names: Vec<String>,
+        probed: HashSet<(u32, usize)>,
         mode: Mode,
     ) -> Display {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
-            let mut view = View::new(names, mode);
+            let mut view = View::new(names, probed, mode);
             loop {
                 tokio::select! {
                     biased;
                     update = rx.recv() => match update {
                         Ok(Update::Step { plan: p, step }) if p == plan => view.step(&step),
+                        Ok(Update::Group { plan: p, step, progress }) if p == plan => {
+                            view.group(step, &progress)
+                        }
                         Ok(_) => {}
                         Err(RecvError::Lagged(n)) => view.note(&format!("(display fell behind; {n} updates not shown)")),
                         Err(RecvError::Closed) => break,
@@ -64,10 +69,12 @@ impl Display {
                     _ = &mut stopped => {
                         // Drain what is already there, then stop.
                         while let Ok(u) = rx.try_recv() {
-                            if let Update::Step { plan: p, step } = u {
-                                if p == plan {
-                                    view.step(&step);
+                            match u {
+                                Update::Step { plan: p, step } if p == plan => view.step(&step),
+                                Update::Group { plan: p, step, progress } if p == plan => {
+                                    view.group(step, &progress)
                                 }
+                                _ => {}
                             }
                         }
                         break;
@@ -92,10 +99,14 @@ struct View {
     multi: MultiProgress,
     bars: HashMap<u32, ProgressBar>,
     width: usize,
+    /// The group tasks' states last seen, by step and task.
+    tasks: HashMap<(u32, usize), TaskState>,
+    /// Group tasks with a readiness probe.
+    probed: HashSet<(u32, usize)>,
 }
 
 impl View {
-    fn new(names: Vec<String>, mode: Mode) -> View {
+    fn new(names: Vec<String>, probed: HashSet<(u32, usize)>, mode: Mode) -> View {
         let width = names
             .iter()
             .map(|n| n.chars().count())
@@ -108,6 +119,8 @@ impl View {
             multi: MultiProgress::new(),
             bars: HashMap::new(),
             width,
+            tasks: HashMap::new(),
+            probed,
         }
     }
 
@@ -185,6 +198,44 @@ impl View {
                     self.bars.insert(s.index, bar);
                 } else {
                     let _ = self.multi.println(self.line(s));
+                }
+            }
+        }
+    }
+
+    /// A line for each group task whose state changed.
+    fn group(&mut self, step: u32, progress: &Progress) {
+        for (i, t) in progress.tasks.iter().enumerate() {
+            let before = self.tasks.insert((step, i), t.state);
+            let quiet = match t.state {
+                // Not started yet (shown again only when a restart resets it).
+                TaskState::Pending => before.is_none_or(|b| b == TaskState::Pending),
+                // Without a probe, a task is ready as soon as it runs.
+                TaskState::Ready => !self.probed.contains(&(step, i)),
+                _ => false,
+            };
+            if before == Some(t.state) || quiet {
+                continue;
+            }
+            let name = format!("{}/{}", self.name(step), t.name);
+            let mut text = format!("  ▸ {name:<w$}  {}", t.state, w = self.width);
+            if let Some(f) = &t.failure {
+                text.push_str("  ");
+                text.push_str(&f.message);
+            }
+            match self.mode {
+                Mode::Quiet => {}
+                Mode::Lines => {
+                    let at = t
+                        .ended_at
+                        .or(t.started_at)
+                        .map(format_millis)
+                        .unwrap_or_default();
+                    let time = at.split(' ').nth(1).unwrap_or("").to_string();
+                    eprintln!("{time}  {text}");
+                }
+                Mode::Live => {
+                    let _ = self.multi.println(text);
                 }
             }
         }

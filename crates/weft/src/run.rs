@@ -6,6 +6,7 @@ use crate::progress::{Display, Mode};
 use crate::{owner, view, Fail};
 use clap::Args;
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use weft_engine::{Config, Engine, Intent, PlanEnd, Registry, Rescue};
@@ -183,17 +184,37 @@ async fn execute(
     if let Some(p) = exec.parallelism {
         config.parallelism = p as usize;
     }
-    let names: Vec<String> = store
-        .load_plan(id)
-        .await?
+    let snapshot = store.load_plan(id).await?;
+    // Group tasks with a readiness probe: only theirs is a `ready` worth showing.
+    let probed: HashSet<(u32, usize)> = snapshot
+        .plan
+        .flow
         .steps
-        .into_iter()
-        .map(|s| s.name)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| match &d.action {
+            weft_model::flow::Action::Group(g) => Some((i, g)),
+            _ => None,
+        })
+        .flat_map(|(i, g)| {
+            g.tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.ready.is_some())
+                .map(move |(j, _)| (i as u32, j))
+        })
         .collect();
+    let names: Vec<String> = snapshot.steps.into_iter().map(|s| s.name).collect();
     let engine = Engine::start(store.clone(), Arc::new(Registry::new()), config);
     // Events and halts posted by other processes for this plan come through the mailbox.
     let mailbox = tokio::spawn(weft_engine::node::serve_mailbox(engine.clone(), owner));
-    let display = Display::start(engine.subscribe(), id, names, Mode::pick(global.json));
+    let display = Display::start(
+        engine.subscribe(),
+        id,
+        names,
+        probed,
+        Mode::pick(global.json),
+    );
     let run = async {
         match intent {
             Intent::Run => engine.execute(id, Rescue::Revert).await,

@@ -95,6 +95,16 @@ fn the_example_runs_in_lifecycle_order_and_leaves_no_process_behind() {
     let work = sb.path().join("work");
     let out = run_example(&sb, &work, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // `weft run` shows the group's tasks as they move.
+    let progress = text(&out.stderr);
+    for line in [
+        "▸ site/server  ready",
+        "▸ site/main  success",
+        "▸ site/server  stopped",
+        "▸ site/cleanup  success",
+    ] {
+        assert!(progress.contains(line), "no `{line}` in:\n{progress}");
+    }
     let log = log(&work);
     // Prestart: the migration finished and the sidecar answered its probe before main began.
     assert!(first(&log, "migrate", "end") < first(&log, "main", "start"));

@@ -146,11 +146,11 @@ pub(crate) fn classify(e: tokio_postgres::Error) -> Error {
     if e.is_closed() {
         return Error::Unavailable("the connection to PostgreSQL was lost".into());
     }
-    let text = e.to_string();
-    if text.contains("connection") || text.contains("io") || text.contains("closed") {
-        return Error::Unavailable(format!("the connection to PostgreSQL failed: {text}"));
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if io {
+        return Error::Unavailable(format!("the connection to PostgreSQL failed: {e}"));
     }
-    Error::Backend(format!("PostgreSQL: {text}"))
+    Error::Backend(format!("PostgreSQL: {e}"))
 }
 
 /// A failed connect, said plainly: unreachable, refused credentials, no such database.
