@@ -54,6 +54,43 @@ pub struct GroupTask {
     pub idempotent: bool,
 }
 
+impl Group {
+    /// What is wrong with the group, if anything: a task name that is empty, holds a `/` or
+    /// is used twice, an empty `run`, no main task, or a poststop sidecar.
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for t in &self.tasks {
+            if t.name.is_empty() || t.name.contains('/') {
+                return Err(format!(
+                    "group `{name}`: task name `{}` must be non-empty and hold no `/`",
+                    t.name
+                ));
+            }
+            if !seen.insert(t.name.as_str()) {
+                return Err(format!("group `{name}`: duplicate task name `{}`", t.name));
+            }
+            if t.command.run.first().is_none_or(|p| p.is_empty()) {
+                return Err(format!(
+                    "group `{name}`: task `{}` has an empty `run`",
+                    t.name
+                ));
+            }
+            if t.hook() == Some(Hook::Poststop) && t.is_sidecar() {
+                return Err(format!(
+                    "group `{name}`: task `{}`: a poststop task cannot be a sidecar",
+                    t.name
+                ));
+            }
+        }
+        if !self.tasks.iter().any(|t| t.lifecycle.is_none()) {
+            return Err(format!(
+                "group `{name}` has no main task (a task without a lifecycle hook)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl GroupTask {
     /// Whether it keeps running beside main.
     pub fn is_sidecar(&self) -> bool {

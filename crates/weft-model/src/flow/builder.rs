@@ -160,6 +160,25 @@ impl FlowBuilder {
         self.push(spec, settings)
     }
 
+    /// Adds a group: its tasks run together under lifecycle hooks (prestart, sidecars, main,
+    /// poststart, poststop); each task's output is the value `name/task`.
+    pub fn group(
+        self,
+        name: impl Into<String>,
+        group: crate::group::Group,
+        settings: impl FnOnce(TaskBuilder) -> TaskBuilder,
+    ) -> Self {
+        let name = name.into();
+        let provides = group
+            .tasks
+            .iter()
+            .map(|t| format!("{name}/{}", t.name))
+            .collect();
+        let mut spec = TaskSpec::new(name, Body::Action(Action::Group(group)));
+        spec.provides = provides;
+        self.push(spec, settings)
+    }
+
     /// What to do when a step fails for good.
     pub fn on_error(mut self, rescue: super::Rescue) -> Self {
         self.tree.on_error = Some(rescue);
@@ -214,6 +233,52 @@ mod tests {
             .expect("valid");
         assert_eq!(flow.steps[0].deps, Vec::<u32>::new());
         assert_eq!(flow.steps[2].deps, vec![1]);
+    }
+
+    #[test]
+    fn groups_are_one_step_providing_each_task_and_are_checked() {
+        use crate::group::{Group, GroupTask, Hook, Lifecycle, Restart};
+        let task = |name: &str, lifecycle| GroupTask {
+            name: name.into(),
+            lifecycle,
+            command: super::super::Command {
+                run: vec!["true".into()],
+                revert: None,
+                env: Default::default(),
+                cwd: None,
+                warn_exit_codes: Vec::new(),
+            },
+            ready: None,
+            kill_timeout: crate::group::DEFAULT_KILL_TIMEOUT,
+            idempotent: true,
+        };
+        let sidecar = Some(Lifecycle {
+            hook: Hook::Prestart,
+            sidecar: true,
+        });
+        let group = Group {
+            tasks: vec![task("db", sidecar), task("work", None)],
+            restart: Restart::default(),
+        };
+        let flow = FlowBuilder::linear("g")
+            .group("svc", group.clone(), |t| t)
+            .task("after", "noop", "1", |t| t.requires(["svc/work"]))
+            .build()
+            .expect("valid");
+        assert_eq!(flow.steps[0].provides, ["svc/db", "svc/work"]);
+        assert_eq!(flow.steps[1].deps, vec![0]);
+        let no_main = Group {
+            tasks: vec![task("db", sidecar)],
+            ..group
+        };
+        let e = FlowBuilder::linear("g")
+            .group("svc", no_main, |t| t)
+            .build()
+            .expect_err("no main task");
+        assert!(
+            e.to_string().contains("group `svc` has no main task"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -171,6 +171,10 @@ impl Compiler {
                 ));
             }
             let full = format!("{prefix}{}", task.name);
+            if let Body::Action(Action::Group(g)) = &task.body {
+                g.check(&task.name)
+                    .map_err(|m| err_at(Error::new(ErrorKind::Invalid(m)), "name"))?;
+            }
             let (unit, members) = match &task.body {
                 Body::Action(action) => {
                     let idx = self.steps.len() as u32;
