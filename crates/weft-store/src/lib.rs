@@ -14,6 +14,7 @@
 mod error;
 pub mod memory;
 pub mod postgres;
+mod queue;
 mod record;
 pub mod sqlite;
 

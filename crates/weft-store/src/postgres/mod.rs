@@ -260,13 +260,8 @@ impl PostgresStore {
 
     fn submit(&self, write: Write) -> impl std::future::Future<Output = Result<Output>> + Send {
         let (reply, rx) = oneshot::channel();
-        let sent = self.inner.writer.send(Request { write, reply });
-        async move {
-            if sent.is_err() {
-                return Err(Error::Closed);
-            }
-            rx.await.unwrap_or(Err(Error::Closed))
-        }
+        let sent = self.inner.writer.send(Request { write, reply }).is_ok();
+        crate::queue::answer(sent, rx)
     }
 
     fn write(&self, write: Write) -> BoxFuture<Result<()>> {
@@ -276,12 +271,7 @@ impl PostgresStore {
 
     fn write_plans(&self, write: Write) -> BoxFuture<Result<Vec<PlanId>>> {
         let done = self.submit(write);
-        Box::pin(async move {
-            match done.await? {
-                Output::Plans(p) => Ok(p),
-                _ => Err(Error::Backend("unexpected writer output".into())),
-            }
-        })
+        Box::pin(async move { done.await?.into_plans() })
     }
 
     /// Runs `f` with a pooled read connection; a connection that failed is not put back.
@@ -644,22 +634,12 @@ impl Store for PostgresStore {
 
     fn promote_due(&self, by: &str, now: Millis) -> BoxFuture<Result<Vec<Due>>> {
         let done = self.submit(Write::PromoteDue(by.to_string(), now));
-        Box::pin(async move {
-            match done.await? {
-                Output::Due(d) => Ok(d),
-                _ => Err(Error::Backend("unexpected writer output".into())),
-            }
-        })
+        Box::pin(async move { done.await?.into_due() })
     }
 
     fn post(&self, plan: PlanId, command: Command) -> BoxFuture<Result<i64>> {
         let done = self.submit(Write::Post(plan, command));
-        Box::pin(async move {
-            match done.await? {
-                Output::Id(id) => Ok(id),
-                _ => Err(Error::Backend("unexpected writer output".into())),
-            }
-        })
+        Box::pin(async move { done.await?.into_id() })
     }
 
     fn inbox(&self, owner: String) -> BoxFuture<Result<Vec<Message>>> {
@@ -690,12 +670,7 @@ impl Store for PostgresStore {
 
     fn reply(&self, id: i64, reply: Reply) -> BoxFuture<Result<bool>> {
         let done = self.submit(Write::Reply(id, reply));
-        Box::pin(async move {
-            match done.await? {
-                Output::Bool(b) => Ok(b),
-                _ => Err(Error::Backend("unexpected writer output".into())),
-            }
-        })
+        Box::pin(async move { done.await?.into_bool() })
     }
 
     fn reply_of(&self, id: i64) -> BoxFuture<Result<Reply>> {

@@ -5,9 +5,10 @@
 //! A fenced change that finds another state rolls back to its request's savepoint only.
 
 use super::{classify, parse_id, Conn};
-use crate::{Change, Command, Due, Error, NewPlan, NodeRecord, Reply, Result};
+pub(super) use crate::queue::{Output, Request, Write};
+use crate::{Change, Due, Error, NewPlan, Reply, Result};
 use futures_util::future::join_all;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Config;
 use weft_model::plan::{self, Outcome};
@@ -15,39 +16,6 @@ use weft_model::{now_millis, step, Millis, PlanId};
 
 /// The most requests one transaction takes.
 const MAX_BATCH: usize = 4096;
-
-/// A write and where to send its result.
-pub(super) struct Request {
-    pub write: Write,
-    pub reply: oneshot::Sender<Result<Output>>,
-}
-
-/// What to write.
-pub(super) enum Write {
-    Create(Box<NewPlan>),
-    Apply(String, Vec<Change>),
-    Acquire(PlanId, String),
-    Release(PlanId, Option<String>),
-    Inhibit(PlanId),
-    RegisterNode(NodeRecord),
-    Heartbeat(String, Millis),
-    InvalidateNode(String),
-    ReleaseLocks(String),
-    NodeReport(String, String),
-    Claim(String, u32),
-    PromoteDue(String, Millis),
-    Post(PlanId, Command),
-    Reply(i64, Reply),
-}
-
-/// What a write returns.
-pub(super) enum Output {
-    Unit,
-    Plans(Vec<PlanId>),
-    Due(Vec<Due>),
-    Id(i64),
-    Bool(bool),
-}
 
 /// Serves requests until every sender is gone, reconnecting when the connection breaks.
 pub(super) async fn run(

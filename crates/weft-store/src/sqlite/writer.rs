@@ -1,48 +1,15 @@
 //! The writer thread: the only owner of the write connection, and the group commit.
 
 use super::classify;
-use crate::{Change, Command, Due, Error, NewPlan, NodeRecord, Reply, Result};
+pub(super) use crate::queue::{Output, Request, Write};
+use crate::{Change, Due, Error, NewPlan, Reply, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::mpsc;
-use tokio::sync::oneshot;
 use weft_model::plan::{self, Outcome};
 use weft_model::{now_millis, step, Millis, PlanId};
 
 /// The most requests one transaction takes, so that a flood still gets answered promptly.
 const MAX_BATCH: usize = 4096;
-
-/// A write and where to send its result.
-pub(super) struct Request {
-    pub write: Write,
-    pub reply: oneshot::Sender<Result<Output>>,
-}
-
-/// What to write.
-pub(super) enum Write {
-    Create(Box<NewPlan>),
-    Apply(String, Vec<Change>),
-    Acquire(PlanId, String),
-    Release(PlanId, Option<String>),
-    Inhibit(PlanId),
-    RegisterNode(NodeRecord),
-    Heartbeat(String, Millis),
-    InvalidateNode(String),
-    ReleaseLocks(String),
-    NodeReport(String, String),
-    Claim(String, u32),
-    PromoteDue(String, Millis),
-    Post(PlanId, Command),
-    Reply(i64, Reply),
-}
-
-/// What a write returns.
-pub(super) enum Output {
-    Unit,
-    Plans(Vec<PlanId>),
-    Due(Vec<Due>),
-    Id(i64),
-    Bool(bool),
-}
 
 /// Serves requests until every sender is gone.
 pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Request>) {

@@ -1,0 +1,81 @@
+//! Writes as the durable backends queue them for their one writer: what to write, and what a
+//! write answers once its transaction committed.
+
+use crate::{Change, Command, Due, Error, NewPlan, NodeRecord, Reply, Result};
+use tokio::sync::oneshot;
+use weft_model::{Millis, PlanId};
+
+/// A write and where to send its result.
+pub(crate) struct Request {
+    pub write: Write,
+    pub reply: oneshot::Sender<Result<Output>>,
+}
+
+/// What to write.
+pub(crate) enum Write {
+    Create(Box<NewPlan>),
+    Apply(String, Vec<Change>),
+    Acquire(PlanId, String),
+    Release(PlanId, Option<String>),
+    Inhibit(PlanId),
+    RegisterNode(NodeRecord),
+    Heartbeat(String, Millis),
+    InvalidateNode(String),
+    ReleaseLocks(String),
+    NodeReport(String, String),
+    Claim(String, u32),
+    PromoteDue(String, Millis),
+    Post(PlanId, Command),
+    Reply(i64, Reply),
+}
+
+/// What a write returns.
+pub(crate) enum Output {
+    Unit,
+    Plans(Vec<PlanId>),
+    Due(Vec<Due>),
+    Id(i64),
+    Bool(bool),
+}
+
+fn unexpected() -> Error {
+    Error::Backend("unexpected writer output".into())
+}
+
+impl Output {
+    pub fn into_plans(self) -> Result<Vec<PlanId>> {
+        match self {
+            Output::Plans(p) => Ok(p),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub fn into_due(self) -> Result<Vec<Due>> {
+        match self {
+            Output::Due(d) => Ok(d),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub fn into_id(self) -> Result<i64> {
+        match self {
+            Output::Id(id) => Ok(id),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub fn into_bool(self) -> Result<bool> {
+        match self {
+            Output::Bool(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+/// A queued write's answer: [`Error::Closed`] if the writer is gone.
+pub(crate) async fn answer(sent: bool, rx: oneshot::Receiver<Result<Output>>) -> Result<Output> {
+    if !sent {
+        return Err(Error::Closed);
+    }
+    rx.await.unwrap_or(Err(Error::Closed))
+}
