@@ -740,6 +740,18 @@ async fn conflict(conn: &mut Conn, c: &Change) -> Error {
     }
 }
 
+/// Releases every lock `owner` holds; its plans can be claimed again.
+async fn release_all(conn: &mut Conn, owner: &str, notify: &mut Notify) -> Result<Output> {
+    let rows = conn
+        .query(
+            "DELETE FROM locks WHERE owner = $1 RETURNING plan_id",
+            &[&owner],
+        )
+        .await?;
+    notify.plans |= !rows.is_empty();
+    Ok(Output::Plans(ids(rows)?))
+}
+
 async fn plan_exists(conn: &mut Conn, key: &str) -> Result<bool> {
     Ok(conn
         .query_opt("SELECT 1 FROM plans WHERE id = $1", &[&key])
@@ -801,25 +813,9 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         Write::InvalidateNode(node) => {
             conn.execute("DELETE FROM nodes WHERE id = $1", &[node])
                 .await?;
-            let rows = conn
-                .query(
-                    "DELETE FROM locks WHERE owner = $1 RETURNING plan_id",
-                    &[node],
-                )
-                .await?;
-            notify.plans |= !rows.is_empty();
-            Ok(Output::Plans(ids(rows)?))
+            release_all(conn, node, notify).await
         }
-        Write::ReleaseLocks(owner) => {
-            let rows = conn
-                .query(
-                    "DELETE FROM locks WHERE owner = $1 RETURNING plan_id",
-                    &[owner],
-                )
-                .await?;
-            notify.plans |= !rows.is_empty();
-            Ok(Output::Plans(ids(rows)?))
-        }
+        Write::ReleaseLocks(owner) => release_all(conn, owner, notify).await,
         Write::NodeReport(node, report) => {
             let n = conn
                 .execute(
