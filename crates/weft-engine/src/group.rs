@@ -64,7 +64,7 @@ pub(crate) async fn run(
         generation: 0,
     };
     match &item.resume {
-        Some(saved) => runner.restore(saved.clone()),
+        Some(saved) => runner.restore(saved.clone()).await,
         None => runner.coordinator.task_state_updated(&runner.states()),
     }
     let result = runner.drive(events).await;
@@ -496,7 +496,7 @@ impl Runner<'_> {
 
     /// Resumes after a crash: a process that outlived its runner is killed; an interrupted
     /// sidecar, or idempotent task, runs again; another interrupted task failed.
-    fn restore(&mut self, saved: Progress) {
+    async fn restore(&mut self, saved: Progress) {
         let host = host();
         self.progress.restarts = saved.restarts;
         for (i, old) in saved.tasks.into_iter().enumerate() {
@@ -518,7 +518,7 @@ impl Runner<'_> {
                         p.pid
                     );
                     kill_group(p.pid);
-                    wait_gone(p.pid);
+                    wait_gone(p.pid).await;
                 }
             }
             if t.state.is_running() {
@@ -657,7 +657,7 @@ fn process_of(pid: u32) -> Option<Process> {
 }
 
 /// Waits (briefly) until a killed process has gone, so that what it held (a port) is free.
-fn wait_gone(pid: u32) {
+async fn wait_gone(pid: u32) {
     for _ in 0..100 {
         let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| {
@@ -669,6 +669,6 @@ fn wait_gone(pid: u32) {
         if gone {
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
