@@ -16,6 +16,7 @@ if [ -z "${WEFT_TEST_PG_URL:-}" ]; then
   command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
   command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
 fi
+command -v faketime >/dev/null 2>&1 || need_pkgs+=(faketime) # a node with a skewed clock
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing ${need_pkgs[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"

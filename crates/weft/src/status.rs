@@ -11,7 +11,8 @@ use weft_model::{format_millis, now_millis};
 pub async fn status(global: &Global) -> Result<u8, Fail> {
     let store = weft_store::open(&global.db).await?;
     let nodes = store.nodes().await?;
-    let now = now_millis();
+    // Heartbeats are on the store's clock (the database server's, on PostgreSQL).
+    let now = store.clock().await?;
     if global.json {
         let rows: Vec<serde_json::Value> = nodes
             .iter()

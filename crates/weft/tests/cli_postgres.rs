@@ -293,3 +293,100 @@ fn nodes_ride_out_a_postgres_restart_under_load() {
         );
     }
 }
+
+/// `faketime` runs a program with its clock moved (libfaketime); scripts/test.sh installs it.
+fn skewed(offset: &str) -> Vec<String> {
+    assert!(
+        std::process::Command::new("faketime")
+            .arg("--help")
+            .output()
+            .is_ok(),
+        "faketime is not installed (Debian's `faketime`; scripts/test.sh installs it)"
+    );
+    vec!["faketime".into(), "-f".into(), offset.into()]
+}
+
+#[test]
+fn a_node_with_a_skewed_clock_does_not_steal_live_claims() {
+    let sb = sandbox();
+    let wrapper = skewed("+30s");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    // faketime really moves weft's clock here: a run's history is 30 s ahead.
+    let mut run = std::process::Command::new(wrapper[0]);
+    run.args(&wrapper[1..])
+        .arg(sb.weft().get_program())
+        .args(["run", "counted.toml"])
+        .current_dir(sb.path())
+        .env("WEFT_DB", sb.url.clone().expect("a PostgreSQL sandbox"));
+    let out = run.output().expect("run under faketime");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ahead = sb.show(&sb.last_plan())["history"][0]["at"]
+        .as_i64()
+        .unwrap_or(0)
+        - weft_model::now_millis();
+    assert!(
+        ahead > 20_000,
+        "faketime did not move weft's clock ({ahead} ms)"
+    );
+
+    // A node with a true clock runs a long plan; one 30 s ahead joins. With a 2 s lease, the
+    // skewed node would see the other's heartbeats as 30 s old if it judged by its own clock.
+    sb.write(
+        "long.toml",
+        "name = \"long\"\n[[task]]\nname = \"slow\"\nrun = [\"sleep\", \"6\"]\n",
+    );
+    let honest = NodeProcess::start(&sb, "honest", &[]);
+    let out = sb.run(&["submit", "long.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    wait_for(
+        "the honest node to take the plan",
+        Duration::from_secs(30),
+        || {
+            let plan = sb.show(&id);
+            (plan["steps"][0]["state"] == "running").then_some(())
+        },
+    );
+    let skewed_node = NodeProcess::start_under(&sb, "skewed", &[], &wrapper);
+    wait_for("the plan to finish", Duration::from_secs(60), || {
+        let plan = sb.show(&id);
+        (plan["plan"]["state"] == "stopped").then_some(())
+    });
+    let plan = sb.show(&id);
+    let actors: Vec<String> = plan["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|e| e["by"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        actors.iter().all(|a| a.starts_with("honest/")),
+        "the skewed node touched the honest node's plan: {actors:?}"
+    );
+    assert_eq!(counts_of_slow(&plan), 1);
+    let log = skewed_node.log();
+    assert!(!log.contains("invalidated a dead node"), "{log}");
+    let status = sb.run(&["status", "--json"]);
+    let nodes: Vec<serde_json::Value> = serde_json::from_slice(&status.stdout).unwrap_or_default();
+    assert_eq!(
+        nodes.len(),
+        2,
+        "both nodes are alive: {}",
+        text(&status.stdout)
+    );
+    drop(honest);
+}
+
+/// How often the `slow` step started.
+fn counts_of_slow(plan: &serde_json::Value) -> usize {
+    plan["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter(|e| e["step"] == 0 && e["to"] == "running")
+                .count()
+        })
+        .unwrap_or(0)
+}

@@ -104,12 +104,32 @@ pub struct NodeProcess(Child, std::path::PathBuf);
 
 impl NodeProcess {
     pub fn start(sb: &Sandbox, name: &str, extra: &[&str]) -> NodeProcess {
+        Self::start_under(sb, name, extra, &[])
+    }
+
+    /// A node started through `wrapper` (e.g. `faketime -f +30s`).
+    pub fn start_under(sb: &Sandbox, name: &str, extra: &[&str], wrapper: &[&str]) -> NodeProcess {
         let mut args = vec!["serve", "--name", name, "--lease", "2s", "--grace", "2s"];
         args.extend_from_slice(extra);
         let log_path = sb.path().join(format!("serve-{name}-{}.log", next_id()));
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = sb
-            .weft()
+        let mut command = match wrapper.split_first() {
+            None => sb.weft(),
+            Some((program, rest)) => {
+                let plain = sb.weft();
+                let mut c = Command::new(program);
+                c.args(rest).arg(plain.get_program());
+                c.current_dir(sb.path());
+                for (k, v) in plain.get_envs() {
+                    match v {
+                        Some(v) => c.env(k, v),
+                        None => c.env_remove(k),
+                    };
+                }
+                c
+            }
+        };
+        let child = command
             .env("WEFT_LOG", "info")
             .args(&args)
             .stdout(Stdio::null())
