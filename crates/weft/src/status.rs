@@ -5,7 +5,7 @@ use crate::cli::Global;
 use crate::view::table;
 use crate::Fail;
 use std::fmt::Write;
-use weft_model::{format_millis, now_millis};
+use weft_model::format_millis;
 
 /// Prints the nodes' reports.
 pub async fn status(global: &Global) -> Result<u8, Fail> {
