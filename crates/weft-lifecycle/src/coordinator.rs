@@ -503,4 +503,203 @@ mod tests {
         assert_eq!(c.state(), State::Prestart);
         assert!(c.may_start("db"));
     }
+
+    /// Whether a runner waiting on `task`'s start condition would still be waiting after a
+    /// moment (Nomad's requireTaskBlocked / requireTaskAllowed; the clock is paused, so the
+    /// moment costs nothing).
+    async fn blocked(c: &Coordinator, task: &str) -> bool {
+        let wait = c
+            .start_condition_for_task(task)
+            .expect("a task of the group");
+        tokio::time::timeout(std::time::Duration::from_millis(50), wait)
+            .await
+            .is_err()
+    }
+
+    /// One scenario: the group's tasks, then steps of (states reported, the tasks whose start
+    /// condition must be open, the state the coordinator must be in).
+    struct Scenario {
+        name: &'static str,
+        tasks: Vec<TaskSpec>,
+        steps: Vec<(Vec<(&'static str, TaskState)>, Vec<&'static str>, State)>,
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scenarios_open_the_start_conditions_task_runners_wait_on() {
+        let scenarios = [
+            Scenario {
+                name: "prestart only",
+                tasks: vec![
+                    task("init", Stage::PrestartEphemeral),
+                    task("main", Stage::Main),
+                ],
+                steps: vec![
+                    (
+                        vec![("init", Pending), ("main", Pending)],
+                        vec!["init"],
+                        State::Prestart,
+                    ),
+                    (
+                        vec![("init", UP), ("main", Pending)],
+                        vec!["init"],
+                        State::Prestart,
+                    ),
+                    (
+                        vec![("init", OK), ("main", Pending)],
+                        vec!["main"],
+                        State::Main,
+                    ),
+                ],
+            },
+            Scenario {
+                name: "sidecar only",
+                tasks: vec![
+                    task("side", Stage::PrestartSidecar),
+                    task("main", Stage::Main),
+                ],
+                steps: vec![
+                    (
+                        vec![("side", Pending), ("main", Pending)],
+                        vec!["side"],
+                        State::Prestart,
+                    ),
+                    (
+                        vec![("side", Running { ready: false }), ("main", Pending)],
+                        vec!["side"],
+                        State::Prestart,
+                    ),
+                    (
+                        vec![("side", UP), ("main", Pending)],
+                        vec!["side", "main"],
+                        State::Main,
+                    ),
+                ],
+            },
+            Scenario {
+                name: "mixed prestart",
+                tasks: vec![
+                    task("init", Stage::PrestartEphemeral),
+                    task("side", Stage::PrestartSidecar),
+                    task("main", Stage::Main),
+                ],
+                steps: vec![
+                    (
+                        vec![("init", Pending), ("side", Pending), ("main", Pending)],
+                        vec!["init", "side"],
+                        State::Prestart,
+                    ),
+                    (
+                        vec![
+                            ("init", OK),
+                            ("side", Running { ready: false }),
+                            ("main", Pending),
+                        ],
+                        vec!["init", "side"],
+                        State::Prestart,
+                    ),
+                    (
+                        vec![("init", OK), ("side", UP), ("main", Pending)],
+                        vec!["side", "main"],
+                        State::Main,
+                    ),
+                ],
+            },
+            Scenario {
+                name: "poststart",
+                tasks: vec![
+                    task("main", Stage::Main),
+                    task("check", Stage::PoststartEphemeral),
+                ],
+                steps: vec![
+                    (
+                        vec![("main", Pending), ("check", Pending)],
+                        vec!["main"],
+                        State::Main,
+                    ),
+                    (
+                        vec![("main", UP), ("check", Pending)],
+                        vec!["main", "check"],
+                        State::Poststart,
+                    ),
+                    (
+                        vec![("main", UP), ("check", OK)],
+                        vec!["main"],
+                        State::WaitAlloc,
+                    ),
+                ],
+            },
+            Scenario {
+                name: "poststop",
+                tasks: vec![task("main", Stage::Main), task("tidy", Stage::Poststop)],
+                steps: vec![
+                    (
+                        vec![("main", Pending), ("tidy", Pending)],
+                        vec!["main"],
+                        State::Main,
+                    ),
+                    (
+                        vec![("main", UP), ("tidy", Pending)],
+                        vec!["main"],
+                        State::WaitAlloc,
+                    ),
+                    (
+                        vec![("main", FAILED), ("tidy", Pending)],
+                        vec!["tidy"],
+                        State::Poststop,
+                    ),
+                ],
+            },
+        ];
+        for sc in scenarios {
+            let (mut c, _shutdown) = coordinator(&sc.tasks);
+            for t in &sc.tasks {
+                assert!(
+                    blocked(&c, &t.name).await,
+                    "{}: init blocks {}",
+                    sc.name,
+                    t.name
+                );
+            }
+            for (i, (reported, open, want)) in sc.steps.iter().enumerate() {
+                c.task_state_updated(&states(reported));
+                assert_eq!(c.state(), *want, "{} step {i}", sc.name);
+                for t in &sc.tasks {
+                    let expect_open = open.contains(&t.name.as_str());
+                    assert_eq!(
+                        !blocked(&c, &t.name).await,
+                        expect_open,
+                        "{} step {i}: {} should be {}",
+                        sc.name,
+                        t.name,
+                        if expect_open { "allowed" } else { "blocked" }
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_runner_is_released_when_its_stage_opens_and_shutdown_frees_all() {
+        let (mut c, shutdown) = coordinator(&[
+            task("init", Stage::PrestartEphemeral),
+            task("main", Stage::Main),
+        ]);
+        c.task_state_updated(&states(&[("init", Pending), ("main", Pending)]));
+        let waiting = tokio::spawn(c.start_condition_for_task("main").expect("main"));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "main waits for prestart");
+        c.task_state_updated(&states(&[("init", OK), ("main", Pending)]));
+        tokio::time::timeout(std::time::Duration::from_millis(50), waiting)
+            .await
+            .expect("released once prestart is done")
+            .expect("the runner");
+        // Shutdown: every gate goes inert, so nothing waits any more.
+        let (c2, shutdown2) = coordinator(&[task("main", Stage::Main)]);
+        let _ = shutdown2.send(true);
+        assert!(
+            !blocked(&c2, "main").await,
+            "shutdown frees waiting runners"
+        );
+        drop(shutdown);
+    }
 }
