@@ -516,12 +516,15 @@ mod tests {
             .is_err()
     }
 
-    /// One scenario: the group's tasks, then steps of (states reported, the tasks whose start
-    /// condition must be open, the state the coordinator must be in).
+    /// A step of a scenario: the states reported, the tasks whose start condition must then be
+    /// open, and the state the coordinator must be in.
+    type Step = (Vec<(&'static str, TaskState)>, Vec<&'static str>, State);
+
+    /// One scenario: the group's tasks, then its steps.
     struct Scenario {
         name: &'static str,
         tasks: Vec<TaskSpec>,
-        steps: Vec<(Vec<(&'static str, TaskState)>, Vec<&'static str>, State)>,
+        steps: Vec<Step>,
     }
 
     #[tokio::test(start_paused = true)]
@@ -679,7 +682,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_waiting_runner_is_released_when_its_stage_opens_and_shutdown_frees_all() {
+    async fn a_waiting_runner_is_released_when_its_stage_opens_and_not_after_shutdown() {
         let (mut c, shutdown) = coordinator(&[
             task("init", Stage::PrestartEphemeral),
             task("main", Stage::Main),
@@ -693,13 +696,16 @@ mod tests {
             .await
             .expect("released once prestart is done")
             .expect("the runner");
-        // Shutdown: every gate goes inert, so nothing waits any more.
-        let (c2, shutdown2) = coordinator(&[task("main", Stage::Main)]);
+        // After shutdown every gate is inert: a stage that would open lets nobody start (the
+        // runners stop on their own shutdown signal, as Nomad's do).
+        let (mut c2, shutdown2) = coordinator(&[task("main", Stage::Main)]);
         let _ = shutdown2.send(true);
+        c2.task_state_updated(&states(&[("main", Pending)]));
         assert!(
-            !blocked(&c2, "main").await,
-            "shutdown frees waiting runners"
+            blocked(&c2, "main").await,
+            "an inert gate lets nobody through"
         );
+        assert!(!c2.may_start("main"));
         drop(shutdown);
     }
 }
