@@ -372,7 +372,13 @@ impl Runner<'_> {
         let inputs = self.item.inputs.clone();
         let processes = self.processes.clone();
         let tx = self.events_tx.clone();
-        let extra = [("WEFT_GROUP".to_string(), self.name.to_string())];
+        let extra = [
+            ("WEFT_GROUP".to_string(), self.name.to_string()),
+            (
+                MARKER.to_string(),
+                format!("{}{}", marker(plan, step), def.name),
+            ),
+        ];
         tokio::spawn(async move {
             let spawned = tx.clone();
             let inv = Invocation {
@@ -494,10 +500,20 @@ impl Runner<'_> {
         }
     }
 
-    /// Resumes after a crash: a process that outlived its runner is killed; an interrupted
-    /// sidecar, or idempotent task, runs again; another interrupted task failed.
+    /// Resumes after a crash: what the dead run left running on this machine is killed; an
+    /// interrupted sidecar, or idempotent task, runs again; another interrupted task failed.
     async fn restore(&mut self, saved: Progress) {
-        let host = host();
+        let leftovers = kill_leftovers(&marker(self.item.plan, self.item.step));
+        if !leftovers.is_empty() {
+            tracing::info!(
+                "group `{}`: killed {} leftover process(es) of the interrupted run",
+                self.name,
+                leftovers.len()
+            );
+        }
+        for pid in leftovers {
+            wait_gone(pid).await;
+        }
         self.progress.restarts = saved.restarts;
         for (i, old) in saved.tasks.into_iter().enumerate() {
             let Some(t) = self
@@ -509,18 +525,7 @@ impl Runner<'_> {
                 continue;
             };
             *t = old;
-            if let Some(p) = t.process.take() {
-                if p.host == host && start_ticks(p.pid) == Some(p.start_ticks) {
-                    tracing::info!(
-                        "group `{}`: killing leftover task `{}` (pid {})",
-                        self.name,
-                        t.name,
-                        p.pid
-                    );
-                    kill_group(p.pid);
-                    wait_gone(p.pid).await;
-                }
-            }
+            t.process = None;
             if t.state.is_running() {
                 let def = &self.group.tasks[i];
                 if def.is_sidecar() || def.idempotent {
@@ -640,20 +645,56 @@ fn host() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// When process `pid` started, in clock ticks since boot; `None` if it is gone.
-fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields are counted after the last `)`.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+fn process_of(pid: u32) -> Option<Process> {
+    Some(Process { host: host(), pid })
 }
 
-fn process_of(pid: u32) -> Option<Process> {
-    Some(Process {
-        host: host(),
-        pid,
-        start_ticks: start_ticks(pid)?,
-    })
+/// The variable that marks every process of a group's tasks (children inherit it), so that
+/// whoever resumes the group after a crash finds what the dead run left running — even a
+/// process started just before the crash, whose pid was never stored.
+const MARKER: &str = "WEFT_GROUP_TASK";
+
+/// The marker's value, up to the task name, for the group at `step` of `plan`.
+fn marker(plan: weft_model::PlanId, step: u32) -> String {
+    format!("{plan}/{step}/")
+}
+
+/// Kills the process group of every process of this machine whose environment carries the
+/// `prefix` marker; returns their pids. Never this process's own group.
+fn kill_leftovers(prefix: &str) -> Vec<u32> {
+    let wanted = format!("{MARKER}={prefix}");
+    // SAFETY: getpgrp has no preconditions.
+    let own = unsafe { libc::getpgrp() };
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Processes of other users cannot be read; they are not ours.
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if !environ
+            .split(|&b| b == 0)
+            .any(|var| var.starts_with(wanted.as_bytes()))
+        {
+            continue;
+        }
+        // SAFETY: getpgid only reads the process table.
+        let pgid = unsafe { libc::getpgid(pid as libc::pid_t) };
+        if pgid > 1 && pgid != own {
+            kill_group(pgid as u32);
+            found.push(pid);
+        }
+    }
+    found
 }
 
 /// Waits (briefly) until a killed process has gone, so that what it held (a port) is free.
@@ -670,5 +711,46 @@ async fn wait_gone(pid: u32) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false)
+    }
+
+    #[tokio::test]
+    async fn leftovers_are_found_by_their_marker_and_killed_with_their_children() {
+        let plan = weft_model::PlanId::new();
+        use std::os::unix::process::CommandExt;
+        let spawn = |step: u32| {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", "sleep 30 & sleep 30; wait"])
+                .env(MARKER, format!("{}server", marker(plan, step)))
+                .process_group(0);
+            c.spawn().expect("spawn")
+        };
+        let mut ours = spawn(3);
+        let mut other = spawn(30);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let killed = kill_leftovers(&marker(plan, 3));
+        assert!(killed.contains(&ours.id()), "{killed:?}");
+        let _ = ours.wait();
+        wait_gone(ours.id()).await;
+        assert!(!alive(ours.id()));
+        // Another step's processes (a prefix of a longer number) are left alone.
+        assert!(alive(other.id()), "step 30 is not step 3");
+        let _ = other.kill();
+        let _ = other.wait();
+        kill_leftovers(&marker(plan, 30));
     }
 }

@@ -193,8 +193,7 @@ pub struct TaskRun {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
-    /// While it runs: its process, so that whoever resumes the group after a crash can stop a
-    /// process that outlived its runner.
+    /// While it runs: where its process runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
 }
@@ -214,16 +213,13 @@ impl TaskRun {
     }
 }
 
-/// A process a group task runs, named so that it cannot be confused with a later process that
-/// reused its pid.
+/// Where a group task's process runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     /// The host it runs on.
     pub host: String,
     /// Its pid, which is also its process group's id.
     pub pid: u32,
-    /// When it started, in clock ticks since boot (`/proc/<pid>/stat`, field 22).
-    pub start_ticks: u64,
 }
 
 /// A group task's state; stored and shown with the names of step states.
