@@ -1,6 +1,7 @@
 //! The in-memory store: everything in one mutex-guarded map. For tests and benchmarks; it
 //! follows the same rules (fencing, atomic batches, history) as the durable backends.
 
+use crate::record::{judge_prerequisites, promotion, Readiness};
 use crate::{
     BoxFuture, Change, Command, Due, Error, HistoryEntry, Message, NewPlan, NodeRecord, PlanFilter,
     PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
@@ -453,37 +454,26 @@ impl Store for MemoryStore {
         scheduled.sort();
         let mut out = Vec::new();
         for id in scheduled {
-            let after = inner.plans[&id].plan.after.clone();
-            let mut stopped = true;
-            let mut failed = None;
-            for p in &after {
-                match inner.plans.get(p) {
-                    Some(e) if e.plan.state == plan::State::Stopped => {
-                        let outcome =
-                            Outcome::derive(e.steps.iter().map(|s| (s.state, s.warning.is_some())));
-                        if outcome == Outcome::Error && failed.is_none() {
-                            failed = Some(*p);
-                        }
-                    }
-                    Some(_) => stopped = false,
-                    // A prerequisite that does not exist can never stop: treat it as failed.
-                    None => failed = failed.or(Some(*p)),
-                }
-            }
-            if let Some(prerequisite) = failed {
-                out.push(Due::FailedDependency {
+            let found = inner.plans[&id].plan.after.iter().map(|p| {
+                let state = inner.plans.get(p).map(|e| {
+                    let outcome =
+                        Outcome::derive(e.steps.iter().map(|s| (s.state, s.warning.is_some())));
+                    (e.plan.state, outcome)
+                });
+                (*p, state)
+            });
+            match judge_prerequisites(found.collect::<Vec<_>>()) {
+                Readiness::Failed(prerequisite) => out.push(Due::FailedDependency {
                     plan: id,
                     prerequisite,
-                });
-            } else if stopped {
-                let changes = vec![
-                    Change::plan_state(id, plan::State::Scheduled, plan::State::Planning, now),
-                    Change::plan_state(id, plan::State::Planning, plan::State::Planned, now),
-                ];
-                for c in changes {
-                    inner.apply(&by, c);
+                }),
+                Readiness::Waiting => {}
+                Readiness::Ready => {
+                    for c in promotion(id, now) {
+                        inner.apply(&by, c);
+                    }
+                    out.push(Due::Ready(id));
                 }
-                out.push(Due::Ready(id));
             }
         }
         ready(Ok(out))

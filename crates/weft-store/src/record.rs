@@ -446,6 +446,44 @@ pub enum Reply {
     Refused(String),
 }
 
+/// Whether a due scheduled plan may start, judged from its prerequisites: each with its state
+/// and result, or `None` if it does not exist (it can never stop, so it counts as failed).
+pub(crate) fn judge_prerequisites(
+    prerequisites: impl IntoIterator<Item = (PlanId, Option<(plan::State, Outcome)>)>,
+) -> Readiness {
+    let mut all_stopped = true;
+    for (p, found) in prerequisites {
+        match found {
+            Some((plan::State::Stopped, Outcome::Error)) | None => return Readiness::Failed(p),
+            Some((plan::State::Stopped, _)) => {}
+            Some(_) => all_stopped = false,
+        }
+    }
+    if all_stopped {
+        Readiness::Ready
+    } else {
+        Readiness::Waiting
+    }
+}
+
+/// What [`judge_prerequisites`] says of a due scheduled plan.
+pub(crate) enum Readiness {
+    /// Every prerequisite stopped without error: start it.
+    Ready,
+    /// Some prerequisite still runs.
+    Waiting,
+    /// This prerequisite failed (or does not exist).
+    Failed(PlanId),
+}
+
+/// The changes that promote a due scheduled plan to `planned`.
+pub(crate) fn promotion(plan: PlanId, now: Millis) -> [Change; 2] {
+    [
+        Change::plan_state(plan, plan::State::Scheduled, plan::State::Planning, now),
+        Change::plan_state(plan, plan::State::Planning, plan::State::Planned, now),
+    ]
+}
+
 /// What promoting a due scheduled plan found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Due {
@@ -458,4 +496,32 @@ pub enum Due {
         /// The prerequisite that failed.
         prerequisite: PlanId,
     },
+}
+
+#[cfg(test)]
+mod prerequisite_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_or_missing_prerequisite_wins_over_one_still_running() {
+        let (a, b) = (PlanId::new(), PlanId::new());
+        let running = Some((plan::State::Running, Outcome::Pending));
+        let failed = Some((plan::State::Stopped, Outcome::Error));
+        let done = Some((plan::State::Stopped, Outcome::Warning));
+        assert!(
+            matches!(judge_prerequisites([(a, running), (b, failed)]), Readiness::Failed(p) if p == b)
+        );
+        assert!(
+            matches!(judge_prerequisites([(a, running), (b, None)]), Readiness::Failed(p) if p == b)
+        );
+        assert!(matches!(
+            judge_prerequisites([(a, done), (b, running)]),
+            Readiness::Waiting
+        ));
+        assert!(matches!(
+            judge_prerequisites([(a, done), (b, done)]),
+            Readiness::Ready
+        ));
+        assert!(matches!(judge_prerequisites([]), Readiness::Ready));
+    }
 }

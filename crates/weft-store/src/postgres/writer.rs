@@ -6,6 +6,7 @@
 
 use super::{classify, parse_id, Conn};
 pub(super) use crate::queue::{Output, Request, Write};
+use crate::record::{judge_prerequisites, promotion, Readiness};
 use crate::{Change, Due, Error, NewPlan, Reply, Result};
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
@@ -938,29 +939,19 @@ async fn promote_due(conn: &mut Conn, by: &str, now: Millis) -> Result<Vec<Due>>
         let plan = parse_id(r.get(0))?;
         let after: Vec<PlanId> = serde_json::from_str(r.get::<_, &str>(1))
             .map_err(|e| Error::Corrupt(format!("stored prerequisites of {plan}: {e}")))?;
-        let mut all_stopped = true;
-        let mut failed = None;
-        for p in &after {
-            match prerequisite(conn, *p).await? {
-                Some((plan::State::Stopped, Outcome::Error)) => failed = failed.or(Some(*p)),
-                Some((plan::State::Stopped, _)) => {}
-                Some(_) => all_stopped = false,
-                None => failed = failed.or(Some(*p)),
-            }
+        let mut found = Vec::with_capacity(after.len());
+        for p in after {
+            found.push((p, prerequisite(conn, p).await?));
         }
-        if let Some(prerequisite) = failed {
-            out.push(Due::FailedDependency { plan, prerequisite });
-        } else if all_stopped {
-            apply_changes(
-                conn,
-                by,
-                &[
-                    Change::plan_state(plan, plan::State::Scheduled, plan::State::Planning, now),
-                    Change::plan_state(plan, plan::State::Planning, plan::State::Planned, now),
-                ],
-            )
-            .await?;
-            out.push(Due::Ready(plan));
+        match judge_prerequisites(found) {
+            Readiness::Failed(prerequisite) => {
+                out.push(Due::FailedDependency { plan, prerequisite })
+            }
+            Readiness::Waiting => {}
+            Readiness::Ready => {
+                apply_changes(conn, by, &promotion(plan, now)).await?;
+                out.push(Due::Ready(plan));
+            }
         }
     }
     Ok(out)

@@ -2,6 +2,7 @@
 
 use super::classify;
 pub(super) use crate::queue::{Output, Request, Write};
+use crate::record::{judge_prerequisites, promotion, Readiness};
 use crate::{Change, Due, Error, NewPlan, Reply, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::mpsc;
@@ -254,31 +255,21 @@ fn promote_due(conn: &Connection, by: &str, now: Millis) -> Result<Vec<Due>> {
             .map_err(|e| Error::Corrupt(format!("stored plan id `{id}`: {e}")))?;
         let after: Vec<PlanId> = serde_json::from_str(&after)
             .map_err(|e| Error::Corrupt(format!("stored prerequisites of {id}: {e}")))?;
-        let mut all_stopped = true;
-        let mut failed = None;
-        for p in &after {
-            match prerequisite(conn, *p)? {
-                Some((plan::State::Stopped, Outcome::Error)) => failed = failed.or(Some(*p)),
-                Some((plan::State::Stopped, _)) => {}
-                Some(_) => all_stopped = false,
-                // A prerequisite that does not exist can never stop: treat it as failed.
-                None => failed = failed.or(Some(*p)),
+        let found = after
+            .iter()
+            .map(|p| Ok((*p, prerequisite(conn, *p)?)))
+            .collect::<Result<Vec<_>>>()?;
+        match judge_prerequisites(found) {
+            Readiness::Failed(prerequisite) => {
+                out.push(Due::FailedDependency { plan, prerequisite })
             }
-        }
-        if let Some(prerequisite) = failed {
-            out.push(Due::FailedDependency { plan, prerequisite });
-        } else if all_stopped {
-            change(
-                conn,
-                by,
-                &Change::plan_state(plan, plan::State::Scheduled, plan::State::Planning, now),
-            )?;
-            change(
-                conn,
-                by,
-                &Change::plan_state(plan, plan::State::Planning, plan::State::Planned, now),
-            )?;
-            out.push(Due::Ready(plan));
+            Readiness::Waiting => {}
+            Readiness::Ready => {
+                for c in promotion(plan, now) {
+                    change(conn, by, &c)?;
+                }
+                out.push(Due::Ready(plan));
+            }
         }
     }
     Ok(out)
