@@ -1,7 +1,7 @@
 //! Writes as the durable backends queue them for their one writer: what to write, and what a
 //! write answers once its transaction committed.
 
-use crate::{Change, Command, Due, Error, NewPlan, NodeRecord, Reply, Result};
+use crate::{BoxFuture, Change, Command, Due, Error, NewPlan, NodeRecord, Reply, Result};
 use tokio::sync::oneshot;
 use weft_model::{Millis, PlanId};
 
@@ -72,10 +72,36 @@ impl Output {
     }
 }
 
-/// A queued write's answer: [`Error::Closed`] if the writer is gone.
-pub(crate) async fn answer(sent: bool, rx: oneshot::Receiver<Result<Output>>) -> Result<Output> {
-    if !sent {
-        return Err(Error::Closed);
+/// A durable backend's handle on its writer.
+pub(crate) trait Queue {
+    /// Hands a request to the writer; false if the writer is gone.
+    fn enqueue(&self, request: Request) -> bool;
+
+    /// Queues a write now (so that one caller's writes land in call order); the future
+    /// resolves with its output once it is committed, [`Error::Closed`] if the writer is gone.
+    fn submit(
+        &self,
+        write: Write,
+    ) -> impl std::future::Future<Output = Result<Output>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.enqueue(Request { write, reply });
+        async move {
+            if !sent {
+                return Err(Error::Closed);
+            }
+            rx.await.unwrap_or(Err(Error::Closed))
+        }
     }
-    rx.await.unwrap_or(Err(Error::Closed))
+
+    /// A write that answers nothing.
+    fn write(&self, write: Write) -> BoxFuture<Result<()>> {
+        let done = self.submit(write);
+        Box::pin(async move { done.await.map(drop) })
+    }
+
+    /// A write that answers plans.
+    fn write_plans(&self, write: Write) -> BoxFuture<Result<Vec<PlanId>>> {
+        let done = self.submit(write);
+        Box::pin(async move { done.await?.into_plans() })
+    }
 }

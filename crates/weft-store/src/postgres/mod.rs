@@ -14,6 +14,7 @@
 mod schema;
 mod writer;
 
+use crate::queue::Queue;
 use crate::{
     BoxFuture, Change, Command, Due, Error, Hints, HistoryEntry, Message, NewPlan, NodeRecord,
     PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
@@ -21,12 +22,12 @@ use crate::{
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 use weft_model::plan::Outcome;
 use weft_model::{step, Millis, PlanId};
-use writer::{Output, Request, Write};
+use writer::{Request, Write};
 
 pub use schema::VERSION as SCHEMA_VERSION;
 
@@ -258,22 +259,6 @@ impl PostgresStore {
         })
     }
 
-    fn submit(&self, write: Write) -> impl std::future::Future<Output = Result<Output>> + Send {
-        let (reply, rx) = oneshot::channel();
-        let sent = self.inner.writer.send(Request { write, reply }).is_ok();
-        crate::queue::answer(sent, rx)
-    }
-
-    fn write(&self, write: Write) -> BoxFuture<Result<()>> {
-        let done = self.submit(write);
-        Box::pin(async move { done.await.map(drop) })
-    }
-
-    fn write_plans(&self, write: Write) -> BoxFuture<Result<Vec<PlanId>>> {
-        let done = self.submit(write);
-        Box::pin(async move { done.await?.into_plans() })
-    }
-
     /// Runs `f` with a pooled read connection; a connection that failed is not put back.
     fn read<T, F>(&self, f: F) -> BoxFuture<Result<T>>
     where
@@ -382,6 +367,12 @@ async fn load(conn: &mut Conn, id: PlanId) -> Result<PlanSnapshot> {
         });
     }
     Ok(PlanSnapshot { plan, steps })
+}
+
+impl Queue for PostgresStore {
+    fn enqueue(&self, request: Request) -> bool {
+        self.inner.writer.send(request).is_ok()
+    }
 }
 
 impl Store for PostgresStore {

@@ -8,6 +8,7 @@
 mod schema;
 mod writer;
 
+use crate::queue::Queue;
 use crate::{
     BoxFuture, Change, Command, Due, Error, HistoryEntry, Message, NewPlan, NodeRecord, PlanFilter,
     PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
@@ -19,7 +20,7 @@ use std::time::Duration;
 use weft_model::plan::{self, Outcome};
 use weft_model::Millis;
 use weft_model::{step, PlanId};
-use writer::{plan_exists, Output, Request, Write};
+use writer::{plan_exists, Request, Write};
 
 pub use schema::VERSION as SCHEMA_VERSION;
 
@@ -139,26 +140,6 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             reading: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
         })
-    }
-
-    /// Queues a write now; the future resolves with its output once it is committed.
-    fn submit(
-        &self,
-        write: Write,
-    ) -> impl std::future::Future<Output = Result<Output>> + Send + 'static {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let sent = self.writer.send(Request { write, reply }).is_ok();
-        crate::queue::answer(sent, rx)
-    }
-
-    fn write(&self, write: Write) -> BoxFuture<Result<()>> {
-        let done = self.submit(write);
-        Box::pin(async move { done.await.map(drop) })
-    }
-
-    fn write_plans(&self, write: Write) -> BoxFuture<Result<Vec<PlanId>>> {
-        let done = self.submit(write);
-        Box::pin(async move { done.await?.into_plans() })
     }
 
     /// Runs `f` with a read connection on the blocking pool.
@@ -301,6 +282,12 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
         });
     }
     Ok(PlanSnapshot { plan, steps })
+}
+
+impl Queue for SqliteStore {
+    fn enqueue(&self, request: Request) -> bool {
+        self.writer.send(request).is_ok()
+    }
 }
 
 impl Store for SqliteStore {
