@@ -139,6 +139,8 @@ struct Planned {
     /// The rows it must touch (`None`: any number).
     expect: Option<u64>,
     wakes: Notify,
+    /// For changes: the indices (in the changes given) of those it applies.
+    covers: Vec<usize>,
 }
 
 fn planned(sql: &'static str, params: Vec<Param>, fenced: bool) -> Planned {
@@ -147,6 +149,7 @@ fn planned(sql: &'static str, params: Vec<Param>, fenced: bool) -> Planned {
         params,
         expect: fenced.then_some(1),
         wakes: Notify::default(),
+        covers: Vec::new(),
     }
 }
 
@@ -238,10 +241,14 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
         let mut p_data: Vec<Option<String>> = Vec::new();
         let mut p_actor: Vec<String> = Vec::new();
         let mut singles = Vec::new();
-        for ord in layer {
-            let (by, c) = changes[ord];
+        let mut transitions = Vec::new();
+        for index in layer {
+            let (by, c) = changes[index];
             let data = c.transition().and_then(|t| t.data_json());
-            let ord = i32::try_from(ord).unwrap_or(i32::MAX);
+            let ord = i32::try_from(index).unwrap_or(i32::MAX);
+            if matches!(c, Change::Step { .. } | Change::Plan { .. }) {
+                transitions.push(index);
+            }
             match c {
                 Change::Step {
                     plan,
@@ -278,13 +285,15 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                     p_actor.push(by.to_string());
                 }
                 Change::Group { .. } | Change::Phase { .. } => {
-                    let (sql, params, fenced) = change_sql(by, c)?;
-                    singles.push(planned(sql, params, fenced));
+                    let (sql, params, fenced) = change_sql(c)?;
+                    singles.push(Planned {
+                        covers: vec![index],
+                        ..planned(sql, params, fenced)
+                    });
                 }
             }
         }
-        let transitions = (s_ord.len() + p_ord.len()) as u64;
-        if transitions > 0 {
+        if !transitions.is_empty() {
             out.push(Planned {
                 sql: BULK,
                 params: vec![
@@ -312,8 +321,9 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                     Box::new(p_data),
                     Box::new(p_actor),
                 ],
-                expect: Some(transitions),
+                expect: Some(transitions.len() as u64),
                 wakes: Notify::default(),
+                covers: transitions,
             });
         }
         out.extend(singles);
@@ -566,75 +576,15 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::Backend(format!("cannot serialize: {e}")))
 }
 
-const CHANGE_PLAN: &str = "WITH u AS (
-        UPDATE plans SET state = $3,
-            started_at = CASE WHEN $3 = 'running' THEN coalesce(started_at, $4) ELSE started_at END,
-            ended_at = CASE WHEN $3 = 'stopped' THEN $4 ELSE ended_at END
-        WHERE id = $1 AND state = $2 RETURNING id)
-    INSERT INTO events (plan_id, step, from_state, to_state, at, data, actor)
-    SELECT id, NULL, $2, $3, $4, $5, $6 FROM u";
-
-const CHANGE_STEP: &str = "WITH u AS (
-        UPDATE steps SET state = $4, attempt = $5, started_at = $6, ended_at = $7, output = $8,
-            failure = $9, deadline = $10, warning = $11, group_progress = $12
-        WHERE plan_id = $1 AND idx = $2 AND state = $3 RETURNING plan_id)
-    INSERT INTO events (plan_id, step, from_state, to_state, at, data, actor)
-    SELECT plan_id, $2, $3, $4, $13, $14, $15 FROM u";
-
 const CHANGE_GROUP: &str = "UPDATE steps SET group_progress = $4
     WHERE plan_id = $1 AND idx = $2 AND attempt = $3 AND state = 'running'";
 
 const CHANGE_PHASE: &str = "UPDATE plans SET phase = $2 WHERE id = $1";
 
-/// The statement and parameters of one change; it touches one row when it lands.
-fn change_sql(by: &str, c: &Change) -> Result<(&'static str, Vec<Param>, bool)> {
+/// The statement and parameters of a group-progress or phase change (transitions go in
+/// [`BULK`] statements); whether it must touch a row.
+fn change_sql(c: &Change) -> Result<(&'static str, Vec<Param>, bool)> {
     Ok(match c {
-        Change::Plan {
-            plan, from, to, at, ..
-        } => {
-            let data = c.transition().and_then(|t| t.data_json());
-            (
-                CHANGE_PLAN,
-                vec![
-                    Box::new(plan.to_string()),
-                    Box::new(from.as_str()),
-                    Box::new(to.as_str()),
-                    Box::new(*at),
-                    Box::new(data),
-                    Box::new(by.to_string()),
-                ],
-                true,
-            )
-        }
-        Change::Step {
-            plan,
-            from,
-            step,
-            at,
-        } => {
-            let data = c.transition().and_then(|t| t.data_json());
-            (
-                CHANGE_STEP,
-                vec![
-                    Box::new(plan.to_string()),
-                    Box::new(i32_of(step.index)),
-                    Box::new(from.as_str()),
-                    Box::new(step.state.as_str()),
-                    Box::new(i32_of(step.attempt)),
-                    Box::new(step.started_at),
-                    Box::new(step.ended_at),
-                    Box::new(step.output.as_ref().map(to_json).transpose()?),
-                    Box::new(step.failure.as_ref().map(to_json).transpose()?),
-                    Box::new(step.deadline),
-                    Box::new(step.warning.clone()),
-                    Box::new(step.group.as_ref().map(to_json).transpose()?),
-                    Box::new(*at),
-                    Box::new(data),
-                    Box::new(by.to_string()),
-                ],
-                true,
-            )
-        }
         Change::Group {
             plan,
             step,
@@ -655,47 +605,42 @@ fn change_sql(by: &str, c: &Change) -> Result<(&'static str, Vec<Param>, bool)> 
             vec![Box::new(plan.to_string()), Box::new(to_json(phase)?)],
             false,
         ),
+        Change::Plan { .. } | Change::Step { .. } => {
+            return Err(Error::Backend(
+                "a transition outside a bulk statement (a bug in the writer)".into(),
+            ))
+        }
     })
 }
 
-/// Applies changes with their statements pipelined; the first that finds another state than
-/// it expects is reported (the caller rolls the request back).
+/// Applies one request's changes statement by statement, checking each change's fence first,
+/// so that the first change that would find another state than it expects is reported exactly
+/// (the caller rolls the request back). The one-by-one path; runs of requests go pipelined.
 async fn apply_changes(conn: &mut Conn, by: &str, changes: &[Change]) -> Result<()> {
-    let mut prepared = Vec::with_capacity(changes.len());
-    for c in changes {
-        let (sql, params, fenced) = change_sql(by, c)?;
-        prepared.push((conn.prepare(sql).await?, params, fenced));
-    }
-    let counts = {
-        let client = &conn.client;
-        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = prepared
+    let pairs: Vec<(&str, &Change)> = changes.iter().map(|c| (by, c)).collect();
+    for p in bulk_statements(&pairs)? {
+        for &i in &p.covers {
+            fence(conn, &changes[i]).await?;
+        }
+        let params: Vec<&(dyn ToSql + Sync)> = p
+            .params
             .iter()
-            .map(|(_, params, _)| {
-                params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                    .collect()
-            })
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        join_all(
-            prepared
-                .iter()
-                .zip(&refs)
-                .map(|((stmt, _, _), params)| client.execute(stmt, params)),
-        )
-        .await
-    };
-    for ((c, count), (_, _, fenced)) in changes.iter().zip(counts).zip(&prepared) {
-        let count = count.map_err(classify)?;
-        if *fenced && count == 0 {
-            return Err(conflict(conn, c).await);
+        let count = conn.execute(p.sql, &params).await?;
+        if p.expect.is_some_and(|want| count != want) {
+            return Err(Error::Backend(format!(
+                "{count} of {:?} changes landed although every fence held",
+                p.expect
+            )));
         }
     }
     Ok(())
 }
 
-/// What a fenced change that did not land found instead.
-async fn conflict(conn: &mut Conn, c: &Change) -> Error {
+/// Checks that the row a change is fenced on is in the state it expects: a conflict (or
+/// not-found) error naming what it found if not.
+async fn fence(conn: &mut Conn, c: &Change) -> Result<()> {
     let plan = c.plan();
     let key = plan.to_string();
     let (step, expected) = match c {
@@ -704,40 +649,38 @@ async fn conflict(conn: &mut Conn, c: &Change) -> Error {
         Change::Group { step, attempt, .. } => {
             (Some(*step), format!("running (attempt {attempt})"))
         }
-        Change::Phase { .. } => (None, String::new()),
+        Change::Phase { .. } => return Ok(()),
     };
     let found = match step {
         None => conn
             .query_opt("SELECT state FROM plans WHERE id = $1", &[&key])
-            .await
-            .map(|r| r.map(|r| r.get::<_, String>(0))),
+            .await?
+            .map(|r| r.get::<_, String>(0)),
         Some(i) => conn
             .query_opt(
                 "SELECT state, attempt FROM steps WHERE plan_id = $1 AND idx = $2",
                 &[&key, &i32_of(i)],
             )
-            .await
-            .map(|r| {
-                r.map(|r| match c {
-                    Change::Group { .. } => {
-                        format!("{} (attempt {})", r.get::<_, String>(0), r.get::<_, i32>(1))
-                    }
-                    _ => r.get::<_, String>(0),
-                })
+            .await?
+            .map(|r| match c {
+                Change::Group { .. } => {
+                    format!("{} (attempt {})", r.get::<_, String>(0), r.get::<_, i32>(1))
+                }
+                _ => r.get::<_, String>(0),
             }),
     };
     match found {
-        Ok(Some(found)) => Error::Conflict {
+        Some(found) if found == expected => Ok(()),
+        Some(found) => Err(Error::Conflict {
             plan,
             step,
             expected,
             found,
-        },
-        Ok(None) => Error::NotFound(match step {
+        }),
+        None => Err(Error::NotFound(match step {
             None => key,
             Some(i) => format!("{key} step {i}"),
-        }),
-        Err(e) => e,
+        })),
     }
 }
 
