@@ -421,7 +421,10 @@ impl Runner<'_> {
         match event {
             Event::Spawned { task, gen, pid } if self.live[task].gen == gen => {
                 self.live[task].pid = Some(pid);
-                self.progress.tasks[task].process = process_of(pid);
+                self.progress.tasks[task].process = Some(Process {
+                    host: host().to_string(),
+                    pid,
+                });
                 if self.live[task].stopping {
                     let timeout = self.def(task).kill_timeout;
                     terminate(pid, task, gen, timeout, &self.events_tx);
@@ -639,14 +642,13 @@ async fn poll_probe(
 }
 
 /// This machine's name, as group task records keep it.
-fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-fn process_of(pid: u32) -> Option<Process> {
-    Some(Process { host: host(), pid })
+fn host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    })
 }
 
 /// The variable that marks every process of a group's tasks (children inherit it), so that
