@@ -8,7 +8,8 @@
 //! it depends on is.
 
 use crate::director::{Actions, Director, Input, Intent, PlanEnd, Rescue};
-use crate::executor::{Executor, ProcessGroups};
+use crate::executor::Executor;
+use crate::process::{end_leftovers, ProcessGroups};
 use crate::task::Registry;
 use std::future::Future;
 use std::pin::pin;
@@ -16,8 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use weft_model::plan;
 use weft_model::{now_millis, PlanId};
+use weft_model::{plan, step};
 use weft_store::{BoxFuture, Change, NewPlan, SharedStore, StepRecord};
 
 /// The most inputs the director takes before it persists what it decided.
@@ -214,6 +215,15 @@ impl Engine {
     ) -> Result<PlanEnd, Error> {
         let inhibited = self.store.is_inhibited(plan).await?;
         let snapshot = self.store.load_plan(plan).await?;
+        // A step left `running` or `reverting` was interrupted: before it is re-run or marked
+        // abnormal, whatever its run left on this machine is killed and gone.
+        if snapshot
+            .steps
+            .iter()
+            .any(|s| matches!(s.state, step::State::Running | step::State::Reverting))
+        {
+            end_leftovers(plan, None).await;
+        }
         let (tx, rx) = oneshot::channel();
         let start = Input::Start {
             snapshot: Box::new(snapshot),

@@ -10,8 +10,9 @@
 //! it with the step; after a crash, [`Coordinator::restore`] rebuilds the stage from it.
 
 use crate::director::{Completion, Input, WorkItem};
-use crate::executor::{
-    input_text, input_var, kill_group, run_command, signal_group, Invocation, ProcessGroups,
+use crate::process::{
+    base_command, end_leftovers, input_text, input_var, kill_group, run_command, signal_group,
+    Invocation, ProcessGroups,
 };
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -372,13 +373,7 @@ impl Runner<'_> {
         let inputs = self.item.inputs.clone();
         let processes = self.processes.clone();
         let tx = self.events_tx.clone();
-        let extra = [
-            ("WEFT_GROUP".to_string(), self.name.to_string()),
-            (
-                MARKER.to_string(),
-                format!("{}{}", marker(plan, step), def.name),
-            ),
-        ];
+        let extra = [("WEFT_GROUP".to_string(), self.name.to_string())];
         tokio::spawn(async move {
             let spawned = tx.clone();
             let inv = Invocation {
@@ -387,6 +382,7 @@ impl Runner<'_> {
                 plan,
                 step,
                 step_name: &step_name,
+                group_task: &def.name,
                 attempt,
                 inputs: &inputs,
                 extra_env: &extra,
@@ -422,7 +418,7 @@ impl Runner<'_> {
             Event::Spawned { task, gen, pid } if self.live[task].gen == gen => {
                 self.live[task].pid = Some(pid);
                 self.progress.tasks[task].process = Some(Process {
-                    host: host().to_string(),
+                    host: crate::process::identity::hostname().to_string(),
                     pid,
                 });
                 if self.live[task].stopping {
@@ -506,17 +502,7 @@ impl Runner<'_> {
     /// Resumes after a crash: what the dead run left running on this machine is killed; an
     /// interrupted sidecar, or idempotent task, runs again; another interrupted task failed.
     async fn restore(&mut self, saved: Progress) {
-        let leftovers = kill_leftovers(&marker(self.item.plan, self.item.step));
-        if !leftovers.is_empty() {
-            tracing::info!(
-                "group `{}`: killed {} leftover process(es) of the interrupted run",
-                self.name,
-                leftovers.len()
-            );
-        }
-        for pid in leftovers {
-            wait_gone(pid).await;
-        }
+        end_leftovers(self.item.plan, Some(self.item.step)).await;
         self.progress.restarts = saved.restarts;
         for (i, old) in saved.tasks.into_iter().enumerate() {
             let Some(t) = self
@@ -603,18 +589,13 @@ async fn poll_probe(
 ) -> Result<(), Failure> {
     let deadline = Instant::now() + probe.timeout;
     loop {
-        let mut command = tokio::process::Command::new(&probe.run[0]);
+        let mut command = base_command(&probe.run, cmd);
         command
-            .args(&probe.run[1..])
-            .envs(&cmd.env)
             .envs(inputs.iter().map(|(k, v)| (input_var(k), input_text(v))))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        if let Some(dir) = &cmd.cwd {
-            command.current_dir(dir);
-        }
         let round = Instant::now();
         let last = match tokio::time::timeout(
             probe.interval.max(std::time::Duration::from_secs(1)),
@@ -638,121 +619,5 @@ async fn poll_probe(
             ));
         }
         tokio::time::sleep_until(next).await;
-    }
-}
-
-/// This machine's name, as group task records keep it.
-fn host() -> &'static str {
-    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOST.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into())
-    })
-}
-
-/// The variable that marks every process of a group's tasks (children inherit it), so that
-/// whoever resumes the group after a crash finds what the dead run left running — even a
-/// process started just before the crash, whose pid was never stored.
-const MARKER: &str = "WEFT_GROUP_TASK";
-
-/// The marker's value, up to the task name, for the group at `step` of `plan`.
-fn marker(plan: weft_model::PlanId, step: u32) -> String {
-    format!("{plan}/{step}/")
-}
-
-/// Kills the process group of every process of this machine whose environment carries the
-/// `prefix` marker; returns their pids. Never this process's own group.
-fn kill_leftovers(prefix: &str) -> Vec<u32> {
-    let wanted = format!("{MARKER}={prefix}");
-    // SAFETY: getpgrp has no preconditions.
-    let own = unsafe { libc::getpgrp() };
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // Processes of other users cannot be read; they are not ours.
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if !environ
-            .split(|&b| b == 0)
-            .any(|var| var.starts_with(wanted.as_bytes()))
-        {
-            continue;
-        }
-        // SAFETY: getpgid only reads the process table.
-        let pgid = unsafe { libc::getpgid(pid as libc::pid_t) };
-        if pgid > 1 && pgid != own {
-            kill_group(pgid as u32);
-            found.push(pid);
-        }
-    }
-    found
-}
-
-/// Waits (briefly) until a killed process has gone, so that what it held (a port) is free.
-async fn wait_gone(pid: u32) {
-    for _ in 0..100 {
-        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true);
-        if gone {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn alive(pid: u32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                !s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(false)
-    }
-
-    #[tokio::test]
-    async fn leftovers_are_found_by_their_marker_and_killed_with_their_children() {
-        let plan = weft_model::PlanId::new();
-        use std::os::unix::process::CommandExt;
-        let spawn = |step: u32| {
-            let mut c = std::process::Command::new("sh");
-            c.args(["-c", "sleep 30 & sleep 30; wait"])
-                .env(MARKER, format!("{}server", marker(plan, step)))
-                .process_group(0);
-            c.spawn().expect("spawn")
-        };
-        let mut ours = spawn(3);
-        let mut other = spawn(30);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let killed = kill_leftovers(&marker(plan, 3));
-        assert!(killed.contains(&ours.id()), "{killed:?}");
-        let _ = ours.wait();
-        wait_gone(ours.id()).await;
-        assert!(!alive(ours.id()));
-        // Another step's processes (a prefix of a longer number) are left alone.
-        assert!(alive(other.id()), "step 30 is not step 3");
-        let _ = other.kill();
-        let _ = other.wait();
-        kill_leftovers(&marker(plan, 30));
     }
 }

@@ -8,6 +8,8 @@
 //!   step is durable as `running` before it starts, its result before any dependent starts),
 //!   then hands work to the [`executor`], runs timers, and tells observers.
 //! - [`executor`]: runs one work item: a command in its own process group, or a Rust [`Task`].
+//! - [`process`]: starting commands in process groups, signalling them, and making sure
+//!   nothing of a step outlives it (the reaper; leftovers of a dead run).
 //! - [`task`]: the [`Task`] trait and the [`Registry`] of Rust tasks by name and version.
 //! - [`node`]: a long-lived node (`weft serve`): claims submitted plans, starts delayed ones,
 //!   heartbeats, declares dead nodes dead, delivers events and halts from other processes.
@@ -20,6 +22,7 @@ pub mod executor;
 mod group;
 pub mod node;
 pub mod operator;
+pub mod process;
 pub mod task;
 
 pub use director::{Completion, Intent, PlanEnd, Rescue};

@@ -157,9 +157,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// Registers a node. A previous incarnation of the same name whose heartbeat has lapsed
-    /// is declared dead first (its plans are claimed again); one that is still alive makes
-    /// this start fail.
+    /// Registers a node. A previous incarnation of the same name whose heartbeat has lapsed,
+    /// or whose process on this machine is gone, is declared dead first (its plans are
+    /// claimed again); one that is still alive makes this start fail.
     pub async fn start(
         opener: Opener,
         registry: Arc<Registry>,
@@ -173,7 +173,13 @@ impl Node {
                 continue;
             }
             let age = now - other.heartbeat_at;
-            if age <= weft_model::after(0, config.lease) {
+            // A previous incarnation on this machine whose process is gone is dead now, not
+            // when its lease lapses: a supervisor restarting a crashed node succeeds at once.
+            let gone = other
+                .process
+                .as_deref()
+                .is_some_and(crate::process::identity::is_gone);
+            if !gone && age <= weft_model::after(0, config.lease) {
                 return Err(Error::Refused(format!(
                     "a node named `{}` is already running (last heartbeat {}ms ago); give this one another --name",
                     config.name, age
@@ -189,6 +195,7 @@ impl Node {
             started_at: now,
             heartbeat_at: now,
             report: None,
+            process: Some(crate::process::identity::this_process()),
         };
         store.register_node(node).await?;
         let deps_config = weft_deps::EngineConfig::juju(is_fatal);

@@ -402,6 +402,11 @@ pub struct NodeRecord {
     /// Its last live report (its manifolds' states), if it wrote one.
     #[serde(default)]
     pub report: Option<Value>,
+    /// The process it runs in, `weft@HOST:PID:START` (START: the process's start time in clock
+    /// ticks since boot), so that its next incarnation on the same machine can tell at once
+    /// that it is dead, without waiting for its lease to lapse.
+    #[serde(default)]
+    pub process: Option<String>,
 }
 
 /// An operator's or another process's request about a plan, for the node executing it.

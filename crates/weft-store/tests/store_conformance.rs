@@ -386,6 +386,7 @@ async fn dead_nodes_are_invalidated_and_their_locks_released(store: SharedStore)
         started_at: 1,
         heartbeat_at: 1,
         report: None,
+        process: Some("weft@host:1:2".into()),
     };
     store.register_node(node.clone()).await.expect("register");
     // Heartbeats are on the store's clock (the database server's, for PostgreSQL).
@@ -396,6 +397,11 @@ async fn dead_nodes_are_invalidated_and_their_locks_released(store: SharedStore)
         .expect("heartbeat");
     let after = store.clock().await.expect("clock");
     let beat = store.nodes().await.expect("nodes")[0].heartbeat_at;
+    assert_eq!(
+        store.nodes().await.expect("nodes")[0].process.as_deref(),
+        Some("weft@host:1:2"),
+        "the node's process is kept, for its next incarnation to judge"
+    );
     assert!(
         before <= beat && beat <= after,
         "{before} <= {beat} <= {after}"

@@ -36,6 +36,7 @@ async fn a_node_with_a_skewed_clock_neither_looks_dead_nor_keeps_a_dead_one_aliv
         started_at: now_millis() - skew,
         heartbeat_at: now_millis() - skew,
         report: None,
+        process: None,
     };
     store.register_node(slow).await.expect("register");
     store

@@ -311,8 +311,8 @@ fn a_plan_whose_node_is_killed_completes_after_a_restart() {
             .then_some(())
     });
     node.sigkill();
-    // The same node restarts: it finds its previous incarnation dead and takes its plans back.
-    std::thread::sleep(Duration::from_millis(2100));
+    // The same node restarts at once: it finds its previous incarnation's process gone and
+    // takes its plans back.
     let _node = NodeProcess::start(&sb, "n1", &[]);
     for id in &ids {
         assert_eq!(wait_stopped(&sb, id, Duration::from_secs(60)), "success");
@@ -346,6 +346,30 @@ fn two_nodes_on_one_file_never_run_a_plan_twice() {
     lines.sort();
     lines.dedup();
     assert_eq!(lines.len(), 60, "no plan ran twice");
+}
+
+/// Regression (issue 11): a node restarted at once after a crash was refused for up to a
+/// lease ("a node named `n1` is already running"), so a supervisor restarting it failed.
+#[test]
+fn a_node_restarted_at_once_after_a_crash_takes_over_without_waiting_for_its_lease() {
+    let sb = Sandbox::new();
+    sb.write(
+        "one.toml",
+        "name = \"one\"\n[[task]]\nname = \"a\"\nrun = [\"sh\", \"-c\", 'if [ ! -e again ]; then touch again; sleep 30; fi']\n",
+    );
+    let id = submit(&sb, &["one.toml"]);
+    let mut node = NodeProcess::start(&sb, "n1", &["--lease", "60s"]);
+    wait_for("the step to start", Duration::from_secs(20), || {
+        sb.path().join("again").exists().then_some(())
+    });
+    node.sigkill();
+    let again = NodeProcess::start(&sb, "n1", &["--lease", "60s"]);
+    assert_eq!(wait_stopped(&sb, &id, Duration::from_secs(30)), "success");
+    assert!(
+        again.log().contains("invalidated the previous incarnation"),
+        "{}",
+        again.log()
+    );
 }
 
 #[test]

@@ -548,7 +548,7 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let rows = conn
                     .query(
-                        "SELECT id, name, started_at, heartbeat_at, report FROM nodes
+                        "SELECT id, name, started_at, heartbeat_at, report, process FROM nodes
                          ORDER BY name, started_at",
                         &[],
                     )
@@ -563,6 +563,7 @@ impl Store for PostgresStore {
                         report: r
                             .get::<_, Option<&str>>(4)
                             .and_then(|t| serde_json::from_str(t).ok()),
+                        process: r.get(5),
                     })
                     .collect())
             })

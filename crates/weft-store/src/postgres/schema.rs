@@ -12,7 +12,8 @@ use tokio_postgres::Client;
 /// Steps and plans are updated in place many times: their pages keep room for the new row
 /// versions (fillfactor), so that updates stay on the page and skip the indexes (HOT). Ids are `COLLATE "C"`: byte order, so that time-ordered plan ids sort by time and prefix
 /// ranges work whatever the database's collation.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE plans (
     id          text COLLATE "C" PRIMARY KEY,
     flow_name   text NOT NULL,
@@ -81,7 +82,11 @@ CREATE TABLE mailbox (
     reason      text
 );
 CREATE INDEX mailbox_pending ON mailbox (plan_id) WHERE status = 'pending';
-"#];
+"#,
+    r#"
+ALTER TABLE nodes ADD COLUMN process text;
+"#,
+];
 
 /// The schema version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

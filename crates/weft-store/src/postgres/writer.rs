@@ -733,10 +733,10 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         Write::RegisterNode(n) => {
             // The heartbeat is the database's time: leases are judged by one clock.
             conn.execute(
-                "INSERT INTO nodes (id, name, started_at, heartbeat_at)
-                 VALUES ($1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::bigint)
+                "INSERT INTO nodes (id, name, started_at, heartbeat_at, process)
+                 VALUES ($1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::bigint, $4)
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-                &[&n.id, &n.name, &n.started_at],
+                &[&n.id, &n.name, &n.started_at, &n.process],
             )
             .await?;
             Ok(Output::Unit)

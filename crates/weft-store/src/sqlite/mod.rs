@@ -480,7 +480,7 @@ impl Store for SqliteStore {
     fn nodes(&self) -> BoxFuture<Result<Vec<NodeRecord>>> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare_cached("SELECT id, name, started_at, heartbeat_at, report FROM nodes ORDER BY name, started_at")
+                .prepare_cached("SELECT id, name, started_at, heartbeat_at, report, process FROM nodes ORDER BY name, started_at")
                 .map_err(classify)?;
             let rows = stmt
                 .query_map([], |r| {
@@ -490,6 +490,7 @@ impl Store for SqliteStore {
                         started_at: r.get(2)?,
                         heartbeat_at: r.get(3)?,
                         report: r.get::<_, Option<String>>(4)?.and_then(|t| serde_json::from_str(&t).ok()),
+                        process: r.get(5)?,
                     })
                 })
                 .map_err(classify)?;

@@ -81,6 +81,9 @@ ALTER TABLE nodes ADD COLUMN report TEXT;
     r#"
 ALTER TABLE steps ADD COLUMN group_progress TEXT;
 "#,
+    r#"
+ALTER TABLE nodes ADD COLUMN process TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

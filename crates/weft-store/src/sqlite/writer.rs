@@ -83,9 +83,10 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
         }
         Write::RegisterNode(n) => {
             conn.execute(
-                "INSERT INTO nodes (id, name, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO nodes (id, name, started_at, heartbeat_at, process)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-                params![n.id, n.name, n.started_at, n.heartbeat_at],
+                params![n.id, n.name, n.started_at, n.heartbeat_at, n.process],
             )
             .map_err(classify)?;
             Ok(Output::Unit)

@@ -109,7 +109,10 @@ impl NodeProcess {
 
     /// A node started through `wrapper` (e.g. `faketime -f +30s`).
     pub fn start_under(sb: &Sandbox, name: &str, extra: &[&str], wrapper: &[&str]) -> NodeProcess {
-        let mut args = vec!["serve", "--name", name, "--lease", "2s", "--grace", "2s"];
+        let mut args = vec!["serve", "--name", name, "--grace", "2s"];
+        if !extra.contains(&"--lease") {
+            args.extend_from_slice(&["--lease", "2s"]);
+        }
         args.extend_from_slice(extra);
         let log_path = sb.path().join(format!("serve-{name}-{}.log", next_id()));
         let log = std::fs::File::create(&log_path).expect("log file");
@@ -181,4 +184,49 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether process `pid` is alive (a zombie is not).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// The pids listed, one per line, in the sandbox file `name`.
+pub fn pids_in(sb: &Sandbox, name: &str) -> Vec<u32> {
+    std::fs::read_to_string(sb.path().join(name))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The children of `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// The name a process gave itself (`/proc/PID/comm`).
+pub fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }

@@ -1,0 +1,451 @@
+//! Processes: how weft starts a command, watches it, signals it, and makes sure nothing of it
+//! outlives the step it ran for. The executor and the group runner both start commands here;
+//! every `unsafe` block of the engine lives in this module.
+//!
+//! - A command runs in its own process group with an argument list (never a shell string). It
+//!   gets weft's environment minus weft's own variables (`WEFT_DB`, `WEFT_TOKEN`, any
+//!   `WEFT_*`: a database password must not reach every task), then the flow's `env`, its
+//!   required values as `WEFT_IN_<NAME>` and as one JSON object on stdin, `WEFT_PLAN_ID`,
+//!   `WEFT_STEP`, `WEFT_ATTEMPT`, and the marker [`MARKER`].
+//! - Its output is the last line of stdout that is a JSON object. Output is read as bytes and
+//!   decoded lossily; the pipes are drained to the end, whatever a task prints, and memory stays
+//!   bounded: a line longer than [`MAX_OUTPUT_LINE`] is no output candidate.
+//! - When its main process exits, what it left in its group gets a short grace to finish
+//!   writing ([`LINGER`]), then the group is killed: nothing of a step outlives it.
+//! - When the process running the steps dies by any signal, the [`reaper`] kills every task's
+//!   group; and whoever takes the plan over first kills what is left of it on this machine,
+//!   found by its [`MARKER`] ([`end_leftovers`]).
+
+pub mod identity;
+mod leftovers;
+mod reaper;
+
+pub(crate) use leftovers::{end_leftovers, marker, MARKER};
+
+use crate::director::Completion;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+use weft_model::failure::STDERR_TAIL_BYTES;
+use weft_model::flow::Command;
+use weft_model::{duration, Failure, PlanId};
+
+/// The longest stdout line that can be a step's output (1 MiB). Longer lines are read and
+/// dropped; memory stays bounded whatever a task prints.
+pub const MAX_OUTPUT_LINE: usize = 1 << 20;
+/// How long the pipes of a command whose main process has exited may stay open (held by
+/// what it left running in the background) before its process group is killed.
+pub const LINGER: Duration = Duration::from_millis(500);
+
+/// The process groups of the commands running now, by the step they run for, so that a
+/// halted step's command — or every command, when the process is told to stop — can be killed.
+/// A group step's runner also watches it, so that a halt stops the group for good instead of
+/// looking like a task failure.
+#[derive(Clone)]
+pub struct ProcessGroups {
+    inner: Arc<Mutex<Groups>>,
+    /// Bumped on every kill, to wake group runners.
+    kills: Arc<watch::Sender<u64>>,
+}
+
+#[derive(Default)]
+struct Groups {
+    pids: HashMap<u32, (PlanId, u32)>,
+    /// Steps halted since they started.
+    halted: HashSet<(PlanId, u32)>,
+    /// Every command was killed: the process is stopping.
+    closed: bool,
+}
+
+impl Default for ProcessGroups {
+    fn default() -> Self {
+        ProcessGroups {
+            inner: Arc::default(),
+            kills: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl ProcessGroups {
+    fn groups(&self) -> MutexGuard<'_, Groups> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, pid: u32, plan: PlanId, step: u32) {
+        self.groups().pids.insert(pid, (plan, step));
+    }
+
+    fn remove(&self, pid: u32) {
+        self.groups().pids.remove(&pid);
+    }
+
+    /// SIGKILLs the process groups of a step's commands.
+    pub fn kill_step(&self, plan: PlanId, step: u32) {
+        let pids: Vec<u32> = {
+            let mut g = self.groups();
+            g.halted.insert((plan, step));
+            g.pids
+                .iter()
+                .filter(|(_, owner)| **owner == (plan, step))
+                .map(|(pid, _)| *pid)
+                .collect()
+        };
+        for pid in pids {
+            kill_group(pid);
+        }
+        self.kills.send_modify(|n| *n += 1);
+    }
+
+    /// SIGKILLs every running command's process group; returns how many there were.
+    pub fn kill_all(&self) -> usize {
+        let pids: Vec<u32> = {
+            let mut g = self.groups();
+            g.closed = true;
+            g.pids.drain().map(|(pid, _)| pid).collect()
+        };
+        for &pid in &pids {
+            kill_group(pid);
+        }
+        self.kills.send_modify(|n| *n += 1);
+        pids.len()
+    }
+
+    /// A step starts running: forget an earlier halt of it.
+    pub(crate) fn started(&self, plan: PlanId, step: u32) {
+        self.groups().halted.remove(&(plan, step));
+    }
+
+    /// Whether the step was halted, or every command killed, since it started.
+    pub(crate) fn is_halted(&self, plan: PlanId, step: u32) -> bool {
+        let g = self.groups();
+        g.closed || g.halted.contains(&(plan, step))
+    }
+
+    /// Changes on every kill.
+    pub(crate) fn kills(&self) -> watch::Receiver<u64> {
+        self.kills.subscribe()
+    }
+}
+
+/// A value as a `WEFT_IN_` variable holds it: strings as they are, the rest as JSON.
+pub(crate) fn input_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `WEFT_IN_<NAME>`: upper case, anything but letters and digits as `_`.
+pub fn input_var(name: &str) -> String {
+    let mut v = String::from("WEFT_IN_");
+    v.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    v
+}
+
+/// A command with weft's environment minus weft's own variables, then the flow's `env` and
+/// working directory: what every process weft starts for a task (a command, a probe) begins
+/// with.
+pub(crate) fn base_command(argv: &[String], cmd: &Command) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    for (k, _) in std::env::vars_os() {
+        if k.as_encoded_bytes().starts_with(b"WEFT_") {
+            command.env_remove(k);
+        }
+    }
+    command.envs(&cmd.env);
+    if let Some(dir) = &cmd.cwd {
+        command.current_dir(dir);
+    }
+    command
+}
+
+/// One run of a command: what to run, for which step, with what.
+pub(crate) struct Invocation<'a> {
+    /// Program and arguments.
+    pub argv: &'a [String],
+    /// Its environment and working directory.
+    pub cmd: &'a Command,
+    /// The plan.
+    pub plan: PlanId,
+    /// The step it runs for (its processes are killed with the step's).
+    pub step: u32,
+    /// `WEFT_STEP`.
+    pub step_name: &'a str,
+    /// The task of a group step it runs, if it does ("" for a step's own command).
+    pub group_task: &'a str,
+    /// `WEFT_ATTEMPT`.
+    pub attempt: u32,
+    /// Its required values.
+    pub inputs: &'a Map<String, Value>,
+    /// More variables.
+    pub extra_env: &'a [(String, String)],
+    /// Exit codes that mean success with a warning.
+    pub warn_codes: &'a [i32],
+    /// How long it may run.
+    pub timeout: Option<Duration>,
+}
+
+/// Runs a command to its end; `spawned` is told its pid (its process group's id) once it runs.
+pub(crate) async fn run_command(
+    inv: Invocation<'_>,
+    groups: &ProcessGroups,
+    spawned: impl FnOnce(u32),
+) -> Result<Completion, Failure> {
+    let program = &inv.argv[0];
+    let mut command = base_command(inv.argv, inv.cmd);
+    command
+        .env("WEFT_PLAN_ID", inv.plan.to_string())
+        .env("WEFT_STEP", inv.step_name)
+        .env("WEFT_ATTEMPT", inv.attempt.to_string())
+        .env(MARKER, marker(inv.plan, inv.step, inv.group_task))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for (k, v) in inv.inputs {
+        command.env(input_var(k), input_text(v));
+    }
+    for (k, v) in inv.extra_env {
+        command.env(k, v);
+    }
+    if let Some(fd) = reaper::descriptor() {
+        // SAFETY: the hook only makes async-signal-safe calls (getpid, send).
+        unsafe {
+            command.pre_exec(move || {
+                reaper::announce_from_child(fd);
+                Ok(())
+            });
+        }
+    }
+    let child = command.spawn().map_err(|e| {
+        Failure::new("spawn", format!("cannot start `{program}`: {e}")).with_kind("command")
+    })?;
+    let pid = child.id();
+    if let Some(pid) = pid {
+        reaper::guard(pid);
+        groups.insert(pid, inv.plan, inv.step);
+        spawned(pid);
+    }
+    let stdin_json = Value::Object(inv.inputs.clone()).to_string();
+    let result = supervise(child, program, inv.warn_codes, inv.timeout, stdin_json, pid).await;
+    if let Some(pid) = pid {
+        groups.remove(pid);
+        // Whatever the task left running dies with it; only then may the reaper forget the
+        // group (its number is free for reuse once it is empty).
+        kill_group(pid);
+        reaper::forget(pid);
+    }
+    result
+}
+
+/// Reads a task's stdout to its end; returns the last line that is a JSON object.
+async fn last_json_object(out: impl AsyncRead + Unpin) -> Option<Map<String, Value>> {
+    let mut reader = BufReader::new(out);
+    let mut last = None;
+    let mut line: Vec<u8> = Vec::new();
+    // The line being read is longer than any output may be: skip to its end.
+    let mut overlong = false;
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(buf) => buf,
+        };
+        let (chunk, ends_line) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], true),
+            None => (buf, false),
+        };
+        if !overlong {
+            if line.len() + chunk.len() > MAX_OUTPUT_LINE {
+                overlong = true;
+                line = Vec::new();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let used = chunk.len() + usize::from(ends_line);
+        reader.consume(used);
+        if ends_line {
+            if !overlong {
+                if let Some(obj) = json_object(&line) {
+                    last = Some(obj);
+                }
+            }
+            line.clear();
+            overlong = false;
+        }
+    }
+    if !overlong {
+        if let Some(obj) = json_object(&line) {
+            last = Some(obj);
+        }
+    }
+    last
+}
+
+fn json_object(line: &[u8]) -> Option<Map<String, Value>> {
+    let text = String::from_utf8_lossy(line);
+    let trimmed = text.trim();
+    if !trimmed.starts_with('{') {
+        return None;
+    }
+    match serde_json::from_str(trimmed) {
+        Ok(Value::Object(obj)) => Some(obj),
+        _ => None,
+    }
+}
+
+/// Reads a task's stderr to its end; keeps its last [`STDERR_TAIL_BYTES`].
+async fn stderr_tail(mut err: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = err.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 2 * STDERR_TAIL_BYTES {
+            tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+        }
+    }
+    tail
+}
+
+/// Feeds a spawned command its stdin, collects its output and stderr tail, enforces its
+/// timeout, and turns how it ended into the step's result.
+async fn supervise(
+    mut child: tokio::process::Child,
+    program: &str,
+    warn_codes: &[i32],
+    timeout: Option<Duration>,
+    stdin_json: String,
+    pid: Option<u32>,
+) -> Result<Completion, Failure> {
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let mut readers = tokio::spawn(async move {
+        let out = async {
+            match stdout {
+                Some(o) => last_json_object(o).await,
+                None => None,
+            }
+        };
+        let err = async {
+            match stderr {
+                Some(e) => stderr_tail(e).await,
+                None => Vec::new(),
+            }
+        };
+        tokio::join!(out, err)
+    });
+
+    let feed = async move {
+        if let Some(mut s) = stdin {
+            // A program that does not read stdin closes it early; that is fine.
+            let _ = s.write_all(stdin_json.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    };
+    let exited = async { tokio::join!(feed, child.wait()).1 };
+    let status = match timeout {
+        None => exited.await,
+        Some(limit) => match tokio::time::timeout(limit, exited).await {
+            Ok(status) => status,
+            Err(_) => {
+                if let Some(pid) = pid {
+                    kill_group(pid);
+                }
+                let _ = child.wait().await;
+                readers.abort();
+                return Err(Failure::new(
+                    "timeout",
+                    format!(
+                        "timed out after {}; its process group was killed",
+                        duration::format(limit)
+                    ),
+                )
+                .with_kind("command"));
+            }
+        },
+    };
+    // The main process has exited. What it left in the background may still hold its pipes:
+    // a short grace to finish writing, then the group is killed and the pipes close — unless
+    // a process that left the group holds them, which is not waited for.
+    let (output, stderr_tail) = match tokio::time::timeout(LINGER, &mut readers).await {
+        Ok(done) => done.unwrap_or_default(),
+        Err(_) => {
+            if let Some(pid) = pid {
+                kill_group(pid);
+            }
+            match tokio::time::timeout(LINGER, &mut readers).await {
+                Ok(done) => done.unwrap_or_default(),
+                Err(_) => {
+                    readers.abort();
+                    (None, Vec::new())
+                }
+            }
+        }
+    };
+    let status =
+        status.map_err(|e| Failure::new("wait", format!("cannot wait for `{program}`: {e}")))?;
+    let output = Value::Object(output.unwrap_or_default());
+    if status.success() {
+        return Ok(Completion::Done {
+            output,
+            warning: None,
+        });
+    }
+    if let Some(code) = status.code().filter(|c| warn_codes.contains(c)) {
+        let warning = format!("`{program}` exited with code {code}, a warning");
+        return Ok(Completion::Done {
+            output,
+            warning: Some(warning),
+        });
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let failure = match (status.code(), status.signal()) {
+        (Some(code), _) => {
+            let mut f = Failure::new(
+                "command_failed",
+                format!("`{program}` exited with code {code}"),
+            )
+            .with_kind("command");
+            f.exit_code = Some(code);
+            f
+        }
+        (None, Some(sig)) => {
+            let mut f = Failure::new("killed", format!("`{program}` was killed by signal {sig}"))
+                .with_kind("command");
+            f.signal = Some(sig);
+            f
+        }
+        (None, None) => {
+            Failure::new("command_failed", format!("`{program}` failed")).with_kind("command")
+        }
+    };
+    Err(failure.with_stderr(&stderr_tail))
+}
+
+/// SIGKILLs the process group led by `pid`.
+pub fn kill_group(pid: u32) {
+    signal_group(pid, libc::SIGKILL);
+}
+
+/// Sends `signal` to the process group led by `pid`.
+pub(crate) fn signal_group(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), signal);
+    }
+}
