@@ -156,7 +156,7 @@ impl PlanRun {
                         });
                     }
                 }
-                step::State::Error if resumed_by_operator && run.phase.revert.is_none() => {
+                step::State::Error if resumed_by_operator && !run.reverting(i) => {
                     // The operator asked for the failed steps to run again: a fresh budget,
                     // and a fresh chance for auto-rescue.
                     run.steps[i].budget_from = run.steps[i].attempt + 1;
@@ -215,9 +215,9 @@ impl PlanRun {
             let s = &run.steps[i];
             match s.state {
                 step::State::Pending if s.waiting == 0 => run.mark_ready(i, ctx),
-                step::State::Error
-                    if run.phase.revert.is_none() && run.stopping == Stopping::No =>
-                {
+                // Outside a subflow being reverted for its retry, a failed step goes on as it
+                // would have without the crash.
+                step::State::Error if !run.reverting(i) && run.stopping == Stopping::No => {
                     if resumed_by_operator || run.budget_left(i) {
                         run.mark_ready(i, ctx);
                     } else {

@@ -198,8 +198,25 @@ impl PlanRun {
             .contains(&(i as u32))
     }
 
-    fn in_scope(&self, scope: &RevertScope, i: usize) -> bool {
+    pub(super) fn in_scope(&self, scope: &RevertScope, i: usize) -> bool {
         scope.subflow.is_none_or(|s| self.in_subflow(s, i))
+    }
+
+    /// Whether step `i` is in the scope of the revert under way, if one is.
+    pub(super) fn reverting(&self, i: usize) -> bool {
+        self.phase
+            .revert
+            .as_ref()
+            .is_some_and(|scope| self.in_scope(scope, i))
+    }
+
+    /// How many of step `i`'s dependencies have not succeeded.
+    fn unfinished_deps(&self, i: usize) -> u32 {
+        self.flow.steps[i]
+            .deps
+            .iter()
+            .filter(|&&d| self.steps[d as usize].state != step::State::Success)
+            .count() as u32
     }
 
     /// Whether step `i` may start now.
@@ -207,11 +224,7 @@ impl PlanRun {
         self.state == plan::State::Running
             && self.stopping == Stopping::No
             && !self.ended
-            && self
-                .phase
-                .revert
-                .as_ref()
-                .is_none_or(|scope| !self.in_scope(scope, i))
+            && !self.reverting(i)
     }
 
     pub fn mark_ready(&self, i: usize, ctx: &mut Ctx<'_>) {
@@ -243,9 +256,11 @@ impl PlanRun {
     /// Starts step `i` if it is still startable (it came off the ready queue).
     pub fn start(&mut self, i: usize, ctx: &mut Ctx<'_>) {
         let s = &self.steps[i];
+        // `waiting` says when to look; the dependencies' states decide.
         let startable = match s.state {
-            step::State::Pending => s.waiting == 0,
-            step::State::Error => true,
+            step::State::Pending | step::State::Error => {
+                s.waiting == 0 && self.unfinished_deps(i) == 0
+            }
             _ => false,
         };
         if !startable || !self.can_start(i) {
@@ -608,22 +623,27 @@ impl PlanRun {
         if self.ended || self.state != plan::State::Running {
             return;
         }
-        match self.phase.revert.clone() {
-            None => match self.stopping {
-                Stopping::Pause if self.in_flight == 0 => {
-                    let why = self.failure_note("paused for an operator");
-                    self.end(plan::State::Paused, why, ctx)
-                }
-                Stopping::Fail if self.in_flight == 0 => {
-                    let why = self.failure_note("stopped by the fail rescue");
-                    self.end(plan::State::Stopped, why, ctx)
-                }
-                Stopping::No if self.settled == self.steps.len() => {
-                    self.end(plan::State::Stopped, "every step settled".into(), ctx)
-                }
-                _ => {}
-            },
-            Some(scope) => self.advance_revert(&scope, ctx),
+        if let Some(scope) = self.phase.revert.clone() {
+            self.advance_revert(&scope, ctx);
+            // A subflow reverted for its retry clears the scope; if the plan is stopping, it
+            // stops now rather than wait for a retry that may not start.
+            if self.ended || self.phase.revert.is_some() {
+                return;
+            }
+        }
+        match self.stopping {
+            Stopping::Pause if self.in_flight == 0 => {
+                let why = self.failure_note("paused for an operator");
+                self.end(plan::State::Paused, why, ctx)
+            }
+            Stopping::Fail if self.in_flight == 0 => {
+                let why = self.failure_note("stopped by the fail rescue");
+                self.end(plan::State::Stopped, why, ctx)
+            }
+            Stopping::No if self.settled == self.steps.len() => {
+                self.end(plan::State::Stopped, "every step settled".into(), ctx)
+            }
+            _ => {}
         }
     }
 
@@ -727,6 +747,12 @@ impl PlanRun {
             .iter()
             .any(|&i| self.steps[i].state == step::State::RevertFailed)
         {
+            // Steps outside a subflow's revert may still run: start nothing more, and pause
+            // once they have reported (a plan never ends with a step it ran left `running`).
+            if self.in_flight > 0 {
+                self.stopping = Stopping::Pause;
+                return;
+            }
             self.end(
                 plan::State::Paused,
                 "paused: a revert failed; resume retries it".into(),
@@ -756,13 +782,12 @@ impl PlanRun {
                 });
             }
         }
-        for &i in members {
-            let waiting = self.flow.steps[i]
-                .deps
-                .iter()
-                .filter(|&&d| self.steps[d as usize].state != step::State::Success)
-                .count();
-            self.steps[i].waiting = waiting as u32;
+        // The members are no longer `success`: every step that waits on one of them — inside
+        // the subflow or after it — counts them again.
+        for i in 0..self.steps.len() {
+            if self.steps[i].state == step::State::Pending {
+                self.steps[i].waiting = self.unfinished_deps(i);
+            }
         }
         let used = self.phase.subflow_attempts.get(&s).copied().unwrap_or(1);
         self.phase.subflow_attempts.insert(s, used + 1);
