@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `store` | — | opens the store and checks it every [`STORE_CHECK`]; fails when it is gone |
 //! | `membership` | store | registers the node and heartbeats; fatal if another node declared it dead |
-//! | `invalidator` | store | declares dead every node whose heartbeat is older than the lease |
+//! | `invalidator` | store | declares dead every node whose heartbeat is older than the lease, looking again when the oldest lease would lapse |
 //! | `scheduler` | store | promotes due delayed and chained plans, exactly once across nodes |
 //! | `executor` | store | the director and executor ([`Engine`]); drains within the grace period on stop |
 //! | `claimer` | store, executor | claims plans that wait for a node and executes them |
@@ -88,6 +88,8 @@ impl Wakeups {
 }
 /// How often due delayed plans are looked for.
 pub const SCHEDULE_POLL: Duration = Duration::from_millis(100);
+/// How soon after a lease lapses the other nodes look (they schedule their check for it).
+pub const LAPSE_MARGIN: Duration = Duration::from_millis(100);
 /// How often the store is checked.
 pub const STORE_CHECK: Duration = Duration::from_millis(500);
 /// How often the node's report is written to the store.
@@ -332,30 +334,35 @@ impl Node {
         })
     }
 
+    /// Checks again at the moment the oldest live lease would lapse (and at least every half
+    /// lease, to see nodes that join), so that a dead node is declared dead within
+    /// [`LAPSE_MARGIN`] of its lease lapsing — not up to half a lease later.
     fn invalidator_manifold(&self) -> Manifold {
         let (id, lease) = (self.id.clone(), self.config.lease);
-        store_loop((lease / 2).max(Duration::from_millis(200)), move |store| {
+        let longest = (lease / 2).max(LAPSE_MARGIN);
+        store_loop(move |store| {
             let id = id.clone();
             async move {
                 let now = store.clock().await?;
-                let cutoff = now.saturating_sub(weft_model::after(0, lease));
-                for n in store
+                let others: Vec<NodeRecord> = store
                     .nodes()
                     .await?
                     .into_iter()
-                    .filter(|n| n.id != id && n.heartbeat_at < cutoff)
-                {
+                    .filter(|n| n.id != id)
+                    .collect();
+                let (dead, next) = lease_check(now, lease, longest, &others);
+                for n in dead {
                     let plans = store.invalidate_node(n.id.clone()).await?;
                     tracing::warn!(node = %n.id, plans = plans.len(), "invalidated a dead node");
                 }
-                Ok(())
+                Ok(next)
             }
         })
     }
 
     fn scheduler_manifold(&self) -> Manifold {
         let id = self.id.clone();
-        store_loop(SCHEDULE_POLL, move |store| {
+        store_loop(move |store| {
             let id = id.clone();
             async move {
                 let now = store.clock().await?;
@@ -364,7 +371,7 @@ impl Node {
                         fail_dependency(&store, &id, plan, prerequisite).await?;
                     }
                 }
-                Ok(())
+                Ok(SCHEDULE_POLL)
             }
         })
     }
@@ -471,23 +478,48 @@ impl Node {
 
     fn reporter_manifold(&self) -> Manifold {
         let (id, engine) = (self.id.clone(), self.engine.clone());
-        store_loop(REPORT_EVERY, move |store| {
+        store_loop(move |store| {
             let (id, engine) = (id.clone(), engine.clone());
             async move {
                 let report = engine.report().await;
                 let value = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
-                store.set_node_report(id, value).await
+                store.set_node_report(id, value).await?;
+                Ok(REPORT_EVERY)
             }
         })
     }
 }
 
-/// A manifold on `store` that runs `tick` now and then every `every`, failing (to be
-/// restarted after the error delay) when a tick fails.
-fn store_loop<F, Fut>(every: Duration, tick: F) -> Manifold
+/// Which of `others` have let their lease lapse at `now` (the store's clock), and how long to
+/// wait before looking again: until the oldest live lease would lapse, plus [`LAPSE_MARGIN`],
+/// and never longer than `longest`.
+fn lease_check(
+    now: weft_model::Millis,
+    lease: Duration,
+    longest: Duration,
+    others: &[NodeRecord],
+) -> (Vec<&NodeRecord>, Duration) {
+    let lease_ms = weft_model::after(0, lease);
+    let cutoff = now.saturating_sub(lease_ms);
+    let mut next = longest;
+    let mut dead = Vec::new();
+    for n in others {
+        if n.heartbeat_at < cutoff {
+            dead.push(n);
+        } else {
+            let lapses_in = n.heartbeat_at.saturating_add(lease_ms) - now;
+            next = next.min(Duration::from_millis(lapses_in.max(0) as u64) + LAPSE_MARGIN);
+        }
+    }
+    (dead, next)
+}
+
+/// A manifold on `store` that runs `tick` now and again after the pause each tick returns,
+/// failing (to be restarted after the error delay) when a tick fails.
+fn store_loop<F, Fut>(tick: F) -> Manifold
 where
     F: Fn(SharedStore) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = Result<(), weft_store::Error>> + Send + 'static,
+    Fut: Future<Output = Result<Duration, weft_store::Error>> + Send + 'static,
 {
     Manifold::new(&["store"], move |ctx: Context| {
         let tick = tick.clone();
@@ -495,10 +527,10 @@ where
             let store: SharedStore = ctx.get("store")?;
             Ok(TaskWorker::spawn(move |mut stop| async move {
                 loop {
-                    tick(store.clone()).await.map_err(failed)?;
+                    let pause = tick(store.clone()).await.map_err(failed)?;
                     tokio::select! {
                         _ = stop.requested() => return Ok(()),
-                        _ = tokio::time::sleep(every) => {}
+                        _ = tokio::time::sleep(pause) => {}
                     }
                 }
             }) as Arc<dyn Worker>)
@@ -666,6 +698,37 @@ pub async fn fail_dependency(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 11): the check ran every half lease from each node's own start, so a
+    /// lapsed lease could go unnoticed for half a lease. It is now scheduled for the lapse.
+    #[test]
+    fn the_next_lease_check_is_due_when_the_oldest_live_lease_lapses() {
+        let node = |id: &str, beat| NodeRecord {
+            id: id.into(),
+            name: id.into(),
+            started_at: 0,
+            heartbeat_at: beat,
+            report: None,
+            process: None,
+        };
+        let lease = Duration::from_secs(10);
+        let longest = lease / 2;
+        let others = [node("a", 95_000), node("b", 91_500), node("dead", 89_999)];
+        let (dead, next) = lease_check(100_000, lease, longest, &others);
+        assert_eq!(
+            dead.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+            ["dead"]
+        );
+        // b's lease lapses at 101,500: 1.5 s from now.
+        assert_eq!(next, Duration::from_millis(1_500) + LAPSE_MARGIN);
+        // Alone, a node still looks every half lease, to see nodes that join.
+        assert_eq!(lease_check(100_000, lease, longest, &[]).1, longest);
+        // A lease lapsing exactly now is looked at again right after the margin.
+        let just = [node("c", 90_000)];
+        let (dead, next) = lease_check(100_000, lease, longest, &just);
+        assert!(dead.is_empty());
+        assert_eq!(next, LAPSE_MARGIN);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_hint_that_comes_while_a_node_looks_for_work_is_not_lost() {
