@@ -29,7 +29,9 @@ pub async fn list(global: &Global, state: Option<plan::State>, limit: u32) -> Re
 pub async fn show(global: &Global, id: &str, with_history: bool) -> Result<u8, Fail> {
     let store = weft_store::open(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
-    let snap = store.load_plan(id).await?;
+    let mut snap = store.load_plan(id).await?;
+    let plan = &mut snap.plan;
+    plan.flow.redact(&mut plan.inputs);
     let history = if with_history {
         Some(store.history(id).await?)
     } else {

@@ -121,6 +121,19 @@ impl FlowBuilder {
         self
     }
 
+    /// Declares a secret input, required: the task gets it, weft never shows it.
+    pub fn secret_input(mut self, name: impl Into<String>) -> Self {
+        self.tree.inputs.insert(
+            name.into(),
+            Input {
+                default: None,
+                description: String::new(),
+                secret: true,
+            },
+        );
+        self
+    }
+
     /// Declares an input; `default: None` makes it required.
     pub fn input(mut self, name: impl Into<String>, default: Option<Value>) -> Self {
         self.tree.inputs.insert(
@@ -128,6 +141,7 @@ impl FlowBuilder {
             Input {
                 default,
                 description: String::new(),
+                secret: false,
             },
         );
         self

@@ -74,6 +74,8 @@ struct RawInput {
     default: Option<toml::Value>,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    secret: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -187,6 +189,7 @@ fn parse_tree(
             Input {
                 default,
                 description: input.description,
+                secret: input.secret,
             },
         );
     }

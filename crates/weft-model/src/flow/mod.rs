@@ -58,7 +58,14 @@ pub struct Input {
     /// What it is for.
     #[serde(default)]
     pub description: String,
+    /// A secret (a password, a token): the task gets it, but weft never shows it — `plans
+    /// show`, history and logs print [`REDACTED`] in its place.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
 }
+
+/// What is shown in place of a secret input's value.
+pub const REDACTED: &str = "***";
 
 /// One step of a flow: a task with its resolved dependencies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +284,19 @@ impl Flow {
             Ok(bound)
         } else {
             Err(InputError::Missing { names: missing })
+        }
+    }
+
+    /// Replaces the values of secret inputs in `inputs` — and their defaults in this flow —
+    /// with [`REDACTED`], for showing.
+    pub fn redact(&mut self, inputs: &mut BTreeMap<String, Value>) {
+        for (name, input) in self.inputs.iter_mut().filter(|(_, i)| i.secret) {
+            if let Some(v) = inputs.get_mut(name) {
+                *v = Value::String(REDACTED.into());
+            }
+            if let Some(d) = input.default.as_mut() {
+                *d = Value::String(REDACTED.into());
+            }
         }
     }
 

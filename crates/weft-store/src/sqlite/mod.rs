@@ -117,6 +117,26 @@ impl SqliteStore {
             Error::Unavailable(m) => Error::Unavailable(format!("{}: {m}", path.display())),
             other => other,
         };
+        // A new database is readable by its owner only (it holds inputs and outputs, secrets
+        // among them); SQLite gives its -wal and -shm files the database's mode.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(Error::Unavailable(format!(
+                        "cannot create {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
         let mut conn = Connection::open(path)
             .map_err(classify)
             .map_err(with_path)?;
