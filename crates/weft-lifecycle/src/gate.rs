@@ -46,6 +46,9 @@ impl Gate {
         let mut open = self.open.subscribe();
         let mut shutdown = self.shutdown.clone();
         async move {
+            // A shutdown sender dropped without shutting down never shuts down: stop watching
+            // it (a closed channel is always "changed", and the loop would spin).
+            let mut watching = true;
             loop {
                 if *shutdown.borrow_and_update() {
                     return std::future::pending().await;
@@ -55,7 +58,7 @@ impl Gate {
                 }
                 tokio::select! {
                     changed = open.changed() => if changed.is_err() { return std::future::pending().await },
-                    _ = shutdown.changed() => {}
+                    changed = shutdown.changed(), if watching => watching = changed.is_ok(),
                 }
             }
         }
@@ -120,6 +123,31 @@ mod tests {
             .await
             .expect("released")
             .expect("join");
+    }
+
+    /// Regression (issue 11): a gate whose shutdown sender was dropped without sending `true`
+    /// busy-looped in `wait` (a closed channel is always ready), taking a core.
+    #[test]
+    fn a_dropped_shutdown_sender_neither_spins_nor_shuts_the_gate() {
+        let (done_tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let (g, shutdown) = gate();
+                drop(shutdown);
+                let blocked = !passes(&g).await;
+                g.open();
+                let _ = done_tx.send((blocked, passes(&g).await));
+            });
+        });
+        let (blocked, passed) = done
+            .recv_timeout(Duration::from_secs(5))
+            .expect("wait() returned control instead of spinning");
+        assert!(blocked, "a closed gate blocks");
+        assert!(passed, "and opens as before");
     }
 
     #[tokio::test(start_paused = true)]
