@@ -27,9 +27,26 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 jobs="${CARGO_BUILD_JOBS:-2}"
+# Every process the tests start inherits this mark; at the end none may be left.
+export TEST_SUITE_MARK="weft-suite-$$-$(date +%s%N)"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -j "$jobs" -- -D warnings
 echo "== cargo test"
 cargo test --workspace -j "$jobs"
+
+echo "== no process of the suite left running"
+# The throwaway PostgreSQL clusters stop shortly after their test process is gone.
+left=""
+for _ in $(seq 1 30); do
+  left=$(python3 scripts/leftovers.py "$TEST_SUITE_MARK")
+  [ -z "$left" ] && break
+  sleep 0.5
+done
+if [ -n "$left" ]; then
+  echo "error: the tests left processes running:" >&2
+  for pid in $left; do ps -o pid=,args= -p "$pid" >&2 || true; done
+  kill -KILL $left 2>/dev/null || true
+  exit 1
+fi

@@ -132,8 +132,11 @@ impl NodeProcess {
                 c
             }
         };
+        // Its own process group: a kill reaches a wrapper and the node it runs alike.
+        use std::os::unix::process::CommandExt;
         let child = command
             .env("WEFT_LOG", "info")
+            .process_group(0)
             .args(&args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -147,8 +150,10 @@ impl NodeProcess {
         std::fs::read_to_string(&self.1).unwrap_or_default()
     }
 
+    /// SIGKILLs the node and whatever wraps it (its whole process group).
     pub fn sigkill(&mut self) {
-        let _ = self.0.kill();
+        // SAFETY: kill(2) on the process group of a child we spawned as its leader.
+        unsafe { libc::kill(-(self.0.id() as libc::pid_t), libc::SIGKILL) };
         let _ = self.0.wait();
     }
 
