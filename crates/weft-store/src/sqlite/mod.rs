@@ -6,6 +6,7 @@
 //! caller: group commit. Reads use their own connections on the blocking pool.
 
 mod schema;
+mod wake;
 mod writer;
 
 use crate::queue::Queue;
@@ -40,6 +41,9 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Request>,
     readers: Arc<Mutex<Vec<Connection>>>,
     reading: Arc<tokio::sync::Semaphore>,
+    wakes: wake::Wakes,
+    /// Hints from other processes' commits, once a node asked for them.
+    hints: Arc<Mutex<Option<tokio::sync::watch::Receiver<crate::Hints>>>>,
 }
 
 /// Maps a SQLite error to the store's, telling corrupt, locked and missing files apart.
@@ -143,9 +147,13 @@ impl SqliteStore {
         configure(&conn, true).map_err(with_path)?;
         schema::migrate(&mut conn).map_err(with_path)?;
         let (tx, rx) = mpsc::channel();
+        let wakes = wake::Wakes::beside(path);
         std::thread::Builder::new()
             .name("weft-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx))
+            .spawn({
+                let wakes = wakes.clone();
+                move || writer::run(conn, rx, wakes)
+            })
             .map_err(|e| Error::Backend(format!("cannot start the writer thread: {e}")))?;
         let inode = {
             use std::os::unix::fs::MetadataExt;
@@ -159,6 +167,8 @@ impl SqliteStore {
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
             reading: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
+            wakes,
+            hints: Arc::default(),
         })
     }
 
@@ -553,6 +563,23 @@ impl Store for SqliteStore {
             }
             read.await
         })
+    }
+
+    fn hints(&self) -> Option<tokio::sync::watch::Receiver<crate::Hints>> {
+        let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        if hints.is_none() {
+            match self.wakes.listen() {
+                Ok(rx) => *hints = Some(rx),
+                Err(e) => {
+                    tracing::warn!(
+                        "no wake-ups beside {}: {e}; polling instead",
+                        self.path.display()
+                    );
+                    return None;
+                }
+            }
+        }
+        hints.clone()
     }
 
     fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {

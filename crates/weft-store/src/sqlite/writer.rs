@@ -1,6 +1,7 @@
 //! The writer thread: the only owner of the write connection, and the group commit.
 
 use super::classify;
+use super::wake::{Wakes, Want};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
 use crate::{Change, Due, Error, NewPlan, Reply, Result};
@@ -13,7 +14,7 @@ use weft_model::{now_millis, step, Millis, PlanId};
 const MAX_BATCH: usize = 4096;
 
 /// Serves requests until every sender is gone.
-pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Request>) {
+pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Request>, wakes: Wakes) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -23,11 +24,29 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Request>) {
             }
         }
         let results = commit(&mut conn, &batch);
+        wakes.send(wants(&batch, &results));
         for (req, result) in batch.into_iter().zip(results) {
             // The caller may have gone away; its write landed all the same.
             let _ = req.reply.send(result);
         }
     }
+}
+
+/// What a committed batch tells the processes listening beside the file: plans became
+/// claimable (created, released, promoted), or the mailbox has a message.
+fn wants(batch: &[Request], results: &[Result<Output>]) -> Want {
+    let mut want = Want::default();
+    for (req, result) in batch.iter().zip(results) {
+        match (&req.write, result) {
+            (_, Err(_)) => {}
+            (Write::Create(_) | Write::Release(..) | Write::ReleaseLocks(_), _)
+            | (Write::InvalidateNode(_), _) => want.plans = true,
+            (Write::PromoteDue(..), Ok(Output::Due(due))) if !due.is_empty() => want.plans = true,
+            (Write::Post(..), _) => want.mailbox = true,
+            _ => {}
+        }
+    }
+    want
 }
 
 /// Applies every request in one transaction, each in a savepoint; returns each one's result.
