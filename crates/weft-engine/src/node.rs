@@ -87,7 +87,7 @@ impl Wakeups {
     }
 }
 /// How often due delayed plans are looked for.
-pub const SCHEDULE_POLL: Duration = Duration::from_millis(100);
+pub const SCHEDULE_POLL: Duration = Duration::from_millis(500);
 /// How soon after a lease lapses the other nodes look (they schedule their check for it).
 pub const LAPSE_MARGIN: Duration = Duration::from_millis(100);
 /// How often the store is checked.
@@ -476,14 +476,21 @@ impl Node {
         })
     }
 
+    /// Writes the report when it changed: an idle node writes nothing.
     fn reporter_manifold(&self) -> Manifold {
         let (id, engine) = (self.id.clone(), self.engine.clone());
+        let written: Arc<Mutex<Option<serde_json::Value>>> = Arc::default();
         store_loop(move |store| {
-            let (id, engine) = (id.clone(), engine.clone());
+            let (id, engine, written) = (id.clone(), engine.clone(), written.clone());
             async move {
                 let report = engine.report().await;
                 let value = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
-                store.set_node_report(id, value).await?;
+                let unchanged =
+                    written.lock().unwrap_or_else(|p| p.into_inner()).as_ref() == Some(&value);
+                if !unchanged {
+                    store.set_node_report(id, value.clone()).await?;
+                    *written.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+                }
                 Ok(REPORT_EVERY)
             }
         })

@@ -219,15 +219,13 @@ pub(crate) async fn run_command(
     for (k, v) in inv.extra_env {
         command.env(k, v);
     }
-    if let Some(fd) = reaper::descriptor() {
-        // SAFETY: the hook only makes async-signal-safe calls (getpid, send).
-        unsafe {
-            command.pre_exec(move || {
-                reaper::announce_from_child(fd);
-                Ok(())
-            });
-        }
-    }
+    // The reaper must run before the child does; the child is announced right after the
+    // spawn. (Announcing from the child itself would need a `pre_exec` hook, which makes the
+    // standard library fork the whole process instead of using posix_spawn: a millisecond per
+    // step. A crash in the microseconds between the spawn and the announcement leaves the task
+    // to the second line: whoever takes the plan over kills it by its marker before anything of
+    // the plan runs again.)
+    reaper::ensure();
     let child = command.spawn().map_err(|e| {
         Failure::new("spawn", format!("cannot start `{program}`: {e}")).with_kind("command")
     })?;

@@ -10,9 +10,8 @@
 //!
 //! How: once per process, on the first command spawned, the process forks a reaper that holds
 //! one end of a `SOCK_SEQPACKET` socket pair; the process keeps the other end (close-on-exec,
-//! at a fixed descriptor number for its whole life). Every task announces its own process group
-//! to the reaper *from the child, before `exec`*, so no crash between `fork` and the parent's
-//! bookkeeping can leave a task unannounced; the parent says when a group is gone. When the
+//! at a fixed descriptor number for its whole life). The process announces every task's
+//! process group as soon as it is spawned, and says when a group is gone. When the
 //! socket reaches end-of-file — the process died, whatever killed it — the reaper SIGKILLs every
 //! group still announced and exits. It sits in its own process group and ignores the signals a
 //! terminal or a supervisor sends to a whole group, so it outlives the process it watches.
@@ -21,7 +20,7 @@
 //! before the fork.
 
 use std::collections::HashSet;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard};
 
 /// The most process groups the reaper keeps at once (a table allocated before the fork).
@@ -33,8 +32,8 @@ const FORGET: u8 = b'-';
 
 /// The parent's side of the reaper.
 struct Reaper {
-    /// The parent's end of the socket pair; the same number for the life of the process.
-    fd: RawFd,
+    /// The parent's end of the socket pair.
+    fd: OwnedFd,
     /// The reaper's pid.
     pid: libc::pid_t,
     /// The groups announced and not yet gone, to announce again to a new reaper.
@@ -47,36 +46,21 @@ fn reaper() -> MutexGuard<'static, Option<Reaper>> {
     REAPER.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The descriptor a child about to be spawned announces itself on, starting the reaper if
-/// none runs. `None` if no reaper could be started (the task then runs unguarded).
-pub(crate) fn descriptor() -> Option<RawFd> {
+/// Starts the reaper if none runs (once per process; a failure is logged, and tasks then run
+/// unguarded).
+pub(crate) fn ensure() {
     let mut guard = reaper();
     if guard.is_none() {
-        match start(None) {
+        match start() {
             Ok(r) => *guard = Some(r),
             Err(e) => {
-                tracing::warn!("cannot start the reaper that kills tasks when weft dies: {e}");
-                return None;
+                tracing::warn!("cannot start the reaper that kills tasks when weft dies: {e}")
             }
         }
     }
-    guard.as_ref().map(|r| r.fd)
 }
 
-/// In the child, between `fork` and `exec`: announces the child's process group.
-///
-/// Async-signal-safe: `getpid` and `send` only. Errors are ignored (the parent announces the
-/// group again after the spawn).
-pub(crate) fn announce_from_child(fd: RawFd) {
-    // SAFETY: getpid has no preconditions; send reads five bytes of a local array.
-    unsafe {
-        let record = record(ADD, libc::getpid());
-        libc::send(fd, record.as_ptr().cast(), record.len(), libc::MSG_NOSIGNAL);
-    }
-}
-
-/// In the parent, once a child runs: the reaper guards its group (idempotent with the child's
-/// own announcement, and what a restarted reaper is told).
+/// Once a child runs: the reaper guards its group (and a restarted reaper is told it again).
 pub(crate) fn guard(pgid: u32) {
     let pgid = pgid as i32;
     let mut guard = reaper();
@@ -102,11 +86,11 @@ fn record(op: u8, pgid: i32) -> [u8; 5] {
     [op, b[0], b[1], b[2], b[3]]
 }
 
-/// Sends one record; if the reaper has died (someone killed it), starts another in its place,
-/// on the same descriptor number, and tells it every live group.
+/// Sends one record; if the reaper has died (someone killed it), starts another in its place
+/// and tells it every live group.
 fn send(guard: &mut MutexGuard<'static, Option<Reaper>>, record: [u8; 5]) {
     let Some(r) = guard.as_mut() else { return };
-    if send_record(r.fd, &record) {
+    if send_record(r.fd.as_raw_fd(), &record) {
         return;
     }
     tracing::warn!("the reaper (pid {}) is gone; starting another", r.pid);
@@ -115,10 +99,10 @@ fn send(guard: &mut MutexGuard<'static, Option<Reaper>>, record: [u8; 5]) {
         libc::waitpid(r.pid, std::ptr::null_mut(), libc::WNOHANG);
     }
     let live = std::mem::take(&mut r.live);
-    match start(Some(r.fd)) {
+    match start() {
         Ok(mut new) => {
             for &pgid in &live {
-                send_record(new.fd, &self::record(ADD, pgid));
+                send_record(new.fd.as_raw_fd(), &self::record(ADD, pgid));
             }
             new.live = live;
             **guard = Some(new);
@@ -136,9 +120,8 @@ fn send_record(fd: RawFd, record: &[u8; 5]) -> bool {
     n == record.len() as isize
 }
 
-/// Forks a reaper. With `at`, the parent's end of the new socket pair replaces that
-/// descriptor (a restart keeps the number children were given).
-fn start(at: Option<RawFd>) -> std::io::Result<Reaper> {
+/// Forks a reaper.
+fn start() -> std::io::Result<Reaper> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: socketpair writes two descriptors into `fds`.
     let rc = unsafe {
@@ -173,25 +156,10 @@ fn start(at: Option<RawFd>) -> std::io::Result<Reaper> {
         unsafe { watch(theirs, table_ptr, CAPACITY) }
     }
     drop(table);
-    // SAFETY: `theirs` belongs to the reaper now; `ours` is open.
-    unsafe {
+    // SAFETY: `theirs` belongs to the reaper now; `ours` is open and owned by nothing else.
+    let fd = unsafe {
         libc::close(theirs);
-    }
-    let fd = match at {
-        Some(at) => {
-            // SAFETY: dup3 replaces `at` with a close-on-exec copy of `ours`, then `ours` goes.
-            let rc = unsafe { libc::dup3(ours, at, libc::O_CLOEXEC) };
-            let e = std::io::Error::last_os_error();
-            // SAFETY: `ours` is open.
-            unsafe {
-                libc::close(ours);
-            }
-            if rc < 0 {
-                return Err(e);
-            }
-            at
-        }
-        None => ours,
+        OwnedFd::from_raw_fd(ours)
     };
     Ok(Reaper {
         fd,

@@ -39,8 +39,11 @@ fn wants(batch: &[Request], results: &[Result<Output>]) -> Want {
     for (req, result) in batch.iter().zip(results) {
         match (&req.write, result) {
             (_, Err(_)) => {}
-            (Write::Create(_) | Write::Release(..) | Write::ReleaseLocks(_), _)
-            | (Write::InvalidateNode(_), _) => want.plans = true,
+            // One plan's lock released by its executor: the plan ended or paused, nothing
+            // to claim. A node's locks released at once: its plans wait for another.
+            (Write::Create(_) | Write::ReleaseLocks(_) | Write::InvalidateNode(_), _) => {
+                want.plans = true
+            }
             (Write::PromoteDue(..), Ok(Output::Due(due))) if !due.is_empty() => want.plans = true,
             (Write::Post(..), _) => want.mailbox = true,
             _ => {}
