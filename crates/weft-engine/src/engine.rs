@@ -249,31 +249,66 @@ impl Engine {
         data: serde_json::Value,
         optional: bool,
     ) -> Result<(), Error> {
-        let (answer, rx) = oneshot::channel();
-        self.inbox
-            .send(Input::Event {
-                plan,
-                step,
-                data,
-                optional,
-                answer: Some(answer),
-            })
-            .map_err(|_| Error::Stopped)?;
-        rx.await
-            .map_err(|_| Error::Stopped)?
-            .map_err(Error::Refused)
+        self.ask(None, |answer| Input::Event {
+            plan,
+            step,
+            data,
+            optional,
+            answer: Some(answer),
+        })
+        .await
     }
 
     /// Halts a plan this engine executes: its running steps are cancelled and their
     /// processes killed; the plan stops.
     pub async fn halt(&self, plan: PlanId) -> Result<(), Error> {
-        let (answer, rx) = oneshot::channel();
-        self.inbox
-            .send(Input::Halt {
-                plan,
-                answer: Some(answer),
-            })
-            .map_err(|_| Error::Stopped)?;
+        self.ask(None, |answer| Input::Halt {
+            plan,
+            answer: Some(answer),
+        })
+        .await
+    }
+
+    /// Delivers a message of the store's mailbox (an event or a halt another process
+    /// posted). Its reply is written in the same transaction as the changes it answers; if
+    /// that transaction fails, a refusal is written instead. [`Error::Stopped`]: nothing was
+    /// decided and nothing written.
+    pub async fn deliver(&self, message: weft_store::Message) -> Result<(), Error> {
+        let plan = message.plan;
+        let from = Some((plan, message.id));
+        match message.command {
+            weft_store::Command::Event {
+                step,
+                data,
+                optional,
+            } => {
+                self.ask(from, |answer| Input::Event {
+                    plan,
+                    step,
+                    data,
+                    optional,
+                    answer: Some(answer),
+                })
+                .await
+            }
+            weft_store::Command::Halt => {
+                self.ask(from, |answer| Input::Halt {
+                    plan,
+                    answer: Some(answer),
+                })
+                .await
+            }
+        }
+    }
+
+    async fn ask(
+        &self,
+        message: Option<(PlanId, i64)>,
+        input: impl FnOnce(crate::director::Answer) -> Input,
+    ) -> Result<(), Error> {
+        let (waiter, rx) = oneshot::channel();
+        let answer = crate::director::Answer { waiter, message };
+        self.inbox.send(input(answer)).map_err(|_| Error::Stopped)?;
         rx.await
             .map_err(|_| Error::Stopped)?
             .map_err(Error::Refused)
@@ -356,7 +391,19 @@ impl Shell {
             if actions.is_empty() {
                 continue;
             }
-            let changes = std::mem::take(&mut actions.changes);
+            let mut changes = std::mem::take(&mut actions.changes);
+            // Replies to mailbox messages land with the changes they answer.
+            changes.extend(actions.answers.iter().filter_map(|(answer, result)| {
+                let (plan, message) = answer.message?;
+                Some(Change::Reply {
+                    plan,
+                    message,
+                    reply: match result {
+                        Ok(()) => weft_store::Reply::Done,
+                        Err(why) => weft_store::Reply::Refused(why.clone()),
+                    },
+                })
+            }));
             // The plans to give up on should the write fail. Changes come grouped by plan, so
             // removing adjacent repeats keeps this short without sorting on the hot path.
             let mut plans: Vec<PlanId> = changes.iter().map(Change::plan).collect();
@@ -433,7 +480,15 @@ impl Shell {
                 }
             }
             for (answer, _) in answers {
-                let _ = answer.send(Err(format!("the store failed: {e}")));
+                let why = format!("the store failed: {e}");
+                if let Some((_, message)) = answer.message {
+                    // Best effort: the store just failed; the sender withdraws on its own
+                    // when it stops waiting.
+                    let store = self.store.clone();
+                    let reply = weft_store::Reply::Refused(why.clone());
+                    tokio::spawn(async move { store.reply(message, reply).await });
+                }
+                let _ = answer.waiter.send(Err(why));
             }
             let _ = self.inbox.send(Input::PersistFailed {
                 plans,
@@ -448,7 +503,7 @@ impl Shell {
             self.processes.kill_step(plan, step);
         }
         for (answer, result) in answers {
-            let _ = answer.send(result);
+            let _ = answer.waiter.send(result);
         }
         for item in work {
             let executor = self.executor.clone();
@@ -495,7 +550,7 @@ fn to_updates(changes: &[Change]) -> Vec<Update> {
                 step: *step,
                 progress: progress.clone(),
             }),
-            Change::Phase { .. } => None,
+            Change::Phase { .. } | Change::Reply { .. } => None,
         })
         .collect()
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use weft_deps::{Context, Manifold, Resource, TaskWorker, Worker};
 use weft_model::plan;
 use weft_model::{now_millis, step, Failure, PlanId};
-use weft_store::{Change, Command, Due, NodeRecord, Reply, SharedStore};
+use weft_store::{Change, Due, NodeRecord, Reply, SharedStore};
 
 /// How long a node's heartbeat stays good (default); past it, other nodes declare it dead.
 pub const LEASE: Duration = Duration::from_secs(10);
@@ -635,25 +635,16 @@ pub async fn serve_mailbox(engine: Engine, owner: String) {
             }
             let (engine, taken) = (engine.clone(), taken.clone());
             tokio::spawn(async move {
-                let result = match message.command {
-                    Command::Event {
-                        step,
-                        data,
-                        optional,
-                    } => engine.event(message.plan, step, data, optional).await,
-                    Command::Halt => engine.halt(message.plan).await,
-                };
-                let reply = match result {
-                    Ok(()) => Reply::Done,
-                    Err(e) => Reply::Refused(e.to_string()),
-                };
-                if let Err(e) = engine.store().reply(message.id, reply).await {
-                    tracing::warn!(message = message.id, "cannot answer a message: {e}");
+                let id = message.id;
+                // The engine writes the reply with the changes it answers; only an engine
+                // that stopped before deciding leaves it to be written here.
+                if let Err(Error::Stopped) = engine.deliver(message).await {
+                    let reply = Reply::Refused(Error::Stopped.to_string());
+                    if let Err(e) = engine.store().reply(id, reply).await {
+                        tracing::warn!(message = id, "cannot answer a message: {e}");
+                    }
                 }
-                taken
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&message.id);
+                taken.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             });
         }
     }

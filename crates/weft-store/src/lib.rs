@@ -145,6 +145,8 @@ pub struct Hints {
     pub plans: u64,
     /// Messages were posted.
     pub mailbox: u64,
+    /// Messages were answered.
+    pub replies: u64,
 }
 
 /// A database URL fit to print: its password, if any, masked.

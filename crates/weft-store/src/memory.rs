@@ -143,6 +143,14 @@ impl Inner {
     }
 
     fn apply(&mut self, by: &Arc<str>, c: Change) {
+        if let Change::Reply { message, reply, .. } = c {
+            if let Some((_, r)) = self.mailbox.get_mut((message - 1) as usize) {
+                if *r == Reply::Pending {
+                    *r = reply;
+                }
+            }
+            return;
+        }
         let Some(entry) = self.plans.get_mut(&c.plan()) else {
             return;
         };
@@ -176,6 +184,7 @@ impl Inner {
                 entry.steps[step as usize].group = Some(progress);
             }
             Change::Phase { phase, .. } => entry.plan.phase = phase,
+            Change::Reply { .. } => {}
         }
     }
 }
@@ -223,7 +232,7 @@ impl Store for MemoryStore {
                     Tag::Step(step::State::Running),
                     Tag::Step(step::State::Running),
                 ),
-                Change::Phase { .. } => continue,
+                Change::Phase { .. } | Change::Reply { .. } => continue,
             };
             match pending.get(&key) {
                 Some(found) if *found != expected => {

@@ -217,6 +217,18 @@ pub enum Change {
         /// The new value.
         phase: Value,
     },
+    /// The answer to a mailbox message about the plan (an event, a halt), written in the same
+    /// transaction as the changes it answers: the sender learns "done" only once they are
+    /// durable, and pays for one commit less. A message no longer pending (its sender gave up)
+    /// keeps its reply.
+    Reply {
+        /// The plan.
+        plan: PlanId,
+        /// The message.
+        message: i64,
+        /// The answer.
+        reply: Reply,
+    },
 }
 
 impl Change {
@@ -254,7 +266,8 @@ impl Change {
             Change::Plan { plan, .. }
             | Change::Step { plan, .. }
             | Change::Group { plan, .. }
-            | Change::Phase { plan, .. } => *plan,
+            | Change::Phase { plan, .. }
+            | Change::Reply { plan, .. } => *plan,
         }
     }
 
@@ -287,7 +300,7 @@ impl Change {
                     .map(|f| f.message.as_str())
                     .or(step.warning.as_deref()),
             }),
-            Change::Group { .. } | Change::Phase { .. } => None,
+            Change::Group { .. } | Change::Phase { .. } | Change::Reply { .. } => None,
         }
     }
 }

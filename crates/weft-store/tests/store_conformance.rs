@@ -571,6 +571,69 @@ async fn the_mailbox_delivers_to_the_lock_holder_and_answers_once(store: SharedS
     ));
 }
 
+async fn a_reply_lands_with_the_changes_it_answers_or_not_at_all(store: SharedStore) {
+    let p = new_plan();
+    let id = p.id;
+    store.create_plan(p).await.expect("create");
+    let first = store
+        .post(id, weft_store::Command::Halt)
+        .await
+        .expect("post");
+    let second = store
+        .post(id, weft_store::Command::Halt)
+        .await
+        .expect("post");
+    let reply = |message| Change::Reply {
+        plan: id,
+        message,
+        reply: weft_store::Reply::Done,
+    };
+    // A batch that fails its fence takes its reply down with it.
+    let failed = store
+        .apply(
+            "test",
+            vec![
+                step_change(id, step::State::Running, step(0, step::State::Success, 1)),
+                reply(first),
+            ],
+        )
+        .await;
+    assert!(matches!(failed, Err(Error::Conflict { .. })), "{failed:?}");
+    assert_eq!(
+        store.reply_of(first).await.expect("reply"),
+        weft_store::Reply::Pending,
+        "no answer without the changes it answers"
+    );
+    // A batch that lands answers its message.
+    store
+        .apply(
+            "test",
+            vec![
+                step_change(id, step::State::Pending, step(0, step::State::Running, 1)),
+                reply(first),
+            ],
+        )
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.reply_of(first).await.expect("reply"),
+        weft_store::Reply::Done
+    );
+    // A message answered already (its sender withdrew it) keeps its answer.
+    assert!(store
+        .reply(second, weft_store::Reply::Refused("withdrawn".into()))
+        .await
+        .expect("withdraw"));
+    store
+        .apply("test", vec![reply(second)])
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.reply_of(second).await.expect("reply"),
+        weft_store::Reply::Refused("withdrawn".into())
+    );
+}
+
 async fn keeps_a_running_groups_progress(store: SharedStore) {
     use weft_model::group::{Progress, TaskRun, TaskState};
     let p = new_plan();
@@ -650,6 +713,7 @@ macro_rules! conformance {
             case!(due_plans_are_promoted_once_and_failed_prerequisites_reported);
             case!(the_mailbox_delivers_to_the_lock_holder_and_answers_once);
             case!(keeps_a_running_groups_progress);
+            case!(a_reply_lands_with_the_changes_it_answers_or_not_at_all);
         }
     };
 }

@@ -34,6 +34,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// How often the answer is looked for.
 const ANSWER_POLL: Duration = Duration::from_millis(2);
+/// How often a sender looks for its answer when the store wakes it (a backstop).
+const HINTED_ANSWER_POLL: Duration = Duration::from_millis(100);
 
 /// Sends the event.
 pub async fn event(args: EventArgs) -> Result<u8, Fail> {
@@ -113,7 +115,12 @@ pub async fn wait_for_answer(
     wait: Duration,
 ) -> Result<Reply, Fail> {
     let deadline = Instant::now() + wait;
+    // Woken when a reply is written (polling only as a backstop), where the store can.
+    let mut hints = store.hints();
     loop {
+        if let Some(rx) = hints.as_mut() {
+            rx.borrow_and_update();
+        }
         let reply = store.reply_of(message).await?;
         if reply != Reply::Pending {
             return Ok(reply);
@@ -129,7 +136,15 @@ pub async fn wait_for_answer(
                 return Ok(Reply::Pending);
             }
         } else {
-            tokio::time::sleep(ANSWER_POLL).await;
+            match hints.as_mut() {
+                Some(rx) => {
+                    tokio::select! {
+                        _ = rx.changed() => {}
+                        _ = tokio::time::sleep(HINTED_ANSWER_POLL) => {}
+                    }
+                }
+                None => tokio::time::sleep(ANSWER_POLL).await,
+            }
         }
     }
 }

@@ -23,7 +23,23 @@ use weft_store::{Change, PlanSnapshot};
 pub use weft_model::flow::Rescue;
 
 /// Who waits for an answer to an event or a halt: told once the outcome is durable.
-pub type Answer = oneshot::Sender<Result<(), String>>;
+#[derive(Debug)]
+pub struct Answer {
+    /// Told the outcome once it is durable (or why it is not).
+    pub waiter: oneshot::Sender<Result<(), String>>,
+    /// The mailbox message (of a plan) the event or halt came in, if it came through the
+    /// store: its reply is written in the same transaction as the changes it answers.
+    pub message: Option<(PlanId, i64)>,
+}
+
+impl From<oneshot::Sender<Result<(), String>>> for Answer {
+    fn from(waiter: oneshot::Sender<Result<(), String>>) -> Self {
+        Answer {
+            waiter,
+            message: None,
+        }
+    }
+}
 
 /// Why a plan is being started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

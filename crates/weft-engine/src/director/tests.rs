@@ -770,7 +770,7 @@ mod dynflow {
             step,
             data,
             optional: false,
-            answer: Some(tx),
+            answer: Some(tx.into()),
         });
         h.answers
             .pop()
@@ -816,7 +816,7 @@ mod dynflow {
             step: 0,
             data: serde_json::json!({}),
             optional: false,
-            answer: Some(tx),
+            answer: Some(tx.into()),
         });
         let e = h.answers.pop().expect("answered").expect_err("refused");
         assert!(
@@ -829,7 +829,7 @@ mod dynflow {
             step: 0,
             data: serde_json::json!({}),
             optional: true,
-            answer: Some(tx),
+            answer: Some(tx.into()),
         });
         let e = h.answers.pop().expect("answered").expect_err("dropped");
         assert!(e.contains("the optional event was dropped"), "{e}");
@@ -885,7 +885,7 @@ mod dynflow {
         let plan = h.plan.id;
         h.feed(Input::Halt {
             plan,
-            answer: Some(tx),
+            answer: Some(tx.into()),
         });
         assert_eq!(h.kills, vec![(plan, 0)]);
         assert_eq!(h.state_of("a"), S::Cancelled);

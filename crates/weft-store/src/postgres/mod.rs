@@ -732,12 +732,14 @@ async fn listen(config: Config, shown: String, hints: watch::Sender<Hints>) {
         hints.send_modify(|h| {
             h.plans += 1;
             h.mailbox += 1;
+            h.replies += 1;
         });
         loop {
             tokio::select! {
                 m = msgs.recv() => match m {
                     Some(payload) => hints.send_modify(|h| match payload.as_str() {
                         "mailbox" => h.mailbox += 1,
+                        "replies" => h.replies += 1,
                         _ => h.plans += 1,
                     }),
                     None => break,

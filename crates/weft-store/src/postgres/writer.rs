@@ -190,6 +190,7 @@ enum Row {
     Plan(PlanId),
     Step(PlanId, u32),
     Phase(PlanId),
+    Reply(i64),
 }
 
 /// The changes of a run of requests as a few statements. Changes are put in layers, each row
@@ -207,6 +208,7 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
             Change::Step { plan, step, .. } => Row::Step(*plan, step.index),
             Change::Group { plan, step, .. } => Row::Step(*plan, *step),
             Change::Phase { plan, .. } => Row::Phase(*plan),
+            Change::Reply { message, .. } => Row::Reply(*message),
         };
         let layer = layer_of.get(&row).map_or(0, |l| l + 1);
         layer_of.insert(row, layer);
@@ -284,10 +286,14 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                     p_data.push(data);
                     p_actor.push(by.to_string());
                 }
-                Change::Group { .. } | Change::Phase { .. } => {
+                Change::Group { .. } | Change::Phase { .. } | Change::Reply { .. } => {
                     let (sql, params, fenced) = change_sql(c)?;
                     singles.push(Planned {
                         covers: vec![index],
+                        wakes: Notify {
+                            replies: matches!(c, Change::Reply { .. }),
+                            ..Notify::default()
+                        },
                         ..planned(sql, params, fenced)
                     });
                 }
@@ -358,7 +364,7 @@ fn statements(w: &Write) -> Result<Vec<Planned>> {
         Write::Release(plan, owner) => vec![Planned {
             wakes: Notify {
                 plans: true,
-                mailbox: false,
+                ..Notify::default()
             },
             ..planned(
                 RELEASE,
@@ -386,7 +392,7 @@ fn statements(w: &Write) -> Result<Vec<Planned>> {
             let key = record.id.to_string();
             let wakes = Notify {
                 plans: plan.state == plan::State::Planned && plan.owner.is_none(),
-                mailbox: false,
+                ..Notify::default()
             };
             let mut out = vec![Planned {
                 wakes,
@@ -546,12 +552,14 @@ async fn one_by_one(
 struct Notify {
     plans: bool,
     mailbox: bool,
+    replies: bool,
 }
 
 impl Notify {
     fn merge(&mut self, other: Notify) {
         self.plans |= other.plans;
         self.mailbox |= other.mailbox;
+        self.replies |= other.replies;
     }
 
     fn payloads(self) -> Vec<&'static str> {
@@ -561,6 +569,9 @@ impl Notify {
         }
         if self.mailbox {
             out.push("mailbox");
+        }
+        if self.replies {
+            out.push("replies");
         }
         out
     }
@@ -580,6 +591,18 @@ const CHANGE_GROUP: &str = "UPDATE steps SET group_progress = $4
     WHERE plan_id = $1 AND idx = $2 AND attempt = $3 AND state = 'running'";
 
 const CHANGE_PHASE: &str = "UPDATE plans SET phase = $2 WHERE id = $1";
+/// Answers a message still pending.
+const REPLY: &str =
+    "UPDATE mailbox SET status = $2, reason = $3 WHERE id = $1 AND status = 'pending'";
+
+/// A reply as the mailbox table keeps it: status and reason.
+fn reply_columns(reply: &Reply) -> (&'static str, Option<String>) {
+    match reply {
+        Reply::Pending => ("pending", None),
+        Reply::Done => ("done", None),
+        Reply::Refused(why) => ("refused", Some(why.clone())),
+    }
+}
 
 /// The statement and parameters of a group-progress or phase change (transitions go in
 /// [`BULK`] statements); whether it must touch a row.
@@ -605,6 +628,14 @@ fn change_sql(c: &Change) -> Result<(&'static str, Vec<Param>, bool)> {
             vec![Box::new(plan.to_string()), Box::new(to_json(phase)?)],
             false,
         ),
+        Change::Reply { message, reply, .. } => {
+            let (status, reason) = reply_columns(reply);
+            (
+                REPLY,
+                vec![Box::new(*message), Box::new(status), Box::new(reason)],
+                false,
+            )
+        }
         Change::Plan { .. } | Change::Step { .. } => {
             return Err(Error::Backend(
                 "a transition outside a bulk statement (a bug in the writer)".into(),
@@ -649,7 +680,7 @@ async fn fence(conn: &mut Conn, c: &Change) -> Result<()> {
         Change::Group { step, attempt, .. } => {
             (Some(*step), format!("running (attempt {attempt})"))
         }
-        Change::Phase { .. } => return Ok(()),
+        Change::Phase { .. } | Change::Reply { .. } => return Ok(()),
     };
     let found = match step {
         None => conn
@@ -814,17 +845,9 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
             Ok(Output::Id(row.get(0)))
         }
         Write::Reply(id, reply) => {
-            let (status, reason) = match reply {
-                Reply::Pending => ("pending", None),
-                Reply::Done => ("done", None),
-                Reply::Refused(why) => ("refused", Some(why.as_str())),
-            };
-            let n = conn
-                .execute(
-                    "UPDATE mailbox SET status = $2, reason = $3 WHERE id = $1 AND status = 'pending'",
-                    &[id, &status, &reason],
-                )
-                .await?;
+            let (status, reason) = reply_columns(reply);
+            let n = conn.execute(REPLY, &[id, &status, &reason]).await?;
+            notify.replies = true;
             Ok(Output::Bool(n == 1))
         }
         Write::Acquire(plan, owner) => {

@@ -17,12 +17,15 @@ use tokio::sync::watch;
 const PLANS: u8 = b'p';
 /// A message was posted to the mailbox.
 const MAILBOX: u8 = b'm';
+/// A message was answered.
+const REPLIES: u8 = b'r';
 
 /// What a commit wants the listeners to know.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Want {
     pub plans: bool,
     pub mailbox: bool,
+    pub replies: bool,
 }
 
 /// The wake-up directory of one database file.
@@ -43,7 +46,7 @@ impl Wakes {
 
     /// Tells every listening process (this one's too) what `want` says.
     pub fn send(&self, want: Want) {
-        if !want.plans && !want.mailbox {
+        if !want.plans && !want.mailbox && !want.replies {
             return;
         }
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -56,7 +59,11 @@ impl Wakes {
         let _ = sock.set_nonblocking(true);
         for entry in entries.flatten() {
             let path = entry.path();
-            for (wanted, byte) in [(want.plans, PLANS), (want.mailbox, MAILBOX)] {
+            for (wanted, byte) in [
+                (want.plans, PLANS),
+                (want.mailbox, MAILBOX),
+                (want.replies, REPLIES),
+            ] {
                 if !wanted {
                     continue;
                 }
@@ -103,6 +110,7 @@ impl Wakes {
                                 match b {
                                     PLANS => h.plans += 1,
                                     MAILBOX => h.mailbox += 1,
+                                    REPLIES => h.replies += 1,
                                     _ => {}
                                 }
                             }
@@ -128,7 +136,7 @@ mod tests {
         // Nobody listens yet: sending does nothing and fails nothing.
         wakes.send(Want {
             plans: true,
-            mailbox: false,
+            ..Want::default()
         });
         let mut a = wakes.listen().expect("listen");
         let mut b = wakes.listen().expect("listen");
@@ -138,6 +146,7 @@ mod tests {
         wakes.send(Want {
             plans: true,
             mailbox: true,
+            replies: false,
         });
         for rx in [&mut a, &mut b] {
             tokio::time::timeout(std::time::Duration::from_secs(5), async {

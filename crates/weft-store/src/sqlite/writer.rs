@@ -46,6 +46,10 @@ fn wants(batch: &[Request], results: &[Result<Output>]) -> Want {
             }
             (Write::PromoteDue(..), Ok(Output::Due(due))) if !due.is_empty() => want.plans = true,
             (Write::Post(..), _) => want.mailbox = true,
+            (Write::Reply(..), _) => want.replies = true,
+            (Write::Apply(_, changes), _) => {
+                want.replies |= changes.iter().any(|c| matches!(c, Change::Reply { .. }))
+            }
             _ => {}
         }
     }
@@ -192,18 +196,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
                 .map_err(classify)?;
             Ok(Output::Id(id))
         }
-        Write::Reply(id, reply) => {
-            let (status, reason) = match reply {
-                Reply::Pending => ("pending", None),
-                Reply::Done => ("done", None),
-                Reply::Refused(why) => ("refused", Some(why.as_str())),
-            };
-            let n = conn
-                .prepare_cached("UPDATE mailbox SET status = ?2, reason = ?3 WHERE id = ?1 AND status = 'pending'")
-                .and_then(|mut s| s.execute(params![id, status, reason]))
-                .map_err(classify)?;
-            Ok(Output::Bool(n == 1))
-        }
+        Write::Reply(id, reply) => Ok(Output::Bool(write_reply(conn, *id, reply)?)),
         Write::Acquire(plan, owner) => {
             let key = plan.to_string();
             if !plan_exists(conn, &key)? {
@@ -455,6 +448,9 @@ fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
                 .and_then(|mut s| s.execute(params![plan.to_string(), phase]))
                 .map_err(classify)?;
         }
+        Change::Reply { message, reply, .. } => {
+            write_reply(conn, *message, reply)?;
+        }
     }
     if let Some(h) = c.transition() {
         let data = h.data_json();
@@ -465,6 +461,22 @@ fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
         .map_err(classify)?;
     }
     Ok(())
+}
+
+/// Answers a pending message; false if it was answered (or withdrawn) already.
+fn write_reply(conn: &Connection, id: i64, reply: &Reply) -> Result<bool> {
+    let (status, reason) = match reply {
+        Reply::Pending => ("pending", None),
+        Reply::Done => ("done", None),
+        Reply::Refused(why) => ("refused", Some(why.as_str())),
+    };
+    let n = conn
+        .prepare_cached(
+            "UPDATE mailbox SET status = ?2, reason = ?3 WHERE id = ?1 AND status = 'pending'",
+        )
+        .and_then(|mut s| s.execute(params![id, status, reason]))
+        .map_err(classify)?;
+    Ok(n == 1)
 }
 
 fn conflict(conn: &Connection, plan: PlanId, step: Option<u32>, expected: &str) -> Error {
