@@ -172,6 +172,7 @@ mod tests {
                 Change::Plan { to, .. } => (None, to.to_string()),
                 Change::Group { step, .. } => (Some(*step), "group".into()),
                 Change::Phase { .. } => (None, "phase".into()),
+                Change::Reply { .. } => (None, "reply".into()),
             })
             .collect()
     }

@@ -108,6 +108,7 @@ impl Harness {
                     cur.group = Some(progress);
                 }
                 Change::Phase { phase, .. } => self.plan.phase = phase,
+                Change::Reply { .. } => panic!("the director writes no replies (the shell does)"),
             }
         }
         for w in &actions.work {
