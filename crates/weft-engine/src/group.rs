@@ -11,8 +11,8 @@
 
 use crate::director::{Completion, Input, WorkItem};
 use crate::process::{
-    base_command, end_leftovers, input_text, input_var, kill_group, run_command, signal_group,
-    Invocation, ProcessGroups,
+    base_command, end_leftovers, kill_group, run_command, signal_group, InputEnv, Invocation,
+    ProcessGroups,
 };
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -588,10 +588,16 @@ async fn poll_probe(
     inputs: &Map<String, Value>,
 ) -> Result<(), Failure> {
     let deadline = Instant::now() + probe.timeout;
+    let env = InputEnv::new(inputs).map_err(|e| {
+        Failure::new(
+            "not_ready",
+            format!("cannot write the inputs of its readiness probe to files: {e}"),
+        )
+    })?;
     loop {
         let mut command = base_command(&probe.run, cmd);
+        env.apply(&mut command);
         command
-            .envs(inputs.iter().map(|(k, v)| (input_var(k), input_text(v))))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

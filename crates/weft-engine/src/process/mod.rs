@@ -152,6 +152,75 @@ pub fn input_var(name: &str) -> String {
     v
 }
 
+/// A value longer than this reaches a task in a file named by `WEFT_IN_<NAME>_FILE` instead of
+/// in `WEFT_IN_<NAME>` (Linux refuses one variable over 128 KiB, and all of them together over
+/// a few MiB); so does a value holding a NUL byte, which no variable can hold.
+pub const MAX_INPUT_VAR: usize = 32 * 1024;
+/// The values in variables together stay under this; the rest go to files.
+const MAX_INPUT_VARS: usize = 512 * 1024;
+
+/// A task's inputs as its environment: each value as `WEFT_IN_<NAME>`, or — when it is large
+/// or holds a NUL byte — in a file of a private directory (mode 0700) named by
+/// `WEFT_IN_<NAME>_FILE`. The directory is removed when this is dropped.
+pub(crate) struct InputEnv {
+    vars: Vec<(String, String)>,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl InputEnv {
+    pub(crate) fn new(inputs: &Map<String, Value>) -> std::io::Result<InputEnv> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut env = InputEnv {
+            vars: Vec::with_capacity(inputs.len()),
+            dir: None,
+        };
+        let mut total = 0;
+        for (name, value) in inputs {
+            let text = input_text(value);
+            let var = input_var(name);
+            if text.len() <= MAX_INPUT_VAR
+                && total + text.len() <= MAX_INPUT_VARS
+                && !text.contains('\0')
+            {
+                total += text.len();
+                env.vars.push((var, text));
+                continue;
+            }
+            let dir = match &env.dir {
+                Some(dir) => dir.clone(),
+                None => {
+                    use std::os::unix::fs::DirBuilderExt;
+                    let dir = std::env::temp_dir().join(format!(
+                        "weft-inputs-{}-{}",
+                        std::process::id(),
+                        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    ));
+                    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+                    env.dir = Some(dir.clone());
+                    dir
+                }
+            };
+            let path = dir.join(&var);
+            std::fs::write(&path, text.as_bytes())?;
+            env.vars
+                .push((format!("{var}_FILE"), path.display().to_string()));
+        }
+        Ok(env)
+    }
+
+    pub(crate) fn apply(&self, command: &mut tokio::process::Command) {
+        command.envs(self.vars.iter().map(|(k, v)| (k, v)));
+    }
+}
+
+impl Drop for InputEnv {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// A command with weft's environment minus weft's own variables, then the flow's `env` and
 /// working directory: what every process weft starts for a task (a command, a probe) begins
 /// with.
@@ -213,9 +282,14 @@ pub(crate) async fn run_command(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    for (k, v) in inv.inputs {
-        command.env(input_var(k), input_text(v));
-    }
+    let inputs = InputEnv::new(inv.inputs).map_err(|e| {
+        Failure::new(
+            "spawn",
+            format!("cannot write the inputs of `{program}` to files: {e}"),
+        )
+        .with_kind("command")
+    })?;
+    inputs.apply(&mut command);
     for (k, v) in inv.extra_env {
         command.env(k, v);
     }
@@ -247,13 +321,25 @@ pub(crate) async fn run_command(
     result
 }
 
-/// Reads a task's stdout to its end; returns the last line that is a JSON object.
-async fn last_json_object(out: impl AsyncRead + Unpin) -> Option<Map<String, Value>> {
+/// What a task printed on stdout, as far as its output goes.
+#[derive(Default)]
+struct Printed {
+    /// The last line that is a JSON object.
+    last: Option<Map<String, Value>>,
+    /// The length of a line that looked like a JSON object but was over [`MAX_OUTPUT_LINE`],
+    /// if one came after `last`.
+    too_long: Option<usize>,
+}
+
+/// Reads a task's stdout to its end, as bytes (decoded lossily, line by line), holding at
+/// most [`MAX_OUTPUT_LINE`] of a line in memory.
+async fn read_output(out: impl AsyncRead + Unpin) -> Printed {
     let mut reader = BufReader::new(out);
-    let mut last = None;
+    let mut printed = Printed::default();
     let mut line: Vec<u8> = Vec::new();
-    // The line being read is longer than any output may be: skip to its end.
-    let mut overlong = false;
+    // The line being read is longer than any output may be: its length, while skipping to
+    // its end, and whether it looked like an object.
+    let mut overlong: Option<(usize, bool)> = None;
     loop {
         let buf = match reader.fill_buf().await {
             Ok([]) | Err(_) => break,
@@ -263,32 +349,38 @@ async fn last_json_object(out: impl AsyncRead + Unpin) -> Option<Map<String, Val
             Some(i) => (&buf[..i], true),
             None => (buf, false),
         };
-        if !overlong {
-            if line.len() + chunk.len() > MAX_OUTPUT_LINE {
-                overlong = true;
+        match &mut overlong {
+            Some((len, _)) => *len += chunk.len(),
+            None if line.len() + chunk.len() > MAX_OUTPUT_LINE => {
+                let object =
+                    line.iter().chain(chunk).find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+                overlong = Some((line.len() + chunk.len(), object));
                 line = Vec::new();
-            } else {
-                line.extend_from_slice(chunk);
             }
+            None => line.extend_from_slice(chunk),
         }
         let used = chunk.len() + usize::from(ends_line);
         reader.consume(used);
         if ends_line {
-            if !overlong {
-                if let Some(obj) = json_object(&line) {
-                    last = Some(obj);
-                }
+            end_line(&mut printed, &mut line, overlong.take());
+        }
+    }
+    end_line(&mut printed, &mut line, overlong);
+    printed
+}
+
+fn end_line(printed: &mut Printed, line: &mut Vec<u8>, overlong: Option<(usize, bool)>) {
+    match overlong {
+        Some((len, true)) => printed.too_long = Some(len),
+        Some((_, false)) => {}
+        None => {
+            if let Some(obj) = json_object(line) {
+                printed.last = Some(obj);
+                printed.too_long = None;
             }
-            line.clear();
-            overlong = false;
         }
     }
-    if !overlong {
-        if let Some(obj) = json_object(&line) {
-            last = Some(obj);
-        }
-    }
-    last
+    line.clear();
 }
 
 fn json_object(line: &[u8]) -> Option<Map<String, Value>> {
@@ -335,8 +427,8 @@ async fn supervise(
     let mut readers = tokio::spawn(async move {
         let out = async {
             match stdout {
-                Some(o) => last_json_object(o).await,
-                None => None,
+                Some(o) => read_output(o).await,
+                None => Printed::default(),
             }
         };
         let err = async {
@@ -390,14 +482,24 @@ async fn supervise(
                 Ok(done) => done.unwrap_or_default(),
                 Err(_) => {
                     readers.abort();
-                    (None, Vec::new())
+                    (Printed::default(), Vec::new())
                 }
             }
         }
     };
     let status =
         status.map_err(|e| Failure::new("wait", format!("cannot wait for `{program}`: {e}")))?;
-    let output = Value::Object(output.unwrap_or_default());
+    if let (true, Some(len)) = (status.success(), output.too_long) {
+        return Err(Failure::new(
+            "output_too_large",
+            format!(
+                "`{program}` printed a JSON line of {len} bytes; a step's output is at most {} bytes (1 MiB)",
+                MAX_OUTPUT_LINE
+            ),
+        )
+        .with_kind("command"));
+    }
+    let output = Value::Object(output.last.unwrap_or_default());
     if status.success() {
         return Ok(Completion::Done {
             output,
@@ -445,5 +547,72 @@ pub(crate) fn signal_group(pid: u32, signal: libc::c_int) {
     // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
     unsafe {
         libc::kill(-(pid as libc::pid_t), signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn printed(bytes: &[u8]) -> Printed {
+        read_output(bytes).await
+    }
+
+    /// Regression (issue 12): a non-UTF-8 byte ended the reading of a task's output.
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_does_not_stop_the_reading() {
+        let p = printed(b"caf\xe9.txt\n{\"count\": 1}\n").await;
+        assert_eq!(p.last.expect("an object")["count"], 1);
+    }
+
+    #[tokio::test]
+    async fn the_last_object_wins_and_a_last_line_needs_no_newline() {
+        let p = printed(b"{\"a\": 1}\nnoise\n  {\"a\": 2}").await;
+        assert_eq!(p.last.expect("an object")["a"], 2);
+    }
+
+    #[tokio::test]
+    async fn an_object_over_the_limit_is_no_output_but_is_reported() {
+        let mut big = b"{\"v\": \"".to_vec();
+        big.resize(MAX_OUTPUT_LINE + 10, b'x');
+        big.extend_from_slice(b"\"}\n");
+        let mut bytes = b"{\"a\": 1}\n".to_vec();
+        bytes.extend_from_slice(&big);
+        let p = printed(&bytes).await;
+        assert_eq!(p.too_long, Some(big.len() - 1));
+        // A later object is the output again.
+        bytes.extend_from_slice(b"{\"a\": 3}\n");
+        let p = printed(&bytes).await;
+        assert_eq!(
+            (p.last.expect("an object")["a"].clone(), p.too_long),
+            (3.into(), None)
+        );
+        // A long line that is no object is just noise.
+        let mut noise = vec![b'x'; MAX_OUTPUT_LINE + 1];
+        noise.push(b'\n');
+        assert_eq!(printed(&noise).await.too_long, None);
+    }
+
+    #[test]
+    fn large_or_nul_values_go_to_files_the_rest_to_variables() {
+        let mut inputs = Map::new();
+        inputs.insert("small".into(), Value::String("s".into()));
+        inputs.insert("big".into(), Value::String("b".repeat(MAX_INPUT_VAR + 1)));
+        inputs.insert("nul".into(), Value::String("a\0b".into()));
+        let env = InputEnv::new(&inputs).expect("inputs");
+        let vars: HashMap<&str, &str> = env
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(vars["WEFT_IN_SMALL"], "s");
+        assert!(!vars.contains_key("WEFT_IN_BIG"));
+        let big = std::fs::read_to_string(vars["WEFT_IN_BIG_FILE"]).expect("file");
+        assert_eq!(big.len(), MAX_INPUT_VAR + 1);
+        let nul = std::fs::read(vars["WEFT_IN_NUL_FILE"]).expect("file");
+        assert_eq!(nul, b"a\0b");
+        let dir = env.dir.clone().expect("a directory");
+        drop(env);
+        assert!(!dir.exists(), "removed with the run");
     }
 }
