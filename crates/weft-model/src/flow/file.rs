@@ -128,16 +128,24 @@ struct RawRetry {
     max_delay: Option<String>,
 }
 
-/// Byte offset → 1-based line.
-pub(super) struct Lines<'a>(pub(super) &'a str);
+/// Byte offset → 1-based line, by binary search over the offsets where lines start (built
+/// once per file: looking a line up is O(log n), not a count from the start of the file).
+pub(super) struct Lines(Vec<usize>);
 
-impl Lines<'_> {
+impl Lines {
+    pub(super) fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Lines(starts)
+    }
+
     pub(super) fn of(&self, offset: usize) -> usize {
-        self.0[..offset.min(self.0.len())]
-            .bytes()
-            .filter(|&b| b == b'\n')
-            .count()
-            + 1
+        self.0.partition_point(|&start| start <= offset)
     }
 }
 
@@ -147,7 +155,7 @@ fn parse_tree(
     dir: &Path,
     stack: &mut Vec<PathBuf>,
 ) -> Result<Tree, Error> {
-    let lines = Lines(text);
+    let lines = Lines::new(text);
     let file_buf = file.to_path_buf();
     let raw: RawFlow = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| lines.of(s.start));
@@ -809,5 +817,21 @@ requires = ["db/work"]
             let e = err(&format!("name = \"f\"\n{body}"));
             assert!(e.contains(want), "{e:?} should contain {want:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod lines_tests {
+    use super::Lines;
+
+    #[test]
+    fn offsets_map_to_their_lines() {
+        let text = "a\nbc\n\nd";
+        let lines = Lines::new(text);
+        let of = |o| lines.of(o);
+        assert_eq!(
+            [of(0), of(1), of(2), of(4), of(5), of(6), of(99)],
+            [1, 1, 2, 2, 3, 4, 4]
+        );
     }
 }

@@ -69,7 +69,7 @@ pub(super) fn group(
     raw: RawGroup,
     defaults: &RawDefaults,
     dir: &Path,
-    lines: &Lines<'_>,
+    lines: &Lines,
 ) -> Result<TaskSpec, Error> {
     let name = raw.name.get_ref().clone();
     let name_line = lines.of(raw.name.span().start);

@@ -161,10 +161,12 @@ impl Compiler {
     ) -> Result<Vec<u32>, Error> {
         let file = tree.file.as_ref();
         let mut units: Vec<(String, Unit, Vec<u32>)> = Vec::new();
+        // Each unit's index in `units`, by name: lookups stay O(1) in flows of 100k tasks.
+        let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(tree.tasks.len());
         let mut all = Vec::new();
         for task in &tree.tasks {
             let err_at = |e: Error, field: &str| e.task(&task.name).at(file, task.line(field));
-            if units.iter().any(|(n, _, _)| *n == task.name) {
+            if by_name.insert(task.name.as_str(), units.len()).is_some() {
                 return Err(err_at(
                     Error::new(ErrorKind::DuplicateTask(task.name.clone())).field("name"),
                     "name",
@@ -243,7 +245,7 @@ impl Compiler {
         for task in &tree.tasks {
             let mut deps = Vec::new();
             for name in &task.after {
-                match units.iter().find(|(n, _, _)| n == name) {
+                match by_name.get(name.as_str()).map(|&u| &units[u]) {
                     Some((_, _, members)) => deps.extend(members.iter().copied()),
                     None => {
                         if let Some(group) = inside_group(tree, name) {
@@ -271,10 +273,7 @@ impl Compiler {
             if deps.is_empty() {
                 continue;
             }
-            let (_, unit, members) = units
-                .iter()
-                .find(|(n, _, _)| *n == task.name)
-                .expect("every task was added to units above");
+            let (_, unit, members) = &units[by_name[task.name.as_str()]];
             match unit {
                 Unit::Step(i) => self.steps[*i as usize].deps.extend(deps),
                 Unit::Subflow => {
