@@ -7,7 +7,7 @@
 //! so nothing runs before its `running` is durable, and no dependent starts before the result
 //! it depends on is.
 
-use crate::director::{Actions, Director, Input, Intent, PlanEnd, Rescue};
+use crate::director::{Actions, Director, Input, Intent, PlanEnd, Refusal, Rescue};
 use crate::executor::Executor;
 use crate::process::{end_leftovers, ProcessGroups};
 use crate::task::Registry;
@@ -235,7 +235,10 @@ impl Engine {
         self.inbox.send(start).map_err(|_| Error::Stopped)?;
         match rx.await {
             Ok(Ok(end)) => Ok(end),
-            Ok(Err(reason)) => Err(Error::Refused(reason)),
+            Ok(Err(Refusal::Refused(reason))) => Err(Error::Refused(reason)),
+            Ok(Err(Refusal::StoreFailed(why))) => {
+                Err(Error::Store(weft_store::Error::Unavailable(why)))
+            }
             Err(_) => Err(Error::Stopped),
         }
     }
@@ -473,10 +476,10 @@ impl Shell {
             tracing::error!("persisting a batch failed: {e}");
             for (end, waiter) in ended {
                 if let Some(w) = waiter {
-                    let _ = w.send(Err(format!(
+                    let _ = w.send(Err(Refusal::StoreFailed(format!(
                         "plan {} ended, but the store failed: {e}",
                         end.plan
-                    )));
+                    ))));
                 }
             }
             for (answer, _) in answers {

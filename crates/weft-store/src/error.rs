@@ -49,6 +49,12 @@ pub enum Error {
     /// The database cannot be opened or reached.
     #[error("{0}")]
     Unavailable(String),
+    /// A command that only reads or acts on existing plans found no store where it looked;
+    /// nothing was created.
+    #[error(
+        "there is no weft store at {0} (nothing was created); run a flow there first, or pass --db"
+    )]
+    NoStore(String),
     /// A database URL that does not parse.
     #[error("{0}")]
     BadUrl(String),

@@ -164,8 +164,18 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Opens the store a `--db` argument names: `postgres://USER:PASSWORD@HOST:PORT/DB`,
-/// `sqlite://PATH`, `memory:`, or a plain file path.
+/// `sqlite://PATH`, `memory:`, or a plain file path — creating a SQLite file that is not there.
 pub async fn open(url: &str) -> Result<SharedStore> {
+    open_with(url, true).await
+}
+
+/// Opens a store that must exist already: a SQLite file that is not there is
+/// [`Error::NoStore`], and nothing is created. For commands that read or act on plans.
+pub async fn open_existing(url: &str) -> Result<SharedStore> {
+    open_with(url, false).await
+}
+
+async fn open_with(url: &str, create: bool) -> Result<SharedStore> {
     if url == "memory:" || url == "memory://" {
         return Ok(Arc::new(memory::MemoryStore::new()));
     }
@@ -183,9 +193,11 @@ pub async fn open(url: &str) -> Result<SharedStore> {
             )));
         }
     }
-    Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(
-        path,
-    ))?))
+    let path = std::path::Path::new(path);
+    if !create && !path.exists() {
+        return Err(Error::NoStore(path.display().to_string()));
+    }
+    Ok(Arc::new(sqlite::SqliteStore::open(path)?))
 }
 
 #[cfg(test)]

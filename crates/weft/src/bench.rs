@@ -206,7 +206,7 @@ pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&rows).map_err(|e| Fail::Other(e.to_string()))?
         );
@@ -222,7 +222,7 @@ fn print_figure(f: &Figure) {
     let min = f.samples.iter().copied().fold(f64::INFINITY, f64::min);
     let max = f.samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let cmp = if f.higher_is_better { "≥" } else { "≤" };
-    println!(
+    outln!(
         "{:<18} median {:>12.1} {:<8} (range {:.1}–{:.1}, n={})  target {cmp} {}  {}",
         f.name,
         f.median(),

@@ -46,7 +46,7 @@ pub async fn event(args: EventArgs) -> Result<u8, Fail> {
             "--data must be a JSON object, like '{\"approved\": true}'".into(),
         ));
     }
-    let store = weft_store::open(&args.global.db).await?;
+    let store = weft_store::open_existing(&args.global.db).await?;
     let id = store.resolve_id(args.plan.clone()).await?;
     let snap = store.load_plan(id).await?;
     let Some(index) = snap.steps.iter().position(|s| s.name == args.step) else {

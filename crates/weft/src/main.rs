@@ -1,7 +1,20 @@
 //! The `weft` command: parses arguments, calls the library crates, formats their answers.
 //!
-//! Exit codes: 0 the plan succeeded (or the command did its job); 1 the plan ended in error or
-//! paused; 2 invalid input (flow file, arguments); 3 the store cannot be reached or used.
+//! Exit codes: 0 the plan succeeded (or the command did its job); 1 the plan ended in error;
+//! 2 invalid input (flow file, arguments, a plan another process executes); 3 the store cannot
+//! be reached or used; 4 the plan paused for an operator; 130 and 143 interrupted by SIGINT
+//! and SIGTERM; 141 stdout was a closed pipe.
+
+/// `println!` that ends the command quietly when stdout is a closed pipe (`weft plans list |
+/// head`), as any Unix tool ends: exit code 141, as if killed by SIGPIPE.
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::write_stdout(format_args!($($t)*), true) };
+}
+
+/// `print!`, likewise.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::write_stdout(format_args!($($t)*), false) };
+}
 
 mod bench;
 mod cli;
@@ -45,6 +58,8 @@ impl From<weft_store::Error> for Fail {
             e @ (weft_store::Error::NotFound(_)
             | weft_store::Error::Ambiguous(_)
             | weft_store::Error::BadUrl(_)
+            | weft_store::Error::NoStore(_)
+            | weft_store::Error::Locked { .. }
             | weft_store::Error::Unsupported(_)) => Fail::Input(e.to_string()),
             e => Fail::Other(e.to_string()),
         }
@@ -55,6 +70,27 @@ impl std::fmt::Display for Fail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Fail::Input(m) | Fail::Store(m) | Fail::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Writes to stdout (and a newline); a closed pipe ends the process quietly.
+pub fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
         }
     }
 }

@@ -7,7 +7,7 @@ use weft_store::{Command, PlanFilter, Reply};
 
 /// Lists plans.
 pub async fn list(global: &Global, state: Option<plan::State>, limit: u32) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db).await?;
+    let store = weft_store::open_existing(&global.db).await?;
     let plans = store
         .list_plans(PlanFilter {
             state,
@@ -15,19 +15,19 @@ pub async fn list(global: &Global, state: Option<plan::State>, limit: u32) -> Re
         })
         .await?;
     if global.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&plans).map_err(|e| Fail::Other(e.to_string()))?
         );
     } else {
-        print!("{}", view::plan_list(&plans));
+        out!("{}", view::plan_list(&plans));
     }
     Ok(0)
 }
 
 /// Shows one plan.
 pub async fn show(global: &Global, id: &str, with_history: bool) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db).await?;
+    let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     let mut snap = store.load_plan(id).await?;
     let plan = &mut snap.plan;
@@ -43,36 +43,36 @@ pub async fn show(global: &Global, id: &str, with_history: bool) -> Result<u8, F
         if let Some(h) = &history {
             value["history"] = serde_json::to_value(h).map_err(|e| Fail::Other(e.to_string()))?;
         }
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&value).map_err(|e| Fail::Other(e.to_string()))?
         );
     } else {
-        print!("{}", view::plan_detail(&snap, history.as_deref()));
+        out!("{}", view::plan_detail(&snap, history.as_deref()));
     }
     Ok(0)
 }
 
 /// Prints a plan's history: every transition of the plan and its steps, with why.
 pub async fn history(global: &Global, id: &str) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db).await?;
+    let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     let snap = store.load_plan(id).await?;
     let history = store.history(id).await?;
     if global.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&history).map_err(|e| Fail::Other(e.to_string()))?
         );
     } else {
-        print!("{}", view::history(&snap, &history));
+        out!("{}", view::history(&snap, &history));
     }
     Ok(0)
 }
 
 /// Puts an execution-inhibition lock on a plan: no process will execute it again.
 pub async fn inhibit(global: &Global, id: &str) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db).await?;
+    let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     store.inhibit(id).await?;
     eprintln!("plan {id} is inhibited: it will not be executed again (a start halts it)");
@@ -84,7 +84,7 @@ const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Halts a plan: through the process executing it, or directly when none is.
 pub async fn halt(global: &Global, id: &str) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db).await?;
+    let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     let snap = store.load_plan(id).await?;
     if snap.plan.state == plan::State::Stopped {
@@ -119,7 +119,7 @@ pub async fn halt(global: &Global, id: &str) -> Result<u8, Fail> {
 
 /// Cancels a plan that is paused (reverting what completed) or has not started.
 pub async fn cancel(global: &Global, id: &str) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db).await?;
+    let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     crate::run::take_over(&store, id).await?;
     let snap = store.load_plan(id).await?;
@@ -139,7 +139,7 @@ pub async fn cancel(global: &Global, id: &str) -> Result<u8, Fail> {
 
 /// Skips a failed step of a paused plan, and what depends on it.
 pub async fn skip(global: &Global, id: &str, step_name: &str) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db).await?;
+    let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     crate::run::take_over(&store, id).await?;
     let snap = store.load_plan(id).await?;

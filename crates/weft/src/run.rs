@@ -89,12 +89,12 @@ pub async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
     store.create_plan(new).await?;
     if detach {
         if args.global.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({ "plan": id.to_string(), "start_at": start_at })
             );
         } else {
-            println!("{id}");
+            outln!("{id}");
             match start_at {
                 Some(at) => eprintln!(
                     "plan {id} scheduled for {} UTC; a node (weft serve) starts it",
@@ -131,7 +131,7 @@ pub async fn take_over(store: &SharedStore, id: PlanId) -> Result<(), Fail> {
 
 /// Resumes a stored plan here.
 pub async fn resume(global: &Global, id: &str, exec: &ExecArgs) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db).await?;
+    let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     take_over(&store, id).await?;
     let state = store.load_plan(id).await?.plan.state;
@@ -152,7 +152,9 @@ pub async fn cancel_paused(store: SharedStore, id: PlanId, global: &Global) -> R
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub async fn interrupted() {
+/// Resolves when SIGINT or SIGTERM arrives, with the exit code the shell convention gives
+/// a process that signal ends: 130 for SIGINT, 143 for SIGTERM.
+pub async fn interrupted() -> u8 {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),
@@ -160,12 +162,12 @@ pub async fn interrupted() {
     ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
+                _ = int.recv() => 130,
+                _ = term.recv() => 143,
             }
         }
         // Without signal handlers the default action (exit) applies; never resolve.
-        _ => std::future::pending::<()>().await,
+        _ => std::future::pending().await,
     }
 }
 
@@ -223,12 +225,12 @@ async fn execute(
     };
     let result = tokio::select! {
         result = run => result,
-        _ = interrupted() => {
+        code = interrupted() => {
             let killed = engine.abandon();
             mailbox.abort();
             display.finish().await;
             eprintln!("interrupted; stopped {killed} running command(s). Continue with: weft plans resume {id}");
-            return Ok(130);
+            return Ok(code);
         }
     };
     mailbox.abort();
@@ -252,14 +254,22 @@ async fn report(
     if global.json {
         let mut value = serde_json::to_value(&snap).map_err(|e| Fail::Other(e.to_string()))?;
         value["result"] = serde_json::Value::String(snap.outcome().to_string());
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&value).map_err(|e| Fail::Other(e.to_string()))?
         );
     } else {
-        print!("{}", view::summary(&snap));
+        out!("{}", view::summary(&snap));
     }
-    let ok = end.state == plan::State::Stopped
-        && matches!(end.outcome, Outcome::Success | Outcome::Warning);
-    Ok(if ok { 0 } else { 1 })
+    Ok(exit_code(end))
+}
+
+/// The exit code of a plan's end: 0 it succeeded (result `success` or `warning`), 1 it ended
+/// in error (or was cancelled), 4 it paused and waits for an operator.
+pub fn exit_code(end: &PlanEnd) -> u8 {
+    match (end.state, end.outcome) {
+        (plan::State::Paused, _) => 4,
+        (plan::State::Stopped, Outcome::Success | Outcome::Warning) => 0,
+        _ => 1,
+    }
 }

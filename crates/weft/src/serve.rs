@@ -76,9 +76,11 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Fail> {
         node.id(),
         weft_store::redact(&args.global.db)
     );
-    node.run(interrupted())
-        .await
-        .map_err(|e| Fail::Other(e.to_string()))?;
+    node.run(async {
+        interrupted().await;
+    })
+    .await
+    .map_err(|e| Fail::Other(e.to_string()))?;
     eprintln!("node stopped");
     Ok(0)
 }

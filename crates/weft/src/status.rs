@@ -9,7 +9,7 @@ use weft_model::format_millis;
 
 /// Prints the nodes' reports.
 pub async fn status(global: &Global) -> Result<u8, Fail> {
-    let store = weft_store::open(&global.db).await?;
+    let store = weft_store::open_existing(&global.db).await?;
     let nodes = store.nodes().await?;
     // Heartbeats are on the store's clock (the database server's, on PostgreSQL).
     let now = store.clock().await?;
@@ -26,14 +26,14 @@ pub async fn status(global: &Global) -> Result<u8, Fail> {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&rows).map_err(|e| Fail::Other(e.to_string()))?
         );
         return Ok(0);
     }
     if nodes.is_empty() {
-        println!("no nodes are registered (start one with: weft serve)");
+        outln!("no nodes are registered (start one with: weft serve)");
         return Ok(0);
     }
     let mut out = String::new();
@@ -77,6 +77,6 @@ pub async fn status(global: &Global) -> Result<u8, Fail> {
         ));
         out.push('\n');
     }
-    print!("{out}");
+    out!("{out}");
     Ok(0)
 }

@@ -159,7 +159,7 @@ fn a_non_idempotent_step_interrupted_by_a_crash_pauses_the_plan() {
     child.wait().expect("reap");
 
     let out = sb.run(&["plans", "resume", &id]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     let plan = sb.show(&id);
     assert_eq!(plan["plan"]["state"], "paused");
     assert_eq!(step(&plan, "charge")["state"], "error");

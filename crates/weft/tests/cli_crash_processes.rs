@@ -83,7 +83,7 @@ fn a_non_idempotent_step_of_a_sigkilled_run_never_completes_its_effect() {
 
     let id = sb.last_plan();
     let out = sb.run(&["plans", "resume", &id]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     let plan = sb.show(&id);
     assert_eq!(plan["plan"]["state"], "paused");
     assert!(step(&plan, "charge")["failure"]["message"]

@@ -207,6 +207,18 @@ fn bad_cli_arguments() {
     let out = sb.run(&["plans", "show", "not-a-plan"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
+        text(&out.stderr).contains("there is no weft store at"),
+        "{}",
+        text(&out.stderr)
+    );
+    sb.write(
+        "ok.toml",
+        "name = \"ok\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\n",
+    );
+    assert_eq!(sb.run(&["run", "ok.toml"]).status.code(), Some(0));
+    let out = sb.run(&["plans", "show", "not-a-plan"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
         text(&out.stderr).contains("no plan not-a-plan"),
         "{}",
         text(&out.stderr)

@@ -452,7 +452,7 @@ fn cancel_and_skip_act_on_a_paused_plan() {
         "name = \"p\"\non_error = \"pause\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nrevert = [\"sh\", \"-c\", \"touch a.reverted\"]\n[[task]]\nname = \"b\"\nafter = [\"a\"]\nrun = [\"false\"]\n[[task]]\nname = \"c\"\nafter = [\"b\"]\nrun = [\"true\"]\n[[task]]\nname = \"d\"\nafter = [\"a\"]\nrun = [\"true\"]\n",
     );
     // skip: b and c are skipped, the plan then finishes with a warning.
-    assert_eq!(sb.run(&["run", "p.toml"]).status.code(), Some(1));
+    assert_eq!(sb.run(&["run", "p.toml"]).status.code(), Some(4));
     let id = sb.last_plan();
     assert_eq!(state_of(&sb, &id).0, "paused");
     let out = sb.run(&["plans", "skip", &id, "b"]);
@@ -469,7 +469,7 @@ fn cancel_and_skip_act_on_a_paused_plan() {
     );
     assert_eq!(plan["result"], "warning");
     // cancel: what completed is reverted; the result is cancelled.
-    assert_eq!(sb.run(&["run", "p.toml"]).status.code(), Some(1));
+    assert_eq!(sb.run(&["run", "p.toml"]).status.code(), Some(4));
     let id = sb.last_plan();
     let out = sb.run(&["plans", "cancel", &id]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

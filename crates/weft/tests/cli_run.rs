@@ -242,7 +242,7 @@ fn a_failing_revert_pauses_the_plan() {
         "name = \"rf\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nrevert = [\"sh\", \"-c\", \"echo cannot undo >&2; exit 2\"]\n[[task]]\nname = \"b\"\nafter = [\"a\"]\nrun = [\"false\"]\n",
     );
     let out = sb.run(&["run", "rf.toml"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(
         text(&out.stdout).contains("paused"),
         "{}",
@@ -327,7 +327,7 @@ fn plans_list_filters_by_state_and_prints_json() {
     );
     sb.write("bad.toml", "name = \"bad\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nrevert = [\"false\"]\n[[task]]\nname = \"b\"\nafter = [\"a\"]\nrun = [\"false\"]\n");
     assert_eq!(sb.run(&["run", "ok.toml"]).status.code(), Some(0));
-    assert_eq!(sb.run(&["run", "bad.toml"]).status.code(), Some(1));
+    assert_eq!(sb.run(&["run", "bad.toml"]).status.code(), Some(4));
     let out = sb.run(&["plans", "list", "--state", "paused", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(list.as_array().map(Vec::len), Some(1));

@@ -71,8 +71,19 @@ pub enum Completion {
     },
 }
 
-/// Who waits for a plan to end: told how it ended, or why it was refused.
-pub type Waiter = oneshot::Sender<Result<PlanEnd, String>>;
+/// Who waits for a plan to end: told how it ended, or why it did not go on here.
+pub type Waiter = oneshot::Sender<Result<PlanEnd, Refusal>>;
+
+/// Why a plan's execution did not go on here.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// Dynflow's reasons: already running, stopped, inhibited, …
+    #[error("{0}")]
+    Refused(String),
+    /// The store failed while the plan ran; it is left for a resume.
+    #[error("{0}")]
+    StoreFailed(String),
+}
 
 /// How a plan's execution ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,7 +247,7 @@ pub struct Actions {
     /// Plans that ended, to announce once the changes are durable.
     pub ended: Vec<(PlanEnd, Option<Waiter>)>,
     /// Starts refused, with why (Dynflow's messages).
-    pub refused: Vec<(PlanId, String, Option<Waiter>)>,
+    pub refused: Vec<(PlanId, Refusal, Option<Waiter>)>,
     /// Answers to events and halts, to send once the changes are durable.
     pub answers: Vec<(Answer, Result<(), String>)>,
     /// Steps whose processes must be killed now (halted).
@@ -395,7 +406,7 @@ impl Director {
                 if self.plans.contains_key(&id) {
                     ctx.out.refused.push((
                         id,
-                        format!("cannot execute plan {id}: it's already running"),
+                        Refusal::Refused(format!("cannot execute plan {id}: it's already running")),
                         waiter,
                     ));
                     return;
@@ -415,7 +426,9 @@ impl Director {
                     }
                     ctx.out.refused.push((
                         id,
-                        format!("cannot execute plan {id}: it's execution is inhibited"),
+                        Refusal::Refused(format!(
+                            "cannot execute plan {id}: it's execution is inhibited"
+                        )),
                         waiter,
                     ));
                     return;
@@ -428,7 +441,7 @@ impl Director {
                         Some(id)
                     }
                     Err((reason, waiter)) => {
-                        ctx.out.refused.push((id, reason, waiter));
+                        ctx.out.refused.push((id, Refusal::Refused(reason), waiter));
                         None
                     }
                 }
@@ -527,7 +540,9 @@ impl Director {
                         *ctx.in_flight = ctx.in_flight.saturating_sub(run.in_flight as usize);
                         ctx.out.refused.push((
                             id,
-                            format!("stopped executing plan {id}: the store failed: {error}"),
+                            Refusal::StoreFailed(format!(
+                                "stopped executing plan {id}: the store failed: {error}"
+                            )),
                             run.waiter.take(),
                         ));
                     }

@@ -143,7 +143,7 @@ impl Harness {
             .extend(actions.answers.into_iter().map(|(_, r)| r));
         self.kills.extend(actions.kill);
         if let Some((_, reason, _)) = actions.refused.into_iter().next() {
-            self.refused = Some(reason);
+            self.refused = Some(reason.to_string());
         }
     }
 

@@ -121,6 +121,12 @@ impl SqliteStore {
             Error::Unavailable(m) => Error::Unavailable(format!("{}: {m}", path.display())),
             other => other,
         };
+        if path.exists() && !path.is_file() {
+            return Err(Error::Corrupt(format!(
+                "{} is not a weft database (not a regular file)",
+                path.display()
+            )));
+        }
         // A new database is readable by its owner only (it holds inputs and outputs, secrets
         // among them); SQLite gives its -wal and -shm files the database's mode.
         {
@@ -144,6 +150,7 @@ impl SqliteStore {
         let mut conn = Connection::open(path)
             .map_err(classify)
             .map_err(with_path)?;
+        schema::check_identity(&conn).map_err(with_path)?;
         configure(&conn, true).map_err(with_path)?;
         schema::migrate(&mut conn).map_err(with_path)?;
         let (tx, rx) = mpsc::channel();

@@ -89,6 +89,35 @@ ALTER TABLE nodes ADD COLUMN process TEXT;
 /// The schema version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Refuses a file that is not a weft database (or is a newer one) before anything is changed
+/// in it — no pragma, no journal mode — by reading its version and its tables.
+pub fn check_identity(conn: &Connection) -> Result<()> {
+    // One statement, one snapshot: another process may be creating the database right now.
+    let (found, tables, has_plans): (i64, i64, bool) = conn
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), count(*),
+                    coalesce(sum(name = 'plans'), 0) > 0
+             FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(super::classify)?;
+    if found > VERSION {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: VERSION,
+        });
+    }
+    let weft = if found == 0 { tables == 0 } else { has_plans };
+    if weft {
+        Ok(())
+    } else {
+        Err(Error::Corrupt(
+            "this SQLite file is not a weft database (nothing in it was changed)".into(),
+        ))
+    }
+}
+
 /// Brings the schema up to [`VERSION`], refusing newer and foreign databases.
 ///
 /// Everything happens in one IMMEDIATE transaction, which takes the write lock before reading
