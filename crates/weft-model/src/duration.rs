@@ -9,6 +9,9 @@ pub enum Error {
     /// Nothing was written.
     #[error("empty duration; write it like \"500ms\", \"10s\" or \"5m\"")]
     Empty,
+    /// Longer than [`MAX`].
+    #[error("duration `{0}` is longer than the longest weft takes, 365d")]
+    TooLong(String),
     /// A number without a unit, or an unknown unit.
     #[error(
         "bad duration `{0}`: use a number and a unit (ms, s, m, h, d), like \"500ms\" or \"1m30s\""
@@ -16,7 +19,12 @@ pub enum Error {
     Malformed(String),
 }
 
-/// Parses `"500ms"`, `"10s"`, `"5m"`, `"2h"`, `"1d"` and concatenations such as `"1m30s"`.
+/// The longest duration a flow may give (a timeout, a retry delay, a wait): 365 days. Longer
+/// ones are refused, so that no plan waits practically forever by a typo.
+pub const MAX: Duration = Duration::from_secs(365 * 86_400);
+
+/// Parses `"500ms"`, `"10s"`, `"5m"`, `"2h"`, `"1d"` and concatenations such as `"1m30s"`, up to
+/// [`MAX`].
 pub fn parse(text: &str) -> Result<Duration, Error> {
     let s = text.trim();
     if s.is_empty() {
@@ -46,7 +54,11 @@ pub fn parse(text: &str) -> Result<Duration, Error> {
             _ => return Err(bad()),
         };
         rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(number * unit_secs).map_err(|_| bad())?;
+        total += Duration::try_from_secs_f64(number * unit_secs)
+            .map_err(|_| Error::TooLong(text.to_string()))?;
+        if total > MAX {
+            return Err(Error::TooLong(text.to_string()));
+        }
     }
     Ok(total)
 }
@@ -103,6 +115,21 @@ pub mod opt_millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_past_a_year_are_refused() {
+        assert_eq!(parse("365d"), Ok(MAX));
+        for long in ["366d", "9999999999999h", "1e300s"] {
+            assert!(
+                matches!(
+                    parse(long),
+                    Err(Error::TooLong(_)) | Err(Error::Malformed(_))
+                ),
+                "{long}"
+            );
+        }
+        assert!(matches!(parse("9999999999999h"), Err(Error::TooLong(_))));
+    }
 
     #[test]
     fn parses_the_documented_forms() {

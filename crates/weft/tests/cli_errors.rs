@@ -357,3 +357,82 @@ fn bad_groups() {
         "{e}"
     );
 }
+
+/// Regression (issue 12): these were accepted and failed at spawn, set the wrong variable, lost
+/// an input, hung or ran out of memory. Each is refused before anything is written, with the
+/// file, line and field.
+#[test]
+fn hostile_flows_are_refused_up_front() {
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"echo\", \"x\\u0000y\"]\n",
+            &[],
+            "flow.toml:4: task `a`: field `run`: argument 2 holds a NUL byte",
+        ),
+        (
+            "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nenv = { \"PATH=/tmp/evil:\" = \"x\" }\n",
+            &[],
+            "flow.toml:5: task `a`: field `env`: variable name `PATH=/tmp/evil:` holds `=`",
+        ),
+        (
+            "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nenv = { \"\" = \"x\" }\n",
+            &[],
+            "field `env`: an empty variable name",
+        ),
+        (
+            "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nenv = { K = \"a\\u0000b\" }\n",
+            &[],
+            "field `env`: variable `K` holds a NUL byte",
+        ),
+        (
+            "name = \"f\"\n[inputs]\ndb-host = { default = \"a\" }\ndb_host = { default = \"b\" }\n[[task]]\nname = \"a\"\nrun = [\"true\"]\n",
+            &[],
+            "would both reach tasks as WEFT_IN_DB_HOST",
+        ),
+        (
+            "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\ncwd = \"no/such/dir\"\n",
+            &[],
+            "flow.toml:5: task `a`: field `cwd`: working directory",
+        ),
+        (
+            "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\nretry = { attempts = 2, delay = \"9999999999999h\" }\n",
+            &[],
+            "is longer than the longest weft takes, 365d",
+        ),
+        (
+            "name = \"f\"\n[[task]]\nname = \"a\"\nflow = \"/dev/zero\"\n",
+            &[],
+            "not a regular file",
+        ),
+        (
+            "name = \"f\"\n[inputs]\nx = { required = true }\n[[task]]\nname = \"a\"\nrequires = [\"x\"]\nrun = [\"true\"]\n",
+            // A JSON string holding NUL (the shell cannot pass the byte itself).
+            &["--input", r#"x:="a\u0000b""#],
+            "input `x` holds a NUL byte",
+        ),
+    ];
+    for (body, args, wanted) in cases {
+        let e = refused(body, args);
+        assert!(e.contains(wanted), "wanted {wanted:?} in: {e}");
+    }
+}
+
+#[test]
+fn a_flow_that_is_a_fifo_or_a_device_is_refused_at_once() {
+    let sb = Sandbox::new();
+    let fifo = sb.path().join("flow.fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    for flow in [fifo.display().to_string(), "/dev/zero".to_string()] {
+        let out = sb.run(&["run", &flow]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("not a regular file"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}

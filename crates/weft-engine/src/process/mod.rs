@@ -139,18 +139,7 @@ pub(crate) fn input_text(v: &Value) -> String {
     }
 }
 
-/// `WEFT_IN_<NAME>`: upper case, anything but letters and digits as `_`.
-pub fn input_var(name: &str) -> String {
-    let mut v = String::from("WEFT_IN_");
-    v.extend(name.chars().map(|c| {
-        if c.is_ascii_alphanumeric() {
-            c.to_ascii_uppercase()
-        } else {
-            '_'
-        }
-    }));
-    v
-}
+pub use weft_model::flow::input_var;
 
 /// A value longer than this reaches a task in a file named by `WEFT_IN_<NAME>_FILE` instead of
 /// in `WEFT_IN_<NAME>` (Linux refuses one variable over 128 KiB, and all of them together over

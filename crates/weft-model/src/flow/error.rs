@@ -172,6 +172,12 @@ pub enum InputError {
         /// Their names.
         names: Vec<String>,
     },
+    /// An input value holding a NUL byte, which no process can receive.
+    #[error("input `{name}` holds a NUL byte")]
+    Nul {
+        /// Its name.
+        name: String,
+    },
     /// An input the flow does not take.
     #[error("unknown input `{name}`; the flow takes: {}", if .known.is_empty() { "no inputs".to_string() } else { .known.join(", ") })]
     Unknown {

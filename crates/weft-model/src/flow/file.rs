@@ -18,6 +18,28 @@ pub fn load(path: &Path) -> Result<Flow, Error> {
     tree.compile().map_err(|e| e.at(file.as_ref(), None))
 }
 
+/// Reads a flow file: a regular file (not a device, a FIFO or a directory) of at most
+/// [`MAX_FLOW_FILE`] bytes, in UTF-8.
+fn read_flow_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file; a flow is a TOML file".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FLOW_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FLOW_FILE {
+        return Err(format!(
+            "larger than {} MiB, the most a flow file may be",
+            MAX_FLOW_FILE >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
+}
+
 /// Parses flow TOML held in memory; `dir` resolves relative subflow paths and `cwd`s.
 pub fn parse(text: &str, file: &Path, dir: &Path) -> Result<Flow, Error> {
     let tree = parse_tree(text, file, dir, &mut Vec::new())?;
@@ -25,10 +47,13 @@ pub fn parse(text: &str, file: &Path, dir: &Path) -> Result<Flow, Error> {
         .map_err(|e| e.at(Some(&file.to_path_buf()), None))
 }
 
+/// The largest flow file weft reads (64 MiB: a flow of a million tasks fits).
+pub const MAX_FLOW_FILE: u64 = 64 << 20;
+
 fn load_tree(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Tree, Error> {
     let shown = path.to_path_buf();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::new(ErrorKind::Io(e.to_string())).at(Some(&shown), None))?;
+    let io = |m: String| Error::new(ErrorKind::Io(m)).at(Some(&shown), None);
+    let text = read_flow_file(path).map_err(io)?;
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     if stack.contains(&canonical) {
         let mut chain = stack.clone();
@@ -170,8 +195,19 @@ fn parse_tree(
     };
 
     let mut inputs = BTreeMap::new();
+    let mut variables: BTreeMap<String, String> = BTreeMap::new();
     for (name, spanned) in raw.inputs {
         let offset = spanned.span().start;
+        if let Some(other) = variables.insert(super::input_var(&name), name.clone()) {
+            return Err(at(
+                Error::new(ErrorKind::Invalid(format!(
+                    "inputs `{other}` and `{name}` would both reach tasks as {}; rename one",
+                    super::input_var(&name)
+                )))
+                .field("inputs"),
+                offset,
+            ));
+        }
         let input = spanned.into_inner();
         let default = input.default.map(toml_to_json);
         if input.required == Some(true) && default.is_some() {
@@ -232,10 +268,10 @@ fn parse_tree(
         let name = raw_task.name.get_ref().clone();
         let name_offset = raw_task.name.span().start;
         let task_err = |e: Error, offset: usize| at(e.task(&name), offset);
-        if name.is_empty() || name.contains('/') {
+        if name.is_empty() || name.contains('/') || name.contains('\0') {
             return Err(task_err(
                 Error::new(ErrorKind::Invalid(
-                    "a task name must be non-empty and hold no `/`".into(),
+                    "a task name must be non-empty and hold no `/` or NUL byte".into(),
                 ))
                 .field("name"),
                 name_offset,
@@ -280,6 +316,11 @@ fn parse_tree(
                 if let Some(e) = &raw_task.env {
                     env.extend(e.get_ref().clone());
                 }
+                let env_offset = raw_task
+                    .env
+                    .as_ref()
+                    .map_or(name_offset, |e| e.span().start);
+                check_env(&env).map_err(|e| task_err(e, env_offset))?;
                 let cwd = raw_task
                     .cwd
                     .as_ref()
@@ -287,6 +328,11 @@ fn parse_tree(
                     .or_else(|| defaults.cwd.clone())
                     .map(|c| dir.join(c))
                     .unwrap_or_else(|| dir.to_path_buf());
+                let cwd_offset = raw_task
+                    .cwd
+                    .as_ref()
+                    .map_or(name_offset, |c| c.span().start);
+                check_cwd(&cwd).map_err(|e| task_err(e, cwd_offset))?;
                 let warn_exit_codes = raw_task
                     .warn_exit_codes
                     .as_ref()
@@ -350,8 +396,22 @@ fn parse_tree(
             }
         };
         task.after = list("after", raw_task.after);
+        let requires_offset = raw_task.requires.as_ref().map(|r| r.span().start);
         task.requires = list("requires", raw_task.requires);
         task.provides = list("provides", raw_task.provides);
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for r in &task.requires {
+            if let Some(other) = seen.insert(super::input_var(r), r) {
+                return Err(task_err(
+                    Error::new(ErrorKind::Invalid(format!(
+                        "it requires `{other}` and `{r}`, which would both reach it as {}; rename one",
+                        super::input_var(r)
+                    )))
+                    .field("requires"),
+                    requires_offset.unwrap_or(name_offset),
+                ));
+            }
+        }
         task.retry = match &raw_task.retry {
             Some(r) => retry(r.get_ref(), default_retry)
                 .map_err(|e| task_err(e.field("retry"), r.span().start))?,
@@ -427,6 +487,42 @@ fn parse_tree(
     })
 }
 
+/// An environment a command can be given: keys non-empty, without `=` or NUL; values without
+/// NUL (`{"PATH=/tmp/evil:" = "x"}` would silently set `PATH`).
+pub(super) fn check_env(env: &BTreeMap<String, String>) -> Result<(), Error> {
+    for (k, v) in env {
+        let why = if k.is_empty() {
+            Some("an empty variable name".to_string())
+        } else if k.contains('=') {
+            Some(format!("variable name `{k}` holds `=`"))
+        } else if k.contains('\0') || v.contains('\0') {
+            Some(format!(
+                "variable `{}` holds a NUL byte",
+                k.replace('\0', "\\0")
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::new(ErrorKind::Invalid(why)).field("env"));
+        }
+    }
+    Ok(())
+}
+
+/// A working directory must exist when the flow is loaded.
+pub(super) fn check_cwd(cwd: &Path) -> Result<(), Error> {
+    if cwd.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::Invalid(format!(
+            "working directory {} does not exist (or is no directory)",
+            cwd.display()
+        )))
+        .field("cwd"))
+    }
+}
+
 pub(super) fn argv(value: &Spanned<toml::Value>, field: &str) -> Result<Vec<String>, Error> {
     match value.get_ref() {
         toml::Value::String(_) => {
@@ -436,6 +532,13 @@ pub(super) fn argv(value: &Spanned<toml::Value>, field: &str) -> Result<Vec<Stri
             let mut out = Vec::with_capacity(items.len());
             for item in items {
                 match item {
+                    toml::Value::String(s) if s.contains('\0') => {
+                        return Err(Error::new(ErrorKind::Invalid(format!(
+                            "argument {} holds a NUL byte, which no program can receive",
+                            out.len() + 1
+                        )))
+                        .field(field))
+                    }
                     toml::Value::String(s) => out.push(s.clone()),
                     other => {
                         return Err(Error::new(ErrorKind::Invalid(format!(

@@ -1,7 +1,7 @@
 //! `[[group]]` tables of flow files: a group step and its `[[group.task]]` entries, each with
 //! an optional `lifecycle = { hook, sidecar }`, `ready` probe and `kill_timeout`.
 
-use super::file::{argv, Lines, RawDefaults};
+use super::file::{argv, check_cwd, check_env, Lines, RawDefaults};
 use super::tree::{Body, TaskSpec};
 use super::{Action, Command, Error, ErrorKind};
 use crate::duration;
@@ -90,7 +90,7 @@ pub(super) fn group(
         let full = format!("{name}/{task_name}");
         let terr = |e: Error, offset: usize| e.task(&full).at(None, Some(lines.of(offset)));
         let _ = &t.description;
-        if task_name.is_empty() || task_name.contains('/') {
+        if task_name.is_empty() || task_name.contains('/') || task_name.contains('\0') {
             return Err(terr(
                 Error::new(ErrorKind::Invalid(
                     "a task name must be non-empty and hold no `/`".into(),
@@ -172,12 +172,14 @@ pub(super) fn group(
         };
         let mut env = defaults.env.clone().unwrap_or_default();
         env.extend(t.env.clone().unwrap_or_default());
+        check_env(&env).map_err(|e| terr(e, t.name.span().start))?;
         let cwd = t
             .cwd
             .clone()
             .or_else(|| defaults.cwd.clone())
             .map(|c| dir.join(c))
             .unwrap_or_else(|| dir.to_path_buf());
+        check_cwd(&cwd).map_err(|e| terr(e, t.name.span().start))?;
         tasks.push(GroupTask {
             name: task_name,
             lifecycle,

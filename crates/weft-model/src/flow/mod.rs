@@ -64,6 +64,21 @@ pub struct Input {
     pub secret: bool,
 }
 
+/// The variable a value named `name` reaches a command task in: `WEFT_IN_<NAME>`, upper case,
+/// anything but ASCII letters and digits as `_` (so `db-host` and `db_host` collide; a flow
+/// declaring both is refused).
+pub fn input_var(name: &str) -> String {
+    let mut v = String::from("WEFT_IN_");
+    v.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    v
+}
+
 /// What is shown in place of a secret input's value.
 pub const REDACTED: &str = "***";
 
@@ -266,6 +281,12 @@ impl Flow {
                 name: unknown.clone(),
                 known: self.inputs.keys().cloned().collect(),
             });
+        }
+        if let Some((name, _)) = given
+            .iter()
+            .find(|(_, v)| v.as_str().is_some_and(|s| s.contains('\0')))
+        {
+            return Err(InputError::Nul { name: name.clone() });
         }
         let mut bound = given;
         let mut missing = Vec::new();
