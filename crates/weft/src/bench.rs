@@ -54,6 +54,13 @@ pub enum Scenario {
     /// `weft run` of a 200-step flow of `true` commands: overhead per step beyond the spawn
     /// itself (target ≤ 2 ms).
     Commands,
+    /// `weft submit` of a linear flow of 100,000 `true` tasks from its file, on SQLite:
+    /// seconds from start to exit (target ≤ 3 s).
+    #[value(name = "flow-100k")]
+    Flow100k,
+    /// The same: peak resident memory of the `weft submit` process, MB (target ≤ 300 MB).
+    #[value(name = "flow-100k-rss")]
+    Flow100kRss,
     /// A node on SQLite: an event posted for a suspended step until the step's success is
     /// durable and answered, median ms (target ≤ 2 ms).
     EventRtt,
@@ -117,6 +124,8 @@ pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
         Scenario::SqliteLinear,
         Scenario::LivePlans,
         Scenario::Commands,
+        Scenario::Flow100k,
+        Scenario::Flow100kRss,
         Scenario::EventRtt,
         Scenario::PlanStarts,
         Scenario::DepsStart,
@@ -181,6 +190,8 @@ pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
             Scenario::LivePlans if args.in_process => live_plans().await?,
             Scenario::LivePlans => in_fresh_processes("live-plans", args.repeat.min(3)).await?,
             Scenario::Commands => commands(args.repeat.min(3)).await?,
+            Scenario::Flow100k => flow_100k(args.repeat.min(3), false).await?,
+            Scenario::Flow100kRss => flow_100k(args.repeat.min(3), true).await?,
             Scenario::EventRtt => event_rtt(args.repeat).await?,
             Scenario::PlanStarts => plan_starts(args.repeat.min(3)).await?,
             Scenario::DepsStart => deps_start(args.repeat).await?,
@@ -482,6 +493,69 @@ async fn live_plans() -> Result<Figure, Fail> {
 }
 
 /// `weft run` of 200 `true` steps, minus 200 bare spawns of `true`, per step, in ms.
+/// `weft submit` of a 100,000-task linear flow in a fresh process: seconds, or its peak RSS.
+async fn flow_100k(repeat: u32, rss: bool) -> Result<Figure, Fail> {
+    const TASKS: usize = 100_000;
+    let exe = std::env::current_exe().map_err(|e| Fail::Other(e.to_string()))?;
+    let mut samples = Vec::new();
+    for _ in 0..repeat {
+        let dir = tempdir()?;
+        let mut flow = String::from("name = \"wide\"\n");
+        for i in 0..TASKS {
+            flow.push_str(&format!("[[task]]\nname = \"t{i}\"\nrun = [\"true\"]\n"));
+            if i > 0 {
+                flow.push_str(&format!("after = [\"t{}\"]\n", i - 1));
+            }
+        }
+        let file = dir.join("wide.toml");
+        std::fs::write(&file, flow).map_err(|e| Fail::Other(e.to_string()))?;
+        let t = Instant::now();
+        let child = std::process::Command::new(&exe)
+            .arg("submit")
+            .arg(&file)
+            .arg("--db")
+            .arg(dir.join("weft.db"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| Fail::Other(e.to_string()))?;
+        let pid = child.id() as libc::pid_t;
+        let (status, maxrss_kb) = tokio::task::spawn_blocking(move || {
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is valid; wait4 fills it for the child we spawned.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: waits for our own child, writing into the two locals.
+            let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            (if rc == pid { status } else { -1 }, usage.ru_maxrss)
+        })
+        .await
+        .map_err(|e| Fail::Other(e.to_string()))?;
+        let secs = t.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(dir);
+        if status != 0 {
+            return Err(Fail::Other("weft submit of the 100k-task flow failed".into()));
+        }
+        samples.push(if rss { maxrss_kb as f64 / 1024.0 } else { secs });
+    }
+    Ok(if rss {
+        Figure {
+            name: "flow-100k-rss",
+            unit: "MB RSS",
+            samples,
+            target: 300.0,
+            higher_is_better: false,
+        }
+    } else {
+        Figure {
+            name: "flow-100k",
+            unit: "s",
+            samples,
+            target: 3.0,
+            higher_is_better: false,
+        }
+    })
+}
+
 async fn commands(repeat: u32) -> Result<Figure, Fail> {
     const STEPS: usize = 200;
     let exe = std::env::current_exe().map_err(|e| Fail::Other(e.to_string()))?;
