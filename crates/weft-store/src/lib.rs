@@ -99,6 +99,23 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the store is still there and answering.
     fn check(&self) -> BoxFuture<Result<()>>;
 
+    /// Makes the store's main file whole by itself (SQLite: moves what the write-ahead log
+    /// holds into the database file and empties the log), so that a copy of that one file is
+    /// a copy of everything. The other stores have nothing to do.
+    fn checkpoint(&self) -> BoxFuture<Result<()>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Writes a consistent copy of the whole store to a new file at `path`, while it is in
+    /// use. SQLite only; PostgreSQL is backed up with its own tools (`pg_dump`).
+    fn backup(&self, path: std::path::PathBuf) -> BoxFuture<Result<()>> {
+        let _ = path;
+        Box::pin(std::future::ready(Err(Error::Unsupported(
+            "this store has no backup of its own; for PostgreSQL use pg_dump (see the README)"
+                .into(),
+        ))))
+    }
+
     /// The store's clock: node leases are judged by it, so that one node's skewed clock cannot
     /// make live nodes look dead. The embedded stores use this machine's clock; PostgreSQL
     /// uses the database server's.

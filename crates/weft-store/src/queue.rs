@@ -27,6 +27,10 @@ pub(crate) enum Write {
     PromoteDue(String, Millis),
     Post(PlanId, Command),
     Reply(i64, Reply),
+    /// SQLite: a checkpoint of the write-ahead log (outside any transaction).
+    Checkpoint,
+    /// SQLite: a consistent copy of the database into a new file (outside any transaction).
+    Backup(std::path::PathBuf),
 }
 
 /// What a write returns.

@@ -533,7 +533,9 @@ async fn flow_100k(repeat: u32, rss: bool) -> Result<Figure, Fail> {
         let secs = t.elapsed().as_secs_f64();
         let _ = std::fs::remove_dir_all(dir);
         if status != 0 {
-            return Err(Fail::Other("weft submit of the 100k-task flow failed".into()));
+            return Err(Fail::Other(
+                "weft submit of the 100k-task flow failed".into(),
+            ));
         }
         samples.push(if rss { maxrss_kb as f64 / 1024.0 } else { secs });
     }

@@ -44,6 +44,14 @@ enum Command {
         #[command(subcommand)]
         command: PlansCommand,
     },
+    /// Copy the whole store, while it is in use, into a new SQLite file (PostgreSQL: use
+    /// pg_dump).
+    Backup {
+        /// The new file.
+        path: std::path::PathBuf,
+        #[command(flatten)]
+        global: Global,
+    },
     /// Measure the engine (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
 }
@@ -150,6 +158,16 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             PlansCommand::Skip { id, step, global } => plans::skip(&global, &id, &step).await,
             PlansCommand::Inhibit { id, global } => plans::inhibit(&global, &id).await,
         },
+        Command::Backup { path, global } => {
+            let store = weft_store::open_existing(&global.db).await?;
+            store.backup(path.clone()).await?;
+            eprintln!(
+                "backed up {} to {}",
+                weft_store::redact(&global.db),
+                path.display()
+            );
+            Ok(0)
+        }
         Command::Bench(args) => bench::run(args).await,
     }
 }

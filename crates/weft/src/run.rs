@@ -241,7 +241,12 @@ async fn execute(
         Err(weft_engine::Error::Refused(reason)) => return Err(Fail::Input(reason)),
         Err(e) => return Err(Fail::Other(e.to_string())),
     };
-    report(&store, id, &end, global).await
+    let code = report(&store, id, &end, global).await?;
+    // Everything into the database file itself: a copy of `weft.db` alone is then whole.
+    if let Err(e) = store.checkpoint().await {
+        tracing::info!("no checkpoint at the end of the run: {e}");
+    }
+    Ok(code)
 }
 
 async fn report(

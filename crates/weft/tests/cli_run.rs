@@ -342,3 +342,46 @@ fn plans_list_filters_by_state_and_prints_json() {
     assert_eq!(bad_state.status.code(), Some(2));
     assert!(text(&bad_state.stderr).contains("unknown plan state `exploded`"));
 }
+
+/// Regression (issue 12): after `weft run` everything sat in `weft.db-wal`; a user who copied
+/// only `weft.db` got nothing. Now a run ends with a checkpoint, and `weft backup` copies a
+/// store in use.
+#[test]
+fn a_finished_run_leaves_a_whole_database_file_and_backup_copies_it() {
+    let sb = Sandbox::new();
+    sb.write(
+        "ok.toml",
+        "name = \"ok\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\n",
+    );
+    assert_eq!(sb.run(&["run", "ok.toml"]).status.code(), Some(0));
+    let id = sb.last_plan();
+    // Only the main file, copied elsewhere.
+    let copy = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(sb.db(), copy.path().join("weft.db")).expect("copy");
+    let out = sb
+        .weft()
+        .args(["plans", "show", &id, "--json"])
+        .env("WEFT_DB", copy.path().join("weft.db"))
+        .output()
+        .expect("show");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let backup = copy.path().join("backup.db");
+    let out = sb.run(&["backup", backup.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = sb
+        .weft()
+        .args(["plans", "show", &id, "--json"])
+        .env("WEFT_DB", &backup)
+        .output()
+        .expect("show");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A backup never overwrites.
+    let out = sb.run(&["backup", backup.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("exists already"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -740,6 +740,9 @@ fn ids(rows: Vec<tokio_postgres::Row>) -> Result<Vec<PlanId>> {
 
 async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Output> {
     match write {
+        Write::Checkpoint | Write::Backup(_) => Err(Error::Unsupported(
+            "PostgreSQL is backed up with pg_dump".into(),
+        )),
         Write::Create(plan) => {
             create(conn, plan).await?;
             notify.plans |= plan.state == plan::State::Planned && plan.owner.is_none();

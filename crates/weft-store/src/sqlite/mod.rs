@@ -547,6 +547,20 @@ impl Store for SqliteStore {
         self.write(Write::NodeReport(node, report.to_string()))
     }
 
+    fn checkpoint(&self) -> BoxFuture<Result<()>> {
+        self.write(Write::Checkpoint)
+    }
+
+    fn backup(&self, path: PathBuf) -> BoxFuture<Result<()>> {
+        if path.exists() {
+            return Box::pin(std::future::ready(Err(Error::Unsupported(format!(
+                "{} exists already; a backup goes to a new file",
+                path.display()
+            )))));
+        }
+        self.write(Write::Backup(path))
+    }
+
     fn check(&self) -> BoxFuture<Result<()>> {
         let path = self.path.clone();
         let inode = self.inode;

@@ -16,9 +16,19 @@ const MAX_BATCH: usize = 4096;
 /// Serves requests until every sender is gone.
 pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Request>, wakes: Wakes) {
     while let Ok(first) = rx.recv() {
+        if let Some(result) = outside_transactions(&conn, &first.write) {
+            let _ = first.reply.send(result);
+            continue;
+        }
         let mut batch = vec![first];
+        let mut after = None;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
+                // A write that runs outside transactions waits for the batch before it.
+                Ok(r) if matches!(r.write, Write::Checkpoint | Write::Backup(_)) => {
+                    after = Some(r);
+                    break;
+                }
                 Ok(r) => batch.push(r),
                 Err(_) => break,
             }
@@ -29,6 +39,40 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Request>, wakes: Wake
             // The caller may have gone away; its write landed all the same.
             let _ = req.reply.send(result);
         }
+        if let Some(req) = after {
+            if let Some(result) = outside_transactions(&conn, &req.write) {
+                let _ = req.reply.send(result);
+            }
+        }
+    }
+}
+
+/// The writes that cannot run inside a transaction: a checkpoint and a backup.
+fn outside_transactions(conn: &Connection, write: &Write) -> Option<Result<Output>> {
+    match write {
+        Write::Checkpoint => Some(
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(classify)
+            .and_then(|busy| {
+                if busy == 0 {
+                    Ok(Output::Unit)
+                } else {
+                    Err(Error::Unavailable(
+                        "the checkpoint could not finish: another process is reading".into(),
+                    ))
+                }
+            }),
+        ),
+        Write::Backup(path) => Some(
+            conn.execute("VACUUM INTO ?1", params![path.display().to_string()])
+                .map(|_| Output::Unit)
+                .map_err(|e| {
+                    Error::Unavailable(format!("cannot back up to {}: {e}", path.display()))
+                }),
+        ),
+        _ => None,
     }
 }
 
@@ -93,6 +137,9 @@ fn commit(conn: &mut Connection, batch: &[Request]) -> Vec<Result<Output>> {
 fn apply(conn: &Connection, write: &Write) -> Result<Output> {
     let unit = |r: Result<()>| r.map(|()| Output::Unit);
     match write {
+        Write::Checkpoint | Write::Backup(_) => Err(Error::Backend(
+            "a checkpoint or backup inside a transaction (a bug in the writer)".into(),
+        )),
         Write::Create(plan) => unit(create(conn, plan)),
         Write::Apply(by, changes) => unit(changes.iter().try_for_each(|c| change(conn, by, c))),
         Write::Inhibit(plan) => {
