@@ -46,6 +46,8 @@ impl Executor {
                     }),
                     // Boxed: a command's future is large, and a Rust task's should not pay for it.
                     Action::Command(cmd) => {
+                        // A halt of an earlier attempt no longer applies.
+                        self.groups.started(item.plan, item.step);
                         let inv = invocation(&cmd.run, cmd, def, &item, &[]);
                         Box::pin(run_command(inv, &self.groups, |_| {})).await
                     }
@@ -72,6 +74,7 @@ impl Executor {
                     Action::Gate | Action::Group(_) => Ok(()),
                     Action::Command(cmd) => match &cmd.revert {
                         Some(argv) => {
+                            self.groups.started(item.plan, item.step);
                             let env = [
                                 (
                                     "WEFT_RESULT".to_string(),
@@ -201,5 +204,6 @@ fn invocation<'a>(
             &[]
         },
         timeout: def.timeout,
+        kill_timeout: def.kill_timeout,
     }
 }

@@ -388,6 +388,7 @@ impl Runner<'_> {
                 extra_env: &extra,
                 warn_codes: &[],
                 timeout: None,
+                kill_timeout: def.kill_timeout,
             };
             let result = run_command(inv, &processes, move |pid| {
                 let _ = spawned.send(Event::Spawned { task: i, gen, pid });

@@ -385,3 +385,39 @@ fn a_finished_run_leaves_a_whole_database_file_and_backup_copies_it() {
         text(&out.stderr)
     );
 }
+
+/// Regression (issue 12): a timeout SIGKILLed a command at once. Now it gets SIGTERM and its
+/// `kill_timeout` to clean up; one that ignores SIGTERM is killed when the grace is over.
+#[test]
+fn a_timeout_sends_sigterm_then_sigkill_after_the_kill_timeout() {
+    let sb = Sandbox::new();
+    sb.write(
+        "t.toml",
+        "name = \"t\"\non_error = \"fail\"\n[[task]]\nname = \"polite\"\ntimeout = \"300ms\"\nrun = [\"sh\", \"-c\", 'trap \"echo cleaned > cleaned; exit 0\" TERM; while :; do sleep 0.05; done']\n[[task]]\nname = \"stubborn\"\ntimeout = \"300ms\"\nkill_timeout = \"300ms\"\nrun = [\"sh\", \"-c\", 'trap \"\" TERM; echo $$ > stubborn.pid; while :; do sleep 0.05; done']\n",
+    );
+    let out = sb.run(&["run", "t.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("cleaned"))
+            .expect("the trap ran")
+            .trim(),
+        "cleaned"
+    );
+    let plan = sb.show(&sb.last_plan());
+    let polite = step(&plan, "polite")["failure"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        polite.contains("timed out after 300ms; its process group was stopped with SIGTERM"),
+        "{polite}"
+    );
+    let stubborn = step(&plan, "stubborn")["failure"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        stubborn.contains("killed: it was still running 300ms after SIGTERM"),
+        "{stubborn}"
+    );
+}

@@ -83,7 +83,8 @@ impl ProcessGroups {
         self.groups().pids.remove(&pid);
     }
 
-    /// SIGKILLs the process groups of a step's commands.
+    /// Halts a step's commands: SIGTERM to their process groups now; whoever supervises each
+    /// sends SIGKILL once its `kill_timeout` has passed.
     pub fn kill_step(&self, plan: PlanId, step: u32) {
         let pids: Vec<u32> = {
             let mut g = self.groups();
@@ -95,9 +96,22 @@ impl ProcessGroups {
                 .collect()
         };
         for pid in pids {
-            kill_group(pid);
+            signal_group(pid, libc::SIGTERM);
         }
         self.kills.send_modify(|n| *n += 1);
+    }
+
+    /// Resolves once `step` of `plan` is halted (or every command killed).
+    async fn halted(&self, plan: PlanId, step: u32) {
+        let mut kills = self.kills();
+        loop {
+            if self.is_halted(plan, step) {
+                return;
+            }
+            if kills.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// SIGKILLs every running command's process group; returns how many there were.
@@ -252,6 +266,8 @@ pub(crate) struct Invocation<'a> {
     pub warn_codes: &'a [i32],
     /// How long it may run.
     pub timeout: Option<Duration>,
+    /// When a timeout or a halt stops it: SIGTERM, then SIGKILL after this.
+    pub kill_timeout: Duration,
 }
 
 /// Runs a command to its end; `spawned` is told its pid (its process group's id) once it runs.
@@ -299,7 +315,29 @@ pub(crate) async fn run_command(
         spawned(pid);
     }
     let stdin_json = Value::Object(inv.inputs.clone()).to_string();
-    let result = supervise(child, program, inv.warn_codes, inv.timeout, stdin_json, pid).await;
+    let stop = async {
+        let timed_out = async {
+            match inv.timeout {
+                Some(limit) => {
+                    tokio::time::sleep(limit).await;
+                    limit
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            limit = timed_out => Stop::Timeout(limit),
+            () = groups.halted(inv.plan, inv.step) => Stop::Halted,
+        }
+    };
+    let supervised = Supervised {
+        program,
+        warn_codes: inv.warn_codes,
+        kill_timeout: inv.kill_timeout,
+        stdin_json,
+        pid,
+    };
+    let result = supervise(child, supervised, stop).await;
     if let Some(pid) = pid {
         groups.remove(pid);
         // Whatever the task left running dies with it; only then may the reaper forget the
@@ -402,14 +440,35 @@ async fn stderr_tail(mut err: impl AsyncRead + Unpin) -> Vec<u8> {
 
 /// Feeds a spawned command its stdin, collects its output and stderr tail, enforces its
 /// timeout, and turns how it ended into the step's result.
-async fn supervise(
-    mut child: tokio::process::Child,
-    program: &str,
-    warn_codes: &[i32],
-    timeout: Option<Duration>,
+/// Why a command is stopped before it ends by itself.
+enum Stop {
+    /// It ran past its timeout.
+    Timeout(Duration),
+    /// Its step was halted (or the process is stopping).
+    Halted,
+}
+
+/// What [`supervise`] needs to know of a command.
+struct Supervised<'a> {
+    program: &'a str,
+    warn_codes: &'a [i32],
+    kill_timeout: Duration,
     stdin_json: String,
     pid: Option<u32>,
+}
+
+async fn supervise(
+    mut child: tokio::process::Child,
+    cmd: Supervised<'_>,
+    stop: impl std::future::Future<Output = Stop>,
 ) -> Result<Completion, Failure> {
+    let Supervised {
+        program,
+        warn_codes,
+        kill_timeout,
+        stdin_json,
+        pid,
+    } = cmd;
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -437,26 +496,43 @@ async fn supervise(
         }
     };
     let exited = async { tokio::join!(feed, child.wait()).1 };
-    let status = match timeout {
-        None => exited.await,
-        Some(limit) => match tokio::time::timeout(limit, exited).await {
-            Ok(status) => status,
-            Err(_) => {
-                if let Some(pid) = pid {
-                    kill_group(pid);
+    tokio::pin!(exited);
+    let status = tokio::select! {
+        status = &mut exited => status,
+        why = stop => {
+            // SIGTERM, a grace to clean up, then SIGKILL.
+            if let Some(pid) = pid {
+                signal_group(pid, libc::SIGTERM);
+            }
+            let how = match tokio::time::timeout(kill_timeout, &mut exited).await {
+                Ok(_) => "stopped with SIGTERM".to_string(),
+                Err(_) => {
+                    if let Some(pid) = pid {
+                        kill_group(pid);
+                    }
+                    let _ = (&mut exited).await;
+                    format!(
+                        "killed: it was still running {} after SIGTERM",
+                        duration::format(kill_timeout)
+                    )
                 }
-                let _ = child.wait().await;
-                readers.abort();
-                return Err(Failure::new(
+            };
+            readers.abort();
+            let failure = match why {
+                Stop::Timeout(limit) => Failure::new(
                     "timeout",
                     format!(
-                        "timed out after {}; its process group was killed",
+                        "timed out after {}; its process group was {how}",
                         duration::format(limit)
                     ),
-                )
-                .with_kind("command"));
-            }
-        },
+                ),
+                Stop::Halted => Failure::new(
+                    "halted",
+                    format!("halted; its process group was {how}"),
+                ),
+            };
+            return Err(failure.with_kind("command"));
+        }
     };
     // The main process has exited. What it left in the background may still hold its pipes:
     // a short grace to finish writing, then the group is killed and the pipes close — unless

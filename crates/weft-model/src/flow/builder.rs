@@ -70,6 +70,12 @@ impl TaskBuilder {
         self
     }
 
+    /// The time between SIGTERM and SIGKILL when a timeout or a halt stops a command (5 s).
+    pub fn kill_timeout(mut self, grace: Duration) -> Self {
+        self.0.kill_timeout = grace;
+        self
+    }
+
     /// Whether the task may be re-run after a crash interrupted it (default: true).
     pub fn idempotent(mut self, idempotent: bool) -> Self {
         self.0.idempotent = idempotent;

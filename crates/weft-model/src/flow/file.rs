@@ -108,6 +108,7 @@ struct RawInput {
 pub(super) struct RawDefaults {
     retry: Option<Spanned<RawRetry>>,
     timeout: Option<Spanned<String>>,
+    pub(super) kill_timeout: Option<Spanned<String>>,
     pub(super) env: Option<BTreeMap<String, String>>,
     pub(super) idempotent: Option<bool>,
     pub(super) cwd: Option<String>,
@@ -130,6 +131,7 @@ struct RawTask {
     provides: Option<Spanned<Vec<String>>>,
     retry: Option<Spanned<RawRetry>>,
     timeout: Option<Spanned<String>>,
+    kill_timeout: Option<Spanned<String>>,
     env: Option<Spanned<BTreeMap<String, String>>>,
     idempotent: Option<bool>,
     cwd: Option<Spanned<String>>,
@@ -253,6 +255,15 @@ fn parse_tree(
             )
         })?),
         None => None,
+    };
+    let default_kill_timeout = match &defaults.kill_timeout {
+        Some(t) => duration::parse(t.get_ref()).map_err(|e| {
+            at(
+                Error::new(e.into()).field("defaults.kill_timeout"),
+                t.span().start,
+            )
+        })?,
+        None => crate::group::DEFAULT_KILL_TIMEOUT,
     };
     let _ = defaults_offset;
 
@@ -423,6 +434,12 @@ fn parse_tree(
                     .map_err(|e| task_err(Error::new(e.into()).field("timeout"), t.span().start))?,
             ),
             None => default_timeout,
+        };
+        task.kill_timeout = match &raw_task.kill_timeout {
+            Some(t) => duration::parse(t.get_ref()).map_err(|e| {
+                task_err(Error::new(e.into()).field("kill_timeout"), t.span().start)
+            })?,
+            None => default_kill_timeout,
         };
         task.idempotent = raw_task.idempotent.or(defaults.idempotent).unwrap_or(true);
         if let Some(w) = &raw_task.wait_for_event {

@@ -168,7 +168,15 @@ pub(super) fn group(
         let kill_timeout = match &t.kill_timeout {
             Some(k) => duration::parse(k.get_ref())
                 .map_err(|e| terr(Error::new(e.into()).field("kill_timeout"), k.span().start))?,
-            None => group::DEFAULT_KILL_TIMEOUT,
+            None => match &defaults.kill_timeout {
+                Some(k) => duration::parse(k.get_ref()).map_err(|e| {
+                    terr(
+                        Error::new(e.into()).field("defaults.kill_timeout"),
+                        k.span().start,
+                    )
+                })?,
+                None => group::DEFAULT_KILL_TIMEOUT,
+            },
         };
         let mut env = defaults.env.clone().unwrap_or_default();
         env.extend(t.env.clone().unwrap_or_default());

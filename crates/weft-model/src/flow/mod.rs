@@ -103,6 +103,10 @@ pub struct StepDef {
     /// How long one attempt may run.
     #[serde(with = "crate::duration::opt_millis")]
     pub timeout: Option<Duration>,
+    /// When a timeout or a halt stops its command: the time between SIGTERM to its process
+    /// group and SIGKILL (default [`crate::group::DEFAULT_KILL_TIMEOUT`], 5 s).
+    #[serde(default = "default_kill_timeout", with = "crate::duration::as_millis")]
+    pub kill_timeout: Duration,
     /// Whether it may be re-run after a crash interrupted it.
     pub idempotent: bool,
     /// The innermost subflow holding it.
@@ -114,6 +118,10 @@ pub struct StepDef {
     /// after every run-phase step has succeeded.
     #[serde(default)]
     pub phase: Phase,
+}
+
+fn default_kill_timeout() -> Duration {
+    crate::group::DEFAULT_KILL_TIMEOUT
 }
 
 /// A step's wait for an event.

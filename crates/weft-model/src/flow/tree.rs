@@ -45,6 +45,8 @@ pub struct TaskSpec {
     pub retry: Retry,
     /// Limit on one attempt.
     pub timeout: Option<Duration>,
+    /// SIGTERM to SIGKILL when a timeout or a halt stops its command.
+    pub kill_timeout: Duration,
     /// Whether it may be re-run after a crash.
     pub idempotent: bool,
     /// Wait for an event after the action.
@@ -75,6 +77,7 @@ impl TaskSpec {
             provides: Vec::new(),
             retry: Retry::default(),
             timeout: None,
+            kill_timeout: crate::group::DEFAULT_KILL_TIMEOUT,
             idempotent: true,
             wait: None,
             phase: super::Phase::Run,
@@ -189,6 +192,7 @@ impl Compiler {
                         defaults: BTreeMap::new(),
                         retry: task.retry,
                         timeout: task.timeout,
+                        kill_timeout: task.kill_timeout,
                         idempotent: task.idempotent,
                         subflow: parent,
                         wait: task.wait,
