@@ -59,8 +59,9 @@ impl EngineConfig {
         }
         if self.backoff_factor != 0.0 && (self.backoff_factor < 1.0 || self.backoff_factor.is_nan())
         {
+            // Juju's words; 0 (no growth) is allowed besides.
             return Err(format!(
-                "BackoffFactor {} must be 0 or at least 1",
+                "BackoffFactor {} must be >= 1",
                 self.backoff_factor
             ));
         }
@@ -97,7 +98,7 @@ mod tests {
         let mut c = EngineConfig::juju(|_| false);
         assert!(c.validate().is_ok());
         c.backoff_factor = 0.5;
-        assert!(c.validate().unwrap_err().contains("BackoffFactor 0.5"));
+        assert_eq!(c.validate().unwrap_err(), "BackoffFactor 0.5 must be >= 1");
         c.is_fatal = None;
         assert_eq!(c.validate().unwrap_err(), "IsFatal not specified");
     }

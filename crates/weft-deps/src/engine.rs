@@ -46,7 +46,9 @@ enum Ticket {
 impl Engine {
     /// Starts an engine; refuses an invalid configuration, naming what is wrong.
     pub fn new(config: EngineConfig) -> Result<Engine, String> {
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|e| format!("invalid config: {e}"))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, done) = watch::channel(None);
         let state = Loop {

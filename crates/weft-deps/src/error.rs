@@ -9,8 +9,9 @@ use std::sync::Arc;
 pub enum Error {
     /// The worker cannot start yet: an input is missing. It is started again when an input
     /// changes, not before. The message says which input and why (not declared, not running,
-    /// not exposed) — a bare "dependency not available" is impossible to diagnose.
-    #[error("dependency not available: {0}")]
+    /// not exposed) — a bare "dependency not available" is impossible to diagnose — in Juju's
+    /// words, which operators grep for: `"db" not running: dependency not available`.
+    #[error("{0}: dependency not available")]
     Missing(String),
     /// Restart now (after the bounce delay).
     #[error("restart immediately")]

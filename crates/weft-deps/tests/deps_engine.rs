@@ -109,7 +109,7 @@ async fn a_manifold_waits_for_an_input_installed_later_then_starts() {
     let report = engine.report().await;
     assert_eq!(
         report.manifolds["b"].error.as_deref(),
-        Some("dependency not available: \"a\" not running")
+        Some("\"a\" not running: dependency not available")
     );
     engine
         .install("a", a.manifold(&[]))
@@ -339,9 +339,9 @@ async fn get_says_why_an_input_is_unavailable() {
     assert_eq!(
         *seen.lock().expect("lock"),
         vec![
-            "dependency not available: \"undeclared\" not declared",
-            "dependency not available: \"absent\" not running",
-            "dependency not available: \"quiet\" not exposed",
+            "\"undeclared\" not declared: dependency not available",
+            "\"absent\" not running: dependency not available",
+            "\"quiet\" not exposed: dependency not available",
         ]
     );
     let ctx = kept.lock().expect("lock").take().expect("kept");
@@ -443,7 +443,20 @@ fn an_invalid_configuration_is_refused_by_name() {
     rt.block_on(async {
         assert_eq!(
             Engine::new(c).err().as_deref(),
-            Some("WorstError not specified")
+            Some("invalid config: WorstError not specified")
+        );
+        // Juju's words, which operators grep for.
+        let mut c = config();
+        c.is_fatal = None;
+        assert_eq!(
+            Engine::new(c).err().as_deref(),
+            Some("invalid config: IsFatal not specified")
+        );
+        let mut c = config();
+        c.backoff_factor = 0.9;
+        assert_eq!(
+            Engine::new(c).err().as_deref(),
+            Some("invalid config: BackoffFactor 0.9 must be >= 1")
         );
     });
 }
