@@ -182,10 +182,18 @@ pub struct TaskRun {
     /// Its state.
     pub state: TaskState,
     /// When it last started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "crate::time::opt_rfc3339",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<Millis>,
     /// When it last ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "crate::time::opt_rfc3339",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ended_at: Option<Millis>,
     /// Its output (the last JSON object it printed), once it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]

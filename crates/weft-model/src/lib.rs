@@ -16,7 +16,7 @@ pub mod group;
 pub mod plan;
 pub mod step;
 mod suggest;
-mod time;
+pub mod time;
 
 pub use failure::Failure;
 pub use plan::PlanId;

@@ -41,12 +41,28 @@ pub fn format_millis(ms: Millis) -> String {
     )
 }
 
-/// Parses a UTC time: `YYYY-MM-DD HH:MM[:SS]` or RFC 3339's `YYYY-MM-DDTHH:MM:SSZ`.
+/// Formats a timestamp as RFC 3339 in UTC with milliseconds: `2026-11-18T11:06:40.123Z`.
+pub fn format_rfc3339(ms: Millis) -> String {
+    let mut s = format_millis(ms);
+    s.replace_range(10..11, "T");
+    format!("{s}.{:03}Z", ms.rem_euclid(1000))
+}
+
+/// Parses a UTC time: `YYYY-MM-DD HH:MM[:SS]` or RFC 3339's `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
 pub fn parse_utc(text: &str) -> Result<Millis, String> {
     let bad = || {
         format!("`{text}` is not a UTC time; write it like 2026-11-23T18:30:00Z or \"2026-11-23 18:30\"")
     };
     let t = text.trim().trim_end_matches('Z');
+    // Fractional seconds: milliseconds kept, the rest dropped.
+    let (t, millis) = match t.split_once('.') {
+        Some((whole, frac)) if !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) => {
+            let digits: String = frac.chars().chain("000".chars()).take(3).collect();
+            (whole, digits.parse::<i64>().map_err(|_| bad())?)
+        }
+        Some(_) => return Err(bad()),
+        None => (t, 0),
+    };
     let (date, clock) = t.split_once(['T', ' ']).ok_or_else(bad)?;
     let num = |s: &str, lo: i64, hi: i64| -> Result<i64, String> {
         let v: i64 = s.parse().map_err(|_| bad())?;
@@ -76,7 +92,54 @@ pub fn parse_utc(text: &str) -> Result<Millis, String> {
     if format_millis(ms).get(..10) != Some(date) {
         return Err(bad()); // e.g. February 30th
     }
-    Ok(ms)
+    Ok(ms + millis)
+}
+
+/// Serde for a timestamp as an RFC 3339 string; reads an RFC 3339 string or (as older
+/// versions wrote) milliseconds since the epoch.
+pub mod rfc3339 {
+    use super::{format_rfc3339, parse_utc, Millis};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `ms` as RFC 3339.
+    pub fn serialize<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_rfc3339(*ms))
+    }
+
+    /// Reads RFC 3339 or milliseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Millis(Millis),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Millis(ms) => Ok(ms),
+            Either::Text(t) => parse_utc(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// [`rfc3339`] for an optional timestamp.
+pub mod opt_rfc3339 {
+    use super::Millis;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `ms` as RFC 3339, or null.
+    pub fn serialize<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => super::rfc3339::serialize(ms, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads RFC 3339, milliseconds, or null.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::rfc3339")] Millis);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+    }
 }
 
 #[cfg(test)]
@@ -102,6 +165,18 @@ mod tests {
         ] {
             assert!(parse_utc(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn rfc3339_round_trips_with_milliseconds() {
+        for ms in [0, 1_795_000_000_123, 951_782_400_999] {
+            assert_eq!(parse_utc(&format_rfc3339(ms)), Ok(ms));
+        }
+        assert_eq!(
+            format_rfc3339(1_795_000_000_123),
+            "2026-11-18T11:06:40.123Z"
+        );
+        assert_eq!(parse_utc("2026-11-18T11:06:40.5Z"), Ok(1_795_000_000_500));
     }
 
     #[test]

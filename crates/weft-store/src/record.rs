@@ -57,15 +57,18 @@ pub struct PlanRecord {
     /// Its state.
     pub state: plan::State,
     /// When it was created.
+    #[serde(with = "weft_model::time::rfc3339")]
     pub created_at: Millis,
     /// When it first started running.
+    #[serde(with = "weft_model::time::opt_rfc3339")]
     pub started_at: Option<Millis>,
     /// When it stopped.
+    #[serde(with = "weft_model::time::opt_rfc3339")]
     pub ended_at: Option<Millis>,
     /// The director's persisted bookkeeping (reverting or not, subflow attempts); opaque here.
     pub phase: Value,
     /// For a scheduled plan: not before this time.
-    #[serde(default)]
+    #[serde(with = "weft_model::time::opt_rfc3339", default)]
     pub start_at: Option<Millis>,
     /// For a chained plan: the plans that must have stopped first.
     #[serde(default)]
@@ -84,15 +87,21 @@ pub struct StepRecord {
     /// Its attempt number, from 1 once started.
     pub attempt: u32,
     /// When its current attempt started.
+    #[serde(with = "weft_model::time::opt_rfc3339")]
     pub started_at: Option<Millis>,
     /// When it last finished.
+    #[serde(with = "weft_model::time::opt_rfc3339")]
     pub ended_at: Option<Millis>,
     /// Its output.
     pub output: Option<Value>,
     /// Its failure.
     pub failure: Option<Failure>,
     /// For a suspended step: when its wait times out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "weft_model::time::opt_rfc3339",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deadline: Option<Millis>,
     /// A warning it finished with (the plan's result is then `warning`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,14 +158,17 @@ pub struct PlanSummary {
     /// Its result.
     pub result: Outcome,
     /// When it was created.
+    #[serde(with = "weft_model::time::rfc3339")]
     pub created_at: Millis,
     /// When it stopped.
+    #[serde(with = "weft_model::time::opt_rfc3339")]
     pub ended_at: Option<Millis>,
     /// How many steps it has.
     pub steps: u32,
     /// Who holds its execution lock.
     pub owner: Option<String>,
     /// For a scheduled plan: not before this time.
+    #[serde(with = "weft_model::time::opt_rfc3339")]
     pub start_at: Option<Millis>,
 }
 
@@ -361,6 +373,7 @@ impl Transition<'_> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// When.
+    #[serde(with = "weft_model::time::rfc3339")]
     pub at: Millis,
     /// The step, or `None` for the plan itself.
     pub step: Option<u32>,
@@ -409,8 +422,10 @@ pub struct NodeRecord {
     /// What the operator called it; the same across restarts.
     pub name: String,
     /// When it started.
+    #[serde(with = "weft_model::time::rfc3339")]
     pub started_at: Millis,
     /// Its last heartbeat.
+    #[serde(with = "weft_model::time::rfc3339")]
     pub heartbeat_at: Millis,
     /// Its last live report (its manifolds' states), if it wrote one.
     #[serde(default)]
@@ -449,6 +464,7 @@ pub struct Message {
     /// What is asked.
     pub command: Command,
     /// When it was posted.
+    #[serde(with = "weft_model::time::rfc3339")]
     pub created_at: Millis,
 }
 

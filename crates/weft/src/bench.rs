@@ -28,7 +28,7 @@ pub struct BenchArgs {
     repeat: u32,
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// A PostgreSQL server for the pg-* scenarios (a URL whose user may create databases;
     /// each run gets a fresh one).
     #[arg(long, env = "WEFT_BENCH_PG")]

@@ -128,6 +128,29 @@ enum PlansCommand {
     },
 }
 
+impl Cli {
+    /// Whether the command was asked for JSON (its errors are then JSON too).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Run(a) | Command::Submit(a) => a.global.json,
+            Command::Serve(a) => a.global.json,
+            Command::Event(a) => a.global.json,
+            Command::Status { global } | Command::Backup { global, .. } => global.json,
+            Command::Bench(a) => a.json,
+            Command::Plans { command } => match command {
+                PlansCommand::List { global, .. }
+                | PlansCommand::Show { global, .. }
+                | PlansCommand::History { global, .. }
+                | PlansCommand::Halt { global, .. }
+                | PlansCommand::Cancel { global, .. }
+                | PlansCommand::Skip { global, .. }
+                | PlansCommand::Inhibit { global, .. }
+                | PlansCommand::Resume { global, .. } => global.json,
+            },
+        }
+    }
+}
+
 fn parse_plan_state(s: &str) -> Result<plan::State, String> {
     s.parse()
 }

@@ -25,7 +25,7 @@ pub struct EventArgs {
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     wait: Duration,
     #[command(flatten)]
-    global: Global,
+    pub(crate) global: Global,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

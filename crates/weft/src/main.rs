@@ -121,10 +121,24 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let json = args.json();
     match runtime.block_on(cli::dispatch(args)) {
         Ok(code) => ExitCode::from(code),
         Err(fail) => {
-            eprintln!("error: {fail}");
+            if json {
+                // Scripts asked for JSON: the error is JSON too, on stderr.
+                let kind = match fail {
+                    Fail::Input(_) => "input",
+                    Fail::Store(_) => "store",
+                    Fail::Other(_) => "failed",
+                };
+                let error = serde_json::json!({
+                    "error": { "kind": kind, "message": fail.to_string(), "exit_code": fail.code() }
+                });
+                eprintln!("{error}");
+            } else {
+                eprintln!("error: {fail}");
+            }
             ExitCode::from(fail.code())
         }
     }

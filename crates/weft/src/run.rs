@@ -39,7 +39,7 @@ pub struct RunArgs {
     #[command(flatten)]
     exec: ExecArgs,
     #[command(flatten)]
-    global: Global,
+    pub(crate) global: Global,
 }
 
 fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
@@ -91,7 +91,7 @@ pub async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
         if args.global.json {
             outln!(
                 "{}",
-                serde_json::json!({ "plan": id.to_string(), "start_at": start_at })
+                serde_json::json!({ "plan": id.to_string(), "start_at": start_at.map(weft_model::time::format_rfc3339) })
             );
         } else {
             outln!("{id}");

@@ -26,7 +26,7 @@ pub struct ServeArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     parallelism: Option<u32>,
     #[command(flatten)]
-    global: Global,
+    pub(crate) global: Global,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

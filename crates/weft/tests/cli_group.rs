@@ -117,9 +117,10 @@ fn the_example_runs_in_lifecycle_order_and_leaves_no_process_behind() {
     let main = task(&plan, "main");
     let check = task(&plan, "check");
     let cleanup = task(&plan, "cleanup");
-    assert!(check["started_at"].as_i64() >= main["started_at"].as_i64());
-    assert!(cleanup["started_at"].as_i64() >= server["ended_at"].as_i64());
-    assert!(cleanup["started_at"].as_i64() >= main["ended_at"].as_i64());
+    let at = |t: &serde_json::Value, field: &str| common::millis(&t[field]);
+    assert!(at(check, "started_at") >= at(main, "started_at"));
+    assert!(at(cleanup, "started_at") >= at(server, "ended_at"));
+    assert!(at(cleanup, "started_at") >= at(main, "ended_at"));
     assert!(first(&log, "cleanup", "start") > first(&log, "main", "end"));
     for name in ["migrate", "main", "check", "cleanup"] {
         assert_eq!(task(&plan, name)["state"], "success", "{name}: {plan}");

@@ -222,7 +222,7 @@ fn a_delayed_plan_starts_within_a_second_of_its_time() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let submitted: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let id = submitted["plan"].as_str().expect("id").to_string();
-    let due = submitted["start_at"].as_i64().expect("start_at");
+    let due = common::millis(&submitted["start_at"]).expect("start_at");
     assert_eq!(state_of(&sb, &id).0, "scheduled");
     let list = text(&sb.run(&["plans", "list", "--state", "scheduled"]).stdout);
     assert!(list.contains(&id), "{list}");
@@ -257,10 +257,9 @@ fn a_chained_plan_waits_for_its_prerequisites_and_fails_with_a_failed_one() {
         wait_stopped(&sb, &chained, Duration::from_secs(20)),
         "success"
     );
-    let first_ended = sb.show(&first)["plan"]["ended_at"].as_i64().expect("ended");
-    let chained_started = sb.show(&chained)["plan"]["started_at"]
-        .as_i64()
-        .expect("started");
+    let first_ended = common::millis(&sb.show(&first)["plan"]["ended_at"]).expect("ended");
+    let chained_started =
+        common::millis(&sb.show(&chained)["plan"]["started_at"]).expect("started");
     assert!(
         chained_started >= first_ended,
         "the chained plan started before its prerequisite stopped"
@@ -585,7 +584,7 @@ fn status_shows_the_store_failing_its_dependents_bouncing_and_everything_coming_
         Duration::from_secs(40),
         || {
             let m = manifolds(&sb);
-            (all_started(&m) && m["store"]["start_count"].as_u64() >= Some(2)).then_some(m)
+            (all_started(&m) && m["store"]["starts"].as_u64() >= Some(2)).then_some(m)
         },
     );
     let error = report["store"]["error"].as_str().unwrap_or("");
@@ -593,13 +592,13 @@ fn status_shows_the_store_failing_its_dependents_bouncing_and_everything_coming_
         error.contains("store unreachable") && error.contains("the database file is gone"),
         "{report}"
     );
-    assert!(report["store"]["error_at"].as_i64().is_some());
+    assert!(common::millis(&report["store"]["error_at"]).is_some());
     assert!(
-        report["executor"]["start_count"].as_u64() >= Some(2),
+        report["executor"]["starts"].as_u64() >= Some(2),
         "the executor was bounced: {report}"
     );
     assert!(
-        report["claimer"]["start_count"].as_u64() >= Some(2),
+        report["claimer"]["starts"].as_u64() >= Some(2),
         "the claimer was bounced: {report}"
     );
 

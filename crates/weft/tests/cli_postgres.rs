@@ -320,9 +320,7 @@ fn a_node_with_a_skewed_clock_does_not_steal_live_claims() {
         .env("WEFT_DB", sb.url.clone().expect("a PostgreSQL sandbox"));
     let out = run.output().expect("run under faketime");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let ahead = sb.show(&sb.last_plan())["history"][0]["at"]
-        .as_i64()
-        .unwrap_or(0)
+    let ahead = common::millis(&sb.show(&sb.last_plan())["history"][0]["at"]).unwrap_or(0)
         - weft_model::now_millis();
     assert!(
         ahead > 20_000,

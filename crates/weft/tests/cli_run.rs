@@ -131,7 +131,7 @@ retry = { attempts = 3, backoff = "fixed", delay = "300ms" }
             .iter()
             .filter(|h| h["step"] == 0 && h["from"] == from && h["to"] == to)
             .nth(nth)
-            .and_then(|h| h["at"].as_i64())
+            .and_then(|h| common::millis(&h["at"]))
             .expect("transition in history")
     };
     for n in 0..2 {

@@ -152,3 +152,31 @@ fn a_foreign_sqlite_file_is_refused_unchanged() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn under_json_errors_are_json_and_times_are_rfc3339() {
+    let sb = Sandbox::new();
+    sb.write(
+        "ok.toml",
+        "name = \"ok\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\n",
+    );
+    assert_eq!(sb.run(&["run", "ok.toml"]).status.code(), Some(0));
+    let out = sb.run(&["plans", "show", "nope", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).expect("JSON on stderr");
+    assert_eq!(error["error"]["kind"], "input");
+    assert_eq!(error["error"]["exit_code"], 2);
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("no plan nope"));
+
+    let out = sb.run(&["plans", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let created = list[0]["created_at"].as_str().expect("a string");
+    assert!(
+        created.len() == 24 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
+        "{created}"
+    );
+    assert!(common::millis(&list[0]["created_at"]).is_some());
+}

@@ -235,3 +235,8 @@ pub fn comm(pid: u32) -> String {
         .trim()
         .to_string()
 }
+
+/// A timestamp of weft's JSON (RFC 3339) as milliseconds since the epoch.
+pub fn millis(v: &serde_json::Value) -> Option<i64> {
+    weft_model::parse_utc(v.as_str()?).ok()
+}
