@@ -155,6 +155,26 @@ struct RawRetry {
     max_delay: Option<String>,
 }
 
+/// [`Lines`] for spans that count from `base` (a task read from a piece of its file).
+struct Shifted<'a> {
+    lines: &'a Lines,
+    base: usize,
+}
+
+impl Shifted<'_> {
+    fn of(&self, offset: usize) -> usize {
+        self.lines.of(self.base + offset)
+    }
+}
+
+/// The task tables of one piece of a large flow file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTasks {
+    #[serde(rename = "task")]
+    tasks: Vec<RawTask>,
+}
+
 /// Byte offset → 1-based line, by binary search over the offsets where lines start (built
 /// once per file: looking a line up is O(log n), not a count from the start of the file).
 pub(super) struct Lines(Vec<usize>);
@@ -184,10 +204,34 @@ fn parse_tree(
 ) -> Result<Tree, Error> {
     let lines = Lines::new(text);
     let file_buf = file.to_path_buf();
-    let raw: RawFlow = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| lines.of(s.start));
+    let parse_err = |e: toml::de::Error, base: usize| {
+        let line = e.span().map(|s| lines.of(base + s.start));
         toml_error(e.message()).at(Some(&file_buf), line)
-    })?;
+    };
+    // Each task with the offset its spans count from. A large file is read in pieces, each
+    // parsed only when the tasks before it have been turned into specs: at no time are all
+    // the raw tables in memory.
+    type RawTasksOf<'a> = Box<dyn Iterator<Item = Result<(usize, RawTask), Error>> + 'a>;
+    let (raw, raw_tasks): (RawFlow, RawTasksOf<'_>) = match super::chunks::split(text) {
+        None => {
+            let mut raw: RawFlow = toml::from_str(text).map_err(|e| parse_err(e, 0))?;
+            let tasks = std::mem::take(&mut raw.tasks);
+            (raw, Box::new(tasks.into_iter().map(|t| Ok((0, t)))))
+        }
+        Some(split) => {
+            let raw: RawFlow = toml::from_str(&split.rest).map_err(|e| parse_err(e, 0))?;
+            let parse_err = &parse_err;
+            let pieces = split.runs.into_iter().flat_map(move |(base, run)| {
+                let tasks: Vec<Result<(usize, RawTask), Error>> =
+                    match toml::from_str::<RawTasks>(run) {
+                        Ok(part) => part.tasks.into_iter().map(|t| Ok((base, t))).collect(),
+                        Err(e) => vec![Err(parse_err(e, base))],
+                    };
+                tasks
+            });
+            (raw, Box::new(pieces))
+        }
+    };
     let at = |e: Error, offset: usize| e.at(Some(&file_buf), Some(lines.of(offset)));
 
     let version = match raw.version {
@@ -275,7 +319,14 @@ fn parse_tree(
             .map_err(|e| e.at(Some(&file_buf), None))?;
         tasks.push((offset, spec));
     }
-    for raw_task in raw.tasks {
+    for item in raw_tasks {
+        let (base, raw_task) = item?;
+        // Spans count from `base`: every line is looked up through these two.
+        let lines = Shifted {
+            lines: &lines,
+            base,
+        };
+        let at = |e: Error, offset: usize| e.at(Some(&file_buf), Some(lines.of(offset)));
         let name = raw_task.name.get_ref().clone();
         let name_offset = raw_task.name.span().start;
         let task_err = |e: Error, offset: usize| at(e.task(&name), offset);
@@ -479,7 +530,7 @@ fn parse_tree(
             }
         }
         task.lines = lines_of;
-        tasks.push((name_offset, task));
+        tasks.push((base + name_offset, task));
     }
     tasks.sort_by_key(|(offset, _)| *offset);
     let tasks = tasks.into_iter().map(|(_, t)| t).collect();
@@ -655,6 +706,65 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse_str(text).expect_err("should be refused").to_string()
+    }
+
+    /// A flow of 2,500 tasks with every kind of field, groups and defaults among them.
+    fn large_flow(header: &str) -> String {
+        let mut f = format!("name = \"big\"\n{header}[inputs]\nseed = {{ default = 1 }}\n[defaults]\ntimeout = \"1m\"\n");
+        for i in 0..2500 {
+            f.push_str(&format!("[[task]]\nname = \"t{i}\"\nrun = [\"sh\", \"-c\", 'echo \"{{\\\"v{i}\\\": 1}}\"']\nprovides = [\"v{i}\"]\nenv = {{ K = \"[{i}]\" }}\nretry = {{ attempts = 2 }}\n"));
+            if i > 0 {
+                f.push_str(&format!("requires = [\"v{}\"]\n", i - 1));
+            }
+            if i == 1200 {
+                f.push_str("[[group]]\nname = \"g\"\nafter = [\"t1200\"]\n[[group.task]]\nname = \"m\"\nrun = [\"true\"]\n");
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn a_large_flow_read_in_pieces_is_the_flow_read_whole() {
+        let pieces = parse_str(&large_flow("")).expect("valid");
+        // A multi-line string keeps the file from being split.
+        let mut whole = parse_str(&large_flow("description = \"\"\"whole\"\"\"\n")).expect("valid");
+        whole.description = pieces.description.clone();
+        assert_eq!(pieces, whole);
+        assert_eq!(pieces.steps.len(), 2501);
+    }
+
+    #[test]
+    fn an_error_deep_in_a_large_flow_names_its_line() {
+        let text =
+            large_flow("").replacen("name = \"t2300\"\n", "name = \"t2300\"\nbogus = 1\n", 1);
+        let line = text
+            .lines()
+            .position(|l| l == "bogus = 1")
+            .expect("inserted")
+            + 1;
+        let e = err(&text);
+        assert!(
+            e.starts_with(&format!("flow.toml:{line}:")),
+            "line {line}: {e}"
+        );
+        assert!(e.contains("bogus"), "{e}");
+        let text = large_flow("")
+            .replacen("timeout = \"1m\"", "timeout = \"1m\"\n", 1)
+            .replacen(
+                "provides = [\"v2400\"]",
+                "provides = [\"v2400\"]\nkill_timeout = \"soon\"",
+                1,
+            );
+        let line = text
+            .lines()
+            .position(|l| l == "kill_timeout = \"soon\"")
+            .expect("inserted")
+            + 1;
+        let e = err(&text);
+        assert!(
+            e.starts_with(&format!("flow.toml:{line}: task `t2400`")),
+            "line {line}: {e}"
+        );
     }
 
     #[test]

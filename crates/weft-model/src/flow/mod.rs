@@ -6,6 +6,7 @@
 //! `parent/child`. Nothing downstream re-validates a `Flow`.
 
 pub mod builder;
+mod chunks;
 mod error;
 pub mod file;
 mod group_file;

@@ -130,6 +130,8 @@ impl Tree {
         c.flatten(&self, "", None, &BTreeMap::new())?;
         c.resolve_values(&self.inputs)?;
         c.order_finalize();
+        // Grown by doubling: give back what a large flow does not use.
+        c.steps.shrink_to_fit();
         let flow = Flow {
             name: self.name,
             version: self.version,

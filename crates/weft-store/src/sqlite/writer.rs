@@ -371,11 +371,11 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
 }
 
 fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
-    let (record, steps) = plan.records();
-    let key = record.id.to_string();
-    let flow = to_json(&record.flow)?;
-    let inputs = to_json(&record.inputs)?;
-    let after = to_json(&record.after)?;
+    // Straight from the new plan: a flow of 100k steps is not copied on its way in.
+    let key = plan.id.to_string();
+    let flow = to_json(&plan.flow)?;
+    let inputs = to_json(&plan.inputs)?;
+    let after = to_json(&plan.after)?;
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO plans (id, flow_name, flow, inputs, state, created_at, phase, start_at, after_plans)
@@ -384,32 +384,34 @@ fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
         .and_then(|mut s| {
             s.execute(params![
                 key,
-                record.flow.name,
+                plan.flow.name,
                 flow,
                 inputs,
-                record.state.as_str(),
-                record.created_at,
-                record.start_at,
+                plan.state.as_str(),
+                plan.created_at,
+                plan.start_at,
                 after
             ])
         })
         .map_err(classify)?;
+    drop(flow);
     if inserted == 0 {
-        return Err(Error::Exists(record.id));
+        return Err(Error::Exists(plan.id));
     }
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO steps (plan_id, idx, name, state, attempt) VALUES (?1, ?2, ?3, ?4, 0)",
         )
         .map_err(classify)?;
-    for s in &steps {
-        stmt.execute(params![key, s.index, s.name, s.state.as_str()])
+    let pending = weft_model::step::State::Pending.as_str();
+    for (index, s) in plan.flow.steps.iter().enumerate() {
+        stmt.execute(params![key, index as u32, s.name, pending])
             .map_err(classify)?;
     }
     if let Some(owner) = &plan.owner {
         conn.execute(
             "INSERT INTO locks (plan_id, owner, acquired_at) VALUES (?1, ?2, ?3)",
-            params![key, owner, record.created_at],
+            params![key, owner, plan.created_at],
         )
         .map_err(classify)?;
     }
