@@ -388,3 +388,29 @@ fn counts_of_slow(plan: &serde_json::Value) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Regression (issue 12): a store failing during `weft run` exited 2 ("invalid input"); it is
+/// 3, as documented, and the plan is left for a resume.
+#[test]
+fn a_store_lost_during_a_run_exits_3() {
+    let cluster = weft_testpg::Cluster::start().expect("a cluster of this test's own");
+    let url = cluster.create_database("lost");
+    let sb = Sandbox::with_store(url);
+    sb.write(
+        "slow.toml",
+        "name = \"slow\"\n[[task]]\nname = \"a\"\nrun = [\"sh\", \"-c\", 'touch started; sleep 2']\n[[task]]\nname = \"b\"\nafter = [\"a\"]\nrun = [\"true\"]\n",
+    );
+    let child = sb
+        .weft()
+        .args(["run", "slow.toml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for("the step to start", Duration::from_secs(30), || {
+        sb.path().join("started").exists().then_some(())
+    });
+    cluster.stop_server().expect("stop PostgreSQL");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+}
