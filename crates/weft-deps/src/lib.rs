@@ -12,6 +12,7 @@
 //! One loop task owns all the engine's state; everything else talks to it with messages (the
 //! seed's tickets). The crate depends on nothing else of weft.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod config;
 mod engine;

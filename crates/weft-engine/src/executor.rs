@@ -123,16 +123,43 @@ impl Executor {
         let def = &item.flow.steps[item.step as usize];
         let ctx = context(item);
         let suspension = ctx.suspension.clone();
-        let fut = task.execute(ctx);
-        let output = match def.timeout {
-            Some(t) => tokio::time::timeout(t, fut).await.unwrap_or_else(|_| {
-                Err(Failure::new(
-                    "timeout",
-                    format!("timed out after {}", duration::format(t)),
-                ))
-            }),
-            None => fut.await,
-        }?;
+        let cancel = ctx.cancel.clone();
+        // A halt of an earlier attempt no longer applies.
+        self.groups.started(item.plan, item.step);
+        let mut fut = task.execute(ctx);
+        let timed_out = async {
+            match def.timeout {
+                Some(limit) => {
+                    tokio::time::sleep(limit).await;
+                    limit
+                }
+                None => std::future::pending().await,
+            }
+        };
+        /// How the task's future ended, or why it was stopped.
+        enum Ended {
+            Returned(Result<Value, Failure>),
+            Stopped(&'static str, String),
+        }
+        let ended = tokio::select! {
+            output = &mut fut => Ended::Returned(output),
+            limit = timed_out => {
+                Ended::Stopped("timeout", format!("timed out after {}", duration::format(limit)))
+            }
+            () = self.groups.halted(item.plan, item.step) => Ended::Stopped("halted", "halted".into()),
+        };
+        let output = match ended {
+            Ended::Returned(output) => output?,
+            Ended::Stopped(kind, why) => {
+                // Asked to stop through its context; `kill_timeout` to return, then dropped.
+                cancel.cancel();
+                let how = match tokio::time::timeout(def.kill_timeout, fut).await {
+                    Ok(_) => "the task stopped when asked",
+                    Err(_) => "the task did not stop when asked and was dropped",
+                };
+                return Err(Failure::new(kind, format!("{why}; {how}")));
+            }
+        };
         Ok(match suspension.take() {
             Some(timeout) => Completion::Suspend { output, timeout },
             None => Completion::Done {
@@ -150,6 +177,7 @@ fn context(item: &WorkItem) -> Context {
         attempt: item.attempt,
         inputs: item.inputs.clone(),
         suspension: Suspension::default(),
+        cancel: tokio_util::sync::CancellationToken::new(),
     }
 }
 

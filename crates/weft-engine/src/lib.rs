@@ -15,6 +15,8 @@
 //!   heartbeats, declares dead nodes dead, delivers events and halts from other processes.
 //! - [`operator`]: an operator's actions on plans no process is executing.
 #![deny(missing_docs)]
+// Every `unsafe` block of the engine is in `process` (signals, fork, the process table).
+#![deny(unsafe_code)]
 
 pub mod director;
 pub mod engine;
@@ -22,6 +24,7 @@ pub mod executor;
 mod group;
 pub mod node;
 pub mod operator;
+#[allow(unsafe_code)]
 pub mod process;
 pub mod task;
 

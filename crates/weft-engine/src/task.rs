@@ -21,6 +21,8 @@ pub struct Context {
     pub inputs: Map<String, Value>,
     /// Set by [`Context::suspend`].
     pub(crate) suspension: Suspension,
+    /// Cancelled when the step must stop: halted, timed out, cancelled, or the node stopping.
+    pub(crate) cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Whether a task asked to suspend, and for how long.
@@ -35,6 +37,35 @@ impl Suspension {
 }
 
 impl Context {
+    /// Resolves when the step must stop — a halt, its timeout, the plan's cancel, or the
+    /// process stopping. A task that can stop early selects on it and returns; one that does
+    /// not is dropped after the step's `kill_timeout`. What it returns then is not its
+    /// step's result (the step is recorded as halted or timed out).
+    ///
+    /// ```
+    /// use weft_engine::task_fn;
+    /// use weft_model::Failure;
+    /// let poll = task_fn(|ctx| async move {
+    ///     loop {
+    ///         tokio::select! {
+    ///             () = ctx.cancelled() => return Err(Failure::new("stopped", "asked to stop")),
+    ///             () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+    ///                 // look at something, return Ok(...) when it is ready
+    ///             }
+    ///         }
+    ///     }
+    /// });
+    /// # let _ = poll;
+    /// ```
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    /// Whether the step has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
     /// Asks that, once `execute` returns `Ok`, the step wait for an event addressed to it
     /// (until `timeout`, if given) instead of succeeding. The event's data is merged into the
     /// output `execute` returned.

@@ -212,6 +212,7 @@ async fn a_rust_task_past_its_timeout_fails() {
     let flow = FlowBuilder::linear("t")
         .task("slow", "slow", "1", |t| {
             t.timeout(Duration::from_millis(50))
+                .kill_timeout(Duration::from_millis(100))
         })
         .build()
         .expect("valid");
@@ -224,6 +225,105 @@ async fn a_rust_task_past_its_timeout_fails() {
         .clone()
         .expect("failure");
     assert_eq!(failure.kinds, vec!["timeout"]);
+    assert!(
+        failure
+            .message
+            .contains("did not stop when asked and was dropped"),
+        "{}",
+        failure.message
+    );
+}
+
+/// A task that waits for work, honouring its cancellation signal.
+fn patient(stopped: Arc<AtomicU32>) -> impl Task {
+    task_fn(move |ctx: Context| {
+        let stopped = stopped.clone();
+        async move {
+            tokio::select! {
+                () = ctx.cancelled() => {
+                    stopped.fetch_add(1, Ordering::SeqCst);
+                    Err(Failure::new("stopped", "asked to stop"))
+                }
+                () = tokio::time::sleep(Duration::from_secs(30)) => Ok(json!({})),
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_rust_task_is_stopped_by_its_timeout_through_its_cancellation_signal() {
+    let (_dir, store) = sqlite();
+    let stopped = Arc::new(AtomicU32::new(0));
+    let mut r = Registry::new();
+    r.register("patient", "1", patient(stopped.clone()));
+    let flow = FlowBuilder::linear("t")
+        .task("wait", "patient", "1", |t| {
+            t.timeout(Duration::from_millis(200))
+        })
+        .build()
+        .expect("valid");
+    let engine = Engine::start(store.clone(), Arc::new(r), config());
+    let id = engine.plan(flow, BTreeMap::new()).await.expect("plan");
+    let started = std::time::Instant::now();
+    let end = engine.execute(id, Rescue::Revert).await.expect("execute");
+    let took = started.elapsed();
+    assert_eq!(end.outcome, Outcome::Error);
+    assert_eq!(stopped.load(Ordering::SeqCst), 1, "the task saw the signal");
+    let failure = store.load_plan(id).await.expect("load").steps[0]
+        .failure
+        .clone()
+        .expect("failure");
+    assert_eq!(failure.kinds, vec!["timeout"]);
+    assert!(
+        failure.message.contains("the task stopped when asked"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        took < Duration::from_millis(300),
+        "stopped {took:?} after the start"
+    );
+}
+
+#[tokio::test]
+async fn a_rust_task_is_stopped_by_a_halt_through_its_cancellation_signal() {
+    let (_dir, store) = sqlite();
+    let stopped = Arc::new(AtomicU32::new(0));
+    let mut r = Registry::new();
+    r.register("patient", "1", patient(stopped.clone()));
+    let flow = FlowBuilder::linear("t")
+        .task("wait", "patient", "1", |t| t)
+        .build()
+        .expect("valid");
+    let engine = Engine::start(store.clone(), Arc::new(r), config());
+    let id = engine.plan(flow, BTreeMap::new()).await.expect("plan");
+    let run = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.execute(id, Rescue::Revert).await }
+    });
+    loop {
+        let snap = store.load_plan(id).await.expect("load");
+        if snap.steps[0].state == step::State::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let halted = std::time::Instant::now();
+    engine.halt(id).await.expect("halt");
+    let end = run.await.expect("join").expect("execute");
+    assert_eq!(end.state, plan::State::Stopped);
+    // The task saw the signal at once.
+    while stopped.load(Ordering::SeqCst) == 0 {
+        assert!(
+            halted.elapsed() < Duration::from_millis(100),
+            "not stopped within 100 ms"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        store.load_plan(id).await.expect("load").steps[0].state,
+        step::State::Cancelled
+    );
 }
 
 #[tokio::test]

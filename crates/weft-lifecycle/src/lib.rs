@@ -10,6 +10,7 @@
 //!
 //! The crate depends on nothing else of weft.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod coordinator;
 mod gate;

@@ -8,6 +8,7 @@
 //! - [`failure`]: what went wrong, in a shape that serializes to TaskFlow's failure dict.
 //! - [`duration`]: the `"500ms"`, `"10s"`, `"5m"` notation used in flow files.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod duration;
 pub mod failure;

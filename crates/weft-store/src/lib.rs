@@ -10,6 +10,7 @@
 //! finds another state fails with [`Error::Conflict`] instead of landing. Every change is also
 //! appended to the plan's history.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod error;
 pub mod memory;
@@ -210,11 +211,15 @@ async fn open_with(url: &str, create: bool) -> Result<SharedStore> {
             )));
         }
     }
-    let path = std::path::Path::new(path);
+    let path = std::path::PathBuf::from(path);
     if !create && !path.exists() {
         return Err(Error::NoStore(path.display().to_string()));
     }
-    Ok(Arc::new(sqlite::SqliteStore::open(path)?))
+    // Opening waits for a busy file and migrates it: blocking work, off the runtime's threads.
+    let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
+        .await
+        .map_err(|e| Error::Backend(format!("opening the store panicked: {e}")))??;
+    Ok(Arc::new(store))
 }
 
 #[cfg(test)]

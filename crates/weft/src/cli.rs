@@ -4,9 +4,11 @@ use crate::{bench, event, plans, run, serve, status, Fail};
 use clap::{Args, Parser, Subcommand};
 use weft_model::plan;
 
-/// weft: durable task orchestration.
+/// weft: durable task orchestration. Runs flows of tasks that survive crashes (a killed run
+/// continues where it stopped), revert themselves when they fail, and spread over many
+/// machines sharing one PostgreSQL. By default everything lives in one SQLite file, weft.db.
 #[derive(Debug, Parser)]
-#[command(name = "weft", version, about, propagate_version = true)]
+#[command(name = "weft", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -15,7 +17,8 @@ pub struct Cli {
 /// Options every command that touches the store takes.
 #[derive(Debug, Args, Clone)]
 pub struct Global {
-    /// The store: `sqlite://PATH`, a file path, or `memory:`.
+    /// The store: `postgres://USER:PASSWORD@HOST:PORT/DB` (many nodes; pass the password in
+    /// WEFT_DB, not argv), `sqlite://PATH` or a file path (the embedded default), or `memory:`.
     #[arg(long, env = "WEFT_DB", default_value = "weft.db", global = true)]
     pub db: String,
     /// Print JSON for scripts instead of text for people.

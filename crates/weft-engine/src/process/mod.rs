@@ -102,7 +102,7 @@ impl ProcessGroups {
     }
 
     /// Resolves once `step` of `plan` is halted (or every command killed).
-    async fn halted(&self, plan: PlanId, step: u32) {
+    pub(crate) async fn halted(&self, plan: PlanId, step: u32) {
         let mut kills = self.kills();
         loop {
             if self.is_halted(plan, step) {
