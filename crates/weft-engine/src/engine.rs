@@ -252,24 +252,18 @@ impl Engine {
         data: serde_json::Value,
         optional: bool,
     ) -> Result<(), Error> {
-        self.ask(None, |answer| Input::Event {
-            plan,
+        let command = weft_store::Command::Event {
             step,
             data,
             optional,
-            answer: Some(answer),
-        })
-        .await
+        };
+        self.ask(plan, command, None).await
     }
 
     /// Halts a plan this engine executes: its running steps are cancelled and their
     /// processes killed; the plan stops.
     pub async fn halt(&self, plan: PlanId) -> Result<(), Error> {
-        self.ask(None, |answer| Input::Halt {
-            plan,
-            answer: Some(answer),
-        })
-        .await
+        self.ask(plan, weft_store::Command::Halt, None).await
     }
 
     /// Delivers a message of the store's mailbox (an event or a halt another process
@@ -277,41 +271,37 @@ impl Engine {
     /// that transaction fails, a refusal is written instead. [`Error::Stopped`]: nothing was
     /// decided and nothing written.
     pub async fn deliver(&self, message: weft_store::Message) -> Result<(), Error> {
-        let plan = message.plan;
-        let from = Some((plan, message.id));
-        match message.command {
+        self.ask(message.plan, message.command, Some(message.id))
+            .await
+    }
+
+    /// Hands an event or a halt to the director; resolves once its outcome is durable.
+    async fn ask(
+        &self,
+        plan: PlanId,
+        command: weft_store::Command,
+        message: Option<i64>,
+    ) -> Result<(), Error> {
+        let (waiter, rx) = oneshot::channel();
+        let answer = Some(crate::director::Answer {
+            waiter,
+            message: message.map(|id| (plan, id)),
+        });
+        let input = match command {
             weft_store::Command::Event {
                 step,
                 data,
                 optional,
-            } => {
-                self.ask(from, |answer| Input::Event {
-                    plan,
-                    step,
-                    data,
-                    optional,
-                    answer: Some(answer),
-                })
-                .await
-            }
-            weft_store::Command::Halt => {
-                self.ask(from, |answer| Input::Halt {
-                    plan,
-                    answer: Some(answer),
-                })
-                .await
-            }
-        }
-    }
-
-    async fn ask(
-        &self,
-        message: Option<(PlanId, i64)>,
-        input: impl FnOnce(crate::director::Answer) -> Input,
-    ) -> Result<(), Error> {
-        let (waiter, rx) = oneshot::channel();
-        let answer = crate::director::Answer { waiter, message };
-        self.inbox.send(input(answer)).map_err(|_| Error::Stopped)?;
+            } => Input::Event {
+                plan,
+                step,
+                data,
+                optional,
+                answer,
+            },
+            weft_store::Command::Halt => Input::Halt { plan, answer },
+        };
+        self.inbox.send(input).map_err(|_| Error::Stopped)?;
         rx.await
             .map_err(|_| Error::Stopped)?
             .map_err(Error::Refused)

@@ -127,15 +127,6 @@ impl Executor {
         // A halt of an earlier attempt no longer applies.
         self.groups.started(item.plan, item.step);
         let mut fut = task.execute(ctx);
-        let timed_out = async {
-            match def.timeout {
-                Some(limit) => {
-                    tokio::time::sleep(limit).await;
-                    limit
-                }
-                None => std::future::pending().await,
-            }
-        };
         /// How the task's future ended, or why it was stopped.
         enum Ended {
             Returned(Result<Value, Failure>),
@@ -143,7 +134,7 @@ impl Executor {
         }
         let ended = tokio::select! {
             output = &mut fut => Ended::Returned(output),
-            limit = timed_out => {
+            limit = crate::process::time_out(def.timeout) => {
                 Ended::Stopped("timeout", format!("timed out after {}", duration::format(limit)))
             }
             () = self.groups.halted(item.plan, item.step) => Ended::Stopped("halted", "halted".into()),

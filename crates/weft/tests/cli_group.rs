@@ -4,7 +4,7 @@
 //! that poststop runs after a failure, restarts, and a SIGKILL of weft mid-group.
 
 mod common;
-use common::{step, text, Sandbox};
+use common::{alive, step, text, Sandbox};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -49,16 +49,6 @@ fn pids(log: &[(f64, String, String)], role: &str) -> Vec<u32> {
         .filter(|(_, r, _)| r == role)
         .filter_map(|(_, _, e)| e.strip_prefix("start pid=")?.parse().ok())
         .collect()
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
 
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {

@@ -316,17 +316,8 @@ pub(crate) async fn run_command(
     }
     let stdin_json = Value::Object(inv.inputs.clone()).to_string();
     let stop = async {
-        let timed_out = async {
-            match inv.timeout {
-                Some(limit) => {
-                    tokio::time::sleep(limit).await;
-                    limit
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            limit = timed_out => Stop::Timeout(limit),
+            limit = time_out(inv.timeout) => Stop::Timeout(limit),
             () = groups.halted(inv.plan, inv.step) => Stop::Halted,
         }
     };
@@ -440,6 +431,17 @@ async fn stderr_tail(mut err: impl AsyncRead + Unpin) -> Vec<u8> {
 
 /// Feeds a spawned command its stdin, collects its output and stderr tail, enforces its
 /// timeout, and turns how it ended into the step's result.
+/// Resolves with `limit` once it has passed; never without one.
+pub(crate) async fn time_out(limit: Option<Duration>) -> Duration {
+    match limit {
+        Some(limit) => {
+            tokio::time::sleep(limit).await;
+            limit
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Why a command is stopped before it ends by itself.
 enum Stop {
     /// It ran past its timeout.
