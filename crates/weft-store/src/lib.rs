@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod codec;
 mod error;
 pub mod memory;
 pub mod postgres;

@@ -14,6 +14,7 @@
 mod schema;
 mod writer;
 
+use crate::codec::{json, parse_state, MAX_READERS};
 use crate::queue::Queue;
 use crate::{
     BoxFuture, Change, Command, Due, Error, Hints, HistoryEntry, Message, NewPlan, NodeRecord,
@@ -30,9 +31,6 @@ use weft_model::{step, Millis, PlanId};
 use writer::{Request, Write};
 
 pub use schema::VERSION as SCHEMA_VERSION;
-
-/// The most reads running at once.
-pub const MAX_READERS: usize = 4;
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -292,15 +290,6 @@ impl PostgresStore {
 
 /// A boxed future borrowing a connection.
 type ConnFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
-    serde_json::from_str(text)
-        .map_err(|e| Error::Corrupt(format!("stored {what} does not parse: {e}")))
-}
-
-fn parse_state<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T> {
-    text.parse().map_err(Error::Corrupt)
-}
 
 fn parse_id(text: &str) -> Result<PlanId> {
     text.parse()

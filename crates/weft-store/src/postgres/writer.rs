@@ -5,6 +5,7 @@
 //! A fenced change that finds another state rolls back to its request's savepoint only.
 
 use super::{classify, parse_id, Conn};
+use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
 use crate::{Change, Due, Error, NewPlan, Reply, Result};
@@ -14,9 +15,6 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Config;
 use weft_model::plan::{self, Outcome};
 use weft_model::{now_millis, step, Millis, PlanId};
-
-/// The most requests one transaction takes.
-const MAX_BATCH: usize = 4096;
 
 /// Serves requests until every sender is gone, reconnecting when the connection breaks.
 pub(super) async fn run(
@@ -581,10 +579,6 @@ type Param = Box<dyn ToSql + Sync + Send>;
 
 fn i32_of(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::Backend(format!("cannot serialize: {e}")))
 }
 
 const CHANGE_GROUP: &str = "UPDATE steps SET group_progress = $4

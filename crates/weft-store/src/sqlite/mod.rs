@@ -9,6 +9,7 @@ mod schema;
 mod wake;
 mod writer;
 
+use crate::codec::{json, parse_state, MAX_READERS};
 use crate::queue::Queue;
 use crate::{
     BoxFuture, Change, Command, Due, Error, HistoryEntry, Message, NewPlan, NodeRecord, PlanFilter,
@@ -27,10 +28,6 @@ pub use schema::VERSION as SCHEMA_VERSION;
 
 /// How long a connection waits for a lock held by another process before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The most reads running at once; more wait their turn rather than each taking a thread and
-/// a connection (with its page cache) of their own.
-pub const MAX_READERS: usize = 4;
 
 /// The SQLite-backed store.
 #[derive(Clone)]
@@ -218,15 +215,6 @@ impl SqliteStore {
         configure(&conn, false)?;
         Ok(conn)
     }
-}
-
-fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
-    serde_json::from_str(text)
-        .map_err(|e| Error::Corrupt(format!("stored {what} does not parse: {e}")))
-}
-
-fn parse_state<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T> {
-    text.parse().map_err(Error::Corrupt)
 }
 
 fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {

@@ -2,6 +2,7 @@
 
 use super::classify;
 use super::wake::{Wakes, Want};
+use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
 use crate::{Change, Due, Error, NewPlan, Reply, Result};
@@ -9,9 +10,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::mpsc;
 use weft_model::plan::{self, Outcome};
 use weft_model::{now_millis, step, Millis, PlanId};
-
-/// The most requests one transaction takes, so that a flood still gets answered promptly.
-const MAX_BATCH: usize = 4096;
 
 /// Serves requests until every sender is gone.
 pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Request>, wakes: Wakes) {
@@ -364,10 +362,6 @@ fn prerequisite(conn: &Connection, plan: PlanId) -> Result<Option<(plan::State, 
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Some((state, Outcome::derive(steps))))
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::Backend(format!("cannot serialize: {e}")))
 }
 
 fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
