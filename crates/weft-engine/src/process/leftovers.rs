@@ -91,8 +91,8 @@ fn kill_marked(prefix: &str) -> Vec<u32> {
     found
 }
 
-/// Whether `pid` is alive (a zombie is not).
-pub(crate) fn is_alive(pid: u32) -> bool {
+/// Whether process `pid` is alive (a zombie is not).
+pub fn is_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             !s.rsplit(')')

@@ -20,6 +20,7 @@ pub mod identity;
 mod leftovers;
 mod reaper;
 
+pub use leftovers::is_alive;
 pub(crate) use leftovers::{end_leftovers, marker, MARKER};
 
 use crate::director::Completion;

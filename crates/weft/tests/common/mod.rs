@@ -192,15 +192,8 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
 }
 
 /// Whether process `pid` is alive (a zombie is not).
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
+#[allow(unused_imports)]
+pub use weft_engine::process::is_alive as alive;
 
 /// The pids listed, one per line, in the sandbox file `name`.
 pub fn pids_in(sb: &Sandbox, name: &str) -> Vec<u32> {
