@@ -33,6 +33,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -j "$jobs" -- -D warnings
+echo "== cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -j "$jobs" --quiet
+echo "== the declared rust-version is no older than any dependency's"
+python3 scripts/msrv.py
 echo "== cargo test"
 cargo test --workspace -j "$jobs"
 

@@ -6,15 +6,15 @@
 //!   gets weft's environment minus weft's own variables (`WEFT_DB`, `WEFT_TOKEN`, any
 //!   `WEFT_*`: a database password must not reach every task), then the flow's `env`, its
 //!   required values as `WEFT_IN_<NAME>` and as one JSON object on stdin, `WEFT_PLAN_ID`,
-//!   `WEFT_STEP`, `WEFT_ATTEMPT`, and the marker [`MARKER`].
+//!   `WEFT_STEP`, `WEFT_ATTEMPT`, and the marker `WEFT_PROCESS`.
 //! - Its output is the last line of stdout that is a JSON object. Output is read as bytes and
 //!   decoded lossily; the pipes are drained to the end, whatever a task prints, and memory stays
 //!   bounded: a line longer than [`MAX_OUTPUT_LINE`] is no output candidate.
 //! - When its main process exits, what it left in its group gets a short grace to finish
 //!   writing ([`LINGER`]), then the group is killed: nothing of a step outlives it.
-//! - When the process running the steps dies by any signal, the [`reaper`] kills every task's
+//! - When the process running the steps dies by any signal, the reaper (`reaper.rs`) kills every task's
 //!   group; and whoever takes the plan over first kills what is left of it on this machine,
-//!   found by its [`MARKER`] ([`end_leftovers`]).
+//!   found by its marker (`leftovers.rs`).
 
 pub mod identity;
 mod leftovers;

@@ -1,7 +1,7 @@
 //! Flow definitions.
 //!
-//! A flow is tasks plus ordering. It is written as a TOML file ([`file`]) or built in Rust
-//! ([`builder`]); both produce a tree that [`compile`](tree) flattens and validates into a
+//! A flow is tasks plus ordering. It is written as a TOML file ([`mod@file`]) or built in Rust
+//! ([`builder`]); both produce a tree that `tree::compile` flattens and validates into a
 //! [`Flow`]: every step with its dependencies resolved to indices, subflow steps named
 //! `parent/child`. Nothing downstream re-validates a `Flow`.
 
