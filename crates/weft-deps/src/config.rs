@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Decides whether an error stops the whole engine.
-pub type IsFatal = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
+pub(crate) type IsFatal = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
 /// Picks the worse of two fatal errors.
-pub type WorstError = Arc<dyn Fn(Error, Error) -> Error + Send + Sync>;
+pub(crate) type WorstError = Arc<dyn Fn(Error, Error) -> Error + Send + Sync>;
 /// Rewrites an error (the engine's, or a manifold's).
-pub type Filter = Arc<dyn Fn(Error) -> Error + Send + Sync>;
+pub(crate) type Filter = Arc<dyn Fn(Error) -> Error + Send + Sync>;
 
 /// How an engine behaves. Juju's agents use: error delay 3 s, bounce delay 10 ms, backoff factor
 /// 1.2, backoff reset 1 min, max delay 2 min ([`EngineConfig::juju`]).

@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 pub type Resource = Arc<dyn Any + Send + Sync>;
 
 /// Starts a worker, given its context.
-pub type StartFn = Arc<dyn Fn(Context) -> BoxFuture<Result<Arc<dyn Worker>, Error>> + Send + Sync>;
+pub(crate) type StartFn =
+    Arc<dyn Fn(Context) -> BoxFuture<Result<Arc<dyn Worker>, Error>> + Send + Sync>;
 /// Exposes a resource of a running worker.
-pub type OutputFn = Arc<dyn Fn(&Arc<dyn Worker>) -> Result<Resource, Error> + Send + Sync>;
+pub(crate) type OutputFn = Arc<dyn Fn(&Arc<dyn Worker>) -> Result<Resource, Error> + Send + Sync>;
 /// Rewrites a worker's (or its start's) error.
-pub type FilterFn = Arc<dyn Fn(Error) -> Error + Send + Sync>;
+pub(crate) type FilterFn = Arc<dyn Fn(Error) -> Error + Send + Sync>;
 
 /// What the engine runs under one name.
 #[derive(Clone)]

@@ -135,7 +135,7 @@ impl Engine {
             processes: processes.clone(),
             inbox: inbox.clone(),
             updates: updates.clone(),
-            queued: queued.clone(),
+            queued,
             stopped: stopped.clone(),
             in_flight: Arc::new(in_flight_tx),
         };

@@ -47,28 +47,28 @@ fn unexpected() -> Error {
 }
 
 impl Output {
-    pub fn into_plans(self) -> Result<Vec<PlanId>> {
+    pub(crate) fn into_plans(self) -> Result<Vec<PlanId>> {
         match self {
             Output::Plans(p) => Ok(p),
             _ => Err(unexpected()),
         }
     }
 
-    pub fn into_due(self) -> Result<Vec<Due>> {
+    pub(crate) fn into_due(self) -> Result<Vec<Due>> {
         match self {
             Output::Due(d) => Ok(d),
             _ => Err(unexpected()),
         }
     }
 
-    pub fn into_id(self) -> Result<i64> {
+    pub(crate) fn into_id(self) -> Result<i64> {
         match self {
             Output::Id(id) => Ok(id),
             _ => Err(unexpected()),
         }
     }
 
-    pub fn into_bool(self) -> Result<bool> {
+    pub(crate) fn into_bool(self) -> Result<bool> {
         match self {
             Output::Bool(b) => Ok(b),
             _ => Err(unexpected()),

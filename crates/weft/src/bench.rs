@@ -19,7 +19,7 @@ use weft_store::SharedStore;
 
 /// `weft bench`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// What to measure.
     #[arg(value_enum, default_value_t = Scenario::All)]
     scenario: Scenario,
@@ -40,7 +40,7 @@ pub struct BenchArgs {
 
 /// The benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Scenario {
+pub(crate) enum Scenario {
     /// 10,000-step unordered flow of no-op Rust tasks, in-memory store (target ≥ 200,000 steps/s).
     MemoryUnordered,
     /// 10,000-step linear flow of no-op Rust tasks, in-memory store (target ≥ 50,000 steps/s).
@@ -116,7 +116,7 @@ impl Figure {
 }
 
 /// Runs the chosen benchmarks.
-pub async fn run(args: BenchArgs) -> Result<u8, Fail> {
+pub(crate) async fn run(args: BenchArgs) -> Result<u8, Fail> {
     let all = [
         Scenario::MemoryUnordered,
         Scenario::MemoryLinear,

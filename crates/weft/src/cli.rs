@@ -9,14 +9,14 @@ use weft_model::plan;
 /// machines sharing one PostgreSQL. By default everything lives in one SQLite file, weft.db.
 #[derive(Debug, Parser)]
 #[command(name = "weft", version, about, long_about = None, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 /// Options every command that touches the store takes.
 #[derive(Debug, Args, Clone)]
-pub struct Global {
+pub(crate) struct Global {
     /// The store: `postgres://USER:PASSWORD@HOST:PORT/DB` (many nodes; pass the password in
     /// WEFT_DB, not argv), `sqlite://PATH` or a file path (the embedded default), or `memory:`.
     #[arg(long, env = "WEFT_DB", default_value = "weft.db", global = true)]
@@ -133,7 +133,7 @@ enum PlansCommand {
 
 impl Cli {
     /// Whether the command was asked for JSON (its errors are then JSON too).
-    pub fn json(&self) -> bool {
+    pub(crate) fn json(&self) -> bool {
         match &self.command {
             Command::Run(a) | Command::Submit(a) => a.global.json,
             Command::Serve(a) => a.global.json,
@@ -159,7 +159,7 @@ fn parse_plan_state(s: &str) -> Result<plan::State, String> {
 }
 
 /// Runs the parsed command; returns the exit code.
-pub async fn dispatch(cli: Cli) -> Result<u8, Fail> {
+pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
     match cli.command {
         Command::Run(args) => run::run(args, false).await,
         Command::Submit(args) => run::run(args, true).await,
@@ -199,7 +199,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Fail> {
 }
 
 /// A `--input NAME=VALUE` (string) or `NAME:=JSON`.
-pub fn parse_input(s: &str) -> Result<(String, serde_json::Value), String> {
+pub(crate) fn parse_input(s: &str) -> Result<(String, serde_json::Value), String> {
     if let Some((name, json)) = s.split_once(":=") {
         if !name.is_empty() && !name.contains('=') {
             let value = serde_json::from_str(json)

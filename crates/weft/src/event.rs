@@ -10,7 +10,7 @@ use weft_store::{Command, Reply, SharedStore};
 
 /// `weft event`.
 #[derive(Debug, Args)]
-pub struct EventArgs {
+pub(crate) struct EventArgs {
     /// The plan's id (or a unique prefix).
     plan: String,
     /// The step's name.
@@ -38,7 +38,7 @@ const ANSWER_POLL: Duration = Duration::from_millis(2);
 const HINTED_ANSWER_POLL: Duration = Duration::from_millis(100);
 
 /// Sends the event.
-pub async fn event(args: EventArgs) -> Result<u8, Fail> {
+pub(crate) async fn event(args: EventArgs) -> Result<u8, Fail> {
     let data: serde_json::Value = serde_json::from_str(&args.data)
         .map_err(|e| Fail::Input(format!("--data is not valid JSON: {e}")))?;
     if !data.is_object() {
@@ -109,7 +109,7 @@ pub async fn event(args: EventArgs) -> Result<u8, Fail> {
 
 /// Waits for a message's answer. If none comes within `wait`, the message is withdrawn (so
 /// that it is never acted on later) and `Pending` is returned.
-pub async fn wait_for_answer(
+pub(crate) async fn wait_for_answer(
     store: &SharedStore,
     message: i64,
     wait: Duration,

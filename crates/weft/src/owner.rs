@@ -10,7 +10,7 @@ const NODE_SILENCE: i64 = 60_000;
 
 /// Whether the holder of an execution lock is alive: a `weft run` process that still exists,
 /// or a node whose heartbeat is recent.
-pub async fn is_alive(
+pub(crate) async fn is_alive(
     store: &weft_store::SharedStore,
     holder: &str,
 ) -> Result<bool, weft_store::Error> {
@@ -26,12 +26,12 @@ pub async fn is_alive(
 }
 
 /// This process's lock-owner name.
-pub fn me() -> String {
+pub(crate) fn me() -> String {
     identity::this_process()
 }
 
 /// Whether `owner` names a process on this host that is gone. Owners on other hosts, or in a
 /// form this build does not know, are presumed alive.
-pub fn is_dead(owner: &str) -> bool {
+pub(crate) fn is_dead(owner: &str) -> bool {
     identity::is_gone(owner)
 }

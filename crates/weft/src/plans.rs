@@ -6,7 +6,11 @@ use weft_model::{now_millis, plan, step};
 use weft_store::{Command, PlanFilter, Reply};
 
 /// Lists plans.
-pub async fn list(global: &Global, state: Option<plan::State>, limit: u32) -> Result<u8, Fail> {
+pub(crate) async fn list(
+    global: &Global,
+    state: Option<plan::State>,
+    limit: u32,
+) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&global.db).await?;
     let plans = store
         .list_plans(PlanFilter {
@@ -26,7 +30,7 @@ pub async fn list(global: &Global, state: Option<plan::State>, limit: u32) -> Re
 }
 
 /// Shows one plan.
-pub async fn show(global: &Global, id: &str, with_history: bool) -> Result<u8, Fail> {
+pub(crate) async fn show(global: &Global, id: &str, with_history: bool) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     let mut snap = store.load_plan(id).await?;
@@ -54,7 +58,7 @@ pub async fn show(global: &Global, id: &str, with_history: bool) -> Result<u8, F
 }
 
 /// Prints a plan's history: every transition of the plan and its steps, with why.
-pub async fn history(global: &Global, id: &str) -> Result<u8, Fail> {
+pub(crate) async fn history(global: &Global, id: &str) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     let snap = store.load_plan(id).await?;
@@ -71,7 +75,7 @@ pub async fn history(global: &Global, id: &str) -> Result<u8, Fail> {
 }
 
 /// Puts an execution-inhibition lock on a plan: no process will execute it again.
-pub async fn inhibit(global: &Global, id: &str) -> Result<u8, Fail> {
+pub(crate) async fn inhibit(global: &Global, id: &str) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     store.inhibit(id).await?;
@@ -83,7 +87,7 @@ pub async fn inhibit(global: &Global, id: &str) -> Result<u8, Fail> {
 const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Halts a plan: through the process executing it, or directly when none is.
-pub async fn halt(global: &Global, id: &str) -> Result<u8, Fail> {
+pub(crate) async fn halt(global: &Global, id: &str) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     let snap = store.load_plan(id).await?;
@@ -118,7 +122,7 @@ pub async fn halt(global: &Global, id: &str) -> Result<u8, Fail> {
 }
 
 /// Cancels a plan that is paused (reverting what completed) or has not started.
-pub async fn cancel(global: &Global, id: &str) -> Result<u8, Fail> {
+pub(crate) async fn cancel(global: &Global, id: &str) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     crate::run::take_over(&store, id).await?;
@@ -138,7 +142,7 @@ pub async fn cancel(global: &Global, id: &str) -> Result<u8, Fail> {
 }
 
 /// Skips a failed step of a paused plan, and what depends on it.
-pub async fn skip(global: &Global, id: &str, step_name: &str) -> Result<u8, Fail> {
+pub(crate) async fn skip(global: &Global, id: &str, step_name: &str) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     crate::run::take_over(&store, id).await?;

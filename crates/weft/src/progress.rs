@@ -14,7 +14,7 @@ use weft_store::StepRecord;
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Spinners (stderr is a terminal).
     Live,
     /// A line per change.
@@ -25,7 +25,7 @@ pub enum Mode {
 
 impl Mode {
     /// Live on a terminal, lines otherwise, quiet for JSON.
-    pub fn pick(json: bool) -> Mode {
+    pub(crate) fn pick(json: bool) -> Mode {
         if json {
             Mode::Quiet
         } else if std::io::stderr().is_terminal() {
@@ -37,14 +37,14 @@ impl Mode {
 }
 
 /// A running display; [`Display::finish`] stops it after the last update.
-pub struct Display {
+pub(crate) struct Display {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Display {
     /// Starts showing updates of `plan`, whose steps are named `names`.
-    pub fn start(
+    pub(crate) fn start(
         mut rx: broadcast::Receiver<Update>,
         plan: PlanId,
         names: Vec<String>,
@@ -87,7 +87,7 @@ impl Display {
     }
 
     /// Stops after showing what has arrived.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }

@@ -16,7 +16,7 @@ use weft_store::{NewPlan, SharedStore};
 
 /// `weft run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The flow file (TOML).
     flow: PathBuf,
     /// An input: NAME=VALUE (a string) or NAME:=JSON. Repeat for more.
@@ -48,14 +48,14 @@ fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
 
 /// How to execute.
 #[derive(Debug, Args, Clone)]
-pub struct ExecArgs {
+pub(crate) struct ExecArgs {
     /// The most steps running at once (default: CPUs × 4).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     parallelism: Option<u32>,
 }
 
 /// Plans the flow and executes it here, or stores it for a node (`detach`).
-pub async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
+pub(crate) async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
     let flow = weft_model::flow::file::load(&args.flow).map_err(|e| Fail::Input(e.to_string()))?;
     let mut given = BTreeMap::new();
     for (name, value) in std::mem::take(&mut args.inputs) {
@@ -115,7 +115,7 @@ pub async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
 
 /// Takes over a plan whose execution lock is held by a process that is gone; refuses (exit 2)
 /// one that a live process executes.
-pub async fn take_over(store: &SharedStore, id: PlanId) -> Result<(), Fail> {
+pub(crate) async fn take_over(store: &SharedStore, id: PlanId) -> Result<(), Fail> {
     if let Some(holder) = store.lock_owner(id).await? {
         if !owner::is_alive(store, &holder).await? {
             store.release_lock(id, None).await?;
@@ -130,7 +130,7 @@ pub async fn take_over(store: &SharedStore, id: PlanId) -> Result<(), Fail> {
 }
 
 /// Resumes a stored plan here.
-pub async fn resume(global: &Global, id: &str, exec: &ExecArgs) -> Result<u8, Fail> {
+pub(crate) async fn resume(global: &Global, id: &str, exec: &ExecArgs) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&global.db).await?;
     let id = store.resolve_id(id.to_string()).await?;
     take_over(&store, id).await?;
@@ -144,7 +144,11 @@ pub async fn resume(global: &Global, id: &str, exec: &ExecArgs) -> Result<u8, Fa
 }
 
 /// Cancels a paused plan here: reverts what completed; the result is `cancelled`.
-pub async fn cancel_paused(store: SharedStore, id: PlanId, global: &Global) -> Result<u8, Fail> {
+pub(crate) async fn cancel_paused(
+    store: SharedStore,
+    id: PlanId,
+    global: &Global,
+) -> Result<u8, Fail> {
     let exec = ExecArgs { parallelism: None };
     execute(store, id, Intent::Cancel, &exec, global)
         .await
@@ -154,7 +158,7 @@ pub async fn cancel_paused(store: SharedStore, id: PlanId, global: &Global) -> R
 /// Resolves on SIGINT or SIGTERM.
 /// Resolves when SIGINT or SIGTERM arrives, with the exit code the shell convention gives
 /// a process that signal ends: 130 for SIGINT, 143 for SIGTERM.
-pub async fn interrupted() -> u8 {
+pub(crate) async fn interrupted() -> u8 {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),
@@ -271,7 +275,7 @@ async fn report(
 
 /// The exit code of a plan's end: 0 it succeeded (result `success` or `warning`), 1 it ended
 /// in error (or was cancelled), 4 it paused and waits for an operator.
-pub fn exit_code(end: &PlanEnd) -> u8 {
+pub(crate) fn exit_code(end: &PlanEnd) -> u8 {
     match (end.state, end.outcome) {
         (plan::State::Paused, _) => 4,
         (plan::State::Stopped, Outcome::Success | Outcome::Warning) => 0,

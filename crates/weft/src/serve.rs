@@ -12,7 +12,7 @@ use weft_model::duration;
 
 /// `weft serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// The node's name, the same across restarts (default: the host name).
     #[arg(long)]
     name: Option<String>,
@@ -34,7 +34,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Runs a node until SIGINT or SIGTERM.
-pub async fn serve(args: ServeArgs) -> Result<u8, Fail> {
+pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
     if args.lease < Duration::from_secs(1) {
         return Err(Fail::Input(format!(
             "--lease {} is too short: other nodes would declare live nodes dead; use at least 1s",

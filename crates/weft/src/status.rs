@@ -9,7 +9,7 @@ use weft_model::format_millis;
 use weft_model::time::format_rfc3339;
 
 /// Prints the nodes' reports.
-pub async fn status(global: &Global) -> Result<u8, Fail> {
+pub(crate) async fn status(global: &Global) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&global.db).await?;
     let nodes = store.nodes().await?;
     // Heartbeats are on the store's clock (the database server's, on PostgreSQL).

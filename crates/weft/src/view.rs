@@ -7,7 +7,7 @@ use weft_model::{duration, format_millis, Millis};
 use weft_store::{HistoryEntry, PlanSnapshot, PlanSummary};
 
 /// Left-aligned columns, two spaces apart.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -42,7 +42,7 @@ fn span(from: Option<Millis>, to: Option<Millis>) -> String {
 }
 
 /// `plans list`.
-pub fn plan_list(plans: &[PlanSummary]) -> String {
+pub(crate) fn plan_list(plans: &[PlanSummary]) -> String {
     if plans.is_empty() {
         return "no plans\n".into();
     }
@@ -132,7 +132,7 @@ fn output_text(output: &Option<serde_json::Value>) -> String {
 }
 
 /// `plans show`.
-pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> String {
+pub(crate) fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> String {
     let p = &snap.plan;
     let mut out = String::new();
     let _ = writeln!(out, "plan     {}", p.id);
@@ -198,7 +198,7 @@ pub fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>) -> Str
 }
 
 /// `plans history`: every transition — when, what, who did it, and why.
-pub fn history(snap: &PlanSnapshot, entries: &[HistoryEntry]) -> String {
+pub(crate) fn history(snap: &PlanSnapshot, entries: &[HistoryEntry]) -> String {
     let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|h| {
@@ -240,7 +240,7 @@ pub fn history(snap: &PlanSnapshot, entries: &[HistoryEntry]) -> String {
 }
 
 /// The lines printed when `weft run` ends.
-pub fn summary(snap: &PlanSnapshot) -> String {
+pub(crate) fn summary(snap: &PlanSnapshot) -> String {
     let p = &snap.plan;
     let mut out = String::new();
     let done = snap

@@ -351,7 +351,7 @@ fn bad_groups() {
         e.contains("flow.toml:10: task `g/x`: field `lifecycle.hook`: unknown hook `afterwards`"),
         "{e}"
     );
-    let e = refused(&format!("{GROUP}{}after = [\"g/work\"]\n", TASK_A), &[]);
+    let e = refused(&format!("{GROUP}{TASK_A}after = [\"g/work\"]\n"), &[]);
     assert!(
         e.contains("flow.toml:10: task `a`: field `after`: `g/work` is a task inside group `g`"),
         "{e}"

@@ -288,7 +288,7 @@ struct Shared {
 
 impl FlowCache {
     /// The shared copy of `flow` and its dependents, adding it if new.
-    pub fn intern(&mut self, flow: Flow) -> (Arc<Flow>, Arc<Dependents>) {
+    pub(crate) fn intern(&mut self, flow: Flow) -> (Arc<Flow>, Arc<Dependents>) {
         let key = (flow.name.clone(), flow.version.clone(), flow.steps.len());
         let slot = self.entries.entry(key).or_default();
         slot.retain(|s| s.flow.strong_count() > 0);
@@ -355,13 +355,13 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Sends out a work item.
-    pub fn push_work(&mut self, item: WorkItem) {
+    pub(crate) fn push_work(&mut self, item: WorkItem) {
         *self.in_flight += 1;
         self.out.work.push(item);
     }
 
     /// A number in `[0, 1)` (xorshift), for retry jitter.
-    pub fn jitter(&mut self) -> f64 {
+    pub(crate) fn jitter(&mut self) -> f64 {
         let mut x = *self.rng;
         x ^= x << 13;
         x ^= x >> 7;

@@ -61,7 +61,7 @@ pub(crate) struct StepRun {
 
 impl StepRun {
     /// The run of a step as stored; `waiting` counts its unfinished dependencies.
-    pub fn from_record(r: &StepRecord, waiting: u32) -> StepRun {
+    pub(super) fn from_record(r: &StepRecord, waiting: u32) -> StepRun {
         StepRun {
             state: r.state,
             attempt: r.attempt,
@@ -79,7 +79,7 @@ impl StepRun {
     }
 
     /// The stored form of step `index` (the name is left out: changes do not carry it).
-    pub fn to_record(&self, index: u32) -> StepRecord {
+    pub(super) fn to_record(&self, index: u32) -> StepRecord {
         StepRecord {
             index,
             name: String::new(),
@@ -134,7 +134,7 @@ fn is_settled(s: step::State) -> bool {
 impl PlanRun {
     /// Moves step `i` to `to` through the state machine, then lets `edit` update its fields,
     /// and records the change. Returns false (and records a bug) if the move is illegal.
-    pub fn record(
+    pub(super) fn record(
         &mut self,
         i: usize,
         to: step::State,
@@ -168,7 +168,7 @@ impl PlanRun {
     }
 
     /// Moves the plan to `to`, recording the change and why.
-    pub fn set_state(&mut self, to: plan::State, reason: String, ctx: &mut Ctx<'_>) -> bool {
+    pub(super) fn set_state(&mut self, to: plan::State, reason: String, ctx: &mut Ctx<'_>) -> bool {
         match self.state.transition(to) {
             Ok(_) => {
                 ctx.out.changes.push(Change::plan_state_because(
@@ -184,7 +184,7 @@ impl PlanRun {
         }
     }
 
-    pub fn persist_phase(&self, ctx: &mut Ctx<'_>) {
+    pub(super) fn persist_phase(&self, ctx: &mut Ctx<'_>) {
         let phase = serde_json::to_value(&self.phase).unwrap_or(Value::Null);
         ctx.out.changes.push(Change::Phase {
             plan: self.id,
@@ -227,19 +227,19 @@ impl PlanRun {
             && !self.reverting(i)
     }
 
-    pub fn mark_ready(&self, i: usize, ctx: &mut Ctx<'_>) {
+    pub(super) fn mark_ready(&self, i: usize, ctx: &mut Ctx<'_>) {
         if self.can_start(i) {
             ctx.ready.push_back((self.id, i as u32));
         }
     }
 
-    pub fn budget_left(&self, i: usize) -> bool {
+    pub(super) fn budget_left(&self, i: usize) -> bool {
         let s = &self.steps[i];
         s.attempt + 1 - s.budget_from.min(s.attempt + 1) < self.flow.steps[i].retry.attempts
     }
 
     /// The values step `i` requires, or the name of one that is missing.
-    pub fn inputs(&self, i: usize) -> Result<Map<String, Value>, String> {
+    pub(super) fn inputs(&self, i: usize) -> Result<Map<String, Value>, String> {
         let def = &self.flow.steps[i];
         let mut out = Map::new();
         for name in &def.requires {
@@ -254,7 +254,7 @@ impl PlanRun {
     }
 
     /// Starts step `i` if it is still startable (it came off the ready queue).
-    pub fn start(&mut self, i: usize, ctx: &mut Ctx<'_>) {
+    pub(super) fn start(&mut self, i: usize, ctx: &mut Ctx<'_>) {
         let s = &self.steps[i];
         // `waiting` says when to look; the dependencies' states decide.
         let startable = match s.state {
@@ -322,7 +322,7 @@ impl PlanRun {
     }
 
     /// A running group step's tasks moved on: keep it with the step.
-    pub fn group_progress(
+    pub(super) fn group_progress(
         &mut self,
         i: usize,
         attempt: u32,
@@ -431,7 +431,7 @@ impl PlanRun {
     }
 
     /// An execution reported back.
-    pub fn executed(
+    pub(super) fn executed(
         &mut self,
         i: usize,
         attempt: u32,
@@ -459,7 +459,7 @@ impl PlanRun {
     }
 
     /// An event for step `i`: its data (an object) completes the step's output.
-    pub fn event(&mut self, i: usize, data: Value, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    pub(super) fn event(&mut self, i: usize, data: Value, ctx: &mut Ctx<'_>) -> Result<(), String> {
         let name = &self.flow.steps[i].name;
         let state = self.steps[i].state;
         if state != step::State::Suspended {
@@ -491,7 +491,7 @@ impl PlanRun {
     }
 
     /// A suspended step's timeout: if it still waits for that deadline, it fails.
-    pub fn deadline(&mut self, i: usize, at: Millis, ctx: &mut Ctx<'_>) {
+    pub(super) fn deadline(&mut self, i: usize, at: Millis, ctx: &mut Ctx<'_>) {
         let s = &self.steps[i];
         if s.state != step::State::Suspended || s.deadline != Some(at) {
             return;
@@ -508,7 +508,7 @@ impl PlanRun {
     }
 
     /// A retry's delay has passed.
-    pub fn retry_due(&mut self, i: usize, ctx: &mut Ctx<'_>) {
+    pub(super) fn retry_due(&mut self, i: usize, ctx: &mut Ctx<'_>) {
         let s = &self.steps[i];
         let due =
             s.state == step::State::Error || (s.state == step::State::Pending && s.waiting == 0);
@@ -518,7 +518,7 @@ impl PlanRun {
     }
 
     /// Step `i` failed for good: retry its subflow, or rescue the plan.
-    pub fn exhausted(&mut self, i: usize, failure: Failure, ctx: &mut Ctx<'_>) {
+    pub(super) fn exhausted(&mut self, i: usize, failure: Failure, ctx: &mut Ctx<'_>) {
         if self.first_failure.is_none() {
             self.first_failure = Some(failure.clone());
         }
@@ -563,7 +563,7 @@ impl PlanRun {
 
     /// Skips step `i` (failed or pending) and, transitively, every pending step that depends
     /// on it.
-    pub fn skip(&mut self, i: usize, ctx: &mut Ctx<'_>) {
+    pub(super) fn skip(&mut self, i: usize, ctx: &mut Ctx<'_>) {
         let now = ctx.now;
         match self.steps[i].state {
             step::State::Error => {
@@ -584,7 +584,7 @@ impl PlanRun {
     }
 
     /// A revert reported back.
-    pub fn reverted(&mut self, i: usize, result: Result<(), Failure>, ctx: &mut Ctx<'_>) {
+    pub(super) fn reverted(&mut self, i: usize, result: Result<(), Failure>, ctx: &mut Ctx<'_>) {
         self.in_flight = self.in_flight.saturating_sub(1);
         if self.steps[i].state != step::State::Reverting {
             return;
@@ -601,7 +601,7 @@ impl PlanRun {
 
     /// Halt: running and reverting steps are cancelled (the caller kills their processes),
     /// suspended ones stay as they are, and the plan stops now.
-    pub fn halt(&mut self, ctx: &mut Ctx<'_>) {
+    pub(super) fn halt(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now;
         for i in 0..self.steps.len() {
             if matches!(
@@ -619,7 +619,7 @@ impl PlanRun {
     }
 
     /// Decides what follows from the plan's current state: finish, pause, or revert more.
-    pub fn progress(&mut self, ctx: &mut Ctx<'_>) {
+    pub(super) fn progress(&mut self, ctx: &mut Ctx<'_>) {
         if self.ended || self.state != plan::State::Running {
             return;
         }
@@ -818,7 +818,7 @@ impl PlanRun {
         }
     }
 
-    pub fn end(&mut self, state: plan::State, reason: String, ctx: &mut Ctx<'_>) {
+    pub(super) fn end(&mut self, state: plan::State, reason: String, ctx: &mut Ctx<'_>) {
         if !self.set_state(state, reason, ctx) {
             return;
         }

@@ -561,8 +561,7 @@ async fn supervise(
         return Err(Failure::new(
             "output_too_large",
             format!(
-                "`{program}` printed a JSON line of {len} bytes; a step's output is at most {} bytes (1 MiB)",
-                MAX_OUTPUT_LINE
+                "`{program}` printed a JSON line of {len} bytes; a step's output is at most {MAX_OUTPUT_LINE} bytes (1 MiB)"
             ),
         )
         .with_kind("command"));

@@ -174,85 +174,87 @@ fn start() -> std::io::Result<Reaper> {
 /// # Safety
 /// Only in a freshly forked child. `table` must point to `capacity` writable `i32`s.
 unsafe fn watch(fd: RawFd, table: *mut i32, capacity: usize) -> ! {
-    // Its own process group: a terminal's Ctrl-C or a `kill -- -PGID` aimed at weft's group
-    // does not reach it. It ignores the signals that ask a process to stop, and dies with
-    // SIGKILL like anything else.
-    libc::setpgid(0, 0);
-    for sig in 1..32 {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::signal(sig, libc::SIG_DFL);
+    unsafe {
+        // Its own process group: a terminal's Ctrl-C or a `kill -- -PGID` aimed at weft's group
+        // does not reach it. It ignores the signals that ask a process to stop, and dies with
+        // SIGKILL like anything else.
+        libc::setpgid(0, 0);
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
         }
-    }
-    for sig in [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGPIPE,
-        libc::SIGTSTP,
-        libc::SIGTTIN,
-        libc::SIGTTOU,
-    ] {
-        libc::signal(sig, libc::SIG_IGN);
-    }
-    let mut mask: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut mask);
-    libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
-    // Hold nothing of the parent's but the socket: no database file, no pipe a reader waits
-    // on, and not the parent's end of the socket itself (or end-of-file would never come).
-    let fd = if fd != 0 {
-        libc::dup2(fd, 0);
-        0
-    } else {
-        fd
-    };
-    if libc::syscall(libc::SYS_close_range, 1u32, u32::MAX, 0u32) != 0 {
-        for other in 1..65_536 {
-            libc::close(other);
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGPIPE,
+            libc::SIGTSTP,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+        ] {
+            libc::signal(sig, libc::SIG_IGN);
         }
-    }
-    let name = b"weft-reaper\0";
-    libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut mask);
+        libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
+        // Hold nothing of the parent's but the socket: no database file, no pipe a reader waits
+        // on, and not the parent's end of the socket itself (or end-of-file would never come).
+        let fd = if fd != 0 {
+            libc::dup2(fd, 0);
+            0
+        } else {
+            fd
+        };
+        if libc::syscall(libc::SYS_close_range, 1u32, u32::MAX, 0u32) != 0 {
+            for other in 1..65_536 {
+                libc::close(other);
+            }
+        }
+        let name = b"weft-reaper\0";
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
 
-    let mut len = 0usize;
-    let mut buf = [0u8; 8];
-    loop {
-        let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
-        if n == 0 {
-            break;
-        }
-        if n < 0 {
-            if *libc::__errno_location() == libc::EINTR {
+        let mut len = 0usize;
+        let mut buf = [0u8; 8];
+        loop {
+            let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n == 0 {
+                break;
+            }
+            if n < 0 {
+                if *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                break;
+            }
+            if n != 5 {
                 continue;
             }
-            break;
-        }
-        if n != 5 {
-            continue;
-        }
-        let pgid = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
-        if pgid <= 1 {
-            continue;
-        }
-        let slots = std::slice::from_raw_parts_mut(table, capacity);
-        let at = slots[..len].iter().position(|&p| p == pgid);
-        match (buf[0], at) {
-            (ADD, None) if len < capacity => {
-                slots[len] = pgid;
-                len += 1;
+            let pgid = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
+            if pgid <= 1 {
+                continue;
             }
-            (FORGET, Some(i)) => {
-                slots[i] = slots[len - 1];
-                len -= 1;
+            let slots = std::slice::from_raw_parts_mut(table, capacity);
+            let at = slots[..len].iter().position(|&p| p == pgid);
+            match (buf[0], at) {
+                (ADD, None) if len < capacity => {
+                    slots[len] = pgid;
+                    len += 1;
+                }
+                (FORGET, Some(i)) => {
+                    slots[i] = slots[len - 1];
+                    len -= 1;
+                }
+                _ => {}
             }
-            _ => {}
         }
+        let slots = std::slice::from_raw_parts(table, capacity);
+        for &pgid in &slots[..len] {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        libc::_exit(0)
     }
-    let slots = std::slice::from_raw_parts(table, capacity);
-    for &pgid in &slots[..len] {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    libc::_exit(0)
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ pub(super) fn group(
         }
         if tasks.iter().any(|x| x.name == task_name) {
             return Err(terr(
-                Error::new(ErrorKind::DuplicateTask(task_name.clone())).field("name"),
+                Error::new(ErrorKind::DuplicateTask(task_name)).field("name"),
                 t.name.span().start,
             ));
         }

@@ -84,7 +84,7 @@ impl Conn {
     }
 
     /// The prepared statement for `sql`, prepared on first use.
-    pub async fn prepare(&mut self, sql: &'static str) -> Result<Statement> {
+    pub(crate) async fn prepare(&mut self, sql: &'static str) -> Result<Statement> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
@@ -93,7 +93,7 @@ impl Conn {
         Ok(s)
     }
 
-    pub async fn query(
+    pub(crate) async fn query(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
@@ -102,7 +102,7 @@ impl Conn {
         self.client.query(&s, params).await.map_err(classify)
     }
 
-    pub async fn query_opt(
+    pub(crate) async fn query_opt(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
@@ -111,7 +111,7 @@ impl Conn {
         self.client.query_opt(&s, params).await.map_err(classify)
     }
 
-    pub async fn execute(
+    pub(crate) async fn execute(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],

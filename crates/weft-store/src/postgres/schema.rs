@@ -95,7 +95,7 @@ pub const VERSION: i64 = MIGRATIONS.len() as i64;
 const MIGRATION_LOCK: i64 = 0x7765_6674_0001;
 
 /// Brings the schema up to [`VERSION`], refusing newer and foreign databases.
-pub async fn migrate(client: &mut Client) -> Result<()> {
+pub(super) async fn migrate(client: &mut Client) -> Result<()> {
     let tx = client.transaction().await.map_err(classify)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await

@@ -91,7 +91,7 @@ pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Refuses a file that is not a weft database (or is a newer one) before anything is changed
 /// in it — no pragma, no journal mode — by reading its version and its tables.
-pub fn check_identity(conn: &Connection) -> Result<()> {
+pub(super) fn check_identity(conn: &Connection) -> Result<()> {
     // One statement, one snapshot: another process may be creating the database right now.
     let (found, tables, has_plans): (i64, i64, bool) = conn
         .query_row(
@@ -122,7 +122,7 @@ pub fn check_identity(conn: &Connection) -> Result<()> {
 ///
 /// Everything happens in one IMMEDIATE transaction, which takes the write lock before reading
 /// the version: two processes opening a new database at once cannot both migrate it.
-pub fn migrate(conn: &mut Connection) -> Result<()> {
+pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(super::classify)?;

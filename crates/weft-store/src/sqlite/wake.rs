@@ -36,7 +36,7 @@ pub(super) struct Wakes {
 
 impl Wakes {
     /// The directory beside the database at `db`.
-    pub fn beside(db: &Path) -> Wakes {
+    pub(super) fn beside(db: &Path) -> Wakes {
         let mut name = db.file_name().unwrap_or_default().to_os_string();
         name.push("-wake");
         Wakes {
@@ -45,7 +45,7 @@ impl Wakes {
     }
 
     /// Tells every listening process (this one's too) what `want` says.
-    pub fn send(&self, want: Want) {
+    pub(super) fn send(&self, want: Want) {
         if !want.plans && !want.mailbox && !want.replies {
             return;
         }
@@ -82,7 +82,7 @@ impl Wakes {
     }
 
     /// Starts listening (on the current tokio runtime) until every receiver is dropped.
-    pub fn listen(&self) -> std::io::Result<watch::Receiver<Hints>> {
+    pub(super) fn listen(&self) -> std::io::Result<watch::Receiver<Hints>> {
         use std::os::unix::fs::DirBuilderExt;
         static NEXT: AtomicU32 = AtomicU32::new(0);
         match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {

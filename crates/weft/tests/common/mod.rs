@@ -6,14 +6,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A scratch directory with a database and flow files in it.
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     pub dir: tempfile::TempDir,
     /// The store's URL when it is not the sandbox's SQLite file (a PostgreSQL database).
     pub url: Option<String>,
 }
 
 impl Sandbox {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Sandbox {
             dir: tempfile::tempdir().expect("tempdir"),
             url: None,
@@ -21,30 +21,30 @@ impl Sandbox {
     }
 
     /// A sandbox whose store is the database at `url`.
-    pub fn with_store(url: String) -> Self {
+    pub(crate) fn with_store(url: String) -> Self {
         Sandbox {
             url: Some(url),
             ..Sandbox::new()
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn db(&self) -> PathBuf {
+    pub(crate) fn db(&self) -> PathBuf {
         self.path().join("weft.db")
     }
 
     /// Writes a file into the sandbox and returns its path.
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path().join(name);
         std::fs::write(&p, text).expect("write file");
         p
     }
 
     /// `weft ARGS` run in the sandbox with its database.
-    pub fn weft(&self) -> Command {
+    pub(crate) fn weft(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_weft"));
         c.current_dir(self.path())
             .env(
@@ -57,12 +57,12 @@ impl Sandbox {
         c
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.weft().args(args).output().expect("run weft")
     }
 
     /// `weft plans show ID --json`, parsed.
-    pub fn show(&self, id: &str) -> serde_json::Value {
+    pub(crate) fn show(&self, id: &str) -> serde_json::Value {
         let out = self.run(&["plans", "show", id, "--json", "--history"]);
         assert!(
             out.status.success(),
@@ -73,7 +73,7 @@ impl Sandbox {
     }
 
     /// The id of the newest plan.
-    pub fn last_plan(&self) -> String {
+    pub(crate) fn last_plan(&self) -> String {
         let out = self.run(&["plans", "list", "--json"]);
         assert!(
             out.status.success(),
@@ -85,12 +85,12 @@ impl Sandbox {
     }
 }
 
-pub fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// The step called `name` in a `plans show --json` value.
-pub fn step<'a>(plan: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+pub(crate) fn step<'a>(plan: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     plan["plan"]["flow"]["steps"]
         .as_array()
         .and_then(|steps| steps.iter().position(|s| s["name"] == name))
@@ -100,15 +100,20 @@ pub fn step<'a>(plan: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
 
 /// A node process, killed (SIGKILL) when dropped unless stopped first; a failing test prints
 /// its log.
-pub struct NodeProcess(Child, std::path::PathBuf);
+pub(crate) struct NodeProcess(Child, std::path::PathBuf);
 
 impl NodeProcess {
-    pub fn start(sb: &Sandbox, name: &str, extra: &[&str]) -> NodeProcess {
+    pub(crate) fn start(sb: &Sandbox, name: &str, extra: &[&str]) -> NodeProcess {
         Self::start_under(sb, name, extra, &[])
     }
 
     /// A node started through `wrapper` (e.g. `faketime -f +30s`).
-    pub fn start_under(sb: &Sandbox, name: &str, extra: &[&str], wrapper: &[&str]) -> NodeProcess {
+    pub(crate) fn start_under(
+        sb: &Sandbox,
+        name: &str,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> NodeProcess {
         let mut args = vec!["serve", "--name", name, "--grace", "2s"];
         if !extra.contains(&"--lease") {
             args.extend_from_slice(&["--lease", "2s"]);
@@ -146,18 +151,18 @@ impl NodeProcess {
     }
 
     /// What the node has logged so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.1).unwrap_or_default()
     }
 
     /// SIGKILLs the node and whatever wraps it (its whole process group).
-    pub fn sigkill(&mut self) {
+    pub(crate) fn sigkill(&mut self) {
         // SAFETY: kill(2) on the process group of a child we spawned as its leader.
         unsafe { libc::kill(-(self.0.id() as libc::pid_t), libc::SIGKILL) };
         let _ = self.0.wait();
     }
 
-    pub fn sigterm(&mut self) -> Option<i32> {
+    pub(crate) fn sigterm(&mut self) -> Option<i32> {
         // SAFETY: kill(2) on a child process we spawned.
         unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
         self.0.wait().ok().and_then(|s| s.code())
@@ -175,12 +180,12 @@ impl Drop for NodeProcess {
 }
 
 /// A distinct suffix per node process started by this test binary.
-pub fn next_id() -> usize {
+pub(crate) fn next_id() -> usize {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
 }
 
-pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
@@ -193,10 +198,10 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
 
 /// Whether process `pid` is alive (a zombie is not).
 #[allow(unused_imports)]
-pub use weft_engine::process::is_alive as alive;
+pub(crate) use weft_engine::process::is_alive as alive;
 
 /// The pids listed, one per line, in the sandbox file `name`.
-pub fn pids_in(sb: &Sandbox, name: &str) -> Vec<u32> {
+pub(crate) fn pids_in(sb: &Sandbox, name: &str) -> Vec<u32> {
     std::fs::read_to_string(sb.path().join(name))
         .unwrap_or_default()
         .lines()
@@ -205,7 +210,7 @@ pub fn pids_in(sb: &Sandbox, name: &str) -> Vec<u32> {
 }
 
 /// The children of `pid`.
-pub fn children(pid: u32) -> Vec<u32> {
+pub(crate) fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
@@ -222,7 +227,7 @@ pub fn children(pid: u32) -> Vec<u32> {
 }
 
 /// The name a process gave itself (`/proc/PID/comm`).
-pub fn comm(pid: u32) -> String {
+pub(crate) fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
         .trim()
@@ -230,6 +235,6 @@ pub fn comm(pid: u32) -> String {
 }
 
 /// A timestamp of weft's JSON (RFC 3339) as milliseconds since the epoch.
-pub fn millis(v: &serde_json::Value) -> Option<i64> {
+pub(crate) fn millis(v: &serde_json::Value) -> Option<i64> {
     weft_model::parse_utc(v.as_str()?).ok()
 }
