@@ -284,253 +284,28 @@ fn parse_tree(
         );
     }
 
-    let defaults_offset = raw.defaults.as_ref().map(|d| d.span().start).unwrap_or(0);
-    let defaults = raw.defaults.map(Spanned::into_inner).unwrap_or_default();
-    let default_retry = match &defaults.retry {
-        Some(r) => retry(r.get_ref(), Retry::default())
-            .map_err(|e| at(e.field("defaults.retry"), r.span().start))?,
-        None => Retry::default(),
-    };
-    let default_timeout = match &defaults.timeout {
-        Some(t) => Some(duration::parse(t.get_ref()).map_err(|e| {
-            at(
-                Error::new(e.into()).field("defaults.timeout"),
-                t.span().start,
-            )
-        })?),
-        None => None,
-    };
-    let default_kill_timeout = match &defaults.kill_timeout {
-        Some(t) => duration::parse(t.get_ref()).map_err(|e| {
-            at(
-                Error::new(e.into()).field("defaults.kill_timeout"),
-                t.span().start,
-            )
-        })?,
-        None => crate::group::DEFAULT_KILL_TIMEOUT,
-    };
-    let _ = defaults_offset;
+    let raw_defaults = raw.defaults.map(Spanned::into_inner).unwrap_or_default();
+    let task_defaults = task_defaults(&raw_defaults, &at)?;
 
     // Tasks and groups, each with where it starts: declaration order is plan order.
     let mut tasks: Vec<(usize, TaskSpec)> = Vec::new();
     for raw_group in raw.groups {
         let offset = raw_group.name.span().start;
-        let spec = super::group_file::group(raw_group, &defaults, dir, &lines)
+        let spec = super::group_file::group(raw_group, &raw_defaults, dir, &lines)
             .map_err(|e| e.at(Some(&file_buf), None))?;
         tasks.push((offset, spec));
     }
     for item in raw_tasks {
         let (base, raw_task) = item?;
-        // Spans count from `base`: every line is looked up through these two.
-        let lines = Shifted {
-            lines: &lines,
+        tasks.push(task_spec(
+            raw_task,
             base,
-        };
-        let at = |e: Error, offset: usize| e.at(Some(&file_buf), Some(lines.of(offset)));
-        let name = raw_task.name.get_ref().clone();
-        let name_offset = raw_task.name.span().start;
-        let task_err = |e: Error, offset: usize| at(e.task(&name), offset);
-        if name.is_empty() || name.contains('/') || name.contains('\0') {
-            return Err(task_err(
-                Error::new(ErrorKind::Invalid(
-                    "a task name must be non-empty and hold no `/` or NUL byte".into(),
-                ))
-                .field("name"),
-                name_offset,
-            ));
-        }
-        let mut lines_of = std::collections::HashMap::new();
-        lines_of.insert("name", lines.of(name_offset));
-        let _ = &raw_task.description;
-
-        let body = match (&raw_task.run, &raw_task.flow) {
-            (Some(_), Some(f)) => {
-                return Err(task_err(
-                    Error::new(ErrorKind::RunAndFlow).field("flow"),
-                    f.span().start,
-                ))
-            }
-            (None, None) if raw_task.wait_for_event.is_some() => {
-                for (field, present) in [
-                    ("revert", raw_task.revert.is_some()),
-                    ("warn_exit_codes", raw_task.warn_exit_codes.is_some()),
-                ] {
-                    if present {
-                        return Err(task_err(
-                            Error::new(ErrorKind::Invalid(format!(
-                                "a gate (wait_for_event without run) has no `{field}`"
-                            )))
-                            .field(field),
-                            name_offset,
-                        ));
-                    }
-                }
-                Body::Action(Action::Gate)
-            }
-            (None, None) => return Err(task_err(Error::new(ErrorKind::NothingToRun), name_offset)),
-            (Some(run), None) => {
-                let run_argv = argv(run, "run").map_err(|e| task_err(e, run.span().start))?;
-                let revert = match &raw_task.revert {
-                    Some(r) => Some(argv(r, "revert").map_err(|e| task_err(e, r.span().start))?),
-                    None => None,
-                };
-                let mut env = defaults.env.clone().unwrap_or_default();
-                if let Some(e) = &raw_task.env {
-                    env.extend(e.get_ref().clone());
-                }
-                let env_offset = raw_task
-                    .env
-                    .as_ref()
-                    .map_or(name_offset, |e| e.span().start);
-                check_env(&env).map_err(|e| task_err(e, env_offset))?;
-                let cwd = raw_task
-                    .cwd
-                    .as_ref()
-                    .map(|c| c.get_ref().clone())
-                    .or_else(|| defaults.cwd.clone())
-                    .map(|c| dir.join(c))
-                    .unwrap_or_else(|| dir.to_path_buf());
-                let cwd_offset = raw_task
-                    .cwd
-                    .as_ref()
-                    .map_or(name_offset, |c| c.span().start);
-                check_cwd(&cwd).map_err(|e| task_err(e, cwd_offset))?;
-                let warn_exit_codes = raw_task
-                    .warn_exit_codes
-                    .as_ref()
-                    .map(|w| w.get_ref().clone())
-                    .unwrap_or_default();
-                if let Some(w) = &raw_task.warn_exit_codes {
-                    if warn_exit_codes.contains(&0) {
-                        return Err(task_err(
-                            Error::new(ErrorKind::Invalid(
-                                "exit code 0 is success; it cannot be a warning".into(),
-                            ))
-                            .field("warn_exit_codes"),
-                            w.span().start,
-                        ));
-                    }
-                }
-                Body::Action(Action::Command(Command {
-                    run: run_argv,
-                    revert,
-                    env,
-                    cwd: Some(cwd),
-                    warn_exit_codes,
-                }))
-            }
-            (None, Some(f)) => {
-                if raw_task.revert.is_some() {
-                    return Err(task_err(
-                        Error::new(ErrorKind::Invalid(
-                            "a subflow task has no `revert`; its tasks revert themselves".into(),
-                        ))
-                        .field("revert"),
-                        name_offset,
-                    ));
-                }
-                let path = dir.join(f.get_ref());
-                if !path.exists() {
-                    return Err(task_err(
-                        Error::new(ErrorKind::SubflowMissing(PathBuf::from(f.get_ref())))
-                            .field("flow"),
-                        f.span().start,
-                    ));
-                }
-                let sub = load_tree(&path, stack).map_err(|e| match *e.kind {
-                    ErrorKind::SubflowCycle(_) => e
-                        .task(&name)
-                        .field("flow")
-                        .at(Some(&file_buf), Some(lines.of(f.span().start))),
-                    _ => e,
-                })?;
-                Body::Subflow(Box::new(sub))
-            }
-        };
-        let mut task = TaskSpec::new(name.clone(), body);
-        let mut list = |field: &'static str, v: Option<Spanned<Vec<String>>>| -> Vec<String> {
-            match v {
-                Some(s) => {
-                    lines_of.insert(field, lines.of(s.span().start));
-                    s.into_inner()
-                }
-                None => Vec::new(),
-            }
-        };
-        task.after = list("after", raw_task.after);
-        let requires_offset = raw_task.requires.as_ref().map(|r| r.span().start);
-        task.requires = list("requires", raw_task.requires);
-        task.provides = list("provides", raw_task.provides);
-        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
-        for r in &task.requires {
-            if let Some(other) = seen.insert(super::input_var(r), r) {
-                return Err(task_err(
-                    Error::new(ErrorKind::Invalid(format!(
-                        "it requires `{other}` and `{r}`, which would both reach it as {}; rename one",
-                        super::input_var(r)
-                    )))
-                    .field("requires"),
-                    requires_offset.unwrap_or(name_offset),
-                ));
-            }
-        }
-        task.retry = match &raw_task.retry {
-            Some(r) => retry(r.get_ref(), default_retry)
-                .map_err(|e| task_err(e.field("retry"), r.span().start))?,
-            None => default_retry,
-        };
-        task.timeout = match &raw_task.timeout {
-            Some(t) => Some(
-                duration::parse(t.get_ref())
-                    .map_err(|e| task_err(Error::new(e.into()).field("timeout"), t.span().start))?,
-            ),
-            None => default_timeout,
-        };
-        task.kill_timeout = match &raw_task.kill_timeout {
-            Some(t) => duration::parse(t.get_ref()).map_err(|e| {
-                task_err(Error::new(e.into()).field("kill_timeout"), t.span().start)
-            })?,
-            None => default_kill_timeout,
-        };
-        task.idempotent = raw_task.idempotent.or(defaults.idempotent).unwrap_or(true);
-        if let Some(w) = &raw_task.wait_for_event {
-            let timeout = match &w.get_ref().timeout {
-                Some(t) => Some(duration::parse(t).map_err(|e| {
-                    task_err(
-                        Error::new(e.into()).field("wait_for_event.timeout"),
-                        w.span().start,
-                    )
-                })?),
-                None => None,
-            };
-            task.wait = Some(super::Wait { timeout });
-        }
-        if let Some(p) = &raw_task.phase {
-            task.phase = match p.get_ref().as_str() {
-                "run" => super::Phase::Run,
-                "finalize" => super::Phase::Finalize,
-                other => {
-                    return Err(task_err(
-                        Error::new(ErrorKind::Invalid(format!(
-                            "unknown phase `{other}`; use \"run\" or \"finalize\""
-                        )))
-                        .field("phase"),
-                        p.span().start,
-                    ))
-                }
-            };
-            if task.phase == super::Phase::Finalize && matches!(task.body, Body::Subflow(_)) {
-                return Err(task_err(
-                    Error::new(ErrorKind::Invalid(
-                        "a subflow cannot run in the finalize phase".into(),
-                    ))
-                    .field("phase"),
-                    p.span().start,
-                ));
-            }
-        }
-        task.lines = lines_of;
-        tasks.push((base + name_offset, task));
+            &lines,
+            &file_buf,
+            &task_defaults,
+            dir,
+            stack,
+        )?);
     }
     tasks.sort_by_key(|(offset, _)| *offset);
     let tasks = tasks.into_iter().map(|(_, t)| t).collect();
@@ -553,6 +328,283 @@ fn parse_tree(
         on_error,
         file: Some(file_buf),
     })
+}
+
+/// `[defaults]`, as every task starts from them.
+struct TaskDefaults<'a> {
+    raw: &'a RawDefaults,
+    retry: Retry,
+    timeout: Option<std::time::Duration>,
+    kill_timeout: std::time::Duration,
+}
+
+/// Reads `[defaults]`; `at` places an error at an offset of the file.
+fn task_defaults<'a>(
+    raw: &'a RawDefaults,
+    at: &dyn Fn(Error, usize) -> Error,
+) -> Result<TaskDefaults<'a>, Error> {
+    let retry = match &raw.retry {
+        Some(r) => retry(r.get_ref(), Retry::default())
+            .map_err(|e| at(e.field("defaults.retry"), r.span().start))?,
+        None => Retry::default(),
+    };
+    let duration_of = |t: &Spanned<String>, field: &str| {
+        duration::parse(t.get_ref())
+            .map_err(|e| at(Error::new(e.into()).field(field), t.span().start))
+    };
+    let timeout = match &raw.timeout {
+        Some(t) => Some(duration_of(t, "defaults.timeout")?),
+        None => None,
+    };
+    let kill_timeout = match &raw.kill_timeout {
+        Some(t) => duration_of(t, "defaults.kill_timeout")?,
+        None => crate::group::DEFAULT_KILL_TIMEOUT,
+    };
+    Ok(TaskDefaults {
+        raw,
+        retry,
+        timeout,
+        kill_timeout,
+    })
+}
+
+/// What a task runs: a command (with its environment and working directory), a subflow
+/// (loaded from its file), or a gate.
+fn task_body(
+    raw_task: &RawTask,
+    task_err: &dyn Fn(Error, usize) -> Error,
+    lines: &Shifted<'_>,
+    file_buf: &PathBuf,
+    defaults: &TaskDefaults<'_>,
+    dir: &Path,
+    stack: &mut Vec<PathBuf>,
+) -> Result<Body, Error> {
+    let name_offset = raw_task.name.span().start;
+    Ok(match (&raw_task.run, &raw_task.flow) {
+        (Some(_), Some(f)) => {
+            return Err(task_err(
+                Error::new(ErrorKind::RunAndFlow).field("flow"),
+                f.span().start,
+            ))
+        }
+        (None, None) if raw_task.wait_for_event.is_some() => {
+            for (field, present) in [
+                ("revert", raw_task.revert.is_some()),
+                ("warn_exit_codes", raw_task.warn_exit_codes.is_some()),
+            ] {
+                if present {
+                    return Err(task_err(
+                        Error::new(ErrorKind::Invalid(format!(
+                            "a gate (wait_for_event without run) has no `{field}`"
+                        )))
+                        .field(field),
+                        name_offset,
+                    ));
+                }
+            }
+            Body::Action(Action::Gate)
+        }
+        (None, None) => return Err(task_err(Error::new(ErrorKind::NothingToRun), name_offset)),
+        (Some(run), None) => {
+            let run_argv = argv(run, "run").map_err(|e| task_err(e, run.span().start))?;
+            let revert = match &raw_task.revert {
+                Some(r) => Some(argv(r, "revert").map_err(|e| task_err(e, r.span().start))?),
+                None => None,
+            };
+            let mut env = defaults.raw.env.clone().unwrap_or_default();
+            if let Some(e) = &raw_task.env {
+                env.extend(e.get_ref().clone());
+            }
+            let env_offset = raw_task
+                .env
+                .as_ref()
+                .map_or(name_offset, |e| e.span().start);
+            check_env(&env).map_err(|e| task_err(e, env_offset))?;
+            let cwd = raw_task
+                .cwd
+                .as_ref()
+                .map(|c| c.get_ref().clone())
+                .or_else(|| defaults.raw.cwd.clone())
+                .map(|c| dir.join(c))
+                .unwrap_or_else(|| dir.to_path_buf());
+            let cwd_offset = raw_task
+                .cwd
+                .as_ref()
+                .map_or(name_offset, |c| c.span().start);
+            check_cwd(&cwd).map_err(|e| task_err(e, cwd_offset))?;
+            let warn_exit_codes = raw_task
+                .warn_exit_codes
+                .as_ref()
+                .map(|w| w.get_ref().clone())
+                .unwrap_or_default();
+            if let Some(w) = &raw_task.warn_exit_codes {
+                if warn_exit_codes.contains(&0) {
+                    return Err(task_err(
+                        Error::new(ErrorKind::Invalid(
+                            "exit code 0 is success; it cannot be a warning".into(),
+                        ))
+                        .field("warn_exit_codes"),
+                        w.span().start,
+                    ));
+                }
+            }
+            Body::Action(Action::Command(Command {
+                run: run_argv,
+                revert,
+                env,
+                cwd: Some(cwd),
+                warn_exit_codes,
+            }))
+        }
+        (None, Some(f)) => {
+            if raw_task.revert.is_some() {
+                return Err(task_err(
+                    Error::new(ErrorKind::Invalid(
+                        "a subflow task has no `revert`; its tasks revert themselves".into(),
+                    ))
+                    .field("revert"),
+                    name_offset,
+                ));
+            }
+            let path = dir.join(f.get_ref());
+            if !path.exists() {
+                return Err(task_err(
+                    Error::new(ErrorKind::SubflowMissing(PathBuf::from(f.get_ref()))).field("flow"),
+                    f.span().start,
+                ));
+            }
+            let sub = load_tree(&path, stack).map_err(|e| match *e.kind {
+                ErrorKind::SubflowCycle(_) => e
+                    .task(raw_task.name.get_ref())
+                    .field("flow")
+                    .at(Some(file_buf), Some(lines.of(f.span().start))),
+                _ => e,
+            })?;
+            Body::Subflow(Box::new(sub))
+        }
+    })
+}
+
+/// One `[[task]]` table as a task spec, and the offset in the file that orders it among the
+/// flow's tasks and groups. Its spans count from `base` (a large file is read in pieces).
+fn task_spec(
+    raw_task: RawTask,
+    base: usize,
+    file_lines: &Lines,
+    file_buf: &PathBuf,
+    defaults: &TaskDefaults<'_>,
+    dir: &Path,
+    stack: &mut Vec<PathBuf>,
+) -> Result<(usize, TaskSpec), Error> {
+    // Spans count from `base`: every line is looked up through these two.
+    let lines = Shifted {
+        lines: file_lines,
+        base,
+    };
+    let at = |e: Error, offset: usize| e.at(Some(file_buf), Some(lines.of(offset)));
+    let name = raw_task.name.get_ref().clone();
+    let name_offset = raw_task.name.span().start;
+    let task_err = |e: Error, offset: usize| at(e.task(&name), offset);
+    if name.is_empty() || name.contains('/') || name.contains('\0') {
+        return Err(task_err(
+            Error::new(ErrorKind::Invalid(
+                "a task name must be non-empty and hold no `/` or NUL byte".into(),
+            ))
+            .field("name"),
+            name_offset,
+        ));
+    }
+    let mut lines_of = std::collections::HashMap::new();
+    lines_of.insert("name", lines.of(name_offset));
+    let _ = &raw_task.description;
+
+    let body = task_body(&raw_task, &task_err, &lines, file_buf, defaults, dir, stack)?;
+    let mut task = TaskSpec::new(name.clone(), body);
+    let mut list = |field: &'static str, v: Option<Spanned<Vec<String>>>| -> Vec<String> {
+        match v {
+            Some(s) => {
+                lines_of.insert(field, lines.of(s.span().start));
+                s.into_inner()
+            }
+            None => Vec::new(),
+        }
+    };
+    task.after = list("after", raw_task.after);
+    let requires_offset = raw_task.requires.as_ref().map(|r| r.span().start);
+    task.requires = list("requires", raw_task.requires);
+    task.provides = list("provides", raw_task.provides);
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for r in &task.requires {
+        if let Some(other) = seen.insert(super::input_var(r), r) {
+            return Err(task_err(
+                Error::new(ErrorKind::Invalid(format!(
+                    "it requires `{other}` and `{r}`, which would both reach it as {}; rename one",
+                    super::input_var(r)
+                )))
+                .field("requires"),
+                requires_offset.unwrap_or(name_offset),
+            ));
+        }
+    }
+    task.retry = match &raw_task.retry {
+        Some(r) => retry(r.get_ref(), defaults.retry)
+            .map_err(|e| task_err(e.field("retry"), r.span().start))?,
+        None => defaults.retry,
+    };
+    task.timeout = match &raw_task.timeout {
+        Some(t) => Some(
+            duration::parse(t.get_ref())
+                .map_err(|e| task_err(Error::new(e.into()).field("timeout"), t.span().start))?,
+        ),
+        None => defaults.timeout,
+    };
+    task.kill_timeout = match &raw_task.kill_timeout {
+        Some(t) => duration::parse(t.get_ref())
+            .map_err(|e| task_err(Error::new(e.into()).field("kill_timeout"), t.span().start))?,
+        None => defaults.kill_timeout,
+    };
+    task.idempotent = raw_task
+        .idempotent
+        .or(defaults.raw.idempotent)
+        .unwrap_or(true);
+    if let Some(w) = &raw_task.wait_for_event {
+        let timeout = match &w.get_ref().timeout {
+            Some(t) => Some(duration::parse(t).map_err(|e| {
+                task_err(
+                    Error::new(e.into()).field("wait_for_event.timeout"),
+                    w.span().start,
+                )
+            })?),
+            None => None,
+        };
+        task.wait = Some(super::Wait { timeout });
+    }
+    if let Some(p) = &raw_task.phase {
+        task.phase = match p.get_ref().as_str() {
+            "run" => super::Phase::Run,
+            "finalize" => super::Phase::Finalize,
+            other => {
+                return Err(task_err(
+                    Error::new(ErrorKind::Invalid(format!(
+                        "unknown phase `{other}`; use \"run\" or \"finalize\""
+                    )))
+                    .field("phase"),
+                    p.span().start,
+                ))
+            }
+        };
+        if task.phase == super::Phase::Finalize && matches!(task.body, Body::Subflow(_)) {
+            return Err(task_err(
+                Error::new(ErrorKind::Invalid(
+                    "a subflow cannot run in the finalize phase".into(),
+                ))
+                .field("phase"),
+                p.span().start,
+            ));
+        }
+    }
+    task.lines = lines_of;
+    Ok((base + name_offset, task))
 }
 
 /// An environment a command can be given: keys non-empty, without `=` or NUL; values without
