@@ -32,23 +32,8 @@ impl PlanRun {
         } = snapshot;
         let id = record.id;
         let was = record.state;
-        match (was, intent) {
-            (plan::State::Planned | plan::State::Paused | plan::State::Running, Intent::Run) => {}
-            (plan::State::Paused, Intent::Cancel) => {}
-            (plan::State::Stopped, _) => {
-                return Err((format!("cannot execute plan {id}: it's stopped"), waiter))
-            }
-            (other, Intent::Run) => {
-                return Err((format!("cannot execute plan {id}: it is {other}"), waiter))
-            }
-            (other, Intent::Cancel) => {
-                return Err((
-                    format!(
-                        "cannot cancel plan {id}: it is {other}; only a paused plan is cancelled"
-                    ),
-                    waiter,
-                ))
-            }
+        if let Err(why) = startable(id, was, intent) {
+            return Err((why, waiter));
         }
         if steps.len() != record.flow.steps.len() {
             return Err((
@@ -121,88 +106,11 @@ impl PlanRun {
         run.set_state(plan::State::Running, why.into(), ctx);
 
         let resumed_by_operator = was == plan::State::Paused;
-        let now = ctx.now;
         if intent == Intent::Cancel {
             run.cancel_remaining(ctx);
         }
-        for i in 0..run.steps.len() {
-            match run.steps[i].state {
-                step::State::Running => {
-                    if run.flow.steps[i].idempotent {
-                        run.record(i, step::State::Pending, ctx, |s| s.interrupted = true);
-                    } else {
-                        let f = Failure::new(
-                            "interrupted",
-                            "abnormal termination (previous state: running); the task is not idempotent, so it was not re-run",
-                        );
-                        run.first_failure.get_or_insert_with(|| f.clone());
-                        run.record(i, step::State::Error, ctx, |s| {
-                            s.failure = Some(f);
-                            s.ended_at = Some(now);
-                        });
-                        run.stopping = Stopping::Pause;
-                    }
-                }
-                step::State::Suspended => {
-                    if let Some(at) = run.steps[i].deadline {
-                        let after = Duration::from_millis((at - now).max(0) as u64);
-                        ctx.out.timers.push(Timer {
-                            after,
-                            input: Input::Deadline {
-                                plan: id,
-                                step: i as u32,
-                                at,
-                            },
-                        });
-                    }
-                }
-                step::State::Error if resumed_by_operator && !run.reverting(i) => {
-                    // The operator asked for the failed steps to run again: a fresh budget,
-                    // and a fresh chance for auto-rescue.
-                    run.steps[i].budget_from = run.steps[i].attempt + 1;
-                }
-                step::State::RevertFailed if resumed_by_operator => {
-                    run.record(i, step::State::Reverting, ctx, |s| s.started_at = Some(now));
-                }
-                _ => {}
-            }
-        }
-        let needs_revert = run.steps.iter().any(|s| s.state == step::State::Reverting);
-        if needs_revert && run.phase.revert.is_none() {
-            let cause = run
-                .steps
-                .iter()
-                .find_map(|s| s.failure.clone().filter(|_| s.state == step::State::Error))
-                .unwrap_or_else(|| Failure::new("recovered", "revert resumed after a restart"));
-            run.phase.revert = Some(RevertScope {
-                subflow: None,
-                cause,
-            });
-        }
-        // Re-send reverts that were under way (or that the operator asked to retry).
-        for i in 0..run.steps.len() {
-            if run.steps[i].state == step::State::Reverting {
-                let cause = run
-                    .phase
-                    .revert
-                    .as_ref()
-                    .map(|r| r.cause.clone())
-                    .unwrap_or_else(|| Failure::new("recovered", "revert resumed after a restart"));
-                run.in_flight += 1;
-                ctx.push_work(WorkItem {
-                    plan: id,
-                    flow: run.flow.clone(),
-                    step: i as u32,
-                    attempt: run.steps[i].attempt,
-                    inputs: run.inputs(i).unwrap_or_default(),
-                    work: Work::Revert {
-                        result: run.steps[i].output.clone(),
-                        cause,
-                    },
-                    resume: None,
-                });
-            }
-        }
+        run.settle_interrupted(resumed_by_operator, ctx);
+        run.resume_reverts(ctx);
         if run.first_failure.is_none() {
             run.first_failure = run
                 .steps
@@ -210,28 +118,123 @@ impl PlanRun {
                 .find(|s| s.state == step::State::Error)
                 .and_then(|s| s.failure.clone());
         }
+        run.mark_what_can_run(resumed_by_operator, ctx);
+        Ok(run)
+    }
+
+    /// Steps the dead run left in the middle: an interrupted idempotent step runs again, any
+    /// other becomes `error` ("abnormal termination") and the plan pauses; a suspended step's
+    /// deadline is armed again; an operator's resume gives failed steps a fresh budget and
+    /// failed reverts another try.
+    fn settle_interrupted(&mut self, resumed_by_operator: bool, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        for i in 0..self.steps.len() {
+            match self.steps[i].state {
+                step::State::Running => {
+                    if self.flow.steps[i].idempotent {
+                        self.record(i, step::State::Pending, ctx, |s| s.interrupted = true);
+                    } else {
+                        let f = Failure::new(
+                            "interrupted",
+                            "abnormal termination (previous state: running); the task is not idempotent, so it was not re-run",
+                        );
+                        self.first_failure.get_or_insert_with(|| f.clone());
+                        self.record(i, step::State::Error, ctx, |s| {
+                            s.failure = Some(f);
+                            s.ended_at = Some(now);
+                        });
+                        self.stopping = Stopping::Pause;
+                    }
+                }
+                step::State::Suspended => {
+                    if let Some(at) = self.steps[i].deadline {
+                        let after = Duration::from_millis((at - now).max(0) as u64);
+                        ctx.out.timers.push(Timer {
+                            after,
+                            input: Input::Deadline {
+                                plan: self.id,
+                                step: i as u32,
+                                at,
+                            },
+                        });
+                    }
+                }
+                step::State::Error if resumed_by_operator && !self.reverting(i) => {
+                    // The operator asked for the failed steps to run again: a fresh budget,
+                    // and a fresh chance for auto-rescue.
+                    self.steps[i].budget_from = self.steps[i].attempt + 1;
+                }
+                step::State::RevertFailed if resumed_by_operator => {
+                    self.record(i, step::State::Reverting, ctx, |s| s.started_at = Some(now));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reverts that were under way (or that the operator asked to retry) are sent again.
+    fn resume_reverts(&mut self, ctx: &mut Ctx<'_>) {
+        let needs_revert = self.steps.iter().any(|s| s.state == step::State::Reverting);
+        if needs_revert && self.phase.revert.is_none() {
+            let cause = self
+                .steps
+                .iter()
+                .find_map(|s| s.failure.clone().filter(|_| s.state == step::State::Error))
+                .unwrap_or_else(|| Failure::new("recovered", "revert resumed after a restart"));
+            self.phase.revert = Some(RevertScope {
+                subflow: None,
+                cause,
+            });
+        }
+        // Re-send reverts that were under way (or that the operator asked to retry).
+        for i in 0..self.steps.len() {
+            if self.steps[i].state == step::State::Reverting {
+                let cause = self
+                    .phase
+                    .revert
+                    .as_ref()
+                    .map(|r| r.cause.clone())
+                    .unwrap_or_else(|| Failure::new("recovered", "revert resumed after a restart"));
+                self.in_flight += 1;
+                ctx.push_work(WorkItem {
+                    plan: self.id,
+                    flow: self.flow.clone(),
+                    step: i as u32,
+                    attempt: self.steps[i].attempt,
+                    inputs: self.inputs(i).unwrap_or_default(),
+                    work: Work::Revert {
+                        result: self.steps[i].output.clone(),
+                        cause,
+                    },
+                    resume: None,
+                });
+            }
+        }
+    }
+
+    /// Marks ready what can run now; a failed step out of budget goes to its rescue.
+    fn mark_what_can_run(&mut self, resumed_by_operator: bool, ctx: &mut Ctx<'_>) {
         // What can run now.
-        for i in 0..run.steps.len() {
-            let s = &run.steps[i];
+        for i in 0..self.steps.len() {
+            let s = &self.steps[i];
             match s.state {
-                step::State::Pending if s.waiting == 0 => run.mark_ready(i, ctx),
+                step::State::Pending if s.waiting == 0 => self.mark_ready(i, ctx),
                 // Outside a subflow being reverted for its retry, a failed step goes on as it
                 // would have without the crash.
-                step::State::Error if !run.reverting(i) && run.stopping == Stopping::No => {
-                    if resumed_by_operator || run.budget_left(i) {
-                        run.mark_ready(i, ctx);
+                step::State::Error if !self.reverting(i) && self.stopping == Stopping::No => {
+                    if resumed_by_operator || self.budget_left(i) {
+                        self.mark_ready(i, ctx);
                     } else {
                         let f = s
                             .failure
                             .clone()
                             .unwrap_or_else(|| Failure::new("error", "failed"));
-                        run.exhausted(i, f, ctx);
+                        self.exhausted(i, f, ctx);
                     }
                 }
                 _ => {}
             }
         }
-        Ok(run)
     }
 
     /// An operator's cancel: everything that did not complete is cancelled, and a revert of
@@ -266,4 +269,20 @@ impl PlanRun {
         }
         self.first_failure.get_or_insert(cause);
     }
+}
+
+/// Whether a plan in state `was` may be taken up for `intent` (Dynflow's refusals).
+fn startable(id: weft_model::PlanId, was: plan::State, intent: Intent) -> Result<(), String> {
+    match (was, intent) {
+        (plan::State::Planned | plan::State::Paused | plan::State::Running, Intent::Run) => {}
+        (plan::State::Paused, Intent::Cancel) => {}
+        (plan::State::Stopped, _) => return Err(format!("cannot execute plan {id}: it's stopped")),
+        (other, Intent::Run) => return Err(format!("cannot execute plan {id}: it is {other}")),
+        (other, Intent::Cancel) => {
+            return Err(format!(
+                "cannot cancel plan {id}: it is {other}; only a paused plan is cancelled"
+            ))
+        }
+    }
+    Ok(())
 }
