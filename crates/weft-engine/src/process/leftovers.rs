@@ -8,7 +8,8 @@
 //! trusted. Processes on another machine cannot be reached: a dead node's tasks there are
 //! presumed dead with their machine (the README says what a user can rely on).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use weft_model::PlanId;
 
 /// The variable that marks every process weft starts for a task:
@@ -31,10 +32,20 @@ pub(crate) async fn end_leftovers(plan: PlanId, step: Option<u32>) -> usize {
         Some(step) => marker(plan, step, ""),
         None => format!("{plan}/"),
     };
+    let wanted = format!("{MARKER}={prefix}");
+    let marked = scan_since(Instant::now()).await;
+    let found: Vec<Marked> = marked
+        .iter()
+        .filter(|m| m.marker.starts_with(&wanted))
+        .cloned()
+        .collect();
     let found = tokio::task::spawn_blocking(move || {
-        let found = kill_marked(&prefix);
-        wait_gone(&found);
-        found
+        for m in &found {
+            m.kill();
+        }
+        let pids: Vec<u32> = found.iter().map(|m| m.pid).collect();
+        wait_gone(&pids);
+        pids
     })
     .await
     .unwrap_or_default();
@@ -47,10 +58,61 @@ pub(crate) async fn end_leftovers(plan: PlanId, step: Option<u32>) -> usize {
     found.len()
 }
 
-/// Kills the process group of every process of this machine whose environment carries a
-/// marker starting with `prefix`; returns their pids. Never this process's own group.
-fn kill_marked(prefix: &str) -> Vec<u32> {
-    let wanted = format!("{MARKER}={prefix}");
+/// A process of this machine that carries a marker.
+#[derive(Clone)]
+struct Marked {
+    pid: u32,
+    /// Its process group, when it has one apart from this process's.
+    pgid: Option<u32>,
+    /// `WEFT_PROCESS=…`, as its environment holds it.
+    marker: String,
+}
+
+impl Marked {
+    /// SIGKILLs its process group (or the process alone, if it has none of its own).
+    fn kill(&self) {
+        match self.pgid {
+            Some(pgid) => super::kill_group(pgid),
+            // SAFETY: kill(2) touches no memory.
+            None => unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+            },
+        }
+    }
+}
+
+/// The last scan of the process table and when it began.
+type Scan = Option<(Instant, Arc<Vec<Marked>>)>;
+
+/// Every marked process of this machine, from a scan that began no earlier than `since`.
+///
+/// Reading every process's environment is the costly part of a takeover; a node that takes
+/// over many plans at once (its restart after a crash) shares scans instead of making one per
+/// plan: a caller waits for the scan under way and reuses the next one, which began after it
+/// asked — so a process started just before the crash is still seen. A burst of takeovers
+/// costs two scans at most.
+async fn scan_since(since: Instant) -> Arc<Vec<Marked>> {
+    static LAST: tokio::sync::Mutex<Scan> = tokio::sync::Mutex::const_new(None);
+    // An async lock, held across the scan on purpose: scans run one at a time.
+    let mut last = LAST.lock().await;
+    if let Some((began, marked)) = last.as_ref() {
+        if *began >= since {
+            return marked.clone();
+        }
+    }
+    let began = Instant::now();
+    let marked = Arc::new(
+        tokio::task::spawn_blocking(read_marked)
+            .await
+            .unwrap_or_default(),
+    );
+    *last = Some((began, marked.clone()));
+    marked
+}
+
+/// Reads the process table: every process whose environment carries the marker.
+fn read_marked() -> Vec<Marked> {
+    let wanted = format!("{MARKER}=");
     // SAFETY: getpgrp has no preconditions.
     let own = unsafe { libc::getpgrp() };
     let mut found = Vec::new();
@@ -69,24 +131,19 @@ fn kill_marked(prefix: &str) -> Vec<u32> {
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        if !environ
+        let Some(marker) = environ
             .split(|&b| b == 0)
-            .any(|var| var.starts_with(wanted.as_bytes()))
-        {
+            .find(|var| var.starts_with(wanted.as_bytes()))
+        else {
             continue;
-        }
+        };
         // SAFETY: getpgid only reads the process table.
         let pgid = unsafe { libc::getpgid(pid as libc::pid_t) };
-        if pgid > 1 && pgid != own {
-            super::kill_group(pgid as u32);
-        } else {
-            // Not in a group of its own (or in ours): the process alone.
-            // SAFETY: kill(2) touches no memory.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
-        }
-        found.push(pid);
+        found.push(Marked {
+            pid,
+            pgid: (pgid > 1 && pgid != own).then_some(pgid as u32),
+            marker: String::from_utf8_lossy(marker).into_owned(),
+        });
     }
     found
 }
@@ -138,5 +195,12 @@ mod tests {
         assert!(end_leftovers(plan, None).await >= 1);
         let _ = other.wait();
         assert!(!is_alive(other.id()));
+        // A process started after the last scan is seen by the next takeover: scans are
+        // shared, never stale.
+        let mut late = spawn(4);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(end_leftovers(plan, Some(4)).await >= 1);
+        let _ = late.wait();
+        assert!(!is_alive(late.id()));
     }
 }
