@@ -154,7 +154,7 @@ pub(crate) fn input_text(v: &Value) -> String {
     }
 }
 
-pub use weft_model::flow::input_var;
+use weft_model::flow::input_var;
 
 /// A value longer than this reaches a task in a file named by `WEFT_IN_<NAME>_FILE` instead of
 /// in `WEFT_IN_<NAME>` (Linux refuses one variable over 128 KiB, and all of them together over
@@ -229,12 +229,18 @@ impl Drop for InputEnv {
 /// working directory: what every process weft starts for a task (a command, a probe) begins
 /// with.
 pub(crate) fn base_command(argv: &[String], cmd: &Command) -> tokio::process::Command {
+    // weft's own variables, found once: weft does not change its environment as it runs.
+    static OWN: std::sync::OnceLock<Vec<std::ffi::OsString>> = std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| {
+        std::env::vars_os()
+            .map(|(k, _)| k)
+            .filter(|k| k.as_encoded_bytes().starts_with(b"WEFT_"))
+            .collect()
+    });
     let mut command = tokio::process::Command::new(&argv[0]);
     command.args(&argv[1..]);
-    for (k, _) in std::env::vars_os() {
-        if k.as_encoded_bytes().starts_with(b"WEFT_") {
-            command.env_remove(k);
-        }
+    for k in own {
+        command.env_remove(k);
     }
     command.envs(&cmd.env);
     if let Some(dir) = &cmd.cwd {
