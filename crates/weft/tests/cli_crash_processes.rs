@@ -41,6 +41,18 @@ fn task_pids(sb: &Sandbox) -> Vec<u32> {
     })
 }
 
+/// Runs `charge.toml` (written from `flow`), SIGKILLs weft once its task runs, and checks
+/// that the task's processes die with it; returns the plan's id.
+fn run_and_sigkill(sb: &Sandbox, flow: &str) -> String {
+    sb.write("charge.toml", flow);
+    let mut child = spawn(sb, &["run", "charge.toml"]);
+    let pids = task_pids(sb);
+    child.kill().expect("SIGKILL weft");
+    child.wait().expect("reap");
+    all_die_within_a_second(&pids);
+    sb.last_plan()
+}
+
 /// Asserts that every one of `pids` is gone within a second.
 fn all_die_within_a_second(pids: &[u32]) {
     let deadline = Instant::now() + Duration::from_secs(1);
@@ -57,14 +69,7 @@ fn all_die_within_a_second(pids: &[u32]) {
 #[test]
 fn a_sigkilled_run_takes_its_task_processes_with_it_and_resume_runs_the_step_once_more() {
     let sb = Sandbox::new();
-    sb.write("charge.toml", &flow(true, 3));
-    let mut child = spawn(&sb, &["run", "charge.toml"]);
-    let pids = task_pids(&sb);
-    child.kill().expect("SIGKILL weft");
-    child.wait().expect("reap");
-    all_die_within_a_second(&pids);
-
-    let id = sb.last_plan();
+    let id = run_and_sigkill(&sb, &flow(true, 3));
     let out = sb.run(&["plans", "resume", &id]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(lines(&sb, "log", "start"), 2, "the idempotent step re-ran");
@@ -74,14 +79,7 @@ fn a_sigkilled_run_takes_its_task_processes_with_it_and_resume_runs_the_step_onc
 #[test]
 fn a_non_idempotent_step_of_a_sigkilled_run_never_completes_its_effect() {
     let sb = Sandbox::new();
-    sb.write("charge.toml", &flow(false, 2));
-    let mut child = spawn(&sb, &["run", "charge.toml"]);
-    let pids = task_pids(&sb);
-    child.kill().expect("SIGKILL weft");
-    child.wait().expect("reap");
-    all_die_within_a_second(&pids);
-
-    let id = sb.last_plan();
+    let id = run_and_sigkill(&sb, &flow(false, 2));
     let out = sb.run(&["plans", "resume", &id]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     let plan = sb.show(&id);
