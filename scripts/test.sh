@@ -37,6 +37,8 @@ echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -j "$jobs" --quiet
 echo "== the declared rust-version is no older than any dependency's"
 python3 scripts/msrv.py
+echo "== no module imports another in a circle"
+python3 scripts/imports.py
 echo "== cargo test"
 cargo test --workspace -j "$jobs"
 

@@ -19,7 +19,7 @@ pub struct EngineConfig {
     pub is_fatal: Option<IsFatal>,
     /// The worse of two fatal errors (required).
     pub worst_error: Option<WorstError>,
-    /// Applied to the error [`crate::Engine::wait`] returns.
+    /// Applied to the error [`crate::DependencyEngine::wait`] returns.
     pub filter: Option<Filter>,
     /// Delay before restarting a worker after an unknown error.
     pub error_delay: Duration,

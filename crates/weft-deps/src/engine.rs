@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 /// A running dependency engine. Cloning gives another handle to the same engine.
 #[derive(Clone)]
-pub struct Engine {
+pub struct DependencyEngine {
     tickets: mpsc::UnboundedSender<Ticket>,
     done: watch::Receiver<Option<Result<(), Error>>>,
 }
@@ -43,9 +43,9 @@ enum Ticket {
     Kill,
 }
 
-impl Engine {
+impl DependencyEngine {
     /// Starts an engine; refuses an invalid configuration, naming what is wrong.
-    pub fn new(config: EngineConfig) -> Result<Engine, String> {
+    pub fn new(config: EngineConfig) -> Result<DependencyEngine, String> {
         config
             .validate()
             .map_err(|e| format!("invalid config: {e}"))?;
@@ -67,7 +67,7 @@ impl Engine {
                 | 1,
         };
         tokio::spawn(state.run(rx));
-        Ok(Engine { tickets: tx, done })
+        Ok(DependencyEngine { tickets: tx, done })
     }
 
     /// Installs `manifold` as `name` and starts it. Refuses a duplicate name and an install that

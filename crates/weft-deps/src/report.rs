@@ -1,4 +1,4 @@
-//! What `Engine::report` returns: the engine's state and each manifold's.
+//! What `DependencyEngine::report` returns: the engine's state and each manifold's.
 
 use crate::manifold::Access;
 use serde::Serialize;

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use weft_deps::{
-    Context, Engine, EngineConfig, Error, InstallError, Manifold, Resource, State, TaskWorker,
-    Worker,
+    Context, DependencyEngine, EngineConfig, Error, InstallError, Manifold, Resource, State,
+    TaskWorker, Worker,
 };
 
 /// Fatal errors in these tests are the ones whose message starts with "fatal".
@@ -86,7 +86,7 @@ async fn settle(d: Duration) {
     }
 }
 
-async fn state(engine: &Engine, name: &str) -> State {
+async fn state(engine: &DependencyEngine, name: &str) -> State {
     engine
         .report()
         .await
@@ -98,7 +98,7 @@ async fn state(engine: &Engine, name: &str) -> State {
 
 #[tokio::test(start_paused = true)]
 async fn a_manifold_waits_for_an_input_installed_later_then_starts() {
-    let engine = Engine::new(config()).expect("engine");
+    let engine = DependencyEngine::new(config()).expect("engine");
     let (a, b) = (Probe::default(), Probe::default());
     engine
         .install("b", b.manifold(&["a"]))
@@ -126,7 +126,7 @@ async fn a_manifold_waits_for_an_input_installed_later_then_starts() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dependency_restart_bounces_its_dependents_and_not_the_reverse() {
-    let engine = Engine::new(config()).expect("engine");
+    let engine = DependencyEngine::new(config()).expect("engine");
     let (a, b) = (Probe::default(), Probe::default());
     engine.install("a", a.manifold(&[])).await.expect("install");
     engine
@@ -154,7 +154,7 @@ async fn a_dependency_restart_bounces_its_dependents_and_not_the_reverse() {
 
 #[tokio::test(start_paused = true)]
 async fn a_completed_worker_stays_stopped_until_an_input_changes() {
-    let engine = Engine::new(config()).expect("engine");
+    let engine = DependencyEngine::new(config()).expect("engine");
     let (a, b) = (Probe::default(), Probe::default());
     engine.install("a", a.manifold(&[])).await.expect("install");
     engine
@@ -173,7 +173,7 @@ async fn a_completed_worker_stays_stopped_until_an_input_changes() {
 
 #[tokio::test(start_paused = true)]
 async fn missing_waits_bounce_restarts_and_uninstall_removes() {
-    let engine = Engine::new(config()).expect("engine");
+    let engine = DependencyEngine::new(config()).expect("engine");
     let missing = Arc::new(AtomicU32::new(0));
     let m = missing.clone();
     let never = Manifold::new(&[], move |_ctx| {
@@ -212,7 +212,7 @@ async fn missing_waits_bounce_restarts_and_uninstall_removes() {
 
 #[tokio::test(start_paused = true)]
 async fn errors_restart_after_the_error_delay_with_backoff() {
-    let engine = Engine::new(config()).expect("engine");
+    let engine = DependencyEngine::new(config()).expect("engine");
     let p = Probe::default();
     engine.install("p", p.manifold(&[])).await.expect("install");
     settle(Duration::from_millis(1)).await;
@@ -246,7 +246,7 @@ async fn a_fatal_error_stops_everything_and_wait_returns_the_worst() {
         }
     }));
     c.filter = Some(Arc::new(|e| Error::msg(format!("filtered: {e}"))));
-    let engine = Engine::new(c).expect("engine");
+    let engine = DependencyEngine::new(c).expect("engine");
     let (a, b) = (Probe::default(), Probe::default());
     engine.install("a", a.manifold(&[])).await.expect("install");
     engine.install("b", b.manifold(&[])).await.expect("install");
@@ -281,7 +281,7 @@ async fn a_fatal_error_stops_everything_and_wait_returns_the_worst() {
 
 #[tokio::test(start_paused = true)]
 async fn install_refuses_duplicates_and_cycles() {
-    let engine = Engine::new(config()).expect("engine");
+    let engine = DependencyEngine::new(config()).expect("engine");
     let p = Probe::default();
     engine
         .install("a", p.manifold(&["c"]))
@@ -307,7 +307,7 @@ async fn install_refuses_duplicates_and_cycles() {
 
 #[tokio::test(start_paused = true)]
 async fn get_says_why_an_input_is_unavailable() {
-    let engine = Engine::new(config()).expect("engine");
+    let engine = DependencyEngine::new(config()).expect("engine");
     engine
         .install(
             "quiet",
@@ -356,7 +356,7 @@ async fn get_says_why_an_input_is_unavailable() {
 
 #[tokio::test(start_paused = true)]
 async fn the_report_follows_running_stopping_and_stopped() {
-    let engine = Engine::new(config()).expect("engine");
+    let engine = DependencyEngine::new(config()).expect("engine");
     let slow_stop = Manifold::new(&[], |_ctx| async {
         let w: Arc<dyn Worker> = TaskWorker::spawn(|mut stop| async move {
             stop.requested().await;
@@ -389,7 +389,7 @@ async fn the_report_follows_running_stopping_and_stopped() {
 
 #[tokio::test(start_paused = true)]
 async fn a_thousand_manifolds_in_a_chain_and_in_a_fan_start_and_stop() {
-    let engine = Engine::new(config()).expect("engine");
+    let engine = DependencyEngine::new(config()).expect("engine");
     let idle = |inputs: &[&str]| {
         Manifold::new(inputs, |_ctx| async {
             Ok(TaskWorker::idle() as Arc<dyn Worker>)
@@ -442,20 +442,20 @@ fn an_invalid_configuration_is_refused_by_name() {
         .expect("runtime");
     rt.block_on(async {
         assert_eq!(
-            Engine::new(c).err().as_deref(),
+            DependencyEngine::new(c).err().as_deref(),
             Some("invalid config: WorstError not specified")
         );
         // Juju's words, which operators grep for.
         let mut c = config();
         c.is_fatal = None;
         assert_eq!(
-            Engine::new(c).err().as_deref(),
+            DependencyEngine::new(c).err().as_deref(),
             Some("invalid config: IsFatal not specified")
         );
         let mut c = config();
         c.backoff_factor = 0.9;
         assert_eq!(
-            Engine::new(c).err().as_deref(),
+            DependencyEngine::new(c).err().as_deref(),
             Some("invalid config: BackoffFactor 0.9 must be >= 1")
         );
     });
@@ -463,7 +463,7 @@ fn an_invalid_configuration_is_refused_by_name() {
 
 #[tokio::test(start_paused = true)]
 async fn kill_stops_dependents_before_what_they_depend_on() {
-    let engine = Engine::new(config()).expect("engine");
+    let engine = DependencyEngine::new(config()).expect("engine");
     let order: Arc<Mutex<Vec<String>>> = Arc::default();
     let recording = |name: &'static str, inputs: &[&str], order: &Arc<Mutex<Vec<String>>>| {
         let order = order.clone();
@@ -504,7 +504,7 @@ async fn kill_stops_dependents_before_what_they_depend_on() {
 
 #[tokio::test(start_paused = true)]
 async fn a_manifolds_filter_rewrites_its_workers_errors() {
-    let engine = Engine::new(config()).expect("engine");
+    let engine = DependencyEngine::new(config()).expect("engine");
     let p = Probe::default();
     // "transient" failures are turned into Bounce: restarted after the bounce delay, not the
     // error delay; and a start error is filtered the same way.

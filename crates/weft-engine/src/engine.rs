@@ -252,18 +252,18 @@ impl Engine {
         data: serde_json::Value,
         optional: bool,
     ) -> Result<(), Error> {
-        let command = weft_store::Command::Event {
+        let instruction = weft_store::Instruction::Event {
             step,
             data,
             optional,
         };
-        self.ask(plan, command, None).await
+        self.ask(plan, instruction, None).await
     }
 
     /// Halts a plan this engine executes: its running steps are cancelled and their
     /// processes killed; the plan stops.
     pub async fn halt(&self, plan: PlanId) -> Result<(), Error> {
-        self.ask(plan, weft_store::Command::Halt, None).await
+        self.ask(plan, weft_store::Instruction::Halt, None).await
     }
 
     /// Delivers a message of the store's mailbox (an event or a halt another process
@@ -271,7 +271,7 @@ impl Engine {
     /// that transaction fails, a refusal is written instead. [`Error::Stopped`]: nothing was
     /// decided and nothing written.
     pub async fn deliver(&self, message: weft_store::Message) -> Result<(), Error> {
-        self.ask(message.plan, message.command, Some(message.id))
+        self.ask(message.plan, message.instruction, Some(message.id))
             .await
     }
 
@@ -279,7 +279,7 @@ impl Engine {
     async fn ask(
         &self,
         plan: PlanId,
-        command: weft_store::Command,
+        instruction: weft_store::Instruction,
         message: Option<i64>,
     ) -> Result<(), Error> {
         let (waiter, rx) = oneshot::channel();
@@ -287,8 +287,8 @@ impl Engine {
             waiter,
             message: message.map(|id| (plan, id)),
         });
-        let input = match command {
-            weft_store::Command::Event {
+        let input = match instruction {
+            weft_store::Instruction::Event {
                 step,
                 data,
                 optional,
@@ -299,7 +299,7 @@ impl Engine {
                 optional,
                 answer,
             },
-            weft_store::Command::Halt => Input::Halt { plan, answer },
+            weft_store::Instruction::Halt => Input::Halt { plan, answer },
         };
         self.inbox.send(input).map_err(|_| Error::Stopped)?;
         rx.await
@@ -543,7 +543,7 @@ fn to_updates(changes: &[Change]) -> Vec<Update> {
                 step: *step,
                 progress: progress.clone(),
             }),
-            Change::Phase { .. } | Change::Reply { .. } => None,
+            Change::Bookkeeping { .. } | Change::Reply { .. } => None,
         })
         .collect()
 }

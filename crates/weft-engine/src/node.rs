@@ -155,7 +155,7 @@ pub struct Node {
     id: String,
     config: NodeConfig,
     opener: Opener,
-    engine: weft_deps::Engine,
+    engine: weft_deps::DependencyEngine,
 }
 
 impl Node {
@@ -201,7 +201,7 @@ impl Node {
         };
         store.register_node(node).await?;
         let deps_config = weft_deps::EngineConfig::juju(is_fatal);
-        let engine = weft_deps::Engine::new(deps_config).map_err(Error::Refused)?;
+        let engine = weft_deps::DependencyEngine::new(deps_config).map_err(Error::Refused)?;
         let node = Node {
             id,
             config,
@@ -218,7 +218,7 @@ impl Node {
     }
 
     /// The dependency engine the node is made of.
-    pub fn manifolds(&self) -> &weft_deps::Engine {
+    pub fn manifolds(&self) -> &weft_deps::DependencyEngine {
         &self.engine
     }
 

@@ -171,7 +171,7 @@ mod tests {
                 Change::Step { step, .. } => (Some(step.index), step.state.to_string()),
                 Change::Plan { to, .. } => (None, to.to_string()),
                 Change::Group { step, .. } => (Some(*step), "group".into()),
-                Change::Phase { .. } => (None, "phase".into()),
+                Change::Bookkeeping { .. } => (None, "phase".into()),
                 Change::Reply { .. } => (None, "reply".into()),
             })
             .collect()

@@ -2,7 +2,7 @@
 //! their definition (one [`Group`] is one step of a plan) and the record of how far a running
 //! group got ([`Progress`]), which the store keeps so that a group resumes after a crash.
 
-use crate::flow::Command;
+use crate::command::Command;
 use crate::{Failure, Millis};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

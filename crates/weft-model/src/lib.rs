@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod command;
 pub mod duration;
 pub mod failure;
 pub mod flow;

@@ -14,6 +14,7 @@
 
 mod codec;
 mod error;
+mod mailbox;
 pub mod memory;
 pub mod postgres;
 mod queue;
@@ -21,8 +22,9 @@ mod record;
 pub mod sqlite;
 
 pub use error::Error;
+pub use mailbox::wait_for_reply;
 pub use record::{
-    Change, Command, Due, HistoryEntry, Message, NewPlan, NodeRecord, PlanFilter, PlanRecord,
+    Change, Due, HistoryEntry, Instruction, Message, NewPlan, NodeRecord, PlanFilter, PlanRecord,
     PlanSnapshot, PlanSummary, Reply, StepRecord, Transition,
 };
 
@@ -142,7 +144,7 @@ pub trait Store: Send + Sync + 'static {
     fn promote_due(&self, by: &str, now: Millis) -> BoxFuture<Result<Vec<Due>>>;
 
     /// Posts a command for the node executing `plan`; returns the message id.
-    fn post(&self, plan: PlanId, command: Command) -> BoxFuture<Result<i64>>;
+    fn post(&self, plan: PlanId, instruction: Instruction) -> BoxFuture<Result<i64>>;
 
     /// Unanswered messages for plans whose execution lock `owner` holds, oldest first.
     fn inbox(&self, owner: String) -> BoxFuture<Result<Vec<Message>>>;

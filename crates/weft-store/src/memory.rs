@@ -3,8 +3,8 @@
 
 use crate::record::{judge_prerequisites, promotion, Readiness};
 use crate::{
-    BoxFuture, Change, Command, Due, Error, HistoryEntry, Message, NewPlan, NodeRecord, PlanFilter,
-    PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
+    BoxFuture, Change, Due, Error, HistoryEntry, Instruction, Message, NewPlan, NodeRecord,
+    PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -183,7 +183,7 @@ impl Inner {
             Change::Group { step, progress, .. } => {
                 entry.steps[step as usize].group = Some(progress);
             }
-            Change::Phase { phase, .. } => entry.plan.phase = phase,
+            Change::Bookkeeping { bookkeeping, .. } => entry.plan.bookkeeping = bookkeeping,
             Change::Reply { .. } => {}
         }
     }
@@ -232,7 +232,7 @@ impl Store for MemoryStore {
                     Tag::Step(step::State::Running),
                     Tag::Step(step::State::Running),
                 ),
-                Change::Phase { .. } | Change::Reply { .. } => continue,
+                Change::Bookkeeping { .. } | Change::Reply { .. } => continue,
             };
             match pending.get(&key) {
                 Some(found) if *found != expected => {
@@ -488,7 +488,7 @@ impl Store for MemoryStore {
         ready(Ok(out))
     }
 
-    fn post(&self, plan: PlanId, command: Command) -> BoxFuture<Result<i64>> {
+    fn post(&self, plan: PlanId, instruction: Instruction) -> BoxFuture<Result<i64>> {
         let mut inner = self.lock();
         if !inner.plans.contains_key(&plan) {
             return ready(Err(Error::NotFound(plan.to_string())));
@@ -497,7 +497,7 @@ impl Store for MemoryStore {
         let message = Message {
             id,
             plan,
-            command,
+            instruction,
             created_at: weft_model::now_millis(),
         };
         inner.mailbox.push((message, Reply::Pending));

@@ -1,7 +1,7 @@
 //! Writes as the durable backends queue them for their one writer: what to write, and what a
 //! write answers once its transaction committed.
 
-use crate::{BoxFuture, Change, Command, Due, Error, NewPlan, NodeRecord, Reply, Result};
+use crate::{BoxFuture, Change, Due, Error, Instruction, NewPlan, NodeRecord, Reply, Result};
 use tokio::sync::oneshot;
 use weft_model::{Millis, PlanId};
 
@@ -25,7 +25,7 @@ pub(crate) enum Write {
     NodeReport(String, String),
     Claim(String, u32),
     PromoteDue(String, Millis),
-    Post(PlanId, Command),
+    Post(PlanId, Instruction),
     Reply(i64, Reply),
     /// SQLite: a checkpoint of the write-ahead log (outside any transaction).
     Checkpoint,

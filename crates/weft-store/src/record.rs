@@ -66,7 +66,9 @@ pub struct PlanRecord {
     #[serde(with = "weft_model::time::opt_rfc3339")]
     pub ended_at: Option<Millis>,
     /// The director's persisted bookkeeping (reverting or not, subflow attempts); opaque here.
-    pub phase: Value,
+    /// Stored in the `phase` column and shown as `phase` in JSON, as before its rename.
+    #[serde(rename = "phase")]
+    pub bookkeeping: Value,
     /// For a scheduled plan: not before this time.
     #[serde(with = "weft_model::time::opt_rfc3339", default)]
     pub start_at: Option<Millis>,
@@ -223,11 +225,11 @@ pub enum Change {
         progress: group::Progress,
     },
     /// The director's bookkeeping for a plan.
-    Phase {
+    Bookkeeping {
         /// The plan.
         plan: PlanId,
         /// The new value.
-        phase: Value,
+        bookkeeping: Value,
     },
     /// The answer to a mailbox message about the plan (an event, a halt), written in the same
     /// transaction as the changes it answers: the sender learns "done" only once they are
@@ -278,7 +280,7 @@ impl Change {
             Change::Plan { plan, .. }
             | Change::Step { plan, .. }
             | Change::Group { plan, .. }
-            | Change::Phase { plan, .. }
+            | Change::Bookkeeping { plan, .. }
             | Change::Reply { plan, .. } => *plan,
         }
     }
@@ -312,7 +314,7 @@ impl Change {
                     .map(|f| f.message.as_str())
                     .or(step.warning.as_deref()),
             }),
-            Change::Group { .. } | Change::Phase { .. } | Change::Reply { .. } => None,
+            Change::Group { .. } | Change::Bookkeeping { .. } | Change::Reply { .. } => None,
         }
     }
 }
@@ -399,7 +401,7 @@ impl NewPlan {
             created_at: self.created_at,
             started_at: None,
             ended_at: None,
-            phase: Value::Null,
+            bookkeeping: Value::Null,
             start_at: self.start_at,
             after: self.after.clone(),
         };
@@ -440,7 +442,7 @@ pub struct NodeRecord {
 /// An operator's or another process's request about a plan, for the node executing it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Command {
+pub enum Instruction {
     /// Deliver an event to a suspended step.
     Event {
         /// The step.
@@ -454,7 +456,7 @@ pub enum Command {
     Halt,
 }
 
-/// A [`Command`] in the mailbox.
+/// A [`Instruction`] in the mailbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// Its id.
@@ -462,7 +464,7 @@ pub struct Message {
     /// The plan.
     pub plan: PlanId,
     /// What is asked.
-    pub command: Command,
+    pub instruction: Instruction,
     /// When it was posted.
     #[serde(with = "weft_model::time::rfc3339")]
     pub created_at: Millis,

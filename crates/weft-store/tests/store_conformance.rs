@@ -79,9 +79,9 @@ async fn applies_changes_and_records_history(store: SharedStore) {
                 Change::plan_state(id, plan::State::Planned, plan::State::Running, now_millis()),
                 step_change(id, step::State::Pending, step(0, step::State::Running, 1)),
                 step_change(id, step::State::Running, done.clone()),
-                Change::Phase {
+                Change::Bookkeeping {
                     plan: id,
-                    phase: serde_json::json!({"reverting": false}),
+                    bookkeeping: serde_json::json!({"reverting": false}),
                 },
             ],
         )
@@ -90,7 +90,7 @@ async fn applies_changes_and_records_history(store: SharedStore) {
     let snap = store.load_plan(id).await.expect("load");
     assert_eq!(snap.plan.state, plan::State::Running);
     assert!(snap.plan.started_at.is_some());
-    assert_eq!(snap.plan.phase["reverting"], false);
+    assert_eq!(snap.plan.bookkeeping["reverting"], false);
     assert_eq!(snap.steps[0].state, step::State::Success);
     assert_eq!(snap.steps[0].output, done.output);
     assert_eq!(snap.steps[0].name, "a", "the name survives updates");
@@ -534,7 +534,7 @@ async fn the_mailbox_delivers_to_the_lock_holder_and_answers_once(store: SharedS
     let p = new_plan();
     store.create_plan(p.clone()).await.expect("create");
     let id = store
-        .post(p.id, weft_store::Command::Halt)
+        .post(p.id, weft_store::Instruction::Halt)
         .await
         .expect("post");
     assert!(
@@ -544,7 +544,7 @@ async fn the_mailbox_delivers_to_the_lock_holder_and_answers_once(store: SharedS
     store.acquire_lock(p.id, "node".into()).await.expect("lock");
     let inbox = store.inbox("node".into()).await.expect("inbox");
     assert_eq!(inbox.len(), 1);
-    assert_eq!(inbox[0].command, weft_store::Command::Halt);
+    assert_eq!(inbox[0].instruction, weft_store::Instruction::Halt);
     assert_eq!(
         store.reply_of(id).await.expect("reply"),
         weft_store::Reply::Pending
@@ -566,7 +566,9 @@ async fn the_mailbox_delivers_to_the_lock_holder_and_answers_once(store: SharedS
     );
     assert!(store.inbox("node".into()).await.expect("inbox").is_empty());
     assert!(matches!(
-        store.post(PlanId::new(), weft_store::Command::Halt).await,
+        store
+            .post(PlanId::new(), weft_store::Instruction::Halt)
+            .await,
         Err(Error::NotFound(_))
     ));
 }
@@ -576,11 +578,11 @@ async fn a_reply_lands_with_the_changes_it_answers_or_not_at_all(store: SharedSt
     let id = p.id;
     store.create_plan(p).await.expect("create");
     let first = store
-        .post(id, weft_store::Command::Halt)
+        .post(id, weft_store::Instruction::Halt)
         .await
         .expect("post");
     let second = store
-        .post(id, weft_store::Command::Halt)
+        .post(id, weft_store::Instruction::Halt)
         .await
         .expect("post");
     let reply = |message| Change::Reply {
@@ -688,6 +690,49 @@ async fn keeps_a_running_groups_progress(store: SharedStore) {
     assert_eq!(snap.steps[0].group, Some(progress(TaskState::Succeeded)));
 }
 
+async fn a_sender_gets_its_answer_or_withdraws_its_message(store: SharedStore) {
+    use std::time::Duration;
+    let p = new_plan();
+    store.create_plan(p.clone()).await.expect("create");
+    let answered = store
+        .post(p.id, weft_store::Instruction::Halt)
+        .await
+        .expect("post");
+    let answerer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            store.reply(answered, weft_store::Reply::Done).await
+        })
+    };
+    assert_eq!(
+        weft_store::wait_for_reply(&*store, answered, Duration::from_secs(10))
+            .await
+            .expect("wait"),
+        weft_store::Reply::Done
+    );
+    assert!(answerer.await.expect("join").expect("reply"));
+    // No answer in time: the message is withdrawn, and a late answer is refused.
+    let unanswered = store
+        .post(p.id, weft_store::Instruction::Halt)
+        .await
+        .expect("post");
+    assert_eq!(
+        weft_store::wait_for_reply(&*store, unanswered, Duration::from_millis(30))
+            .await
+            .expect("wait"),
+        weft_store::Reply::Pending
+    );
+    assert!(matches!(
+        store.reply_of(unanswered).await.expect("reply"),
+        weft_store::Reply::Refused(_)
+    ));
+    assert!(!store
+        .reply(unanswered, weft_store::Reply::Done)
+        .await
+        .expect("late answer"));
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -714,6 +759,7 @@ macro_rules! conformance {
             case!(the_mailbox_delivers_to_the_lock_holder_and_answers_once);
             case!(keeps_a_running_groups_progress);
             case!(a_reply_lands_with_the_changes_it_answers_or_not_at_all);
+            case!(a_sender_gets_its_answer_or_withdraws_its_message);
         }
     };
 }

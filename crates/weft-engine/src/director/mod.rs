@@ -6,10 +6,10 @@
 //! and plans that ended. The caller persists the changes before it runs the work (write-ahead).
 //! The director does no I/O and takes the time as an argument.
 
+mod plan_run;
 mod recover;
-mod run;
 
-use run::PlanRun;
+use plan_run::PlanRun;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};

@@ -6,7 +6,7 @@
 //! the plan pauses for an operator. A step found `reverting` has its revert run again. A step
 //! found `suspended` keeps waiting, and its timeout — stored with it — still fires.
 
-use super::run::{Phase, PlanRun, RevertScope, StepRun, Stopping};
+use super::plan_run::{Bookkeeping, PlanRun, RevertScope, StepRun, Stopping};
 use super::{Ctx, FlowCache, Intent, Rescue, Timer, Waiter, Work, WorkItem};
 use crate::director::Input;
 use std::collections::HashMap;
@@ -55,7 +55,8 @@ impl PlanRun {
                 }
             }
         }
-        let phase: Phase = serde_json::from_value(record.phase).unwrap_or_default();
+        let bookkeeping: Bookkeeping =
+            serde_json::from_value(record.bookkeeping).unwrap_or_default();
         let step_runs: Vec<StepRun> = steps
             .iter()
             .enumerate()
@@ -79,7 +80,7 @@ impl PlanRun {
             state: was,
             steps: step_runs,
             values,
-            phase,
+            bookkeeping,
             rescue,
             stopping: Stopping::No,
             in_flight: 0,
@@ -175,13 +176,13 @@ impl PlanRun {
     /// Reverts that were under way (or that the operator asked to retry) are sent again.
     fn resume_reverts(&mut self, ctx: &mut Ctx<'_>) {
         let needs_revert = self.steps.iter().any(|s| s.state == step::State::Reverting);
-        if needs_revert && self.phase.revert.is_none() {
+        if needs_revert && self.bookkeeping.revert.is_none() {
             let cause = self
                 .steps
                 .iter()
                 .find_map(|s| s.failure.clone().filter(|_| s.state == step::State::Error))
                 .unwrap_or_else(|| Failure::new("recovered", "revert resumed after a restart"));
-            self.phase.revert = Some(RevertScope {
+            self.bookkeeping.revert = Some(RevertScope {
                 subflow: None,
                 cause,
             });
@@ -190,7 +191,7 @@ impl PlanRun {
         for i in 0..self.steps.len() {
             if self.steps[i].state == step::State::Reverting {
                 let cause = self
-                    .phase
+                    .bookkeeping
                     .revert
                     .as_ref()
                     .map(|r| r.cause.clone())
@@ -256,16 +257,16 @@ impl PlanRun {
             });
         }
         if self
-            .phase
+            .bookkeeping
             .revert
             .as_ref()
             .is_none_or(|r| r.subflow.is_some())
         {
-            self.phase.revert = Some(RevertScope {
+            self.bookkeeping.revert = Some(RevertScope {
                 subflow: None,
                 cause: cause.clone(),
             });
-            self.persist_phase(ctx);
+            self.persist_bookkeeping(ctx);
         }
         self.first_failure.get_or_insert(cause);
     }

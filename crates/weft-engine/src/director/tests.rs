@@ -107,7 +107,7 @@ impl Harness {
                     );
                     cur.group = Some(progress);
                 }
-                Change::Phase { phase, .. } => self.plan.phase = phase,
+                Change::Bookkeeping { bookkeeping, .. } => self.plan.bookkeeping = bookkeeping,
                 Change::Reply { .. } => panic!("the director writes no replies (the shell does)"),
             }
         }
@@ -904,7 +904,7 @@ mod dynflow {
         // Auto-rescue applies a strategy only to a failure set it has not seen: a step whose
         // failure was rescued once pauses the plan when it fails again.
         let mut h = Harness::new(linear(2), 8);
-        h.plan.phase = serde_json::json!({ "rescued": [0] });
+        h.plan.bookkeeping = serde_json::json!({ "rescued": [0] });
         h.start(Rescue::Fail);
         h.answer(0, false);
         let end = h.ended.clone().expect("ended");
@@ -915,7 +915,7 @@ mod dynflow {
         );
         // A fresh failure of another step is rescued.
         let mut h = Harness::new(linear(2), 8);
-        h.plan.phase = serde_json::json!({ "rescued": [1] });
+        h.plan.bookkeeping = serde_json::json!({ "rescued": [1] });
         h.start(Rescue::Fail);
         h.answer(0, false);
         assert_eq!(h.ended.expect("ended").state, plan::State::Stopped);

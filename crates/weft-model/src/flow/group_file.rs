@@ -1,7 +1,7 @@
 //! `[[group]]` tables of flow files: a group step and its `[[group.task]]` entries, each with
 //! an optional `lifecycle = { hook, sidecar }`, `ready` probe and `kill_timeout`.
 
-use super::file::{argv, check_cwd, check_env, Lines, RawDefaults};
+use super::raw::{argv, check_cwd, check_env, Lines, RawDefaults};
 use super::tree::{Body, TaskSpec};
 use super::{Action, Command, Error, ErrorKind};
 use crate::duration;

@@ -10,8 +10,10 @@ mod chunks;
 mod error;
 pub mod file;
 mod group_file;
+mod raw;
 mod tree;
 
+pub use crate::command::Command;
 pub use builder::FlowBuilder;
 pub use error::{Error, ErrorKind, InputError};
 pub use tree::{TaskSpec, Tree};
@@ -19,7 +21,6 @@ pub use tree::{TaskSpec, Tree};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The default number of attempts of a task: one, no retry.
@@ -192,23 +193,6 @@ pub enum Action {
         /// The registered version.
         version: String,
     },
-}
-
-/// A command task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Command {
-    /// Program and arguments.
-    pub run: Vec<String>,
-    /// Program and arguments that undo `run`.
-    pub revert: Option<Vec<String>>,
-    /// Extra environment variables.
-    pub env: BTreeMap<String, String>,
-    /// The working directory (absolute once compiled from a file).
-    pub cwd: Option<PathBuf>,
-    /// Exit codes that mean "done, with a warning": the step succeeds and the plan's result
-    /// becomes `warning`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warn_exit_codes: Vec<i32>,
 }
 
 /// A subflow: a group of steps with its own retry policy.

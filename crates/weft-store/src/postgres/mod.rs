@@ -17,7 +17,7 @@ mod writer;
 use crate::codec::{json, parse_state, MAX_READERS};
 use crate::queue::Queue;
 use crate::{
-    BoxFuture, Change, Command, Due, Error, Hints, HistoryEntry, Message, NewPlan, NodeRecord,
+    BoxFuture, Change, Due, Error, Hints, HistoryEntry, Instruction, Message, NewPlan, NodeRecord,
     PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
 };
 use std::collections::HashMap;
@@ -318,7 +318,7 @@ async fn load(conn: &mut Conn, id: PlanId) -> Result<PlanSnapshot> {
         created_at: row.get(3),
         started_at: row.get(4),
         ended_at: row.get(5),
-        phase: json(row.get::<_, &str>(6), "phase")?,
+        bookkeeping: json(row.get::<_, &str>(6), "phase")?,
         start_at: row.get(7),
         after: json(row.get::<_, &str>(8), "prerequisites")?,
     };
@@ -618,8 +618,8 @@ impl Store for PostgresStore {
         Box::pin(async move { done.await?.into_due() })
     }
 
-    fn post(&self, plan: PlanId, command: Command) -> BoxFuture<Result<i64>> {
-        let done = self.submit(Write::Post(plan, command));
+    fn post(&self, plan: PlanId, instruction: Instruction) -> BoxFuture<Result<i64>> {
+        let done = self.submit(Write::Post(plan, instruction));
         Box::pin(async move { done.await?.into_id() })
     }
 
@@ -640,7 +640,7 @@ impl Store for PostgresStore {
                         Ok(Message {
                             id: r.get(0),
                             plan: parse_id(r.get(1))?,
-                            command: json(r.get::<_, &str>(2), "message")?,
+                            instruction: json(r.get::<_, &str>(2), "message")?,
                             created_at: r.get(3),
                         })
                     })

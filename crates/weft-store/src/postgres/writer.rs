@@ -187,7 +187,7 @@ const BULK: &str = "WITH sv AS (
 enum Row {
     Plan(PlanId),
     Step(PlanId, u32),
-    Phase(PlanId),
+    Bookkeeping(PlanId),
     Reply(i64),
 }
 
@@ -205,7 +205,7 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
             Change::Plan { plan, .. } => Row::Plan(*plan),
             Change::Step { plan, step, .. } => Row::Step(*plan, step.index),
             Change::Group { plan, step, .. } => Row::Step(*plan, *step),
-            Change::Phase { plan, .. } => Row::Phase(*plan),
+            Change::Bookkeeping { plan, .. } => Row::Bookkeeping(*plan),
             Change::Reply { message, .. } => Row::Reply(*message),
         };
         let layer = layer_of.get(&row).map_or(0, |l| l + 1);
@@ -284,7 +284,7 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                     p_data.push(data);
                     p_actor.push(by.to_string());
                 }
-                Change::Group { .. } | Change::Phase { .. } | Change::Reply { .. } => {
+                Change::Group { .. } | Change::Bookkeeping { .. } | Change::Reply { .. } => {
                     let (sql, params, fenced) = change_sql(c)?;
                     singles.push(Planned {
                         covers: vec![index],
@@ -584,7 +584,7 @@ fn i32_of(v: u32) -> i32 {
 const CHANGE_GROUP: &str = "UPDATE steps SET group_progress = $4
     WHERE plan_id = $1 AND idx = $2 AND attempt = $3 AND state = 'running'";
 
-const CHANGE_PHASE: &str = "UPDATE plans SET phase = $2 WHERE id = $1";
+const CHANGE_BOOKKEEPING: &str = "UPDATE plans SET phase = $2 WHERE id = $1";
 /// Answers a message still pending.
 const REPLY: &str =
     "UPDATE mailbox SET status = $2, reason = $3 WHERE id = $1 AND status = 'pending'";
@@ -598,7 +598,7 @@ fn reply_columns(reply: &Reply) -> (&'static str, Option<String>) {
     }
 }
 
-/// The statement and parameters of a group-progress or phase change (transitions go in
+/// The statement and parameters of a group-progress or bookkeeping change (transitions go in
 /// [`BULK`] statements); whether it must touch a row.
 fn change_sql(c: &Change) -> Result<(&'static str, Vec<Param>, bool)> {
     Ok(match c {
@@ -617,9 +617,9 @@ fn change_sql(c: &Change) -> Result<(&'static str, Vec<Param>, bool)> {
             ],
             true,
         ),
-        Change::Phase { plan, phase } => (
-            CHANGE_PHASE,
-            vec![Box::new(plan.to_string()), Box::new(to_json(phase)?)],
+        Change::Bookkeeping { plan, bookkeeping } => (
+            CHANGE_BOOKKEEPING,
+            vec![Box::new(plan.to_string()), Box::new(to_json(bookkeeping)?)],
             false,
         ),
         Change::Reply { message, reply, .. } => {
@@ -674,7 +674,7 @@ async fn fence(conn: &mut Conn, c: &Change) -> Result<()> {
         Change::Group { step, attempt, .. } => {
             (Some(*step), format!("running (attempt {attempt})"))
         }
-        Change::Phase { .. } | Change::Reply { .. } => return Ok(()),
+        Change::Bookkeeping { .. } | Change::Reply { .. } => return Ok(()),
     };
     let found = match step {
         None => conn

@@ -12,8 +12,8 @@ mod writer;
 use crate::codec::{json, parse_state, MAX_READERS};
 use crate::queue::Queue;
 use crate::{
-    BoxFuture, Change, Command, Due, Error, HistoryEntry, Message, NewPlan, NodeRecord, PlanFilter,
-    PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
+    BoxFuture, Change, Due, Error, HistoryEntry, Instruction, Message, NewPlan, NodeRecord,
+    PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -249,7 +249,7 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
         created_at: plan.3,
         started_at: plan.4,
         ended_at: plan.5,
-        phase: json(&plan.6, "phase")?,
+        bookkeeping: json(&plan.6, "phase")?,
         start_at: plan.7,
         after: json(&plan.8, "prerequisites")?,
     };
@@ -600,8 +600,8 @@ impl Store for SqliteStore {
         Box::pin(async move { done.await?.into_due() })
     }
 
-    fn post(&self, plan: PlanId, command: Command) -> BoxFuture<Result<i64>> {
-        let done = self.submit(Write::Post(plan, command));
+    fn post(&self, plan: PlanId, instruction: Instruction) -> BoxFuture<Result<i64>> {
+        let done = self.submit(Write::Post(plan, instruction));
         Box::pin(async move { done.await?.into_id() })
     }
 
@@ -629,7 +629,7 @@ impl Store for SqliteStore {
                         plan: plan
                             .parse()
                             .map_err(|e| Error::Corrupt(format!("stored plan id: {e}")))?,
-                        command: json(&command, "message")?,
+                        instruction: json(&command, "message")?,
                         created_at,
                     })
                 })

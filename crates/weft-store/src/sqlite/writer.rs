@@ -485,10 +485,10 @@ fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
                 return Err(conflict(conn, *plan, Some(*step), "running"));
             }
         }
-        Change::Phase { plan, phase } => {
-            let phase = to_json(phase)?;
+        Change::Bookkeeping { plan, bookkeeping } => {
+            let bookkeeping = to_json(bookkeeping)?;
             conn.prepare_cached("UPDATE plans SET phase = ?2 WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![plan.to_string(), phase]))
+                .and_then(|mut s| s.execute(params![plan.to_string(), bookkeeping]))
                 .map_err(classify)?;
         }
         Change::Reply { message, reply, .. } => {

@@ -1,8 +1,6 @@
 //! `weft serve`: a long-lived node that executes the plans submitted to the store.
 
-use crate::cli::Global;
-use crate::run::interrupted;
-use crate::Fail;
+use crate::shared::{interrupted, parse_duration, Fail, Global};
 use clap::Args;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +25,6 @@ pub(crate) struct ServeArgs {
     parallelism: Option<u32>,
     #[command(flatten)]
     pub(crate) global: Global,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    duration::parse(s).map_err(|e| e.to_string())
 }
 
 /// Runs a node until SIGINT or SIGTERM.

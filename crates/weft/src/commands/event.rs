@@ -1,12 +1,11 @@
 //! `weft event`: delivers an event to a suspended step, through the process executing its
 //! plan, and waits until the step's new state is durable.
 
-use crate::cli::Global;
-use crate::{owner, Fail};
+use crate::shared::{owner, parse_duration, Fail, Global};
 use clap::Args;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weft_model::{duration, step};
-use weft_store::{Command, Reply, SharedStore};
+use weft_store::{Instruction, Reply};
 
 /// `weft event`.
 #[derive(Debug, Args)]
@@ -27,15 +26,6 @@ pub(crate) struct EventArgs {
     #[command(flatten)]
     pub(crate) global: Global,
 }
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    duration::parse(s).map_err(|e| e.to_string())
-}
-
-/// How often the answer is looked for.
-const ANSWER_POLL: Duration = Duration::from_millis(2);
-/// How often a sender looks for its answer when the store wakes it (a backstop).
-const HINTED_ANSWER_POLL: Duration = Duration::from_millis(100);
 
 /// Sends the event.
 pub(crate) async fn event(args: EventArgs) -> Result<u8, Fail> {
@@ -72,11 +62,7 @@ pub(crate) async fn event(args: EventArgs) -> Result<u8, Fail> {
             args.step
         ));
     }
-    let executing = match store.lock_owner(id).await? {
-        Some(holder) => owner::is_alive(&store, &holder).await?,
-        None => false,
-    };
-    if !executing {
+    if owner::live_holder(&store, id).await?.is_none() {
         return refuse(format!(
             "plan {id} is {} and no process is executing it; resume it (weft plans resume) or start a node (weft serve)",
             snap.plan.state
@@ -85,14 +71,14 @@ pub(crate) async fn event(args: EventArgs) -> Result<u8, Fail> {
     let message = store
         .post(
             id,
-            Command::Event {
+            Instruction::Event {
                 step: index as u32,
                 data,
                 optional: args.optional,
             },
         )
         .await?;
-    match wait_for_answer(&store, message, args.wait).await? {
+    match weft_store::wait_for_reply(&*store, message, args.wait).await? {
         Reply::Done => {
             if !args.global.json {
                 eprintln!("event delivered to step `{}` of plan {id}", args.step);
@@ -104,47 +90,5 @@ pub(crate) async fn event(args: EventArgs) -> Result<u8, Fail> {
             "no process took the event within {}; it was withdrawn",
             duration::format(args.wait)
         ))),
-    }
-}
-
-/// Waits for a message's answer. If none comes within `wait`, the message is withdrawn (so
-/// that it is never acted on later) and `Pending` is returned.
-pub(crate) async fn wait_for_answer(
-    store: &SharedStore,
-    message: i64,
-    wait: Duration,
-) -> Result<Reply, Fail> {
-    let deadline = Instant::now() + wait;
-    // Woken when a reply is written (polling only as a backstop), where the store can.
-    let mut hints = store.hints();
-    loop {
-        if let Some(rx) = hints.as_mut() {
-            rx.borrow_and_update();
-        }
-        let reply = store.reply_of(message).await?;
-        if reply != Reply::Pending {
-            return Ok(reply);
-        }
-        if Instant::now() >= deadline {
-            let withdrawn = store
-                .reply(
-                    message,
-                    Reply::Refused("withdrawn: the sender stopped waiting".into()),
-                )
-                .await?;
-            if withdrawn {
-                return Ok(Reply::Pending);
-            }
-        } else {
-            match hints.as_mut() {
-                Some(rx) => {
-                    tokio::select! {
-                        _ = rx.changed() => {}
-                        _ = tokio::time::sleep(HINTED_ANSWER_POLL) => {}
-                    }
-                }
-                None => tokio::time::sleep(ANSWER_POLL).await,
-            }
-        }
     }
 }

@@ -35,3 +35,14 @@ pub(crate) fn me() -> String {
 pub(crate) fn is_dead(owner: &str) -> bool {
     identity::is_gone(owner)
 }
+
+/// The live holder of plan `id`'s execution lock, if it has one.
+pub(crate) async fn live_holder(
+    store: &weft_store::SharedStore,
+    id: weft_model::PlanId,
+) -> Result<Option<String>, weft_store::Error> {
+    match store.lock_owner(id).await? {
+        Some(holder) if is_alive(store, &holder).await? => Ok(Some(holder)),
+        _ => Ok(None),
+    }
+}

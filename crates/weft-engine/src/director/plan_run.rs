@@ -14,9 +14,9 @@ use weft_model::plan::{self, Outcome};
 use weft_model::{duration, step, Failure, Millis, PlanId};
 use weft_store::{Change, StepRecord};
 
-/// The director's bookkeeping that must survive a crash; stored as the plan's `phase`.
+/// The director's bookkeeping that must survive a crash; stored as the plan's `phase` column.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct Phase {
+pub(crate) struct Bookkeeping {
     /// The revert under way, if any.
     #[serde(default)]
     pub revert: Option<RevertScope>,
@@ -114,7 +114,7 @@ pub(crate) struct PlanRun {
     pub state: plan::State,
     pub steps: Vec<StepRun>,
     pub values: HashMap<String, Value>,
-    pub phase: Phase,
+    pub bookkeeping: Bookkeeping,
     pub rescue: Rescue,
     /// Start nothing new; end as said once nothing is in flight.
     pub stopping: Stopping,
@@ -184,11 +184,11 @@ impl PlanRun {
         }
     }
 
-    pub(super) fn persist_phase(&self, ctx: &mut Ctx<'_>) {
-        let phase = serde_json::to_value(&self.phase).unwrap_or(Value::Null);
-        ctx.out.changes.push(Change::Phase {
+    pub(super) fn persist_bookkeeping(&self, ctx: &mut Ctx<'_>) {
+        let bookkeeping = serde_json::to_value(&self.bookkeeping).unwrap_or(Value::Null);
+        ctx.out.changes.push(Change::Bookkeeping {
             plan: self.id,
-            phase,
+            bookkeeping,
         });
     }
 
@@ -204,7 +204,7 @@ impl PlanRun {
 
     /// Whether step `i` is in the scope of the revert under way, if one is.
     pub(super) fn reverting(&self, i: usize) -> bool {
-        self.phase
+        self.bookkeeping
             .revert
             .as_ref()
             .is_some_and(|scope| self.in_scope(scope, i))
@@ -522,38 +522,43 @@ impl PlanRun {
         if self.first_failure.is_none() {
             self.first_failure = Some(failure.clone());
         }
-        match &self.phase.revert {
+        match &self.bookkeeping.revert {
             Some(scope) if scope.subflow.is_none() => return,
             Some(scope) if self.in_scope(scope, i) => return,
             Some(_) => {}
             None => {
                 for s in self.flow.subflow_chain(i) {
-                    let used = self.phase.subflow_attempts.get(&s).copied().unwrap_or(1);
+                    let used = self
+                        .bookkeeping
+                        .subflow_attempts
+                        .get(&s)
+                        .copied()
+                        .unwrap_or(1);
                     if used < self.flow.subflows[s as usize].retry.attempts {
-                        self.phase.revert = Some(RevertScope {
+                        self.bookkeeping.revert = Some(RevertScope {
                             subflow: Some(s),
                             cause: failure,
                         });
-                        self.persist_phase(ctx);
+                        self.persist_bookkeeping(ctx);
                         return;
                     }
                 }
             }
         }
-        if self.rescue == Rescue::Pause || !self.phase.rescued.insert(i as u32) {
+        if self.rescue == Rescue::Pause || !self.bookkeeping.rescued.insert(i as u32) {
             // Pause is no strategy to apply; and a step already rescued once is not rescued
             // again: the plan waits for an operator.
             self.stopping = Stopping::Pause;
             return;
         }
-        self.persist_phase(ctx);
+        self.persist_bookkeeping(ctx);
         match self.rescue {
             Rescue::Revert => {
-                self.phase.revert = Some(RevertScope {
+                self.bookkeeping.revert = Some(RevertScope {
                     subflow: None,
                     cause: failure,
                 });
-                self.persist_phase(ctx);
+                self.persist_bookkeeping(ctx);
             }
             Rescue::Fail => self.stopping = Stopping::Fail,
             Rescue::Skip => self.skip(i, ctx),
@@ -623,11 +628,11 @@ impl PlanRun {
         if self.ended || self.state != plan::State::Running {
             return;
         }
-        if let Some(scope) = self.phase.revert.clone() {
+        if let Some(scope) = self.bookkeeping.revert.clone() {
             self.advance_revert(&scope, ctx);
             // A subflow reverted for its retry clears the scope; if the plan is stopping, it
             // stops now rather than wait for a retry that may not start.
-            if self.ended || self.phase.revert.is_some() {
+            if self.ended || self.bookkeeping.revert.is_some() {
                 return;
             }
         }
@@ -789,10 +794,15 @@ impl PlanRun {
                 self.steps[i].waiting = self.unfinished_deps(i);
             }
         }
-        let used = self.phase.subflow_attempts.get(&s).copied().unwrap_or(1);
-        self.phase.subflow_attempts.insert(s, used + 1);
-        self.phase.revert = None;
-        self.persist_phase(ctx);
+        let used = self
+            .bookkeeping
+            .subflow_attempts
+            .get(&s)
+            .copied()
+            .unwrap_or(1);
+        self.bookkeeping.subflow_attempts.insert(s, used + 1);
+        self.bookkeeping.revert = None;
+        self.persist_bookkeeping(ctx);
         let after = self.flow.subflows[s as usize]
             .retry
             .delay_before(used, ctx.jitter());

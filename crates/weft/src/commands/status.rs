@@ -1,15 +1,23 @@
 //! `weft status`: the live report of every node, as each writes it into the store every
 //! second (the node's manifolds: state, inputs, starts, last error and when).
 
-use crate::cli::Global;
-use crate::view::table;
-use crate::Fail;
+use crate::shared::view::table;
+use crate::shared::{pretty, Fail, Global};
+use clap::Args;
 use std::fmt::Write;
 use weft_model::format_millis;
 use weft_model::time::format_rfc3339;
 
+/// `weft status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub(crate) global: Global,
+}
+
 /// Prints the nodes' reports.
-pub(crate) async fn status(global: &Global) -> Result<u8, Fail> {
+pub(crate) async fn status(args: StatusArgs) -> Result<u8, Fail> {
+    let global = &args.global;
     let store = weft_store::open_existing(&global.db).await?;
     let nodes = store.nodes().await?;
     // Heartbeats are on the store's clock (the database server's, on PostgreSQL).
@@ -27,10 +35,7 @@ pub(crate) async fn status(global: &Global) -> Result<u8, Fail> {
                 })
             })
             .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&rows).map_err(|e| Fail::Other(e.to_string()))?
-        );
+        outln!("{}", pretty(&rows)?);
         return Ok(0);
     }
     if nodes.is_empty() {

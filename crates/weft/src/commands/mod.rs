@@ -1,0 +1,10 @@
+//! One module per subcommand, each with its arguments (clap) and the function that runs it.
+//! They share what is in [`crate::shared`] and never import one another.
+
+pub(crate) mod backup;
+pub(crate) mod bench;
+pub(crate) mod event;
+pub(crate) mod plans;
+pub(crate) mod run;
+pub(crate) mod serve;
+pub(crate) mod status;

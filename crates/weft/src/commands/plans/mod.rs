@@ -1,0 +1,11 @@
+//! `weft plans`: one module per subcommand — reading plans (list, show, history) and the
+//! operator's actions (halt, cancel, skip, inhibit, resume).
+
+pub(crate) mod cancel;
+pub(crate) mod halt;
+pub(crate) mod history;
+pub(crate) mod inhibit;
+pub(crate) mod list;
+pub(crate) mod resume;
+pub(crate) mod show;
+pub(crate) mod skip;

@@ -1,0 +1,98 @@
+//! `weft run` and `weft submit`: plan a flow, then execute it here or store it for a node.
+
+use crate::shared::foreground::{execute, ExecArgs};
+use crate::shared::{owner, parse_duration, parse_input, Fail, Global};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use weft_engine::Intent;
+use weft_model::plan;
+use weft_model::{format_millis, now_millis, parse_utc};
+use weft_store::NewPlan;
+
+/// `weft run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The flow file (TOML).
+    flow: PathBuf,
+    /// An input: NAME=VALUE (a string) or NAME:=JSON. Repeat for more.
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", value_parser = parse_input)]
+    inputs: Vec<(String, serde_json::Value)>,
+    /// Store the plan for a node (`weft serve`) to execute, print its id, and return at once.
+    #[arg(long)]
+    detach: bool,
+    /// Start it at this UTC time (`2026-11-23T18:30:00Z` or `"2026-11-23 18:30"`); implies
+    /// --detach.
+    #[arg(long, value_parser = parse_utc, conflicts_with = "delay")]
+    at: Option<i64>,
+    /// Start it after this long (`30s`, `5m`); implies --detach.
+    #[arg(long, value_parser = parse_duration)]
+    delay: Option<std::time::Duration>,
+    /// Start it only once every one of these plans has stopped (comma-separated ids); if one
+    /// of them ended in error, it fails with `failed_dependency`. Implies --detach.
+    #[arg(long, value_delimiter = ',', value_name = "PLAN_ID")]
+    after: Vec<String>,
+    #[command(flatten)]
+    exec: ExecArgs,
+    #[command(flatten)]
+    pub(crate) global: Global,
+}
+
+/// Plans the flow and executes it here, or stores it for a node (`detach`).
+pub(crate) async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
+    let flow = weft_model::flow::file::load(&args.flow).map_err(|e| Fail::Input(e.to_string()))?;
+    let mut given = BTreeMap::new();
+    for (name, value) in std::mem::take(&mut args.inputs) {
+        if given.insert(name.clone(), value).is_some() {
+            return Err(Fail::Input(format!("input `{name}` is given twice")));
+        }
+    }
+    let inputs = flow
+        .bind_inputs(given)
+        .map_err(|e| Fail::Input(e.to_string()))?;
+    let store = weft_store::open(&args.global.db).await?;
+    let mut new = NewPlan::new(flow, inputs);
+    let id = new.id;
+    let steps = new.flow.steps.len();
+    let start_at = args
+        .at
+        .or(args.delay.map(|d| weft_model::after(now_millis(), d)));
+    let detach = detach || args.detach || start_at.is_some() || !args.after.is_empty();
+    for prerequisite in &args.after {
+        new.after
+            .push(store.resolve_id(prerequisite.clone()).await?);
+    }
+    if start_at.is_some() || !new.after.is_empty() {
+        new.state = plan::State::Scheduled;
+        new.start_at = start_at;
+    }
+    if !detach {
+        // The lock is taken as the plan is stored, so that no node claims it first.
+        new.owner = Some(owner::me());
+    }
+    store.create_plan(new).await?;
+    if detach {
+        if args.global.json {
+            outln!(
+                "{}",
+                serde_json::json!({ "plan": id.to_string(), "start_at": start_at.map(weft_model::time::format_rfc3339) })
+            );
+        } else {
+            outln!("{id}");
+            match start_at {
+                Some(at) => eprintln!(
+                    "plan {id} scheduled for {} UTC; a node (weft serve) starts it",
+                    format_millis(at)
+                ),
+                None => eprintln!("plan {id} submitted; a node (weft serve) executes it"),
+            }
+        }
+        return Ok(0);
+    }
+    if !args.global.json {
+        eprintln!(
+            "plan {id} ({steps} steps); if interrupted, continue with: weft plans resume {id}"
+        );
+    }
+    execute(store, id, Intent::Run, &args.exec, &args.global).await
+}
