@@ -39,6 +39,21 @@ echo "== the declared rust-version is no older than any dependency's"
 python3 scripts/msrv.py
 echo "== no module imports another in a circle"
 python3 scripts/imports.py
+echo "== cargo deny (licenses, duplicate versions, sources, advisories; deny.toml)"
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "installing cargo-deny"
+  cargo install cargo-deny --version 0.20.2 --locked -j "$jobs" --quiet
+fi
+cargo deny --log-level error check licenses bans sources
+# RustSec's advisory database lives on GitHub: without it the check is skipped, and says so.
+if ! advisories=$(cargo deny --log-level error check advisories 2>&1); then
+  if grep -q "failed to fetch advisory database" <<<"$advisories"; then
+    echo "advisories: skipped, the advisory database cannot be fetched from here"
+  else
+    echo "$advisories"
+    exit 1
+  fi
+fi
 echo "== cargo test"
 cargo test --workspace -j "$jobs"
 
