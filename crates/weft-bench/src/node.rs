@@ -26,7 +26,7 @@ pub(crate) async fn event_rtt(repeat: u32) -> Result<Figure, Error> {
         ids.push(new.id);
         store.create_plan(new).await?;
     }
-    let stop = spawn_node(store.clone(), Registry::new());
+    let node = spawn_node(store.clone(), Registry::new());
     let mut samples = Vec::new();
     for chunk in ids.chunks(EVENTS) {
         let mut rtts = Vec::with_capacity(EVENTS);
@@ -40,12 +40,12 @@ pub(crate) async fn event_rtt(repeat: u32) -> Result<Figure, Error> {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             let t = Instant::now();
-            let command = weft_store::Instruction::Event {
+            let instruction = weft_store::Instruction::Event {
                 step: 0,
                 data: json!({"ok": true}),
                 optional: false,
             };
-            let message = store.post(id, command).await?;
+            let message = store.post(id, instruction).await?;
             let reply =
                 weft_store::wait_for_reply(&*store, message, Duration::from_secs(10)).await?;
             if reply != weft_store::Reply::Done {
@@ -58,7 +58,7 @@ pub(crate) async fn event_rtt(repeat: u32) -> Result<Figure, Error> {
         rtts.sort_by(|a, b| a.total_cmp(b));
         samples.push(rtts[rtts.len() / 2]);
     }
-    let _ = stop.send(());
+    node.stop().await;
     Ok(Figure {
         name: "event-rtt",
         unit: "ms",
@@ -111,7 +111,7 @@ pub(crate) async fn plan_starts(repeat: u32) -> Result<Figure, Error> {
             }),
         );
         let t = Instant::now();
-        let stop = spawn_node(store.clone(), registry);
+        let node = spawn_node(store.clone(), registry);
         while done.load(Ordering::SeqCst) < PLANS {
             if t.elapsed() > Duration::from_secs(300) {
                 return Err(Error::Failed(format!(
@@ -122,7 +122,7 @@ pub(crate) async fn plan_starts(repeat: u32) -> Result<Figure, Error> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         samples.push(PLANS as f64 / t.elapsed().as_secs_f64());
-        let _ = stop.send(());
+        node.stop().await;
     }
     Ok(Figure {
         name: "plan-starts",

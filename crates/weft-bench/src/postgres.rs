@@ -103,7 +103,7 @@ pub(crate) async fn pg_submit_latency(
                 }
             }),
         );
-        let stop = spawn_node(node_store, registry);
+        let node = spawn_node(node_store, registry);
         // Let the node settle into idleness (registered, listening, first claims done).
         tokio::time::sleep(Duration::from_secs(2)).await;
         let mut latencies = Vec::with_capacity(PLANS);
@@ -119,7 +119,7 @@ pub(crate) async fn pg_submit_latency(
             // Idle again before the next one.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let _ = stop.send(());
+        node.stop().await;
         latencies.sort_by(|a, b| a.total_cmp(b));
         let i = ((latencies.len() as f64 - 1.0) * quantile).round() as usize;
         samples.push(latencies[i.min(latencies.len() - 1)]);

@@ -146,13 +146,24 @@ pub(crate) fn resident_mb() -> f64 {
     pages * page / (1024.0 * 1024.0)
 }
 
-/// Runs a node on `store` until the returned sender is dropped or fired.
-pub(crate) fn spawn_node(
-    store: SharedStore,
-    registry: Registry,
-) -> tokio::sync::oneshot::Sender<()> {
+/// A node running in the background, until [`BackgroundNode::stop`].
+pub(crate) struct BackgroundNode {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BackgroundNode {
+    /// Stops the node and waits until it has, so that its store may be removed.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Runs a node on `store` until it is stopped.
+pub(crate) fn spawn_node(store: SharedStore, registry: Registry) -> BackgroundNode {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut config =
             weft_engine::node::NodeConfig::new(format!("bench-{}", weft_model::PlanId::new()));
         config.parallelism = NOOP_PARALLELISM;
@@ -171,5 +182,5 @@ pub(crate) fn spawn_node(
             Err(e) => eprintln!("bench node failed to start: {e}"),
         }
     });
-    stop
+    BackgroundNode { stop, task }
 }
