@@ -10,7 +10,8 @@
 //! - [`executor`]: runs one work item: a command in its own process group, or a Rust [`Task`].
 //! - [`process`]: starting commands in process groups, signalling them, and making sure
 //!   nothing of a step outlives it (the reaper; leftovers of a dead run).
-//! - [`task`]: the [`Task`] trait and the [`Registry`] of Rust tasks by name and version.
+//! - [`task`]: the [`Task`] trait and the [`Registry`] of Rust tasks by name and version;
+//!   [`typed`]: tasks of your own serde types, whose shapes flows check when they are built.
 //! - [`node`]: a long-lived node (`weft serve`): claims submitted plans, starts delayed ones,
 //!   heartbeats, declares dead nodes dead, delivers events and halts from other processes.
 //! - [`operator`]: an operator's actions on plans no process is executing.
@@ -27,7 +28,9 @@ pub mod operator;
 #[allow(unsafe_code)]
 pub mod process;
 pub mod task;
+pub mod typed;
 
 pub use director::{Completion, Intent, PlanEnd, Rescue};
 pub use engine::{Config, Engine, Error, Update};
 pub use task::{task_fn, Context, Registry, RevertContext, Task};
+pub use typed::{typed_fn, TypedFn};

@@ -153,6 +153,8 @@ fn failed(e: impl std::fmt::Display) -> weft_deps::Error {
 /// A running node.
 pub struct Node {
     id: String,
+    /// The Rust tasks its registry has (`name@version`): it claims only plans needing no others.
+    capabilities: Vec<String>,
     config: NodeConfig,
     opener: Opener,
     engine: weft_deps::DependencyEngine,
@@ -198,12 +200,14 @@ impl Node {
             heartbeat_at: now,
             report: None,
             process: Some(crate::process::identity::this_process()),
+            capabilities: registry.capabilities(),
         };
         store.register_node(node).await?;
         let deps_config = weft_deps::EngineConfig::juju(is_fatal);
         let engine = weft_deps::DependencyEngine::new(deps_config).map_err(Error::Refused)?;
         let node = Node {
             id,
+            capabilities: registry.capabilities(),
             config,
             opener,
             engine,
@@ -416,8 +420,9 @@ impl Node {
 
     fn claimer_manifold(&self) -> Manifold {
         let (id, rescue) = (self.id.clone(), self.config.rescue);
+        let capabilities = self.capabilities.clone();
         Manifold::new(&["store", "executor"], move |ctx: Context| {
-            let id = id.clone();
+            let (id, capabilities) = (id.clone(), capabilities.clone());
             async move {
                 let store: SharedStore = ctx.get("store")?;
                 let engine: Engine = ctx.get("executor")?;
@@ -426,7 +431,7 @@ impl Node {
                     loop {
                         wake.mark();
                         let plans = store
-                            .claim_plans(id.clone(), CLAIM_BATCH)
+                            .claim_plans(id.clone(), CLAIM_BATCH, capabilities.clone())
                             .await
                             .map_err(failed)?;
                         for plan in &plans {
@@ -708,6 +713,7 @@ mod tests {
             heartbeat_at: beat,
             report: None,
             process: None,
+            capabilities: Vec::new(),
         };
         let lease = Duration::from_secs(10);
         let longest = lease / 2;

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use weft_model::flow::TaskRef;
+use weft_model::shape::Shape;
 use weft_model::{Failure, PlanId};
 use weft_store::BoxFuture;
 
@@ -95,6 +97,12 @@ pub trait Task: Send + Sync + 'static {
     fn revert(&self, _ctx: RevertContext) -> BoxFuture<Result<(), Failure>> {
         Box::pin(std::future::ready(Ok(())))
     }
+
+    /// The shapes of its input and output, for a typed task ([`crate::typed_fn`]); `None`
+    /// (the default) for a task of JSON maps.
+    fn shapes(&self) -> Option<(Shape, Shape)> {
+        None
+    }
 }
 
 /// A task made from an async closure, for tasks without revert.
@@ -150,6 +158,47 @@ impl Registry {
         self.tasks
             .insert((name.into(), version.into()), Arc::new(task));
         self
+    }
+
+    /// Registers `task` as `name` at `version` (replacing any earlier one) and returns how
+    /// flows refer to it: [`FlowBuilder::step`](weft_model::flow::FlowBuilder::step) takes it,
+    /// and a typed task's reference carries its input and output shapes.
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        version: impl Into<String>,
+        task: impl Task,
+    ) -> TaskRef {
+        let (name, version) = (name.into(), version.into());
+        let (input, output) = match task.shapes() {
+            Some((i, o)) => (Some(i), Some(o)),
+            None => (None, None),
+        };
+        self.tasks
+            .insert((name.clone(), version.clone()), Arc::new(task));
+        TaskRef {
+            name,
+            version,
+            input,
+            output,
+        }
+    }
+
+    /// Whether a task is registered as `name` at `version`.
+    pub fn has(&self, name: &str, version: &str) -> bool {
+        self.tasks
+            .contains_key(&(name.to_string(), version.to_string()))
+    }
+
+    /// What this registry can run, as `name@version`, sorted: a node's capabilities.
+    pub fn capabilities(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .tasks
+            .keys()
+            .map(|(n, v)| weft_model::flow::capability(n, v))
+            .collect();
+        all.sort();
+        all
     }
 
     /// The task registered as `name` at `version`.

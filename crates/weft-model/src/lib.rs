@@ -16,6 +16,7 @@ pub mod failure;
 pub mod flow;
 pub mod group;
 pub mod plan;
+pub mod shape;
 pub mod step;
 mod suggest;
 pub mod time;

@@ -135,8 +135,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Takes the execution lock, for `owner`, of up to `limit` plans that wait for a node:
     /// `planned`, or `running` with no lock (their node died or shut down); never inhibited
-    /// ones. Oldest first.
-    fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>>;
+    /// ones; and only plans whose every Rust task is in `can_run` (`name@version`, as
+    /// [`weft_model::flow::Flow::needs`] lists them) — a plan no claimer can run waits. Oldest
+    /// first.
+    fn claim_plans(
+        &self,
+        owner: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<PlanId>>>;
 
     /// Moves scheduled plans that are due at `now` (start time passed, prerequisites stopped)
     /// to `planned`, through `planning`, recording `by` as who did it; reports chained plans

@@ -30,6 +30,8 @@ struct Entry {
     plan: PlanRecord,
     steps: Vec<StepRecord>,
     history: Vec<Recorded>,
+    /// The Rust tasks it needs (`Flow::needs`), for claims.
+    needs: Vec<String>,
 }
 
 /// A history entry kept compactly; it becomes a [`HistoryEntry`] when read.
@@ -196,12 +198,14 @@ impl Store for MemoryStore {
             return ready(Err(Error::Exists(plan.id)));
         }
         let (record, steps) = plan.records();
+        let needs = record.flow.needs();
         inner.plans.insert(
             plan.id,
             Entry {
                 plan: record,
                 steps,
                 history: Vec::new(),
+                needs,
             },
         );
         if let Some(owner) = plan.owner {
@@ -432,12 +436,18 @@ impl Store for MemoryStore {
         ready(Ok(()))
     }
 
-    fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
+    fn claim_plans(
+        &self,
+        owner: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<PlanId>>> {
         let mut inner = self.lock();
         let mut waiting: Vec<PlanId> = inner
             .plans
             .values()
             .filter(|e| matches!(e.plan.state, plan::State::Planned | plan::State::Running))
+            .filter(|e| e.needs.iter().all(|n| can_run.contains(n)))
             .map(|e| e.plan.id)
             .filter(|id| !inner.locks.contains_key(id) && !inner.inhibited.contains(id))
             .collect();

@@ -23,7 +23,7 @@ pub(crate) enum Write {
     InvalidateNode(String),
     ReleaseLocks(String),
     NodeReport(String, String),
-    Claim(String, u32),
+    Claim(String, u32, Vec<String>),
     PromoteDue(String, Millis),
     Post(PlanId, Instruction),
     Reply(i64, Reply),

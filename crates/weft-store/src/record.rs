@@ -437,6 +437,9 @@ pub struct NodeRecord {
     /// that it is dead, without waiting for its lease to lapse.
     #[serde(default)]
     pub process: Option<String>,
+    /// The Rust tasks it can run, as `name@version`: it claims only plans that need no others.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 /// An operator's or another process's request about a plan, for the node executing it.

@@ -20,6 +20,11 @@ fn new_plan() -> NewPlan {
     )
 }
 
+/// What a claimer must be able to run to claim [`new_plan`]'s plans.
+fn noop() -> Vec<String> {
+    vec!["noop@1".into()]
+}
+
 fn step(index: u32, state: step::State, attempt: u32) -> StepRecord {
     StepRecord {
         index,
@@ -347,11 +352,14 @@ async fn claims_only_waiting_unlocked_uninhibited_plans(store: SharedStore) {
         Some("runner".into()),
         "created with its lock"
     );
-    let claimed = store.claim_plans("node-a".into(), 10).await.expect("claim");
+    let claimed = store
+        .claim_plans("node-a".into(), 10, noop())
+        .await
+        .expect("claim");
     assert_eq!(claimed, vec![planned.id]);
     assert!(
         store
-            .claim_plans("node-b".into(), 10)
+            .claim_plans("node-b".into(), 10, noop())
             .await
             .expect("claim")
             .is_empty(),
@@ -372,7 +380,10 @@ async fn claims_only_waiting_unlocked_uninhibited_plans(store: SharedStore) {
         .expect("apply");
     store.release_lock(planned.id, None).await.expect("release");
     assert_eq!(
-        store.claim_plans("node-b".into(), 10).await.expect("claim"),
+        store
+            .claim_plans("node-b".into(), 10, noop())
+            .await
+            .expect("claim"),
         vec![planned.id]
     );
 }
@@ -387,6 +398,7 @@ async fn dead_nodes_are_invalidated_and_their_locks_released(store: SharedStore)
         heartbeat_at: 1,
         report: None,
         process: Some("weft@host:1:2".into()),
+        capabilities: vec!["fetch@1".into()],
     };
     store.register_node(node.clone()).await.expect("register");
     // Heartbeats are on the store's clock (the database server's, for PostgreSQL).
@@ -401,6 +413,11 @@ async fn dead_nodes_are_invalidated_and_their_locks_released(store: SharedStore)
         store.nodes().await.expect("nodes")[0].process.as_deref(),
         Some("weft@host:1:2"),
         "the node's process is kept, for its next incarnation to judge"
+    );
+    assert_eq!(
+        store.nodes().await.expect("nodes")[0].capabilities,
+        vec!["fetch@1".to_string()],
+        "what the node can run is kept, for `weft status` and waiting plans to show"
     );
     assert!(
         before <= beat && beat <= after,
@@ -420,7 +437,10 @@ async fn dead_nodes_are_invalidated_and_their_locks_released(store: SharedStore)
         .expect("a store that is there passes its check");
     // A node holding locks whose executor restarted releases them all at once.
     assert_eq!(
-        store.claim_plans("n/1".into(), 1).await.expect("claim"),
+        store
+            .claim_plans("n/1".into(), 1, noop())
+            .await
+            .expect("claim"),
         vec![p.id]
     );
     assert_eq!(
@@ -428,7 +448,10 @@ async fn dead_nodes_are_invalidated_and_their_locks_released(store: SharedStore)
         vec![p.id]
     );
     assert_eq!(
-        store.claim_plans("n/1".into(), 1).await.expect("claim"),
+        store
+            .claim_plans("n/1".into(), 1, noop())
+            .await
+            .expect("claim"),
         vec![p.id]
     );
     assert_eq!(
@@ -733,6 +756,48 @@ async fn a_sender_gets_its_answer_or_withdraws_its_message(store: SharedStore) {
         .expect("late answer"));
 }
 
+async fn a_plan_is_claimed_only_by_a_claimer_that_can_run_all_its_rust_tasks(store: SharedStore) {
+    use weft_model::flow::FlowBuilder;
+    let flow = |tasks: &[(&str, &str)]| {
+        let mut b = FlowBuilder::unordered("routed");
+        for (i, (name, version)) in tasks.iter().enumerate() {
+            b = b.task(format!("s{i}"), *name, *version, |t| t);
+        }
+        b.build().expect("flow")
+    };
+    let fetch = NewPlan::new(flow(&[("fetch", "1")]), Default::default());
+    let both = NewPlan::new(
+        flow(&[("fetch", "1"), ("parse", "2"), ("fetch", "1")]),
+        Default::default(),
+    );
+    let commands = NewPlan::new(
+        FlowBuilder::linear("commands")
+            .command("c", weft_model::command::Command::new(["true"]), |t| t)
+            .build()
+            .expect("flow"),
+        Default::default(),
+    );
+    for p in [&fetch, &both, &commands] {
+        store.create_plan(p.clone()).await.expect("create");
+    }
+    let claim = |who: &str, can: &[&str]| {
+        let (store, who) = (store.clone(), who.to_string());
+        let can: Vec<String> = can.iter().map(|c| c.to_string()).collect();
+        async move { store.claim_plans(who, 10, can).await.expect("claim") }
+    };
+    // A claimer with nothing registered takes only the plan of commands.
+    assert_eq!(claim("cli", &[]).await, vec![commands.id]);
+    // One with `fetch` at another version takes nothing.
+    assert!(claim("old", &["fetch@0"]).await.is_empty());
+    // One with `fetch@1` but not `parse@2` takes only the first.
+    assert_eq!(claim("a", &["fetch@1"]).await, vec![fetch.id]);
+    // One with both takes the second.
+    assert_eq!(
+        claim("b", &["fetch@1", "parse@2", "other@3"]).await,
+        vec![both.id]
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -760,6 +825,7 @@ macro_rules! conformance {
             case!(keeps_a_running_groups_progress);
             case!(a_reply_lands_with_the_changes_it_answers_or_not_at_all);
             case!(a_sender_gets_its_answer_or_withdraws_its_message);
+            case!(a_plan_is_claimed_only_by_a_claimer_that_can_run_all_its_rust_tasks);
         }
     };
 }

@@ -37,6 +37,7 @@ async fn a_node_with_a_skewed_clock_neither_looks_dead_nor_keeps_a_dead_one_aliv
         heartbeat_at: now_millis() - skew,
         report: None,
         process: None,
+        capabilities: Vec::new(),
     };
     store.register_node(slow).await.expect("register");
     store
@@ -99,7 +100,7 @@ async fn claims_from_many_connections_never_share_a_plan() {
             let mut mine = Vec::new();
             loop {
                 let got = store
-                    .claim_plans(format!("node-{n}"), 7)
+                    .claim_plans(format!("node-{n}"), 7, vec!["noop@1".into()])
                     .await
                     .expect("claim");
                 if got.is_empty() {

@@ -1,5 +1,7 @@
-//! Building flows in Rust: linear, unordered and graph flows of registered tasks, with
-//! requires / provides data flow and nested subflows.
+//! Building flows in Rust: linear, unordered and graph flows of registered tasks and commands,
+//! with requires / provides data flow and nested subflows. Typed tasks ([`TaskRef`]s with
+//! shapes) fill in their own requires / provides, and [`FlowBuilder::build`] checks that what
+//! each step takes is of the type the step providing it gives.
 //!
 //! ```
 //! use weft_model::flow::FlowBuilder;
@@ -13,9 +15,38 @@
 //! ```
 
 use super::tree::{Body, TaskSpec, Tree};
-use super::{Action, Error, Flow, Input, Retry};
+use super::{Action, Error, ErrorKind, Flow, Input, Retry};
+use crate::command::Command;
+use crate::shape::Shape;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::time::Duration;
+
+/// A registered Rust task as flows name it: its name and version and, for a typed task, the
+/// shapes of its input and output. `Registry::add` (in `weft-engine`) returns one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRef {
+    /// The registered name.
+    pub name: String,
+    /// The registered version.
+    pub version: String,
+    /// The input's fields, for a typed task.
+    pub input: Option<Shape>,
+    /// The output's fields, for a typed task.
+    pub output: Option<Shape>,
+}
+
+impl TaskRef {
+    /// An untyped task: its steps say what they require and provide.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        TaskRef {
+            name: name.into(),
+            version: version.into(),
+            input: None,
+            output: None,
+        }
+    }
+}
 
 /// How the tasks of a builder are ordered, beyond requires / provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +64,8 @@ pub enum Pattern {
 pub struct FlowBuilder {
     pattern: Pattern,
     tree: Tree,
+    /// The typed tasks' shapes, by step name at this level.
+    typed: HashMap<String, TaskRef>,
 }
 
 /// Settings of one task being added to a [`FlowBuilder`].
@@ -118,6 +151,7 @@ impl FlowBuilder {
                 name: name.into(),
                 ..Tree::default()
             },
+            typed: HashMap::new(),
         }
     }
 
@@ -166,6 +200,62 @@ impl FlowBuilder {
             version: version.into(),
         };
         self.push(TaskSpec::new(name, Body::Action(action)), settings)
+    }
+
+    /// Adds a step running `task`. A typed task requires its input's fields and provides its
+    /// output's; an untyped one what `settings` says.
+    pub fn step(
+        mut self,
+        name: impl Into<String>,
+        task: &TaskRef,
+        settings: impl FnOnce(TaskBuilder) -> TaskBuilder,
+    ) -> Self {
+        let name = name.into();
+        let action = Action::Task {
+            name: task.name.clone(),
+            version: task.version.clone(),
+        };
+        let mut spec = TaskSpec::new(name.clone(), Body::Action(action));
+        if let Some(input) = &task.input {
+            // Optional fields are required only where something provides them (in `build`).
+            spec.requires = input
+                .fields
+                .iter()
+                .filter(|(_, f)| !f.optional)
+                .map(|(n, _)| n.clone())
+                .collect();
+        }
+        if let Some(output) = &task.output {
+            spec.provides = output.fields.keys().cloned().collect();
+        }
+        if task.input.is_some() || task.output.is_some() {
+            self.typed.insert(name, task.clone());
+        }
+        self.push(spec, settings)
+    }
+
+    /// Adds a step running a command (its own process group; see [`Command`]). Its output is
+    /// the last JSON object it prints on stdout.
+    ///
+    /// ```
+    /// use weft_model::command::Command;
+    /// use weft_model::flow::FlowBuilder;
+    /// let flow = FlowBuilder::linear("archive")
+    ///     .command("pack", Command::new(["tar", "czf", "out.tgz", "."]), |t| t)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(flow.steps[0].name, "pack");
+    /// ```
+    pub fn command(
+        self,
+        name: impl Into<String>,
+        command: Command,
+        settings: impl FnOnce(TaskBuilder) -> TaskBuilder,
+    ) -> Self {
+        self.push(
+            TaskSpec::new(name, Body::Action(Action::Command(command))),
+            settings,
+        )
     }
 
     /// Adds a pure gate: a step that does nothing but wait for an event (`None`: for ever).
@@ -233,9 +323,61 @@ impl FlowBuilder {
         self.tree
     }
 
-    /// Validates and returns the flow.
-    pub fn build(self) -> Result<Flow, Error> {
-        self.tree.compile()
+    /// Validates and returns the flow: commands well formed, every required value provided,
+    /// no cycle, and every value a typed step takes of the type its provider gives.
+    pub fn build(mut self) -> Result<Flow, Error> {
+        self.check_commands()?;
+        self.require_provided_options();
+        let typed = std::mem::take(&mut self.typed);
+        let tasks = self.tree.tasks.clone();
+        let flow = self.tree.compile()?;
+        check_types(&tasks, &typed)?;
+        Ok(flow)
+    }
+
+    /// A command's argv must name a program and hold no NUL byte; its environment names no
+    /// variable with `=` or NUL — as flow files are checked.
+    fn check_commands(&self) -> Result<(), Error> {
+        for task in &self.tree.tasks {
+            let Body::Action(Action::Command(c)) = &task.body else {
+                continue;
+            };
+            let invalid = |why: String| {
+                Error::new(ErrorKind::Invalid(format!("step `{}`: {why}", task.name)))
+            };
+            for (field, argv) in [("run", Some(&c.run)), ("revert", c.revert.as_ref())] {
+                let Some(argv) = argv else { continue };
+                if argv.first().is_none_or(|p| p.is_empty()) {
+                    return Err(invalid(format!("its `{field}` names no program")));
+                }
+                if argv.iter().any(|a| a.contains('\0')) {
+                    return Err(invalid(format!("its `{field}` holds a NUL byte")));
+                }
+            }
+            super::raw::check_env(&c.env).map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// A typed step's optional fields are required where an input or another step provides
+    /// them, so that the task gets them; elsewhere they stay absent.
+    fn require_provided_options(&mut self) {
+        let mut provided: std::collections::HashSet<String> =
+            self.tree.inputs.keys().cloned().collect();
+        for t in &self.tree.tasks {
+            provided.extend(t.provides.iter().cloned());
+        }
+        for t in &mut self.tree.tasks {
+            let Some(input) = self.typed.get(&t.name).and_then(|r| r.input.as_ref()) else {
+                continue;
+            };
+            for (name, field) in &input.fields {
+                let own = t.provides.contains(name);
+                if field.optional && provided.contains(name) && !own && !t.requires.contains(name) {
+                    t.requires.push(name.clone());
+                }
+            }
+        }
     }
 }
 
@@ -319,4 +461,49 @@ mod tests {
         // `last` needs a value from inside `sub`, so it waits for all of `sub`.
         assert_eq!(flow.steps[3].deps, vec![1, 2]);
     }
+}
+
+/// Every value a typed step takes must be of the kind its typed provider gives, and present
+/// whenever the step needs it: `step \`b\` takes \`n\` as an integer, but step \`a\` provides a
+/// string`.
+fn check_types(tasks: &[TaskSpec], typed: &HashMap<String, TaskRef>) -> Result<(), Error> {
+    for task in tasks {
+        let Some(input) = typed.get(&task.name).and_then(|r| r.input.as_ref()) else {
+            continue;
+        };
+        for name in &task.requires {
+            let Some(wanted) = input.fields.get(name) else {
+                continue;
+            };
+            for provider in tasks.iter().filter(|p| p.provides.contains(name)) {
+                let Some(given) = typed
+                    .get(&provider.name)
+                    .and_then(|r| r.output.as_ref())
+                    .and_then(|o| o.fields.get(name))
+                else {
+                    continue;
+                };
+                let mismatch = if !wanted.kind.accepts(given.kind) {
+                    Some(format!(
+                        "step `{}` takes `{name}` as {}, but step `{}` provides {}",
+                        task.name,
+                        wanted.kind.described(),
+                        provider.name,
+                        given.kind.described()
+                    ))
+                } else if given.optional && !wanted.optional {
+                    Some(format!(
+                        "step `{}` needs `{name}`, but step `{}` may leave it out (an Option); make the field an Option in `{}`'s input too",
+                        task.name, provider.name, task.name
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = mismatch {
+                    return Err(Error::new(ErrorKind::Invalid(why)).field(name));
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -14,7 +14,7 @@ mod raw;
 mod tree;
 
 pub use crate::command::Command;
-pub use builder::FlowBuilder;
+pub use builder::{FlowBuilder, TaskRef};
 pub use error::{Error, ErrorKind, InputError};
 pub use tree::{TaskSpec, Tree};
 
@@ -262,7 +262,29 @@ pub enum Backoff {
     Exponential,
 }
 
+/// How a Rust task is named where capabilities are compared: `name@version`.
+pub fn capability(name: &str, version: &str) -> String {
+    format!("{name}@{version}")
+}
+
 impl Flow {
+    /// The Rust tasks its steps run, as `name@version` ([`capability`]), sorted and without
+    /// repeats: what a process must have registered to execute a plan of it. Commands, groups
+    /// and gates need nothing.
+    pub fn needs(&self) -> Vec<String> {
+        let mut needs: Vec<String> = self
+            .steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Task { name, version } => Some(capability(name, version)),
+                _ => None,
+            })
+            .collect();
+        needs.sort();
+        needs.dedup();
+        needs
+    }
+
     /// Checks the given inputs against the flow's: every required input given, nothing
     /// unknown; defaults filled in.
     pub fn bind_inputs(

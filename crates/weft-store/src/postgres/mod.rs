@@ -537,7 +537,7 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let rows = conn
                     .query(
-                        "SELECT id, name, started_at, heartbeat_at, report, process FROM nodes
+                        "SELECT id, name, started_at, heartbeat_at, report, process, capabilities FROM nodes
                          ORDER BY name, started_at",
                         &[],
                     )
@@ -553,6 +553,7 @@ impl Store for PostgresStore {
                             .get::<_, Option<&str>>(4)
                             .and_then(|t| serde_json::from_str(t).ok()),
                         process: r.get(5),
+                        capabilities: r.get(6),
                     })
                     .collect())
             })
@@ -609,8 +610,13 @@ impl Store for PostgresStore {
         Some(rx.clone())
     }
 
-    fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
-        self.write_plans(Write::Claim(owner, limit))
+    fn claim_plans(
+        &self,
+        owner: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<PlanId>>> {
+        self.write_plans(Write::Claim(owner, limit, can_run))
     }
 
     fn promote_due(&self, by: &str, now: Millis) -> BoxFuture<Result<Vec<Due>>> {

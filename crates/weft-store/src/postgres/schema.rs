@@ -86,6 +86,11 @@ CREATE INDEX mailbox_pending ON mailbox (plan_id) WHERE status = 'pending';
     r#"
 ALTER TABLE nodes ADD COLUMN process text;
 "#,
+    // Routing: the Rust tasks a plan needs and a node can run, as `name@version`.
+    r#"
+ALTER TABLE plans ADD COLUMN needs text[] NOT NULL DEFAULT '{}';
+ALTER TABLE nodes ADD COLUMN capabilities text[] NOT NULL DEFAULT '{}';
+"#,
 ];
 
 /// The schema version this build writes.

@@ -340,8 +340,8 @@ const HEARTBEAT: &str =
      WHERE id = $1";
 const NODE_REPORT: &str = "UPDATE nodes SET report = $2 WHERE id = $1";
 const RELEASE: &str = "DELETE FROM locks WHERE plan_id = $1 AND ($2::text IS NULL OR owner = $2)";
-const CREATE_PLAN: &str = "INSERT INTO plans (id, flow_name, flow, inputs, state, created_at, phase, start_at, after_plans)
-     VALUES ($1, $2, $3, $4, $5, $6, 'null', $7, $8)
+const CREATE_PLAN: &str = "INSERT INTO plans (id, flow_name, flow, inputs, state, created_at, phase, start_at, after_plans, needs)
+     VALUES ($1, $2, $3, $4, $5, $6, 'null', $7, $8, $9)
      ON CONFLICT (id) DO NOTHING";
 const CREATE_STEPS: &str = "INSERT INTO steps (plan_id, idx, name, state, attempt)
      SELECT $1, i, n, s, 0 FROM unnest($2::int[], $3::text[], $4::text[]) AS t(i, n, s)";
@@ -405,6 +405,7 @@ fn statements(w: &Write) -> Result<Vec<Planned>> {
                         Box::new(record.created_at),
                         Box::new(record.start_at),
                         Box::new(to_json(&record.after)?),
+                        Box::new(record.flow.needs()),
                     ],
                     true,
                 )
@@ -761,10 +762,10 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         Write::RegisterNode(n) => {
             // The heartbeat is the database's time: leases are judged by one clock.
             conn.execute(
-                "INSERT INTO nodes (id, name, started_at, heartbeat_at, process)
-                 VALUES ($1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::bigint, $4)
+                "INSERT INTO nodes (id, name, started_at, heartbeat_at, process, capabilities)
+                 VALUES ($1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::bigint, $4, $5)
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-                &[&n.id, &n.name, &n.started_at, &n.process],
+                &[&n.id, &n.name, &n.started_at, &n.process, &n.capabilities],
             )
             .await?;
             Ok(Output::Unit)
@@ -800,7 +801,8 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
             }
             Ok(Output::Unit)
         }
-        Write::Claim(owner, limit) => {
+        Write::Claim(owner, limit, can_run) => {
+            // Only plans whose every Rust task the claimer can run (routing by capability).
             let rows = conn
                 .query(
                     "WITH c AS (
@@ -808,6 +810,7 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
                         WHERE p.state IN ('planned', 'running')
                           AND NOT EXISTS (SELECT 1 FROM locks l WHERE l.plan_id = p.id)
                           AND NOT EXISTS (SELECT 1 FROM inhibitions i WHERE i.plan_id = p.id)
+                          AND p.needs <@ $4::text[]
                         ORDER BY p.id
                         LIMIT $3
                         FOR UPDATE SKIP LOCKED)
@@ -815,7 +818,7 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
                      SELECT id, $1, $2 FROM c
                      ON CONFLICT (plan_id) DO NOTHING
                      RETURNING plan_id",
-                    &[owner, &now_millis(), &i64::from(*limit)],
+                    &[owner, &now_millis(), &i64::from(*limit), can_run],
                 )
                 .await?;
             Ok(Output::Plans(ids(rows)?))
@@ -953,10 +956,11 @@ async fn create(conn: &mut Conn, plan: &NewPlan) -> Result<()> {
     let flow = to_json(&record.flow)?;
     let inputs = to_json(&record.inputs)?;
     let after = to_json(&record.after)?;
+    let needs = record.flow.needs();
     let inserted = conn
         .execute(
-            "INSERT INTO plans (id, flow_name, flow, inputs, state, created_at, phase, start_at, after_plans)
-             VALUES ($1, $2, $3, $4, $5, $6, 'null', $7, $8)
+            "INSERT INTO plans (id, flow_name, flow, inputs, state, created_at, phase, start_at, after_plans, needs)
+             VALUES ($1, $2, $3, $4, $5, $6, 'null', $7, $8, $9)
              ON CONFLICT (id) DO NOTHING",
             &[
                 &key,
@@ -967,6 +971,7 @@ async fn create(conn: &mut Conn, plan: &NewPlan) -> Result<()> {
                 &record.created_at,
                 &record.start_at,
                 &after,
+                &needs,
             ],
         )
         .await?;

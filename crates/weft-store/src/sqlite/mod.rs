@@ -505,7 +505,7 @@ impl Store for SqliteStore {
     fn nodes(&self) -> BoxFuture<Result<Vec<NodeRecord>>> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare_cached("SELECT id, name, started_at, heartbeat_at, report, process FROM nodes ORDER BY name, started_at")
+                .prepare_cached("SELECT id, name, started_at, heartbeat_at, report, process, capabilities FROM nodes ORDER BY name, started_at")
                 .map_err(classify)?;
             let rows = stmt
                 .query_map([], |r| {
@@ -516,6 +516,7 @@ impl Store for SqliteStore {
                         heartbeat_at: r.get(3)?,
                         report: r.get::<_, Option<String>>(4)?.and_then(|t| serde_json::from_str(&t).ok()),
                         process: r.get(5)?,
+                        capabilities: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
                     })
                 })
                 .map_err(classify)?;
@@ -591,8 +592,13 @@ impl Store for SqliteStore {
         hints.clone()
     }
 
-    fn claim_plans(&self, owner: String, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
-        self.write_plans(Write::Claim(owner, limit))
+    fn claim_plans(
+        &self,
+        owner: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<PlanId>>> {
+        self.write_plans(Write::Claim(owner, limit, can_run))
     }
 
     fn promote_due(&self, by: &str, now: Millis) -> BoxFuture<Result<Vec<Due>>> {

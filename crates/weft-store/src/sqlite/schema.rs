@@ -84,6 +84,11 @@ ALTER TABLE steps ADD COLUMN group_progress TEXT;
     r#"
 ALTER TABLE nodes ADD COLUMN process TEXT;
 "#,
+    // Routing: the Rust tasks a plan needs and a node can run, as JSON arrays of `name@version`.
+    r#"
+ALTER TABLE plans ADD COLUMN needs TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE nodes ADD COLUMN capabilities TEXT NOT NULL DEFAULT '[]';
+"#,
 ];
 
 /// The schema version this build writes.

@@ -154,10 +154,17 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
         }
         Write::RegisterNode(n) => {
             conn.execute(
-                "INSERT INTO nodes (id, name, started_at, heartbeat_at, process)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO nodes (id, name, started_at, heartbeat_at, process, capabilities)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-                params![n.id, n.name, n.started_at, n.heartbeat_at, n.process],
+                params![
+                    n.id,
+                    n.name,
+                    n.started_at,
+                    n.heartbeat_at,
+                    n.process,
+                    to_json(&n.capabilities)?
+                ],
             )
             .map_err(classify)?;
             Ok(Output::Unit)
@@ -206,7 +213,8 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
             }
             Ok(Output::Unit)
         }
-        Write::Claim(owner, limit) => {
+        Write::Claim(owner, limit, can_run) => {
+            // Only plans whose every Rust task the claimer can run (routing by capability).
             let mut stmt = conn
                 .prepare_cached(
                     "INSERT INTO locks (plan_id, owner, acquired_at)
@@ -214,13 +222,17 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
                      WHERE p.state IN ('planned', 'running')
                        AND NOT EXISTS (SELECT 1 FROM locks l WHERE l.plan_id = p.id)
                        AND NOT EXISTS (SELECT 1 FROM inhibitions i WHERE i.plan_id = p.id)
+                       AND (p.needs = '[]' OR NOT EXISTS (
+                            SELECT 1 FROM json_each(p.needs) n
+                            WHERE n.value NOT IN (SELECT value FROM json_each(?4))))
                      ORDER BY p.id
                      LIMIT ?3
                      RETURNING plan_id",
                 )
                 .map_err(classify)?;
+            let can_run = to_json(can_run)?;
             let ids: Vec<String> = stmt
-                .query_map(params![owner, now_millis(), limit], |r| r.get(0))
+                .query_map(params![owner, now_millis(), limit, can_run], |r| r.get(0))
                 .map_err(classify)?
                 .collect::<std::result::Result<_, _>>()
                 .map_err(classify)?;
@@ -370,10 +382,11 @@ fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
     let flow = to_json(&plan.flow)?;
     let inputs = to_json(&plan.inputs)?;
     let after = to_json(&plan.after)?;
+    let needs = to_json(&plan.flow.needs())?;
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO plans (id, flow_name, flow, inputs, state, created_at, phase, start_at, after_plans)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'null', ?7, ?8)",
+            "INSERT OR IGNORE INTO plans (id, flow_name, flow, inputs, state, created_at, phase, start_at, after_plans, needs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'null', ?7, ?8, ?9)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -384,7 +397,8 @@ fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
                 plan.state.as_str(),
                 plan.created_at,
                 plan.start_at,
-                after
+                after,
+                needs
             ])
         })
         .map_err(classify)?;
