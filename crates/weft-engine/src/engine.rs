@@ -31,7 +31,8 @@ const UPDATE_BUFFER: usize = 4096;
 pub struct Config {
     /// The most steps running at once (default: CPUs × 4).
     pub parallelism: usize,
-    /// Who this engine is when it takes execution locks.
+    /// Who this engine is when it takes execution locks (default: this process,
+    /// `weft@HOST:PID:START`, so that after a crash the lock is taken over at once).
     pub owner: String,
 }
 
@@ -42,7 +43,8 @@ impl Default for Config {
             .unwrap_or(1);
         Config {
             parallelism: cpus * 4,
-            owner: format!("pid:{}", std::process::id()),
+            // A name whose death this machine can tell: a restarted process takes over.
+            owner: crate::owner::me(),
         }
     }
 }
@@ -105,6 +107,8 @@ pub struct Engine {
     updates: broadcast::Sender<Update>,
     store: SharedStore,
     config: Arc<Config>,
+    /// What its registry can run (`name@version`): it refuses plans that need more.
+    capabilities: Arc<[String]>,
 }
 
 /// What the dispatcher does once a batch is durable.
@@ -125,6 +129,7 @@ impl Engine {
         let stopped = Arc::new(AtomicBool::new(false));
         let seed = now_millis() as u64 ^ u64::from(std::process::id()) << 32;
         let director = Director::new(config.parallelism, seed);
+        let capabilities = registry.capabilities().into();
         let executor = Executor::new(registry);
         let processes = executor.process_groups();
         let (in_flight_tx, in_flight) = watch::channel(0);
@@ -149,6 +154,7 @@ impl Engine {
             updates,
             store,
             config: Arc::new(config),
+            capabilities,
         }
     }
 
@@ -195,7 +201,17 @@ impl Engine {
         intent: Intent,
     ) -> Result<PlanEnd, Error> {
         let owner = self.config.owner.clone();
-        self.store.acquire_lock(plan, owner.clone()).await?;
+        match self.store.acquire_lock(plan, owner.clone()).await {
+            // Its holder was a process on this machine that is gone (killed mid-plan): take
+            // the plan over, fenced on that holder so that a live one is never displaced.
+            Err(weft_store::Error::Locked { owner: holder, .. })
+                if crate::owner::is_dead(&holder) =>
+            {
+                self.store.release_lock(plan, Some(holder)).await?;
+                self.store.acquire_lock(plan, owner.clone()).await?;
+            }
+            acquired => acquired?,
+        }
         let result = self.start_locked(plan, rescue, intent).await;
         // An abandoned engine keeps its locks: whoever takes over (its node's next executor,
         // or another node after invalidation) releases them, so that a late release here can
@@ -215,6 +231,19 @@ impl Engine {
     ) -> Result<PlanEnd, Error> {
         let inhibited = self.store.is_inhibited(plan).await?;
         let snapshot = self.store.load_plan(plan).await?;
+        let missing: Vec<String> = snapshot
+            .plan
+            .flow
+            .needs()
+            .into_iter()
+            .filter(|need| !self.capabilities.contains(need))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Refused(format!(
+                "plan {plan} needs Rust tasks this process has not registered: {}; a node or application that registered them runs it",
+                missing.join(", ")
+            )));
+        }
         // A step left `running` or `reverting` was interrupted: before it is re-run or marked
         // abnormal, whatever its run left on this machine is killed and gone.
         if snapshot

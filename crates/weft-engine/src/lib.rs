@@ -15,6 +15,7 @@
 //! - [`node`]: a long-lived node (`weft serve`): claims submitted plans, starts delayed ones,
 //!   heartbeats, declares dead nodes dead, delivers events and halts from other processes.
 //! - [`operator`]: an operator's actions on plans no process is executing.
+//! - [`owner`]: who holds a plan's execution lock, and whether that holder is alive.
 #![deny(missing_docs)]
 // Every `unsafe` block of the engine is in `process` (signals, fork, the process table).
 #![deny(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod executor;
 mod group;
 pub mod node;
 pub mod operator;
+pub mod owner;
 #[allow(unsafe_code)]
 pub mod process;
 pub mod task;

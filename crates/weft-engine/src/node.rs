@@ -158,6 +158,9 @@ pub struct Node {
     config: NodeConfig,
     opener: Opener,
     engine: weft_deps::DependencyEngine,
+    /// The executor's engine while it runs: an application embedding the node executes the
+    /// plans it submits on it, under the node's name.
+    executor: Arc<tokio::sync::watch::Sender<Option<Engine>>>,
 }
 
 impl Node {
@@ -211,6 +214,7 @@ impl Node {
             config,
             opener,
             engine,
+            executor: Arc::new(tokio::sync::watch::channel(None).0),
         };
         node.install(registry).await?;
         Ok(node)
@@ -219,6 +223,13 @@ impl Node {
     /// This incarnation's id (`NAME/UUID`): the owner of the locks it holds.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The engine of the node's executor while it runs (`None` while it restarts), for an
+    /// application that executes the plans it submits itself: take a plan's lock as the
+    /// node ([`Node::id`]) when storing it, then execute it on this engine.
+    pub fn executor(&self) -> tokio::sync::watch::Receiver<Option<Engine>> {
+        self.executor.subscribe()
     }
 
     /// The dependency engine the node is made of.
@@ -359,6 +370,9 @@ impl Node {
                     let plans = store.invalidate_node(n.id.clone()).await?;
                     tracing::warn!(node = %n.id, plans = plans.len(), "invalidated a dead node");
                 }
+                // Plans held by a process on this machine that is gone (a killed `weft run`
+                // or application) are released for claiming.
+                crate::owner::release_dead_holders(&store).await?;
                 Ok(next)
             }
         })
@@ -383,8 +397,9 @@ impl Node {
     fn executor_manifold(&self, registry: Arc<Registry>) -> Manifold {
         let (id, parallelism, grace) =
             (self.id.clone(), self.config.parallelism, self.config.grace);
+        let published = self.executor.clone();
         Manifold::new(&["store"], move |ctx: Context| {
-            let (id, registry) = (id.clone(), registry.clone());
+            let (id, registry, published) = (id.clone(), registry.clone(), published.clone());
             async move {
                 let store: SharedStore = ctx.get("store")?;
                 // A new executor holds nothing: free what its predecessor held, to claim again.
@@ -404,10 +419,12 @@ impl Node {
                     },
                 );
                 let drained = engine.clone();
+                published.send_replace(Some(engine.clone()));
                 let worker = ExecutorWorker {
                     engine,
                     task: TaskWorker::spawn(move |mut stop| async move {
                         stop.requested().await;
+                        published.send_replace(None);
                         drain(&drained, grace).await;
                         Ok(())
                     }),

@@ -97,6 +97,10 @@ pub trait Store: Send + Sync + 'static {
     /// nothing any more); returns those plans.
     fn release_locks(&self, owner: String) -> BoxFuture<Result<Vec<PlanId>>>;
 
+    /// Everyone holding an execution lock now, each once: nodes look among them for
+    /// processes on their machine that are gone (a killed `weft run` or application).
+    fn lock_holders(&self) -> BoxFuture<Result<Vec<String>>>;
+
     /// Stores a node's live report (its manifolds), for `weft status`.
     fn set_node_report(&self, node: String, report: serde_json::Value) -> BoxFuture<Result<()>>;
 

@@ -408,6 +408,14 @@ impl Store for MemoryStore {
         ready(Ok(released))
     }
 
+    fn lock_holders(&self) -> BoxFuture<Result<Vec<String>>> {
+        let inner = self.lock();
+        let mut holders: Vec<String> = inner.locks.values().cloned().collect();
+        holders.sort();
+        holders.dedup();
+        ready(Ok(holders))
+    }
+
     fn release_locks(&self, owner: String) -> BoxFuture<Result<Vec<PlanId>>> {
         let mut inner = self.lock();
         let released: Vec<PlanId> = inner

@@ -324,6 +324,17 @@ async fn execution_locks_have_one_owner(store: SharedStore) {
         .acquire_lock(p.id, "node-b".into())
         .await
         .expect("free again");
+    let q = new_plan();
+    store.create_plan(q.clone()).await.expect("create");
+    store
+        .acquire_lock(q.id, "node-b".into())
+        .await
+        .expect("second lock");
+    assert_eq!(
+        store.lock_holders().await.expect("holders"),
+        vec!["node-b".to_string()],
+        "each holder once"
+    );
     assert!(matches!(
         store.acquire_lock(PlanId::new(), "x".into()).await,
         Err(Error::NotFound(_))

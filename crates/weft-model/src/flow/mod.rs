@@ -236,6 +236,14 @@ impl Default for Retry {
 }
 
 impl Retry {
+    /// `attempts` in all (at least 1), with the default delays.
+    pub fn attempts(attempts: u32) -> Self {
+        Retry {
+            attempts: attempts.max(1),
+            ..Retry::default()
+        }
+    }
+
     /// The delay before retry number `retry` (1 for the first retry). `jitter` in `[0, 1)`
     /// spreads exponential delays over `[d/2, d]`, so that many failing steps do not retry in
     /// lockstep.

@@ -496,6 +496,19 @@ impl Store for PostgresStore {
         self.write(Write::Release(plan, owner))
     }
 
+    fn lock_holders(&self) -> BoxFuture<Result<Vec<String>>> {
+        self.read(|conn| {
+            Box::pin(async move {
+                Ok(conn
+                    .query("SELECT DISTINCT owner FROM locks ORDER BY owner", &[])
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect())
+            })
+        })
+    }
+
     fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>> {
         self.read(move |conn| {
             Box::pin(async move {

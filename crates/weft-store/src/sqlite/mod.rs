@@ -465,6 +465,17 @@ impl Store for SqliteStore {
         self.write(Write::Release(plan, owner))
     }
 
+    fn lock_holders(&self) -> BoxFuture<Result<Vec<String>>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT DISTINCT owner FROM locks ORDER BY owner")
+                .map_err(classify)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(classify)?;
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(classify)
+        })
+    }
+
     fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>> {
         self.read(move |conn| {
             conn.query_row(

@@ -1,9 +1,10 @@
 //! `weft event`: delivers an event to a suspended step, through the process executing its
 //! plan, and waits until the step's new state is durable.
 
-use crate::shared::{owner, parse_duration, Fail, Global};
+use crate::shared::{parse_duration, Fail, Global};
 use clap::Args;
 use std::time::Duration;
+use weft_engine::owner;
 use weft_model::{duration, step};
 use weft_store::{Instruction, Reply};
 

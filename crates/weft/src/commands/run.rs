@@ -1,10 +1,11 @@
 //! `weft run` and `weft submit`: plan a flow, then execute it here or store it for a node.
 
 use crate::shared::foreground::{execute, ExecArgs};
-use crate::shared::{owner, parse_duration, parse_input, Fail, Global};
+use crate::shared::{parse_duration, parse_input, Fail, Global};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use weft_engine::owner;
 use weft_engine::Intent;
 use weft_model::plan;
 use weft_model::{format_millis, now_millis, parse_utc};

@@ -2,12 +2,12 @@
 //! `weft plans cancel` do: taking over a dead holder's lock, progress on stderr, the summary on
 //! stdout, and the exit code of the plan's end.
 
-use super::owner;
 use super::progress::{Display, Mode};
 use super::{interrupted, pretty, view, Fail, Global};
 use clap::Args;
 use std::collections::HashSet;
 use std::sync::Arc;
+use weft_engine::owner;
 use weft_engine::{Config, Engine, Intent, PlanEnd, Registry, Rescue};
 use weft_model::plan::{self, Outcome};
 use weft_model::PlanId;

@@ -4,7 +4,6 @@
 //! never from one another.
 
 pub(crate) mod foreground;
-pub(crate) mod owner;
 pub(crate) mod progress;
 pub(crate) mod view;
 

@@ -2,8 +2,9 @@
 //! not started.
 
 use crate::shared::foreground::{cancel_paused, take_over};
-use crate::shared::{owner, Fail, Global};
+use crate::shared::{Fail, Global};
 use clap::Args;
+use weft_engine::owner;
 use weft_model::{now_millis, plan};
 
 /// `weft plans cancel`.

@@ -1,9 +1,10 @@
 //! `weft plans halt`: stop a plan now, through the process executing it, or directly in the
 //! store when none is.
 
-use crate::shared::{owner, Fail, Global};
+use crate::shared::{Fail, Global};
 use clap::Args;
 use std::time::Duration;
+use weft_engine::owner;
 use weft_model::{now_millis, plan};
 use weft_store::{Instruction, Reply};
 

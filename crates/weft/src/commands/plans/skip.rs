@@ -1,8 +1,9 @@
 //! `weft plans skip`: skip a failed step of a paused plan, and every step that depends on it.
 
 use crate::shared::foreground::take_over;
-use crate::shared::{owner, Fail, Global};
+use crate::shared::{Fail, Global};
 use clap::Args;
+use weft_engine::owner;
 use weft_model::{now_millis, step};
 
 /// `weft plans skip`.

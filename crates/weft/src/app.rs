@@ -1,0 +1,270 @@
+//! The engine an application embeds: a node of its own (it claims, recovers, heartbeats and
+//! is routed plans by what it registered) plus submitting flows and handles to await them.
+
+use crate::handle::{LocalEnd, PlanHandle};
+use crate::Error;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use weft_engine::node::{Node, NodeConfig, Opener};
+use weft_engine::{Registry, Rescue};
+use weft_model::flow::Flow;
+use weft_model::PlanId;
+use weft_store::{NewPlan, SharedStore};
+
+/// How to start an [`Engine`]: [`Engine::builder`].
+pub struct Builder {
+    url: String,
+    registry: Registry,
+    name: Option<String>,
+    parallelism: Option<usize>,
+    lease: Option<Duration>,
+    rescue: Rescue,
+}
+
+impl Builder {
+    /// The Rust tasks this process runs. Plans needing others run on nodes that have them.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// The node's name, the same across restarts so that a restarted process takes over
+    /// at once what it left (default: the program's name and the host's). Two processes
+    /// running at once need two names.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The most steps running at once (default: CPUs × 4).
+    pub fn parallelism(mut self, steps: usize) -> Self {
+        self.parallelism = Some(steps.max(1));
+        self
+    }
+
+    /// How long a heartbeat stays good: other nodes take this one's plans over once it has
+    /// been silent this long (default 10 s).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// What to do when a step fails for good, unless the flow says (default: revert what
+    /// completed, as a saga does; `Rescue::Pause` waits for an operator instead).
+    pub fn on_error(mut self, rescue: Rescue) -> Self {
+        self.rescue = rescue;
+        self
+    }
+
+    /// Opens the store (creating a SQLite file, migrating a PostgreSQL database) and starts
+    /// the node: plans this application was executing when it last stopped are taken up again.
+    pub async fn start(self) -> Result<Engine, Error> {
+        let store = weft_store::open(&self.url).await?;
+        let opener: Opener = if self.url.starts_with("memory:") {
+            // Nothing to reopen: the one store lives as long as the process.
+            let store = store.clone();
+            Arc::new(move || {
+                let store = store.clone();
+                Box::pin(async move { Ok(store) })
+            })
+        } else {
+            let url = self.url.clone();
+            Arc::new(move || {
+                let url = url.clone();
+                Box::pin(async move { weft_store::open(&url).await })
+            })
+        };
+        let mut config = NodeConfig::new(self.name.unwrap_or_else(default_name));
+        if let Some(p) = self.parallelism {
+            config.parallelism = p;
+        }
+        if let Some(lease) = self.lease {
+            config.lease = lease;
+        }
+        config.rescue = self.rescue;
+        let registry = Arc::new(self.registry);
+        let capabilities = registry.capabilities();
+        let node = Node::start(opener, registry, config).await?;
+        let node_id = node.id().to_string();
+        let mut executor = node.executor();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(node.run(async {
+            let _ = stopped.await;
+        }));
+        // Ready once the executor runs (it frees what an earlier executor held first).
+        let _ = executor.wait_for(Option::is_some).await;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store,
+                node_id,
+                executor,
+                capabilities,
+                rescue: self.rescue,
+                stop: Mutex::new(Some(stop)),
+                running: tokio::sync::Mutex::new(Some(running)),
+            }),
+        })
+    }
+}
+
+/// The program's name and the host's: a node name that stays the same across restarts.
+fn default_name() -> String {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "app".into());
+    format!(
+        "{program}-{}",
+        weft_engine::process::identity::hostname()
+    )
+}
+
+/// weft inside an application: submit flows, await their results; a node on the store in
+/// the background. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: SharedStore,
+    node_id: String,
+    executor: watch::Receiver<Option<weft_engine::Engine>>,
+    capabilities: Vec<String>,
+    rescue: Rescue,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    running: tokio::sync::Mutex<
+        Option<tokio::task::JoinHandle<Result<(), weft_engine::Error>>>,
+    >,
+}
+
+impl Engine {
+    /// An engine on the store at `url`: `sqlite://PATH` or a path (one file), `postgres://…`
+    /// (many machines), or `memory:` (nothing kept; for tests).
+    pub fn builder(url: impl Into<String>) -> Builder {
+        Builder {
+            url: url.into(),
+            registry: Registry::new(),
+            name: None,
+            parallelism: None,
+            lease: None,
+            rescue: Rescue::Revert,
+        }
+    }
+
+    /// The store it uses.
+    pub fn store(&self) -> &SharedStore {
+        &self.inner.store
+    }
+
+    /// Its node's id (`NAME/UUID`): the owner of the plans it executes.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// Stores a plan of `flow` with `inputs` (a struct or map whose fields are the flow's
+    /// inputs; `()` for none) and starts it: here when this process has every Rust task it
+    /// needs, else on a node that has. Refused before anything is stored when the inputs do
+    /// not fit or a task is registered nowhere.
+    pub async fn submit(&self, flow: &Flow, inputs: impl Serialize) -> Result<PlanHandle, Error> {
+        let given = match serde_json::to_value(inputs) {
+            Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+            Ok(serde_json::Value::Null) => BTreeMap::new(),
+            Ok(other) => {
+                return Err(Error::Input(format!(
+                    "a plan's inputs are a struct or a map of named values, not {other}"
+                )))
+            }
+            Err(e) => return Err(Error::Input(format!("the inputs cannot be written as JSON: {e}"))),
+        };
+        let inputs = flow
+            .bind_inputs(given)
+            .map_err(|e| Error::Input(e.to_string()))?;
+        let here = self.check_needs(flow).await?;
+        let mut new = NewPlan::new(flow.clone(), inputs);
+        let id = new.id;
+        if here {
+            // Locked as it is stored, so that no node claims it first; executed right here.
+            new.owner = Some(self.inner.node_id.clone());
+        }
+        self.inner.store.create_plan(new).await?;
+        let local = if here { Some(self.execute_here(id)) } else { None };
+        Ok(PlanHandle::new(id, self.inner.store.clone(), local))
+    }
+
+    /// A handle on a stored plan — submitted by this process, an earlier one, or another.
+    pub fn handle(&self, id: PlanId) -> PlanHandle {
+        PlanHandle::new(id, self.inner.store.clone(), None)
+    }
+
+    /// Stops the node: running steps get their grace to finish; what is left is taken up
+    /// when an engine of the same name (or any node) starts again.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        let stop = self
+            .inner
+            .stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        let running = self.inner.running.lock().await.take();
+        match running {
+            Some(task) => match task.await {
+                Ok(result) => result.map_err(Error::from),
+                Err(e) => Err(Error::Engine(weft_engine::Error::Refused(format!(
+                    "the node's task failed: {e}"
+                )))),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Whether this process can run every Rust task `flow` needs; if not, refuses a task no
+    /// live node has either.
+    async fn check_needs(&self, flow: &Flow) -> Result<bool, Error> {
+        let missing: Vec<String> = flow
+            .needs()
+            .into_iter()
+            .filter(|n| !self.inner.capabilities.contains(n))
+            .collect();
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        let nodes = self.inner.store.nodes().await?;
+        for need in missing {
+            if !nodes.iter().any(|n| n.capabilities.contains(&need)) {
+                let (task, version) = need.rsplit_once('@').unwrap_or((need.as_str(), ""));
+                return Err(Error::Unregistered {
+                    task: task.to_string(),
+                    version: version.to_string(),
+                });
+            }
+        }
+        Ok(false)
+    }
+
+    /// Executes a plan this node holds on its executor; its end reaches the handle.
+    fn execute_here(&self, id: PlanId) -> LocalEnd {
+        let (tx, rx) = watch::channel(None);
+        let mut executor = self.inner.executor.clone();
+        let rescue = self.inner.rescue;
+        tokio::spawn(async move {
+            let engine = executor
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|engine| engine.clone());
+            let end = match engine {
+                Some(engine) => engine.execute(id, rescue).await.map_err(|e| e.to_string()),
+                None => Err("the node stopped".into()),
+            };
+            let _ = tx.send(Some(end));
+        });
+        rx
+    }
+}
