@@ -8,7 +8,7 @@
 #   WEFT_DB=postgres://USER:PASSWORD@127.0.0.1:PORT/DB scripts/bench-failover.sh [ROUNDS] [LEASE]
 #
 # ROUNDS defaults to 10, LEASE to the node default (10s). Prints each round, then min, median
-# and max in seconds. Needs a release build (cargo build --release -p weft).
+# and max in seconds. Needs a release build (cargo build --release -p weft-cli).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-10}"
@@ -16,7 +16,7 @@ lease="${2:-10s}"
 weft="$PWD/target/release/weft"
 : "${WEFT_DB:?set WEFT_DB to the store to measure on (postgres://… or a SQLite path)}"
 export WEFT_DB
-[ -x "$weft" ] || { echo "build first: cargo build --release -p weft" >&2; exit 1; }
+[ -x "$weft" ] || { echo "build first: cargo build --release -p weft-cli" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -116,10 +116,7 @@ fn default_name() -> String {
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "app".into());
-    format!(
-        "{program}-{}",
-        weft_engine::process::identity::hostname()
-    )
+    format!("{program}-{}", weft_engine::process::identity::hostname())
 }
 
 /// weft inside an application: submit flows, await their results; a node on the store in
@@ -136,9 +133,7 @@ struct Inner {
     capabilities: Vec<String>,
     rescue: Rescue,
     stop: Mutex<Option<oneshot::Sender<()>>>,
-    running: tokio::sync::Mutex<
-        Option<tokio::task::JoinHandle<Result<(), weft_engine::Error>>>,
-    >,
+    running: tokio::sync::Mutex<Option<tokio::task::JoinHandle<Result<(), weft_engine::Error>>>>,
 }
 
 impl Engine {
@@ -178,7 +173,11 @@ impl Engine {
                     "a plan's inputs are a struct or a map of named values, not {other}"
                 )))
             }
-            Err(e) => return Err(Error::Input(format!("the inputs cannot be written as JSON: {e}"))),
+            Err(e) => {
+                return Err(Error::Input(format!(
+                    "the inputs cannot be written as JSON: {e}"
+                )))
+            }
         };
         let inputs = flow
             .bind_inputs(given)
@@ -191,7 +190,11 @@ impl Engine {
             new.owner = Some(self.inner.node_id.clone());
         }
         self.inner.store.create_plan(new).await?;
-        let local = if here { Some(self.execute_here(id)) } else { None };
+        let local = if here {
+            Some(self.execute_here(id))
+        } else {
+            None
+        };
         Ok(PlanHandle::new(id, self.inner.store.clone(), local))
     }
 

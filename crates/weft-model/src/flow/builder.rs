@@ -381,6 +381,51 @@ impl FlowBuilder {
     }
 }
 
+/// Every value a typed step takes must be of the kind its typed provider gives, and present
+/// whenever the step needs it: `step \`b\` takes \`n\` as an integer, but step \`a\` provides a
+/// string`.
+fn check_types(tasks: &[TaskSpec], typed: &HashMap<String, TaskRef>) -> Result<(), Error> {
+    for task in tasks {
+        let Some(input) = typed.get(&task.name).and_then(|r| r.input.as_ref()) else {
+            continue;
+        };
+        for name in &task.requires {
+            let Some(wanted) = input.fields.get(name) else {
+                continue;
+            };
+            for provider in tasks.iter().filter(|p| p.provides.contains(name)) {
+                let Some(given) = typed
+                    .get(&provider.name)
+                    .and_then(|r| r.output.as_ref())
+                    .and_then(|o| o.fields.get(name))
+                else {
+                    continue;
+                };
+                let mismatch = if !wanted.kind.accepts(given.kind) {
+                    Some(format!(
+                        "step `{}` takes `{name}` as {}, but step `{}` provides {}",
+                        task.name,
+                        wanted.kind.described(),
+                        provider.name,
+                        given.kind.described()
+                    ))
+                } else if given.optional && !wanted.optional {
+                    Some(format!(
+                        "step `{}` needs `{name}`, but step `{}` may leave it out (an Option); make the field an Option in `{}`'s input too",
+                        task.name, provider.name, task.name
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = mismatch {
+                    return Err(Error::new(ErrorKind::Invalid(why)).field(name));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,47 +508,3 @@ mod tests {
     }
 }
 
-/// Every value a typed step takes must be of the kind its typed provider gives, and present
-/// whenever the step needs it: `step \`b\` takes \`n\` as an integer, but step \`a\` provides a
-/// string`.
-fn check_types(tasks: &[TaskSpec], typed: &HashMap<String, TaskRef>) -> Result<(), Error> {
-    for task in tasks {
-        let Some(input) = typed.get(&task.name).and_then(|r| r.input.as_ref()) else {
-            continue;
-        };
-        for name in &task.requires {
-            let Some(wanted) = input.fields.get(name) else {
-                continue;
-            };
-            for provider in tasks.iter().filter(|p| p.provides.contains(name)) {
-                let Some(given) = typed
-                    .get(&provider.name)
-                    .and_then(|r| r.output.as_ref())
-                    .and_then(|o| o.fields.get(name))
-                else {
-                    continue;
-                };
-                let mismatch = if !wanted.kind.accepts(given.kind) {
-                    Some(format!(
-                        "step `{}` takes `{name}` as {}, but step `{}` provides {}",
-                        task.name,
-                        wanted.kind.described(),
-                        provider.name,
-                        given.kind.described()
-                    ))
-                } else if given.optional && !wanted.optional {
-                    Some(format!(
-                        "step `{}` needs `{name}`, but step `{}` may leave it out (an Option); make the field an Option in `{}`'s input too",
-                        task.name, provider.name, task.name
-                    ))
-                } else {
-                    None
-                };
-                if let Some(why) = mismatch {
-                    return Err(Error::new(ErrorKind::Invalid(why)).field(name));
-                }
-            }
-        }
-    }
-    Ok(())
-}
