@@ -1,6 +1,6 @@
 //! The command line: clap's types for every subcommand, and dispatch to the module that runs it.
 
-use crate::commands::plans::{cancel, halt, history, inhibit, list, resume, show, skip};
+use crate::commands::plans::{cancel, halt, history, inhibit, list, resume, show, skip, wait};
 use crate::commands::{backup, bench, event, run, serve, status};
 use crate::shared::Fail;
 use clap::{Parser, Subcommand};
@@ -59,6 +59,9 @@ enum PlansCommands {
     Inhibit(inhibit::InhibitArgs),
     /// Continue a plan that was interrupted or paused: completed steps are not run again.
     Resume(resume::ResumeArgs),
+    /// Wait until a plan stops or pauses, wherever it runs; exit code by its end (0 success,
+    /// 1 error, 4 paused), its values as JSON with --json.
+    Wait(wait::WaitArgs),
 }
 
 impl Cli {
@@ -80,6 +83,7 @@ impl Cli {
                 PlansCommands::Skip(a) => a.global.json,
                 PlansCommands::Inhibit(a) => a.global.json,
                 PlansCommands::Resume(a) => a.global.json,
+                PlansCommands::Wait(a) => a.global.json,
             },
         }
     }
@@ -104,6 +108,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             PlansCommands::Skip(args) => skip::skip(args).await,
             PlansCommands::Inhibit(args) => inhibit::inhibit(args).await,
             PlansCommands::Resume(args) => resume::resume(args).await,
+            PlansCommands::Wait(args) => wait::wait(args).await,
         },
     }
 }

@@ -620,3 +620,47 @@ fn status_shows_the_store_failing_its_dependents_bouncing_and_everything_coming_
     );
     assert_eq!(step(&plan, "deploy")["attempt"], 1);
 }
+
+#[test]
+fn submit_wait_and_plans_wait_end_with_the_plans_exit_code_and_values() {
+    let sb = Sandbox::new();
+    sb.write(
+        "ok.toml",
+        r#"
+name = "ok"
+[[task]]
+name = "make"
+run = ["sh", "-c", "echo '{\"made\": 42}'"]
+provides = ["made"]
+"#,
+    );
+    sb.write(
+        "bad.toml",
+        r#"
+name = "bad"
+on_error = "fail"
+[[task]]
+name = "fail"
+run = ["false"]
+"#,
+    );
+    let _node = NodeProcess::start(&sb, "waiter", &[]);
+    // `submit --wait --json`: one JSON document, with the plan's values.
+    let out = sb.run(&["submit", "ok.toml", "--wait", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["result"], "success");
+    assert_eq!(doc["values"]["made"], 42);
+    // A failing plan: exit 1, from `submit --wait` and from `plans wait` alike.
+    let out = sb.run(&["submit", "bad.toml", "--wait"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let id = text(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let out = sb.run(&["plans", "wait", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("error"), "{}", text(&out.stdout));
+}

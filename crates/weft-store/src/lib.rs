@@ -97,6 +97,11 @@ pub trait Store: Send + Sync + 'static {
     /// nothing any more); returns those plans.
     fn release_locks(&self, owner: String) -> BoxFuture<Result<Vec<PlanId>>>;
 
+    /// Every Rust task (`name@version`) a node has ever registered with this store, live or
+    /// not: a plan needing one of them waits for such a node; one needing another is a
+    /// mistake (a misspelt task) that can be refused before it is stored.
+    fn known_capabilities(&self) -> BoxFuture<Result<Vec<String>>>;
+
     /// Everyone holding an execution lock now, each once: nodes look among them for
     /// processes on their machine that are gone (a killed `weft run` or application).
     fn lock_holders(&self) -> BoxFuture<Result<Vec<String>>>;

@@ -24,6 +24,8 @@ struct Inner {
     inhibited: HashSet<PlanId>,
     nodes: BTreeMap<String, NodeRecord>,
     mailbox: Vec<(Message, Reply)>,
+    /// Every capability a node has registered.
+    capabilities: std::collections::BTreeSet<String>,
 }
 
 struct Entry {
@@ -375,8 +377,14 @@ impl Store for MemoryStore {
     }
 
     fn register_node(&self, node: NodeRecord) -> BoxFuture<Result<()>> {
-        self.lock().nodes.insert(node.id.clone(), node);
+        let mut inner = self.lock();
+        inner.capabilities.extend(node.capabilities.iter().cloned());
+        inner.nodes.insert(node.id.clone(), node);
         ready(Ok(()))
+    }
+
+    fn known_capabilities(&self) -> BoxFuture<Result<Vec<String>>> {
+        ready(Ok(self.lock().capabilities.iter().cloned().collect()))
     }
 
     fn heartbeat(&self, node: String, at: weft_model::Millis) -> BoxFuture<Result<()>> {

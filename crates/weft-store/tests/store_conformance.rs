@@ -430,6 +430,10 @@ async fn dead_nodes_are_invalidated_and_their_locks_released(store: SharedStore)
         vec!["fetch@1".to_string()],
         "what the node can run is kept, for `weft status` and waiting plans to show"
     );
+    assert_eq!(
+        store.known_capabilities().await.expect("known"),
+        vec!["fetch@1".to_string()]
+    );
     assert!(
         before <= beat && beat <= after,
         "{before} <= {beat} <= {after}"
@@ -471,6 +475,11 @@ async fn dead_nodes_are_invalidated_and_their_locks_released(store: SharedStore)
             .await
             .expect("invalidate"),
         vec![p.id]
+    );
+    assert_eq!(
+        store.known_capabilities().await.expect("known"),
+        vec!["fetch@1".to_string()],
+        "a capability outlives the node that registered it"
     );
     assert_eq!(store.lock_owner(p.id).await.expect("owner"), None);
     assert!(store.nodes().await.expect("nodes").is_empty());

@@ -228,7 +228,8 @@ impl Engine {
     }
 
     /// Whether this process can run every Rust task `flow` needs; if not, refuses a task no
-    /// live node has either.
+    /// node has ever registered with the store (a misspelt one): a plan needing a task whose
+    /// nodes are all down is stored, and waits for one.
     async fn check_needs(&self, flow: &Flow) -> Result<bool, Error> {
         let missing: Vec<String> = flow
             .needs()
@@ -238,9 +239,9 @@ impl Engine {
         if missing.is_empty() {
             return Ok(true);
         }
-        let nodes = self.inner.store.nodes().await?;
+        let known = self.inner.store.known_capabilities().await?;
         for need in missing {
-            if !nodes.iter().any(|n| n.capabilities.contains(&need)) {
+            if !known.contains(&need) {
                 let (task, version) = need.rsplit_once('@').unwrap_or((need.as_str(), ""));
                 return Err(Error::Unregistered {
                     task: task.to_string(),

@@ -21,8 +21,8 @@ pub enum Error {
     /// The inputs do not fit the flow.
     #[error("{0}")]
     Input(String),
-    /// A Rust task the flow needs is registered neither here nor on any live node.
-    #[error("no task `{task}` at version `{version}` is registered in this process or on any live node; register it (Registry::add) or start a node that has it")]
+    /// A Rust task the flow needs is registered neither here nor by any node of the store.
+    #[error("no task `{task}` at version `{version}` is registered in this process or by any node of this store; register it (Registry::add) or start a node that has it")]
     Unregistered {
         /// The task's name.
         task: String,

@@ -40,6 +40,12 @@ impl PlanHandle {
         PlanHandle { id, store, local }
     }
 
+    /// A handle on plan `id` of `store`, without an [`Engine`](crate::Engine): it waits on
+    /// the store, for a plan any process executes.
+    pub fn of(store: SharedStore, id: PlanId) -> Self {
+        PlanHandle::new(id, store, None)
+    }
+
     /// The plan's id: keep it to get a handle again later, in this or another process.
     pub fn id(&self) -> PlanId {
         self.id
@@ -68,18 +74,7 @@ impl PlanHandle {
     /// did not succeed is an [`Error::Failed`] or [`Error::Paused`].
     pub async fn result<T: DeserializeOwned>(&self) -> Result<T, Error> {
         let snap = self.ended().await?;
-        let mut values: Map<String, Value> = snap.plan.inputs.clone().into_iter().collect();
-        for (def, step) in snap.plan.flow.steps.iter().zip(&snap.steps) {
-            let Some(Value::Object(output)) = &step.output else {
-                continue;
-            };
-            for name in &def.provides {
-                if let Some(v) = output.get(name) {
-                    values.insert(name.clone(), v.clone());
-                }
-            }
-        }
-        serde_json::from_value(Value::Object(values)).map_err(|e| {
+        serde_json::from_value(Value::Object(values_of(&snap))).map_err(|e| {
             Error::Output(format!(
                 "plan {}'s values do not fit `{}`: {e}",
                 self.id,
@@ -140,6 +135,23 @@ impl PlanHandle {
             }
         }
     }
+}
+
+/// A plan's inputs and every value its steps provided, by name (a later step's value over an
+/// earlier one's).
+pub fn values_of(snap: &PlanSnapshot) -> Map<String, Value> {
+    let mut values: Map<String, Value> = snap.plan.inputs.clone().into_iter().collect();
+    for (def, step) in snap.plan.flow.steps.iter().zip(&snap.steps) {
+        let Some(Value::Object(output)) = &step.output else {
+            continue;
+        };
+        for name in &def.provides {
+            if let Some(v) = output.get(name) {
+                values.insert(name.clone(), v.clone());
+            }
+        }
+    }
+    values
 }
 
 /// How a stored plan ended: its state, result and first failure.

@@ -57,7 +57,7 @@ mod handle;
 
 pub use app::{Builder, Engine};
 pub use error::Error;
-pub use handle::PlanHandle;
+pub use handle::{values_of, PlanHandle};
 
 pub use weft_engine::{task_fn, typed_fn, Context, PlanEnd, Registry, Rescue, RevertContext, Task};
 pub use weft_model::command::Command;

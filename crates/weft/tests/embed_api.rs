@@ -40,11 +40,7 @@ fn arithmetic(tasks: &mut Registry) -> (TaskRef, TaskRef) {
     let double = tasks.add(
         "double",
         "1",
-        typed_fn(|s: Sum, _ctx| async move {
-            Ok(Doubled {
-                doubled: s.sum * 2,
-            })
-        }),
+        typed_fn(|s: Sum, _ctx| async move { Ok(Doubled { doubled: s.sum * 2 }) }),
     );
     (add, double)
 }
@@ -78,8 +74,16 @@ async fn a_typed_flow_gives_its_result_and_each_steps_output_on_sqlite() {
     let mut tasks = Registry::new();
     let (add, double) = arithmetic(&mut tasks);
     let flow = flow(&add, &double);
-    assert_eq!(flow.steps[0].requires, vec!["a", "b"], "from the input's fields");
-    assert_eq!(flow.steps[1].provides, vec!["doubled"], "from the output's fields");
+    assert_eq!(
+        flow.steps[0].requires,
+        vec!["a", "b"],
+        "from the input's fields"
+    );
+    assert_eq!(
+        flow.steps[1].provides,
+        vec!["doubled"],
+        "from the output's fields"
+    );
     let engine = Engine::builder(dir.path().join("app.db").display().to_string())
         .name("typed-test")
         .registry(tasks)
@@ -137,7 +141,8 @@ fn a_type_mismatch_between_steps_is_refused_when_the_flow_is_built() {
         .expect_err("sum is an integer, shout takes a string");
     let message = err.to_string();
     assert!(
-        message.contains("step `shout` takes `sum` as a string, but step `add` provides an integer"),
+        message
+            .contains("step `shout` takes `sum` as a string, but step `add` provides an integer"),
         "{message}"
     );
 }
@@ -153,7 +158,10 @@ async fn an_unregistered_task_is_refused_before_anything_is_stored() {
         .task("count", "countt", "1", |t| t)
         .build()
         .expect("flow");
-    let err = engine.submit(&flow, ()).await.expect_err("countt is nowhere");
+    let err = engine
+        .submit(&flow, ())
+        .await
+        .expect_err("countt is nowhere");
     assert!(
         matches!(&err, Error::Unregistered { task, version } if task == "countt" && version == "1"),
         "{err:?}"

@@ -1,7 +1,7 @@
 //! `weft run` and `weft submit`: plan a flow, then execute it here or store it for a node.
 
 use crate::shared::foreground::{execute, ExecArgs};
-use crate::shared::{parse_duration, parse_input, Fail, Global};
+use crate::shared::{parse_duration, parse_input, waiting, Fail, Global};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,6 +22,10 @@ pub(crate) struct RunArgs {
     /// Store the plan for a node (`weft serve`) to execute, print its id, and return at once.
     #[arg(long)]
     detach: bool,
+    /// With --detach (or `weft submit`): then wait until a node has run it; exit code by its
+    /// end, its values as JSON with --json.
+    #[arg(long)]
+    wait: bool,
     /// Start it at this UTC time (`2026-11-23T18:30:00Z` or `"2026-11-23 18:30"`); implies
     /// --detach.
     #[arg(long, value_parser = parse_utc, conflicts_with = "delay")]
@@ -73,6 +77,13 @@ pub(crate) async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
     }
     store.create_plan(new).await?;
     if detach {
+        if args.wait {
+            if !args.global.json {
+                outln!("{id}");
+                eprintln!("plan {id} submitted; waiting for a node (weft serve) to run it");
+            }
+            return waiting::wait(store, id, args.global.json).await;
+        }
         if args.global.json {
             outln!(
                 "{}",

@@ -31,6 +31,7 @@ pub(crate) async fn status(args: StatusArgs) -> Result<u8, Fail> {
                     "name": n.name,
                     "started_at": format_rfc3339(n.started_at),
                     "heartbeat_age_ms": now - n.heartbeat_at,
+                    "capabilities": n.capabilities,
                     "report": n.report.as_ref().map(report_view),
                 })
             })
@@ -51,6 +52,9 @@ pub(crate) async fn status(args: StatusArgs) -> Result<u8, Fail> {
             n.id,
             format_millis(n.started_at)
         );
+        if !n.capabilities.is_empty() {
+            let _ = writeln!(out, "  runs   {}", n.capabilities.join(", "));
+        }
         let Some(report) = &n.report else {
             let _ = writeln!(out, "  no report yet\n");
             continue;

@@ -6,6 +6,7 @@
 pub(crate) mod foreground;
 pub(crate) mod progress;
 pub(crate) mod view;
+pub(crate) mod waiting;
 
 use clap::Args;
 use std::time::Duration;

@@ -507,4 +507,3 @@ mod tests {
         assert_eq!(flow.steps[3].deps, vec![1, 2]);
     }
 }
-

@@ -496,6 +496,22 @@ impl Store for PostgresStore {
         self.write(Write::Release(plan, owner))
     }
 
+    fn known_capabilities(&self) -> BoxFuture<Result<Vec<String>>> {
+        self.read(|conn| {
+            Box::pin(async move {
+                Ok(conn
+                    .query(
+                        "SELECT capability FROM capabilities ORDER BY capability",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect())
+            })
+        })
+    }
+
     fn lock_holders(&self) -> BoxFuture<Result<Vec<String>>> {
         self.read(|conn| {
             Box::pin(async move {

@@ -90,6 +90,10 @@ ALTER TABLE nodes ADD COLUMN process text;
     r#"
 ALTER TABLE plans ADD COLUMN needs text[] NOT NULL DEFAULT '{}';
 ALTER TABLE nodes ADD COLUMN capabilities text[] NOT NULL DEFAULT '{}';
+CREATE TABLE capabilities (
+    capability  text COLLATE "C" PRIMARY KEY,
+    seen_at     bigint NOT NULL
+);
 "#,
 ];
 

@@ -768,6 +768,13 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
                 &[&n.id, &n.name, &n.started_at, &n.process, &n.capabilities],
             )
             .await?;
+            conn.execute(
+                "INSERT INTO capabilities (capability, seen_at)
+                 SELECT c, $2 FROM unnest($1::text[]) AS c
+                 ON CONFLICT (capability) DO UPDATE SET seen_at = excluded.seen_at",
+                &[&n.capabilities, &n.started_at],
+            )
+            .await?;
             Ok(Output::Unit)
         }
         Write::Heartbeat(node, _at) => {

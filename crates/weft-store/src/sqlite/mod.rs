@@ -465,6 +465,17 @@ impl Store for SqliteStore {
         self.write(Write::Release(plan, owner))
     }
 
+    fn known_capabilities(&self) -> BoxFuture<Result<Vec<String>>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT capability FROM capabilities ORDER BY capability")
+                .map_err(classify)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(classify)?;
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(classify)
+        })
+    }
+
     fn lock_holders(&self) -> BoxFuture<Result<Vec<String>>> {
         self.read(|conn| {
             let mut stmt = conn

@@ -88,6 +88,10 @@ ALTER TABLE nodes ADD COLUMN process TEXT;
     r#"
 ALTER TABLE plans ADD COLUMN needs TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE nodes ADD COLUMN capabilities TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE capabilities (
+    capability  TEXT PRIMARY KEY,
+    seen_at     INTEGER NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 

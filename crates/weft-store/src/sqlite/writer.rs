@@ -167,6 +167,15 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
                 ],
             )
             .map_err(classify)?;
+            let mut known = conn
+                .prepare_cached(
+                    "INSERT INTO capabilities (capability, seen_at) VALUES (?1, ?2)
+                     ON CONFLICT (capability) DO UPDATE SET seen_at = excluded.seen_at",
+                )
+                .map_err(classify)?;
+            for c in &n.capabilities {
+                known.execute(params![c, n.started_at]).map_err(classify)?;
+            }
             Ok(Output::Unit)
         }
         Write::Heartbeat(node, at) => {

@@ -1,5 +1,5 @@
 //! `weft plans`: one module per subcommand — reading plans (list, show, history) and the
-//! operator's actions (halt, cancel, skip, inhibit, resume).
+//! operator's actions (halt, cancel, skip, inhibit, resume), and waiting for one to end.
 
 pub(crate) mod cancel;
 pub(crate) mod halt;
@@ -9,3 +9,4 @@ pub(crate) mod list;
 pub(crate) mod resume;
 pub(crate) mod show;
 pub(crate) mod skip;
+pub(crate) mod wait;

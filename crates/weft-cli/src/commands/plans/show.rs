@@ -2,6 +2,7 @@
 
 use crate::shared::{pretty, view, Fail, Global};
 use clap::Args;
+use weft_model::plan;
 
 /// `weft plans show`.
 #[derive(Debug, Args)]
@@ -22,6 +23,7 @@ pub(crate) async fn show(args: ShowArgs) -> Result<u8, Fail> {
     let mut snap = store.load_plan(id).await?;
     let plan = &mut snap.plan;
     plan.flow.redact(&mut plan.inputs);
+    let waiting = waiting_for(&store, &snap).await?;
     let history = if args.history {
         Some(store.history(id).await?)
     } else {
@@ -30,12 +32,62 @@ pub(crate) async fn show(args: ShowArgs) -> Result<u8, Fail> {
     if args.global.json {
         let mut value = serde_json::to_value(&snap).map_err(|e| Fail::Other(e.to_string()))?;
         value["result"] = serde_json::Value::String(snap.outcome().to_string());
+        if let Some(w) = &waiting {
+            value["waiting_for"] = serde_json::Value::String(w.clone());
+        }
         if let Some(h) = &history {
             value["history"] = serde_json::to_value(h).map_err(|e| Fail::Other(e.to_string()))?;
         }
         outln!("{}", pretty(&value)?);
     } else {
+        if let Some(w) = &waiting {
+            outln!("{w}");
+        }
         out!("{}", view::plan_detail(&snap, history.as_deref()));
     }
     Ok(0)
+}
+
+/// Why a plan that waits for a node is not running: no live node has registered every Rust
+/// task it needs (`waiting for a node that runs \`fetch\`@1`). `None` for a plan that is not
+/// waiting, or that some live node can run.
+async fn waiting_for(
+    store: &weft_store::SharedStore,
+    snap: &weft_store::PlanSnapshot,
+) -> Result<Option<String>, Fail> {
+    let waits = matches!(snap.plan.state, plan::State::Planned | plan::State::Running)
+        && store.lock_owner(snap.plan.id).await?.is_none();
+    let needs = snap.plan.flow.needs();
+    if !waits || needs.is_empty() {
+        return Ok(None);
+    }
+    let mut live = Vec::new();
+    for n in store.nodes().await? {
+        if weft_engine::owner::is_alive(store, &n.id).await? {
+            live.push(n);
+        }
+    }
+    if live
+        .iter()
+        .any(|n| needs.iter().all(|x| n.capabilities.contains(x)))
+    {
+        return Ok(None);
+    }
+    let named = |need: &String| match need.rsplit_once('@') {
+        Some((task, version)) => format!("`{task}`@{version}"),
+        None => format!("`{need}`"),
+    };
+    let nowhere: Vec<String> = needs
+        .iter()
+        .filter(|x| !live.iter().any(|n| n.capabilities.contains(x)))
+        .map(named)
+        .collect();
+    Ok(Some(if nowhere.is_empty() {
+        format!(
+            "waiting for a node that runs all of {}",
+            needs.iter().map(named).collect::<Vec<_>>().join(", ")
+        )
+    } else {
+        format!("waiting for a node that runs {}", nowhere.join(", "))
+    }))
 }
