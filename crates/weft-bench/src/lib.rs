@@ -7,6 +7,7 @@
 //! the `weft` command itself run the binary named by [`Options::weft`].
 
 mod deps;
+mod embed;
 mod engine;
 mod node;
 mod postgres;
@@ -51,6 +52,12 @@ pub enum Scenario {
     /// The dependency engine: a root with 1,000 dependents bounces; ms until all are started
     /// again (target ≤ 50 ms; bounce delay 0).
     DepsBounce,
+    /// weft embedded (`weft::Engine`) on the in-memory store: a one-step plan submitted in
+    /// process until `handle.result()` returns, median ms (target ≤ 1 ms).
+    ResultMemory,
+    /// The same on a SQLite file, every step durable: median ms (target ≤ 1.25 ms: 1 ms and
+    /// one fsync of this disk).
+    ResultSqlite,
     /// 1,000 concurrent plans × 10 no-op steps, one node on PostgreSQL (target ≥ 10,000
     /// steps/s). Needs --pg.
     PgConcurrent,
@@ -85,6 +92,8 @@ impl Scenario {
             Scenario::PlanStarts,
             Scenario::DepsStart,
             Scenario::DepsBounce,
+            Scenario::ResultMemory,
+            Scenario::ResultSqlite,
         ]
     }
 }
@@ -200,6 +209,8 @@ pub async fn measure(scenario: Scenario, options: &Options) -> Result<Figure, Er
         Scenario::PlanStarts => node::plan_starts(repeat.min(3)).await?,
         Scenario::DepsStart => deps::deps_start(repeat).await?,
         Scenario::DepsBounce => deps::deps_bounce(repeat).await?,
+        Scenario::ResultMemory => embed::result_latency(false, repeat).await?,
+        Scenario::ResultSqlite => embed::result_latency(true, repeat).await?,
         Scenario::PgConcurrent => postgres::pg_throughput(pg(options)?, repeat, 1).await?,
         Scenario::PgTwoNodes => postgres::pg_throughput(pg(options)?, repeat, 2).await?,
         Scenario::PgSubmitLatency => postgres::pg_submit_latency(pg(options)?, repeat, 0.5).await?,
