@@ -54,6 +54,8 @@ if ! advisories=$(cargo deny --log-level error check advisories 2>&1); then
     exit 1
   fi
 fi
+echo "== the library crates package for crates.io (cargo publish --dry-run, in dependency order)"
+cargo publish --dry-run --workspace --exclude weft-cli --exclude weft-bench --allow-dirty --no-verify --quiet
 echo "== cargo test"
 cargo test --workspace -j "$jobs"
 
