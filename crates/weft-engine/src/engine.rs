@@ -7,7 +7,7 @@
 //! so nothing runs before its `running` is durable, and no dependent starts before the result
 //! it depends on is.
 
-use crate::director::{Actions, Director, Input, Intent, PlanEnd, Refusal, Rescue};
+use crate::director::{Actions, Creation, Director, Input, Intent, PlanEnd, Refusal, Rescue};
 use crate::executor::Executor;
 use crate::process::{end_leftovers, ProcessGroups};
 use crate::task::Registry;
@@ -19,7 +19,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use weft_model::{now_millis, PlanId};
 use weft_model::{plan, step};
-use weft_store::{BoxFuture, Change, NewPlan, SharedStore, StepRecord};
+use weft_store::{BoxFuture, Change, NewPlan, PlanSnapshot, SharedStore, StepRecord};
 
 /// The most inputs the director takes before it persists what it decided.
 const MAX_INPUTS_PER_BATCH: usize = 4096;
@@ -188,6 +188,76 @@ impl Engine {
         self.take_up(plan, rescue, Intent::Run).await
     }
 
+    /// Stores a new plan, its lock taken by this engine, and executes it at once — without
+    /// reading back what it just wrote: the plan's creation and its first decisions reach the
+    /// store in that order, one right behind the other. `stored` learns when (and whether) the
+    /// plan is durable, `ended` how it ended as soon as that is durable (before the lock is
+    /// released); the result is the same as [`Engine::execute`]'s.
+    pub async fn submit_and_execute(
+        &self,
+        mut new: NewPlan,
+        rescue: Rescue,
+        stored: oneshot::Sender<Result<(), weft_store::Error>>,
+        ended: oneshot::Sender<PlanEnd>,
+    ) -> Result<PlanEnd, Error> {
+        let id = new.id;
+        if let Err(refused) = self.check_needs(id, &new.flow) {
+            let _ = stored.send(Err(weft_store::Error::Unsupported(refused.to_string())));
+            return Err(refused);
+        }
+        let owner = self.config.owner.clone();
+        new.owner = Some(owner.clone());
+        let (plan, steps) = new.records();
+        // The shell writes the plan right ahead of the director's first changes for it, so
+        // that one commit often holds both.
+        let (created_tx, created_rx) = oneshot::channel();
+        let ending = self.start_director(
+            PlanSnapshot { plan, steps },
+            rescue,
+            Intent::Run,
+            false,
+            Some(Creation {
+                plan: new,
+                stored: created_tx,
+            }),
+        );
+        let created = created_rx.await.unwrap_or(Err(weft_store::Error::Closed));
+        let failed = created.as_ref().err().map(|e| e.to_string());
+        let _ = stored.send(created);
+        let result = match failed {
+            // Nothing was stored: the director's first write fails its fence, and stops.
+            Some(why) => {
+                let _ = ending.await;
+                return Err(Error::Store(weft_store::Error::Unavailable(why)));
+            }
+            None => ending.await,
+        };
+        if let Ok(end) = &result {
+            let _ = ended.send(end.clone());
+        }
+        // An ended plan gave its lock back with its last change.
+        if !matches!(result, Ok(_) | Err(Error::Stopped)) {
+            let _ = self.store.release_lock(id, Some(owner)).await;
+        }
+        result
+    }
+
+    /// Refuses a plan needing a Rust task this engine's registry lacks.
+    fn check_needs(&self, plan: PlanId, flow: &weft_model::flow::Flow) -> Result<(), Error> {
+        let missing: Vec<String> = flow
+            .needs()
+            .into_iter()
+            .filter(|need| !self.capabilities.contains(need))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Refused(format!(
+            "plan {plan} needs Rust tasks this process has not registered: {}; a node or application that registered them runs it",
+            missing.join(", ")
+        )))
+    }
+
     /// Cancels a paused plan: what did not complete is cancelled, what did is reverted; the
     /// plan stops with result `cancelled`.
     pub async fn cancel(&self, plan: PlanId) -> Result<PlanEnd, Error> {
@@ -213,11 +283,12 @@ impl Engine {
             acquired => acquired?,
         }
         let result = self.start_locked(plan, rescue, intent).await;
-        // An abandoned engine keeps its locks: whoever takes over (its node's next executor,
-        // or another node after invalidation) releases them, so that a late release here can
-        // never drop a lock that has changed hands. A failed release leaves a lock whose owner
-        // is gone; its invalidation clears it.
-        if !matches!(result, Err(Error::Stopped)) {
+        // A plan that ended gave its lock back with its last change. An abandoned engine
+        // keeps its locks: whoever takes over (its node's next executor, or another node after
+        // invalidation) releases them, so that a late release here can never drop a lock that
+        // has changed hands. A failed release leaves a lock whose owner is gone; its
+        // invalidation clears it.
+        if !matches!(result, Ok(_) | Err(Error::Stopped)) {
             let _ = self.store.release_lock(plan, Some(owner)).await;
         }
         result
@@ -231,19 +302,7 @@ impl Engine {
     ) -> Result<PlanEnd, Error> {
         let inhibited = self.store.is_inhibited(plan).await?;
         let snapshot = self.store.load_plan(plan).await?;
-        let missing: Vec<String> = snapshot
-            .plan
-            .flow
-            .needs()
-            .into_iter()
-            .filter(|need| !self.capabilities.contains(need))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::Refused(format!(
-                "plan {plan} needs Rust tasks this process has not registered: {}; a node or application that registered them runs it",
-                missing.join(", ")
-            )));
-        }
+        self.check_needs(plan, &snapshot.plan.flow)?;
         // A step left `running` or `reverting` was interrupted: before it is re-run or marked
         // abnormal, whatever its run left on this machine is killed and gone.
         if snapshot
@@ -253,6 +312,19 @@ impl Engine {
         {
             end_leftovers(plan, None).await;
         }
+        self.start_director(snapshot, rescue, intent, inhibited, None)
+            .await
+    }
+
+    /// Hands a plan to the director now; the future resolves when it ends or is refused.
+    fn start_director(
+        &self,
+        snapshot: PlanSnapshot,
+        rescue: Rescue,
+        intent: Intent,
+        inhibited: bool,
+        create: Option<Creation>,
+    ) -> impl Future<Output = Result<PlanEnd, Error>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let start = Input::Start {
             snapshot: Box::new(snapshot),
@@ -260,15 +332,21 @@ impl Engine {
             intent,
             inhibited,
             waiter: Some(tx),
+            create,
         };
-        self.inbox.send(start).map_err(|_| Error::Stopped)?;
-        match rx.await {
-            Ok(Ok(end)) => Ok(end),
-            Ok(Err(Refusal::Refused(reason))) => Err(Error::Refused(reason)),
-            Ok(Err(Refusal::StoreFailed(why))) => {
-                Err(Error::Store(weft_store::Error::Unavailable(why)))
+        let sent = self.inbox.send(start).is_ok();
+        async move {
+            if !sent {
+                return Err(Error::Stopped);
             }
-            Err(_) => Err(Error::Stopped),
+            match rx.await {
+                Ok(Ok(end)) => Ok(end),
+                Ok(Err(Refusal::Refused(reason))) => Err(Error::Refused(reason)),
+                Ok(Err(Refusal::StoreFailed(why))) => {
+                    Err(Error::Store(weft_store::Error::Unavailable(why)))
+                }
+                Err(_) => Err(Error::Stopped),
+            }
         }
     }
 
@@ -392,15 +470,20 @@ impl Shell {
         mut rx: mpsc::UnboundedReceiver<Input>,
         batches: mpsc::UnboundedSender<Batch>,
     ) {
-        while let Some(first) = rx.recv().await {
+        let mut creations = Vec::new();
+        while let Some(mut first) = rx.recv().await {
             if self.stopped.load(Ordering::SeqCst) {
                 return;
             }
             let now = now_millis();
+            take_creation(&mut first, &mut creations);
             director.handle(first, now);
             for _ in 1..MAX_INPUTS_PER_BATCH {
                 match rx.try_recv() {
-                    Ok(input) => director.handle(input, now),
+                    Ok(mut input) => {
+                        take_creation(&mut input, &mut creations);
+                        director.handle(input, now)
+                    }
                     Err(_) => break,
                 }
             }
@@ -411,6 +494,7 @@ impl Shell {
                 tracing::error!("director bug: {bug}");
             }
             if actions.is_empty() {
+                self.store_creations(&mut creations);
                 continue;
             }
             let mut changes = std::mem::take(&mut actions.changes);
@@ -426,6 +510,22 @@ impl Shell {
                     },
                 })
             }));
+            // A plan that stops or pauses gives its execution lock back in the same commit.
+            let ending: Vec<PlanId> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Plan {
+                        plan,
+                        to: plan::State::Stopped | plan::State::Paused,
+                        ..
+                    } => Some(*plan),
+                    _ => None,
+                })
+                .collect();
+            changes.extend(ending.into_iter().map(|plan| Change::Unlock {
+                plan,
+                owner: self.owner.clone(),
+            }));
             // The plans to give up on should the write fail. Changes come grouped by plan, so
             // removing adjacent repeats keeps this short without sorting on the hot path.
             let mut plans: Vec<PlanId> = changes.iter().map(Change::plan).collect();
@@ -435,6 +535,8 @@ impl Shell {
             } else {
                 Vec::new()
             };
+            // New plans are queued right ahead of the changes that start them.
+            self.store_creations(&mut creations);
             let mut ack = self.store.apply(&self.owner, changes);
             // Fast path: nothing queued ahead and the store answered at once (in-memory).
             if self.queued.load(Ordering::Acquire) == 0 {
@@ -455,6 +557,16 @@ impl Shell {
             {
                 return;
             }
+        }
+    }
+
+    /// Queues the new plans' writes now; each creator learns when its plan is durable.
+    fn store_creations(&self, creations: &mut Vec<Creation>) {
+        for c in creations.drain(..) {
+            let created = self.store.create_plan(c.plan);
+            tokio::spawn(async move {
+                let _ = c.stored.send(created.await);
+            });
         }
     }
 
@@ -572,7 +684,16 @@ fn to_updates(changes: &[Change]) -> Vec<Update> {
                 step: *step,
                 progress: progress.clone(),
             }),
-            Change::Bookkeeping { .. } | Change::Reply { .. } => None,
+            Change::Bookkeeping { .. } | Change::Reply { .. } | Change::Unlock { .. } => None,
         })
         .collect()
+}
+
+/// Takes a new plan out of a start input, for the shell to store.
+fn take_creation(input: &mut Input, creations: &mut Vec<Creation>) {
+    if let Input::Start { create, .. } = input {
+        if let Some(c) = create.take() {
+            creations.push(c);
+        }
+    }
 }

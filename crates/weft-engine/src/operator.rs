@@ -173,6 +173,7 @@ mod tests {
                 Change::Group { step, .. } => (Some(*step), "group".into()),
                 Change::Bookkeeping { .. } => (None, "phase".into()),
                 Change::Reply { .. } => (None, "reply".into()),
+                Change::Unlock { .. } => (None, "unlock".into()),
             })
             .collect()
     }

@@ -326,8 +326,10 @@ async fn a_rust_task_is_stopped_by_a_halt_through_its_cancellation_signal() {
     );
 }
 
+/// Issue 14: an engine lacking a Rust task refuses the plan and leaves it to a process that
+/// has it — it used to fail the step with "no task `ghost` at version `7` is registered".
 #[tokio::test]
-async fn an_unregistered_task_fails_its_step_with_a_clear_message() {
+async fn a_plan_needing_an_unregistered_task_is_refused_and_left_untouched() {
     let (_dir, store) = sqlite();
     let flow = FlowBuilder::linear("u")
         .task("x", "ghost", "7", |t| t)
@@ -335,11 +337,19 @@ async fn an_unregistered_task_fails_its_step_with_a_clear_message() {
         .expect("valid");
     let engine = Engine::start(store.clone(), Arc::new(Registry::new()), config());
     let id = engine.plan(flow, BTreeMap::new()).await.expect("plan");
-    let end = engine.execute(id, Rescue::Revert).await.expect("execute");
-    assert_eq!(end.outcome, Outcome::Error);
+    match engine.execute(id, Rescue::Revert).await {
+        Err(weft_engine::Error::Refused(why)) => {
+            assert!(why.contains("ghost@7"), "{why}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let snap = store.load_plan(id).await.expect("load");
+    assert_eq!(snap.plan.state, plan::State::Planned);
+    assert_eq!(snap.steps[0].state, step::State::Pending);
     assert_eq!(
-        end.failure.map(|f| f.message),
-        Some("no task `ghost` at version `7` is registered".into())
+        store.lock_owner(id).await.expect("owner"),
+        None,
+        "lock released"
     );
 }
 

@@ -147,6 +147,12 @@ impl Inner {
     }
 
     fn apply(&mut self, by: &Arc<str>, c: Change) {
+        if let Change::Unlock { plan, owner } = &c {
+            if self.locks.get(plan) == Some(owner) {
+                self.locks.remove(plan);
+            }
+            return;
+        }
         if let Change::Reply { message, reply, .. } = c {
             if let Some((_, r)) = self.mailbox.get_mut((message - 1) as usize) {
                 if *r == Reply::Pending {
@@ -188,7 +194,7 @@ impl Inner {
                 entry.steps[step as usize].group = Some(progress);
             }
             Change::Bookkeeping { bookkeeping, .. } => entry.plan.bookkeeping = bookkeeping,
-            Change::Reply { .. } => {}
+            Change::Reply { .. } | Change::Unlock { .. } => {}
         }
     }
 }
@@ -238,7 +244,9 @@ impl Store for MemoryStore {
                     Tag::Step(step::State::Running),
                     Tag::Step(step::State::Running),
                 ),
-                Change::Bookkeeping { .. } | Change::Reply { .. } => continue,
+                Change::Bookkeeping { .. } | Change::Reply { .. } | Change::Unlock { .. } => {
+                    continue
+                }
             };
             match pending.get(&key) {
                 Some(found) if *found != expected => {

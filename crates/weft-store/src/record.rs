@@ -243,6 +243,14 @@ pub enum Change {
         /// The answer.
         reply: Reply,
     },
+    /// The execution lock on the plan is released if `owner` holds it — written with the
+    /// change that stops or pauses the plan, so that its end costs no commit of its own.
+    Unlock {
+        /// The plan.
+        plan: PlanId,
+        /// Who must hold it.
+        owner: String,
+    },
 }
 
 impl Change {
@@ -281,7 +289,8 @@ impl Change {
             | Change::Step { plan, .. }
             | Change::Group { plan, .. }
             | Change::Bookkeeping { plan, .. }
-            | Change::Reply { plan, .. } => *plan,
+            | Change::Reply { plan, .. }
+            | Change::Unlock { plan, .. } => *plan,
         }
     }
 
@@ -314,7 +323,10 @@ impl Change {
                     .map(|f| f.message.as_str())
                     .or(step.warning.as_deref()),
             }),
-            Change::Group { .. } | Change::Bookkeeping { .. } | Change::Reply { .. } => None,
+            Change::Group { .. }
+            | Change::Bookkeeping { .. }
+            | Change::Reply { .. }
+            | Change::Unlock { .. } => None,
         }
     }
 }

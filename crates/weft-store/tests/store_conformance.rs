@@ -818,6 +818,49 @@ async fn a_plan_is_claimed_only_by_a_claimer_that_can_run_all_its_rust_tasks(sto
     );
 }
 
+async fn an_unlock_lands_with_the_changes_and_only_for_its_holder(store: SharedStore) {
+    let p = new_plan();
+    store.create_plan(p.clone()).await.expect("create");
+    store
+        .acquire_lock(p.id, "node-a".into())
+        .await
+        .expect("lock");
+    // Someone else's unlock leaves the lock alone.
+    store
+        .apply(
+            "test",
+            vec![Change::Unlock {
+                plan: p.id,
+                owner: "node-b".into(),
+            }],
+        )
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.lock_owner(p.id).await.expect("owner"),
+        Some("node-a".into())
+    );
+    // The holder's, written with the plan's end, releases it in the same commit.
+    store
+        .apply(
+            "node-a",
+            vec![
+                Change::plan_state(p.id, plan::State::Planned, plan::State::Stopped, 5),
+                Change::Unlock {
+                    plan: p.id,
+                    owner: "node-a".into(),
+                },
+            ],
+        )
+        .await
+        .expect("apply");
+    assert_eq!(store.lock_owner(p.id).await.expect("owner"), None);
+    assert_eq!(
+        store.load_plan(p.id).await.expect("load").plan.state,
+        plan::State::Stopped
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -846,6 +889,7 @@ macro_rules! conformance {
             case!(a_reply_lands_with_the_changes_it_answers_or_not_at_all);
             case!(a_sender_gets_its_answer_or_withdraws_its_message);
             case!(a_plan_is_claimed_only_by_a_claimer_that_can_run_all_its_rust_tasks);
+            case!(an_unlock_lands_with_the_changes_and_only_for_its_holder);
         }
     };
 }

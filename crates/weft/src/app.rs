@@ -183,19 +183,22 @@ impl Engine {
             .bind_inputs(given)
             .map_err(|e| Error::Input(e.to_string()))?;
         let here = self.check_needs(flow).await?;
-        let mut new = NewPlan::new(flow.clone(), inputs);
+        let new = NewPlan::new(flow.clone(), inputs);
         let id = new.id;
-        if here {
-            // Locked as it is stored, so that no node claims it first; executed right here.
-            new.owner = Some(self.inner.node_id.clone());
+        if !here {
+            // For a node that has the tasks: stored unlocked, claimed there.
+            self.inner.store.create_plan(new).await?;
+            return Ok(PlanHandle::new(id, self.inner.store.clone(), None));
         }
-        self.inner.store.create_plan(new).await?;
-        let local = if here {
-            Some(self.execute_here(id))
-        } else {
-            None
-        };
-        Ok(PlanHandle::new(id, self.inner.store.clone(), local))
+        // Stored locked by this node and executed right here; the call returns once the
+        // plan is durable.
+        let (stored, durable) = oneshot::channel();
+        let local = self.execute_here(new, stored);
+        match durable.await {
+            Ok(Ok(())) => Ok(PlanHandle::new(id, self.inner.store.clone(), Some(local))),
+            Ok(Err(e)) => Err(Error::Store(e)),
+            Err(_) => Err(Error::ShutDown),
+        }
     }
 
     /// A handle on a stored plan — submitted by this process, an earlier one, or another.
@@ -252,8 +255,13 @@ impl Engine {
         Ok(false)
     }
 
-    /// Executes a plan this node holds on its executor; its end reaches the handle.
-    fn execute_here(&self, id: PlanId) -> LocalEnd {
+    /// Stores and executes a new plan on the node's executor, as the node; `stored` learns
+    /// when it is durable, and the returned receiver its end.
+    fn execute_here(
+        &self,
+        new: NewPlan,
+        stored: oneshot::Sender<Result<(), weft_store::Error>>,
+    ) -> LocalEnd {
         let (tx, rx) = watch::channel(None);
         let mut executor = self.inner.executor.clone();
         let rescue = self.inner.rescue;
@@ -263,11 +271,26 @@ impl Engine {
                 .await
                 .ok()
                 .and_then(|engine| engine.clone());
-            let end = match engine {
-                Some(engine) => engine.execute(id, rescue).await.map_err(|e| e.to_string()),
-                None => Err("the node stopped".into()),
+            let Some(engine) = engine else {
+                let _ = stored.send(Err(weft_store::Error::Unavailable(
+                    "the node stopped".into(),
+                )));
+                let _ = tx.send(Some(Err("the node stopped".into())));
+                return;
             };
-            let _ = tx.send(Some(end));
+            // The handle learns the end once it is durable, not after the lock's release.
+            let (told, early) = oneshot::channel();
+            let executing = engine.submit_and_execute(new, rescue, stored, told);
+            tokio::pin!(executing);
+            tokio::select! {
+                Ok(end) = early => {
+                    let _ = tx.send(Some(Ok(end)));
+                    let _ = executing.await;
+                }
+                result = &mut executing => {
+                    let _ = tx.send(Some(result.map_err(|e| e.to_string())));
+                }
+            }
         });
         rx
     }

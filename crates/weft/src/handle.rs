@@ -73,8 +73,17 @@ impl PlanHandle {
     /// its steps provided, by name (a later step's value over an earlier one's). A plan that
     /// did not succeed is an [`Error::Failed`] or [`Error::Paused`].
     pub async fn result<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let snap = self.ended().await?;
-        serde_json::from_value(Value::Object(values_of(&snap))).map_err(|e| {
+        let end = self.wait().await?;
+        if let Some(e) = Error::of_end(self.id, end.state, end.outcome, end.failure) {
+            return Err(e);
+        }
+        // A plan executed here brings its values with its end; else they are read back.
+        let values: Map<String, Value> = if end.values.is_empty() {
+            values_of(&self.store.load_plan(self.id).await?)
+        } else {
+            end.values.into_iter().collect()
+        };
+        serde_json::from_value(Value::Object(values)).map_err(|e| {
             Error::Output(format!(
                 "plan {}'s values do not fit `{}`: {e}",
                 self.id,
@@ -161,5 +170,6 @@ fn end_of(snap: &PlanSnapshot) -> PlanEnd {
         state: snap.plan.state,
         outcome: snap.outcome(),
         failure: snap.steps.iter().find_map(|s| s.failure.clone()),
+        values: values_of(snap).into_iter().collect(),
     }
 }

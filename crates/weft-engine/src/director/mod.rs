@@ -85,6 +85,16 @@ pub enum Refusal {
     StoreFailed(String),
 }
 
+/// A plan to store before it is started (`Input::Start::create`), and who to tell once it is
+/// durable. Only the shell handles it; the director never does I/O.
+#[derive(Debug)]
+pub struct Creation {
+    /// The plan.
+    pub plan: weft_store::NewPlan,
+    /// Told whether it was stored.
+    pub stored: tokio::sync::oneshot::Sender<Result<(), weft_store::Error>>,
+}
+
 /// How a plan's execution ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanEnd {
@@ -96,6 +106,9 @@ pub struct PlanEnd {
     pub outcome: Outcome,
     /// The first failure, if any.
     pub failure: Option<Failure>,
+    /// The plan's values when it ended — its inputs and what its steps provided, by name —
+    /// for a caller that waits for it (empty otherwise).
+    pub values: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// An input to the director.
@@ -113,6 +126,9 @@ pub enum Input {
         inhibited: bool,
         /// Told when the plan ends (or is refused).
         waiter: Option<Waiter>,
+        /// A new plan to store first: the shell takes it out before the director sees the
+        /// input, and writes it right ahead of the director's first changes for it.
+        create: Option<Creation>,
     },
     /// An execution finished.
     Executed {
@@ -401,6 +417,7 @@ impl Director {
                 intent,
                 inhibited,
                 waiter,
+                create: _,
             } => {
                 let id = snapshot.plan.id;
                 if self.plans.contains_key(&id) {

@@ -838,6 +838,14 @@ impl PlanRun {
             state,
             outcome: Outcome::derive(self.steps.iter().map(|s| (s.state, s.warning.is_some()))),
             failure: self.first_failure.clone(),
+            values: match &self.waiter {
+                Some(_) => self
+                    .values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                None => Default::default(),
+            },
         };
         ctx.out.ended.push((end, self.waiter.take()));
     }

@@ -55,6 +55,7 @@ impl Harness {
             steps: self.steps.clone(),
         };
         self.feed(Input::Start {
+            create: None,
             snapshot: Box::new(snapshot),
             rescue,
             intent,
@@ -108,7 +109,9 @@ impl Harness {
                     cur.group = Some(progress);
                 }
                 Change::Bookkeeping { bookkeeping, .. } => self.plan.bookkeeping = bookkeeping,
-                Change::Reply { .. } => panic!("the director writes no replies (the shell does)"),
+                Change::Reply { .. } | Change::Unlock { .. } => {
+                    panic!("the director writes no replies or unlocks (the shell does)")
+                }
             }
         }
         for w in &actions.work {

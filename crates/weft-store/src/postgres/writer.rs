@@ -188,6 +188,7 @@ enum Row {
     Plan(PlanId),
     Step(PlanId, u32),
     Bookkeeping(PlanId),
+    Lock(PlanId),
     Reply(i64),
 }
 
@@ -207,6 +208,7 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
             Change::Group { plan, step, .. } => Row::Step(*plan, *step),
             Change::Bookkeeping { plan, .. } => Row::Bookkeeping(*plan),
             Change::Reply { message, .. } => Row::Reply(*message),
+            Change::Unlock { plan, .. } => Row::Lock(*plan),
         };
         let layer = layer_of.get(&row).map_or(0, |l| l + 1);
         layer_of.insert(row, layer);
@@ -284,7 +286,10 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                     p_data.push(data);
                     p_actor.push(by.to_string());
                 }
-                Change::Group { .. } | Change::Bookkeeping { .. } | Change::Reply { .. } => {
+                Change::Group { .. }
+                | Change::Bookkeeping { .. }
+                | Change::Reply { .. }
+                | Change::Unlock { .. } => {
                     let (sql, params, fenced) = change_sql(c)?;
                     singles.push(Planned {
                         covers: vec![index],
@@ -585,6 +590,7 @@ fn i32_of(v: u32) -> i32 {
 const CHANGE_GROUP: &str = "UPDATE steps SET group_progress = $4
     WHERE plan_id = $1 AND idx = $2 AND attempt = $3 AND state = 'running'";
 
+const RELEASE_OWNED: &str = "DELETE FROM locks WHERE plan_id = $1 AND owner = $2";
 const CHANGE_BOOKKEEPING: &str = "UPDATE plans SET phase = $2 WHERE id = $1";
 /// Answers a message still pending.
 const REPLY: &str =
@@ -631,6 +637,11 @@ fn change_sql(c: &Change) -> Result<(&'static str, Vec<Param>, bool)> {
                 false,
             )
         }
+        Change::Unlock { plan, owner } => (
+            RELEASE_OWNED,
+            vec![Box::new(plan.to_string()), Box::new(owner.clone())],
+            false,
+        ),
         Change::Plan { .. } | Change::Step { .. } => {
             return Err(Error::Backend(
                 "a transition outside a bulk statement (a bug in the writer)".into(),
@@ -675,7 +686,7 @@ async fn fence(conn: &mut Conn, c: &Change) -> Result<()> {
         Change::Group { step, attempt, .. } => {
             (Some(*step), format!("running (attempt {attempt})"))
         }
-        Change::Bookkeeping { .. } | Change::Reply { .. } => return Ok(()),
+        Change::Bookkeeping { .. } | Change::Reply { .. } | Change::Unlock { .. } => return Ok(()),
     };
     let found = match step {
         None => conn

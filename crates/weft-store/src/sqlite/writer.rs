@@ -83,9 +83,11 @@ fn wants(batch: &[Request], results: &[Result<Output>]) -> Want {
             (_, Err(_)) => {}
             // One plan's lock released by its executor: the plan ended or paused, nothing
             // to claim. A node's locks released at once: its plans wait for another.
-            (Write::Create(_) | Write::ReleaseLocks(_) | Write::InvalidateNode(_), _) => {
-                want.plans = true
+            // A new plan is for nodes only when no one took its lock as it was stored.
+            (Write::Create(plan), _) => {
+                want.plans |= plan.owner.is_none() && plan.state == plan::State::Planned
             }
+            (Write::ReleaseLocks(_) | Write::InvalidateNode(_), _) => want.plans = true,
             (Write::PromoteDue(..), Ok(Output::Due(due))) if !due.is_empty() => want.plans = true,
             (Write::Post(..), _) => want.mailbox = true,
             (Write::Reply(..), _) => want.replies = true,
@@ -516,6 +518,11 @@ fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
         }
         Change::Reply { message, reply, .. } => {
             write_reply(conn, *message, reply)?;
+        }
+        Change::Unlock { plan, owner } => {
+            conn.prepare_cached("DELETE FROM locks WHERE plan_id = ?1 AND owner = ?2")
+                .and_then(|mut s| s.execute(params![plan.to_string(), owner]))
+                .map_err(classify)?;
         }
     }
     if let Some(h) = c.transition() {
