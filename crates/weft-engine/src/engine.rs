@@ -510,20 +510,10 @@ impl Shell {
                     },
                 })
             }));
-            // A plan that stops or pauses gives its execution lock back in the same commit.
-            let ending: Vec<PlanId> = changes
-                .iter()
-                .filter_map(|c| match c {
-                    Change::Plan {
-                        plan,
-                        to: plan::State::Stopped | plan::State::Paused,
-                        ..
-                    } => Some(*plan),
-                    _ => None,
-                })
-                .collect();
-            changes.extend(ending.into_iter().map(|plan| Change::Unlock {
-                plan,
+            // A plan that ends here (stops, or pauses for an operator) gives its execution lock
+            // back in the same commit. Only its end: a takeover's passing `paused` does not.
+            changes.extend(actions.ended.iter().map(|(end, _)| Change::Unlock {
+                plan: end.plan,
                 owner: self.owner.clone(),
             }));
             // The plans to give up on should the write fail. Changes come grouped by plan, so
