@@ -224,31 +224,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
             }
             Ok(Output::Unit)
         }
-        Write::Claim(owner, limit, can_run) => {
-            // Only plans whose every Rust task the claimer can run (routing by capability).
-            let mut stmt = conn
-                .prepare_cached(
-                    "INSERT INTO locks (plan_id, owner, acquired_at)
-                     SELECT p.id, ?1, ?2 FROM plans p
-                     WHERE p.state IN ('planned', 'running')
-                       AND NOT EXISTS (SELECT 1 FROM locks l WHERE l.plan_id = p.id)
-                       AND NOT EXISTS (SELECT 1 FROM inhibitions i WHERE i.plan_id = p.id)
-                       AND (p.needs = '[]' OR NOT EXISTS (
-                            SELECT 1 FROM json_each(p.needs) n
-                            WHERE n.value NOT IN (SELECT value FROM json_each(?4))))
-                     ORDER BY p.id
-                     LIMIT ?3
-                     RETURNING plan_id",
-                )
-                .map_err(classify)?;
-            let can_run = to_json(can_run)?;
-            let ids: Vec<String> = stmt
-                .query_map(params![owner, now_millis(), limit, can_run], |r| r.get(0))
-                .map_err(classify)?
-                .collect::<std::result::Result<_, _>>()
-                .map_err(classify)?;
-            Ok(Output::Plans(parse_ids(ids)?))
-        }
+        Write::Claim(owner, limit, can_run) => claim(conn, owner, *limit, can_run),
         Write::PromoteDue(by, now) => promote_due(conn, by, *now).map(Output::Due),
         Write::Post(plan, command) => {
             let key = plan.to_string();
@@ -307,6 +283,55 @@ pub(super) fn plan_exists(conn: &Connection, key: &str) -> Result<bool> {
         .and_then(|mut s| s.query_row([key], |r| r.get::<_, i64>(0)).optional())
         .map(|r| r.is_some())
         .map_err(classify)
+}
+
+/// Takes the locks of up to `limit` waiting plans whose every Rust task is in `can_run`,
+/// oldest first. The needs are judged here, once per distinct list (plans of one flow share
+/// theirs), rather than by SQLite for every row; candidates are read a page at a time until
+/// `limit` are taken or none are left.
+fn claim(conn: &Connection, owner: &str, limit: u32, can_run: &[String]) -> Result<Output> {
+    let mut pick = conn
+        .prepare_cached(
+            "SELECT p.id, p.needs FROM plans p
+             WHERE p.state IN ('planned', 'running') AND p.id > ?1
+               AND NOT EXISTS (SELECT 1 FROM locks l WHERE l.plan_id = p.id)
+               AND NOT EXISTS (SELECT 1 FROM inhibitions i WHERE i.plan_id = p.id)
+             ORDER BY p.id
+             LIMIT ?2",
+        )
+        .map_err(classify)?;
+    let mut lock = conn
+        .prepare_cached("INSERT INTO locks (plan_id, owner, acquired_at) VALUES (?1, ?2, ?3)")
+        .map_err(classify)?;
+    let mut runnable: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let (mut taken, mut after) = (Vec::new(), String::new());
+    let now = now_millis();
+    while taken.len() < limit as usize {
+        let page: Vec<(String, String)> = pick
+            .query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(classify)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(classify)?;
+        let Some((last, _)) = page.last() else { break };
+        after = last.clone();
+        for (id, needs) in page {
+            let ok = match runnable.get(&needs) {
+                Some(ok) => *ok,
+                None => {
+                    let listed: Vec<String> = serde_json::from_str(&needs)
+                        .map_err(|e| Error::Corrupt(format!("plan {id}'s needs: {e}")))?;
+                    let ok = listed.iter().all(|n| can_run.contains(n));
+                    runnable.insert(needs, ok);
+                    ok
+                }
+            };
+            if ok && taken.len() < limit as usize {
+                lock.execute(params![id, owner, now]).map_err(classify)?;
+                taken.push(id);
+            }
+        }
+    }
+    Ok(Output::Plans(parse_ids(taken)?))
 }
 
 fn parse_ids(ids: Vec<String>) -> Result<Vec<PlanId>> {
