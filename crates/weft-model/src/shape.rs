@@ -368,6 +368,18 @@ impl<'de> de::Deserializer<'de> for Value<'_> {
 /// How deep the tracer follows nested values (a recursive type stops here).
 const MAX_DEPTH: u8 = 8;
 
+/// Gives `seed` a placeholder whose kind is not recorded (inside a field's value).
+fn unrecorded<'de, T: de::DeserializeSeed<'de>>(seed: T, depth: u8) -> Result<T::Value, Stop> {
+    let mut ignored = Field {
+        kind: Kind::Any,
+        optional: false,
+    };
+    seed.deserialize(Value {
+        field: &mut ignored,
+        depth,
+    })
+}
+
 /// The elements of a tuple: placeholders.
 struct Placeholders {
     left: usize,
@@ -385,15 +397,7 @@ impl<'de> de::SeqAccess<'de> for Placeholders {
             return Ok(None);
         }
         self.left -= 1;
-        let mut ignored = Field {
-            kind: Kind::Any,
-            optional: false,
-        };
-        seed.deserialize(Value {
-            field: &mut ignored,
-            depth: self.depth,
-        })
-        .map(Some)
+        unrecorded(seed, self.depth).map(Some)
     }
 }
 
@@ -421,14 +425,7 @@ impl<'de> de::VariantAccess<'de> for Variant {
     }
 
     fn newtype_variant_seed<T: de::DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Stop> {
-        let mut ignored = Field {
-            kind: Kind::Any,
-            optional: false,
-        };
-        seed.deserialize(Value {
-            field: &mut ignored,
-            depth: self.depth,
-        })
+        unrecorded(seed, self.depth)
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
@@ -513,6 +510,21 @@ mod tests {
                 ("tags", Kind::Array, false),
             ]
         );
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Node {
+        name: String,
+        next: Option<Box<Node>>,
+    }
+
+    #[test]
+    fn a_recursive_type_is_followed_only_so_far() {
+        let shape = Shape::of::<Node>().expect("a struct");
+        assert_eq!(shape.fields["name"].kind, Kind::String);
+        assert_eq!(shape.fields["next"].kind, Kind::Object);
+        assert!(shape.fields["next"].optional);
     }
 
     #[test]
