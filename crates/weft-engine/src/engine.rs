@@ -221,7 +221,10 @@ impl Engine {
                 stored: created_tx,
             }),
         );
-        let created = created_rx.await.unwrap_or(Err(weft_store::Error::Closed));
+        let created = match created_rx.await {
+            Ok(writing) => writing.await,
+            Err(_) => Err(weft_store::Error::Closed),
+        };
         let failed = created.as_ref().err().map(|e| e.to_string());
         let _ = stored.send(created);
         let result = match failed {
@@ -550,13 +553,10 @@ impl Shell {
         }
     }
 
-    /// Queues the new plans' writes now; each creator learns when its plan is durable.
+    /// Queues the new plans' writes now; each creator awaits its own.
     fn store_creations(&self, creations: &mut Vec<Creation>) {
         for c in creations.drain(..) {
-            let created = self.store.create_plan(c.plan);
-            tokio::spawn(async move {
-                let _ = c.stored.send(created.await);
-            });
+            let _ = c.stored.send(self.store.create_plan(c.plan));
         }
     }
 

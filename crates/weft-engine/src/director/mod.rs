@@ -87,12 +87,19 @@ pub enum Refusal {
 
 /// A plan to store before it is started (`Input::Start::create`), and who to tell once it is
 /// durable. Only the shell handles it; the director never does I/O.
-#[derive(Debug)]
 pub struct Creation {
     /// The plan.
     pub plan: weft_store::NewPlan,
-    /// Told whether it was stored.
-    pub stored: tokio::sync::oneshot::Sender<Result<(), weft_store::Error>>,
+    /// Given the write once it is queued; it resolves when the plan is stored, or why not.
+    pub stored: tokio::sync::oneshot::Sender<weft_store::BoxFuture<weft_store::Result<()>>>,
+}
+
+impl std::fmt::Debug for Creation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Creation")
+            .field("plan", &self.plan.id)
+            .finish()
+    }
 }
 
 /// How a plan's execution ended.
