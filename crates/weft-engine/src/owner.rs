@@ -29,12 +29,17 @@ pub async fn is_alive(store: &SharedStore, holder: &str) -> Result<bool, weft_st
     if holder.starts_with("weft@") {
         return Ok(!is_dead(holder));
     }
+    Ok(live_nodes(store).await?.iter().any(|n| n.id == holder))
+}
+
+/// The nodes whose heartbeat is recent, by the store's clock.
+pub async fn live_nodes(
+    store: &SharedStore,
+) -> Result<Vec<weft_store::NodeRecord>, weft_store::Error> {
     let now = store.clock().await?;
-    Ok(store
-        .nodes()
-        .await?
-        .iter()
-        .any(|n| n.id == holder && now - n.heartbeat_at < NODE_SILENCE))
+    let mut nodes = store.nodes().await?;
+    nodes.retain(|n| now - n.heartbeat_at < NODE_SILENCE);
+    Ok(nodes)
 }
 
 /// The live holder of plan `id`'s execution lock, if it has one.

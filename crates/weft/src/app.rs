@@ -14,6 +14,9 @@ use weft_model::flow::Flow;
 use weft_model::PlanId;
 use weft_store::{NewPlan, SharedStore};
 
+/// How long starting waits for the node's executor (it needs the store open).
+const EXECUTOR_START: Duration = Duration::from_secs(30);
+
 /// How to start an [`Engine`]: [`Engine::builder`].
 pub struct Builder {
     url: String,
@@ -95,7 +98,20 @@ impl Builder {
             let _ = stopped.await;
         }));
         // Ready once the executor runs (it frees what an earlier executor held first).
-        let _ = executor.wait_for(Option::is_some).await;
+        let ready = tokio::time::timeout(EXECUTOR_START, executor.wait_for(Option::is_some));
+        if !matches!(ready.await, Ok(Ok(_))) {
+            let _ = stop.send(());
+            let why = match running.await {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!(
+                    "its executor did not start within {} s",
+                    EXECUTOR_START.as_secs()
+                ),
+            };
+            return Err(Error::Engine(weft_engine::Error::Refused(format!(
+                "the engine's node did not start: {why}"
+            ))));
+        }
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,

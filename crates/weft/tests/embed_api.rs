@@ -211,3 +211,20 @@ async fn values_that_do_not_fit_a_typed_input_fail_the_step_naming_it() {
     assert!(matches!(unknown, Error::Input(_)), "{unknown:?}");
     engine.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn an_unreachable_store_is_a_clear_error_at_start() {
+    let err = Engine::builder("postgres://weft@127.0.0.1:1/nowhere")
+        .start()
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    let err = Engine::builder("mysql://x")
+        .start()
+        .await
+        .err()
+        .expect("no such store");
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+}

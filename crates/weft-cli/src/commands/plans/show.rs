@@ -61,12 +61,7 @@ async fn waiting_for(
     if !waits || needs.is_empty() {
         return Ok(None);
     }
-    let mut live = Vec::new();
-    for n in store.nodes().await? {
-        if weft_engine::owner::is_alive(store, &n.id).await? {
-            live.push(n);
-        }
-    }
+    let live = weft_engine::owner::live_nodes(store).await?;
     if live
         .iter()
         .any(|n| needs.iter().all(|x| n.capabilities.contains(x)))
