@@ -5,6 +5,9 @@
 //! - [`plan`] and [`step`]: the state machines of an execution plan and of its steps, each with
 //!   the one function that says which transitions are allowed.
 //! - [`group`]: groups of tasks under lifecycle hooks, and the progress a running group keeps.
+//! - [`command`]: a command task — argv, revert, environment, working directory.
+//! - [`shape`]: the fields of a typed task's input or output, read from its serde type.
+//! - [`job`]: the job board's rules (TaskFlow's): priorities, job states, who may claim.
 //! - [`failure`]: what went wrong, in a shape that serializes to TaskFlow's failure dict.
 //! - [`duration`]: the `"500ms"`, `"10s"`, `"5m"` notation used in flow files.
 #![deny(missing_docs)]
@@ -15,6 +18,7 @@ pub mod duration;
 pub mod failure;
 pub mod flow;
 pub mod group;
+pub mod job;
 pub mod plan;
 pub mod shape;
 pub mod step;
