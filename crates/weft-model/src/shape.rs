@@ -184,7 +184,9 @@ impl<'de> de::MapAccess<'de> for Fields<'_> {
     }
 
     fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Stop> {
-        let name = self.names[self.next];
+        let Some(&name) = self.names.get(self.next) else {
+            return Err(Stop("a value without its field".into()));
+        };
         self.next += 1;
         let mut field = Field {
             kind: Kind::Any,

@@ -66,20 +66,22 @@ impl Builder {
     /// the node: plans this application was executing when it last stopped are taken up again.
     pub async fn start(self) -> Result<Engine, Error> {
         let store = weft_store::open(&self.url).await?;
-        let opener: Opener = if self.url.starts_with("memory:") {
-            // Nothing to reopen: the one store lives as long as the process.
-            let store = store.clone();
-            Arc::new(move || {
-                let store = store.clone();
-                Box::pin(async move { Ok(store) })
+        // The node starts on this same store — one writer per process, as everywhere in weft
+        // — and reopens the URL only after a failure (an in-memory store is never reopened).
+        let first = Mutex::new(Some(store.clone()));
+        let reopen = (!self.url.starts_with("memory:")).then(|| self.url.clone());
+        let kept = store.clone();
+        let opener: Opener = Arc::new(move || {
+            let given = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let (reopen, kept) = (reopen.clone(), kept.clone());
+            Box::pin(async move {
+                match (given, reopen) {
+                    (Some(store), _) => Ok(store),
+                    (None, Some(url)) => weft_store::open(&url).await,
+                    (None, None) => Ok(kept),
+                }
             })
-        } else {
-            let url = self.url.clone();
-            Arc::new(move || {
-                let url = url.clone();
-                Box::pin(async move { weft_store::open(&url).await })
-            })
-        };
+        });
         let mut config = NodeConfig::new(self.name.unwrap_or_else(default_name));
         if let Some(p) = self.parallelism {
             config.parallelism = p;
