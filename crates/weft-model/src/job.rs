@@ -13,6 +13,41 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// A job's id: a UUIDv7, so ids sort by posting time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub uuid::Uuid);
+
+impl JobId {
+    /// A fresh id.
+    pub fn new() -> Self {
+        JobId(uuid::Uuid::now_v7())
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(JobId)
+    }
+}
+
+/// How many times a job may be claimed without being consumed before it goes to the trash
+/// (TaskFlow's "endless cycling" fix, made automatic).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
 /// A job's priority (modelled after Hadoop's, as TaskFlow's is). Ordered most urgent first:
 /// `VeryHigh < High < Normal < Low < VeryLow`, so sorting puts what to claim first first.
 #[derive(
@@ -92,7 +127,8 @@ pub fn reorder<T>(pairs: Vec<(Priority, T)>) -> Result<Vec<T>, String> {
     Ok(pairs.into_iter().map(|(_, v)| v).collect())
 }
 
-/// A job's state (TaskFlow's `states.UNCLAIMED`, `CLAIMED`, `COMPLETE`).
+/// A job's state (TaskFlow's `states.UNCLAIMED`, `CLAIMED`, `COMPLETE`), and `trashed`: off
+/// the board, kept for review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -102,12 +138,16 @@ pub enum State {
     Claimed,
     /// Consumed (done) — or gone from the board.
     Complete,
+    /// Broken: taken off the board by its owner, an operator, or after too many attempts;
+    /// kept for review, and put back by a retry.
+    Trashed,
 }
 
 impl State {
     /// Whether the job may move from `self` to `to`: `unclaimed → claimed`, `claimed →
-    /// unclaimed` (abandoned, or the claim lost), `claimed → complete`. Moving to the same
-    /// state is allowed and changes nothing.
+    /// unclaimed` (abandoned, or the claim lost), `claimed → complete`; to `trashed` from the
+    /// board (`unclaimed` only by force), and back by a retry. Moving to the same state is
+    /// allowed and changes nothing.
     pub fn allows(self, to: State) -> bool {
         self == to
             || matches!(
@@ -115,17 +155,45 @@ impl State {
                 (State::Unclaimed, State::Claimed)
                     | (State::Claimed, State::Unclaimed)
                     | (State::Claimed, State::Complete)
+                    | (State::Claimed | State::Unclaimed, State::Trashed)
+                    | (State::Trashed, State::Unclaimed)
             )
+    }
+
+    /// Its name in the store and on screen.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Unclaimed => "unclaimed",
+            State::Claimed => "claimed",
+            State::Complete => "complete",
+            State::Trashed => "trashed",
+        }
+    }
+
+    /// Whether the job is on the board (claimable now or later).
+    pub fn on_board(self) -> bool {
+        matches!(self, State::Unclaimed | State::Claimed)
+    }
+}
+
+impl std::str::FromStr for State {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            State::Unclaimed,
+            State::Claimed,
+            State::Complete,
+            State::Trashed,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| format!("unknown job state `{s}`"))
     }
 }
 
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            State::Unclaimed => "unclaimed",
-            State::Claimed => "claimed",
-            State::Complete => "complete",
-        })
+        f.write_str(self.as_str())
     }
 }
 
@@ -169,7 +237,9 @@ pub fn check_who(who: &str) -> Result<(), BoardError> {
 pub fn may_claim(posted: bool, owner: Option<&str>, who: &str) -> Result<(), BoardError> {
     check_who(who)?;
     match state_of(posted, owner) {
-        State::Complete => Err(BoardError::NotFound("the job is not on the board".into())),
+        State::Complete | State::Trashed => {
+            Err(BoardError::NotFound("the job is not on the board".into()))
+        }
         State::Claimed => Err(BoardError::UnclaimableJob(format!(
             "the job is already claimed by {}",
             owner.unwrap_or_default()
@@ -200,6 +270,148 @@ pub fn may_release(
         ))),
         (true, Some(_)) => Ok(()),
     }
+}
+
+/// How a claim ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Done: the job leaves the board (TaskFlow's `consume`).
+    Consume,
+    /// Given back for another to claim (TaskFlow's `abandon`); once the job has been claimed
+    /// `max_attempts` times, it goes to the trash instead.
+    Abandon,
+    /// Broken: off the board, kept for review (TaskFlow's `trash`). With `force`, an operator
+    /// trashes a job that is not theirs, claimed or not.
+    Trash {
+        /// Whether someone other than the owner may trash it.
+        force: bool,
+    },
+}
+
+impl Release {
+    /// The verb, for messages and history: `consume`, `abandon`, `trash`.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Release::Consume => "consume",
+            Release::Abandon => "abandon",
+            Release::Trash { .. } => "trash",
+        }
+    }
+}
+
+/// What the board holds of a job, as far as its transitions care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing<'a> {
+    /// Its state.
+    pub state: State,
+    /// Who holds its claim.
+    pub owner: Option<&'a str>,
+    /// How many times it has been claimed (the number of the current claim, if claimed).
+    pub attempts: u32,
+    /// How many claims it gets before it goes to the trash.
+    pub max_attempts: u32,
+}
+
+/// Where a decision moves a job, and why (for its history).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// The state it goes to.
+    pub to: State,
+    /// Why, when it is not plain from the move (a job trashed after too many attempts).
+    pub note: Option<String>,
+}
+
+/// Whether `who` may claim the job (TaskFlow's rules: a claimed job is unclaimable, even by
+/// its owner; one off the board is not found).
+pub fn claim(job: Standing<'_>, who: &str) -> Result<Move, BoardError> {
+    may_claim(job.state.on_board(), job.owner, who)?;
+    Ok(Move {
+        to: State::Claimed,
+        note: None,
+    })
+}
+
+/// Whether `who` may end its claim on the job `how`, and where the job goes. `attempt`, when
+/// given, fences the write: a claimer whose claim was lost and taken again (a later attempt)
+/// is refused with `JobFailure` even if it has the same name.
+pub fn release(
+    job: Standing<'_>,
+    who: &str,
+    attempt: Option<u32>,
+    how: Release,
+) -> Result<Move, BoardError> {
+    check_who(who)?;
+    let verb = how.verb();
+    match job.state {
+        State::Complete => {
+            return Err(BoardError::NotFound(format!(
+                "cannot {verb} a job that is complete"
+            )))
+        }
+        State::Trashed => {
+            return Err(BoardError::NotFound(format!(
+                "cannot {verb} a job that is in the trash"
+            )))
+        }
+        State::Unclaimed | State::Claimed => {}
+    }
+    if how == (Release::Trash { force: true }) {
+        return Ok(Move {
+            to: State::Trashed,
+            note: Some(format!("trashed by {who}")),
+        });
+    }
+    may_release(true, job.owner, who, verb)?;
+    if let Some(attempt) = attempt.filter(|a| *a != job.attempts) {
+        return Err(BoardError::JobFailure(format!(
+            "cannot {verb} the job: claim {attempt} was lost (the job is on claim {})",
+            job.attempts
+        )));
+    }
+    Ok(match how {
+        Release::Consume => Move {
+            to: State::Complete,
+            note: None,
+        },
+        Release::Abandon => lose(job, &format!("abandoned by {who}")),
+        Release::Trash { .. } => Move {
+            to: State::Trashed,
+            note: Some(format!("trashed by {who}")),
+        },
+    })
+}
+
+/// Where a claimed job goes when its claim ends without consuming it (abandoned, or its owner
+/// lost): back on the board, or to the trash once it has had `max_attempts` claims.
+pub fn lose(job: Standing<'_>, why: &str) -> Move {
+    if job.attempts >= job.max_attempts {
+        Move {
+            to: State::Trashed,
+            note: Some(format!(
+                "{why}, after {} of {} attempts",
+                job.attempts, job.max_attempts
+            )),
+        }
+    } else {
+        Move {
+            to: State::Unclaimed,
+            note: Some(why.to_string()),
+        }
+    }
+}
+
+/// Whether a trashed job may go back on the board.
+pub fn retry(job: Standing<'_>) -> Result<Move, BoardError> {
+    if job.state != State::Trashed {
+        return Err(BoardError::NotFound(format!(
+            "only a trashed job can be retried; this one is {}",
+            job.state
+        )));
+    }
+    Ok(Move {
+        to: State::Unclaimed,
+        note: Some("retried from the trash".into()),
+    })
 }
 
 #[cfg(test)]
@@ -251,6 +463,10 @@ mod tests {
             (Unclaimed, Complete, false),
             (Complete, Claimed, false),
             (Complete, Unclaimed, false),
+            (Claimed, Trashed, true),
+            (Trashed, Unclaimed, true),
+            (Trashed, Claimed, false),
+            (Complete, Trashed, false),
         ] {
             assert_eq!(from.allows(to), ok, "{from} -> {to}");
         }
@@ -292,5 +508,65 @@ mod tests {
                 Err(BoardError::EmptyWho)
             );
         }
+    }
+
+    fn standing(state: State, owner: Option<&str>, attempts: u32) -> Standing<'_> {
+        Standing {
+            state,
+            owner,
+            attempts,
+            max_attempts: 3,
+        }
+    }
+
+    #[test]
+    fn a_lost_claim_cannot_release_and_abandons_end_in_the_trash() {
+        let held = standing(State::Claimed, Some("a"), 2);
+        assert_eq!(
+            release(held, "a", Some(2), Release::Consume).map(|m| m.to),
+            Ok(State::Complete)
+        );
+        // The claim was lost and taken again by the same name: attempt 1 is fenced off.
+        assert!(matches!(
+            release(held, "a", Some(1), Release::Consume),
+            Err(BoardError::JobFailure(_))
+        ));
+        assert_eq!(
+            release(held, "a", None, Release::Abandon).map(|m| m.to),
+            Ok(State::Unclaimed)
+        );
+        let last = standing(State::Claimed, Some("a"), 3);
+        assert_eq!(
+            release(last, "a", None, Release::Abandon).map(|m| m.to),
+            Ok(State::Trashed)
+        );
+        assert_eq!(lose(last, "owner lost").to, State::Trashed);
+        // Forced trash by an operator, claimed or not; never of a finished job.
+        assert_eq!(
+            release(held, "ops", None, Release::Trash { force: true }).map(|m| m.to),
+            Ok(State::Trashed)
+        );
+        assert!(matches!(
+            release(held, "ops", None, Release::Trash { force: false }),
+            Err(BoardError::JobFailure(_))
+        ));
+        assert!(matches!(
+            release(
+                standing(State::Complete, None, 1),
+                "ops",
+                None,
+                Release::Trash { force: true }
+            ),
+            Err(BoardError::NotFound(_))
+        ));
+        assert_eq!(
+            retry(standing(State::Trashed, None, 3)).map(|m| m.to),
+            Ok(State::Unclaimed)
+        );
+        assert!(retry(held).is_err());
+        assert!(matches!(
+            claim(standing(State::Trashed, None, 3), "a"),
+            Err(BoardError::NotFound(_))
+        ));
     }
 }

@@ -22,7 +22,7 @@ pub enum Error {
     #[error("no plan {0}")]
     NotFound(String),
     /// An id prefix matching several plans.
-    #[error("plan id `{0}` is ambiguous; give more of it")]
+    #[error("id `{0}` is ambiguous; give more of it")]
     Ambiguous(String),
     /// Someone else holds the plan's execution lock.
     #[error("plan {plan} is being executed by {owner}")]
@@ -61,6 +61,10 @@ pub enum Error {
     /// Something this build does not do.
     #[error("{0}")]
     Unsupported(String),
+    /// The job board refused (TaskFlow's `NotFound`, `UnclaimableJob`, `JobFailure`, or an
+    /// empty owner).
+    #[error("{0}")]
+    Job(#[from] weft_model::job::BoardError),
     /// The store was closed.
     #[error("the store is closed")]
     Closed,

@@ -14,6 +14,7 @@
 
 mod codec;
 mod error;
+pub mod jobs;
 mod mailbox;
 pub mod memory;
 pub mod postgres;
@@ -22,6 +23,7 @@ mod record;
 pub mod sqlite;
 
 pub use error::Error;
+pub use jobs::{Entity, JobFilter, JobRecord, JobTransition, NewJob};
 pub use mailbox::wait_for_reply;
 pub use record::{
     Change, Due, HistoryEntry, Instruction, Message, NewPlan, NodeRecord, PlanFilter, PlanRecord,
@@ -31,6 +33,7 @@ pub use record::{
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use weft_model::job::{JobId, Release};
 use weft_model::{Millis, PlanId};
 
 /// A boxed future, so that [`Store`] can be used as a trait object.
@@ -170,6 +173,58 @@ pub trait Store: Send + Sync + 'static {
 
     /// What became of a message.
     fn reply_of(&self, id: i64) -> BoxFuture<Result<Reply>>;
+
+    // The job board (TaskFlow's): see [`jobs`] and [`weft_model::job`] for the rules. Refusals
+    // are [`Error::Job`] with TaskFlow's error names. A plan that stops completes the job it
+    // runs in the same commit, if that job is claimed; a node that is invalidated loses its
+    // claims (back on the board, or to the trash once a job had `max_attempts` claims).
+
+    /// Posts a job, unclaimed (TaskFlow's `post`); wakes whoever waits for jobs.
+    fn post_job(&self, job: NewJob) -> BoxFuture<Result<JobRecord>>;
+
+    /// A job, wherever it stands (on the board, complete, or in the trash).
+    fn job(&self, id: JobId) -> BoxFuture<Result<JobRecord>>;
+
+    /// The job whose id is `text` or starts with it.
+    fn resolve_job(&self, text: String) -> BoxFuture<Result<JobId>>;
+
+    /// Jobs in claim order: most urgent first, oldest first within a priority.
+    fn list_jobs(&self, filter: JobFilter) -> BoxFuture<Result<Vec<JobRecord>>>;
+
+    /// Claims one job for `who` (TaskFlow's `claim`); the record returned carries the claim's
+    /// attempt number, which fences its later writes.
+    fn claim_job(&self, id: JobId, who: String) -> BoxFuture<Result<JobRecord>>;
+
+    /// Claims, for `who`, up to `limit` unclaimed jobs in claim order whose every Rust task is
+    /// in `can_run`, in one write; jobs that another claimer is taking right now are skipped.
+    fn claim_jobs(
+        &self,
+        who: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<JobRecord>>>;
+
+    /// Ends `who`'s claim on a job `how` (consume, abandon, trash), fenced by `attempt` when
+    /// given; returns the job as it now stands.
+    fn release_job(
+        &self,
+        id: JobId,
+        who: String,
+        attempt: Option<u32>,
+        how: Release,
+    ) -> BoxFuture<Result<JobRecord>>;
+
+    /// Puts a trashed job back on the board with its attempts reset and a new plan.
+    fn retry_job(&self, id: JobId, by: String) -> BoxFuture<Result<JobRecord>>;
+
+    /// Every transition of a job, oldest first.
+    fn job_history(&self, id: JobId) -> BoxFuture<Result<Vec<JobTransition>>>;
+
+    /// Registers an entity with the board (TaskFlow's `register_entity`), or refreshes it.
+    fn register_entity(&self, entity: Entity) -> BoxFuture<Result<()>>;
+
+    /// Every registered entity.
+    fn entities(&self) -> BoxFuture<Result<Vec<Entity>>>;
 }
 
 /// A shared store.
@@ -184,6 +239,8 @@ pub struct Hints {
     pub mailbox: u64,
     /// Messages were answered.
     pub replies: u64,
+    /// Jobs became claimable (posted, abandoned, lost, retried).
+    pub jobs: u64,
 }
 
 /// A database URL fit to print: its password, if any, masked.

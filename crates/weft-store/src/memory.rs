@@ -3,11 +3,13 @@
 
 use crate::record::{judge_prerequisites, promotion, Readiness};
 use crate::{
-    BoxFuture, Change, Due, Error, HistoryEntry, Instruction, Message, NewPlan, NodeRecord,
-    PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
+    BoxFuture, Change, Due, Entity, Error, HistoryEntry, Instruction, JobFilter, JobRecord,
+    JobTransition, Message, NewJob, NewPlan, NodeRecord, PlanFilter, PlanRecord, PlanSnapshot,
+    PlanSummary, Reply, Result, StepRecord, Store,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use weft_model::job::{self, BoardError, JobId};
 use weft_model::plan::{self, Outcome};
 use weft_model::{step, PlanId};
 
@@ -26,6 +28,143 @@ struct Inner {
     mailbox: Vec<(Message, Reply)>,
     /// Every capability a node has registered.
     capabilities: std::collections::BTreeSet<String>,
+    jobs: Jobs,
+}
+
+/// The job board: postings, their histories, and the registered entities.
+#[derive(Default)]
+struct Jobs {
+    jobs: HashMap<JobId, JobRecord>,
+    history: HashMap<JobId, Vec<JobTransition>>,
+    entities: BTreeMap<(String, String), Entity>,
+}
+
+impl Jobs {
+    fn get(&self, id: JobId) -> Result<&JobRecord> {
+        self.jobs
+            .get(&id)
+            .ok_or_else(|| Error::Job(BoardError::NotFound(format!("job {id} does not exist"))))
+    }
+
+    fn record(&mut self, job: &JobRecord, from: Option<job::State>, by: &str) {
+        self.history.entry(job.id).or_default().push(JobTransition {
+            at: job.modified_at,
+            from,
+            to: job.state,
+            by: by.to_string(),
+            attempt: job.attempts,
+            note: job.note.clone(),
+        });
+    }
+
+    /// Moves a job and records it; returns it as it now stands.
+    fn moved(
+        &mut self,
+        id: JobId,
+        mv: job::Move,
+        owner: Option<String>,
+        by: &str,
+        then: impl FnOnce(&mut JobRecord),
+    ) -> JobRecord {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            unreachable!("a job just read is there")
+        };
+        let from = job.state;
+        job.state = mv.to;
+        job.owner = owner;
+        job.note = mv.note;
+        job.modified_at = weft_model::now_millis();
+        then(job);
+        let job = job.clone();
+        self.record(&job, Some(from), by);
+        job
+    }
+
+    fn post(&mut self, new: &NewJob) -> Result<JobRecord> {
+        if self.jobs.contains_key(&new.id) {
+            return Err(Error::Job(BoardError::JobFailure(format!(
+                "a job with id {} exists already",
+                new.id
+            ))));
+        }
+        let job = new.record(weft_model::now_millis());
+        self.record(&job, None, "post");
+        self.jobs.insert(job.id, job.clone());
+        Ok(job)
+    }
+
+    fn claim(&mut self, id: JobId, who: &str) -> Result<JobRecord> {
+        job::check_who(who)?;
+        let mv = job::claim(self.get(id)?.standing(), who)?;
+        Ok(self.moved(id, mv, Some(who.to_string()), who, |j| j.attempts += 1))
+    }
+
+    fn claim_many(&mut self, who: &str, limit: u32, can_run: &[String]) -> Result<Vec<JobRecord>> {
+        job::check_who(who)?;
+        let mut open: Vec<&JobRecord> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == job::State::Unclaimed)
+            .filter(|j| j.needs.iter().all(|n| can_run.contains(n)))
+            .collect();
+        open.sort_by_key(|j| crate::jobs::claim_order(j));
+        let ids: Vec<JobId> = open.iter().take(limit as usize).map(|j| j.id).collect();
+        ids.into_iter().map(|id| self.claim(id, who)).collect()
+    }
+
+    fn release(
+        &mut self,
+        id: JobId,
+        who: &str,
+        attempt: Option<u32>,
+        how: job::Release,
+    ) -> Result<JobRecord> {
+        job::check_who(who)?;
+        let mv = job::release(self.get(id)?.standing(), who, attempt, how)?;
+        let owner = (mv.to == job::State::Complete).then(|| who.to_string());
+        Ok(self.moved(id, mv, owner, who, |_| {}))
+    }
+
+    fn retry(&mut self, id: JobId, by: &str) -> Result<JobRecord> {
+        let mv = job::retry(self.get(id)?.standing())?;
+        Ok(self.moved(id, mv, None, by, |j| {
+            j.attempts = 0;
+            j.plan = PlanId::new();
+        }))
+    }
+
+    fn lose_claims(&mut self, owner: &str) {
+        let lost: Vec<(JobId, job::Move)> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == job::State::Claimed && j.owner.as_deref() == Some(owner))
+            .map(|j| {
+                (
+                    j.id,
+                    job::lose(j.standing(), &format!("its owner {owner} was lost")),
+                )
+            })
+            .collect();
+        for (id, mv) in lost {
+            self.moved(id, mv, None, "invalidation", |_| {});
+        }
+    }
+
+    fn complete_with_plan(&mut self, plan: PlanId, by: &str) {
+        let Some(job) = self
+            .jobs
+            .values()
+            .find(|j| j.plan == plan && j.state == job::State::Claimed)
+        else {
+            return;
+        };
+        let (id, owner) = (job.id, job.owner.clone());
+        let mv = job::Move {
+            to: job::State::Complete,
+            note: Some(format!("its plan {plan} stopped")),
+        };
+        self.moved(id, mv, owner, by, |_| {});
+    }
 }
 
 struct Entry {
@@ -183,6 +322,7 @@ impl Inner {
                 }
                 if to == plan::State::Stopped {
                     entry.plan.ended_at = Some(at);
+                    self.jobs.complete_with_plan(entry.plan.id, by);
                 }
             }
             Change::Step { step, .. } => {
@@ -412,6 +552,7 @@ impl Store for MemoryStore {
     fn invalidate_node(&self, node: String) -> BoxFuture<Result<Vec<PlanId>>> {
         let mut inner = self.lock();
         inner.nodes.remove(&node);
+        inner.jobs.lose_claims(&node);
         let released: Vec<PlanId> = inner
             .locks
             .iter()
@@ -569,5 +710,96 @@ impl Store for MemoryStore {
                 .map(|(_, r)| r.clone())
                 .ok_or_else(|| Error::NotFound(format!("message {id}"))),
         )
+    }
+
+    fn post_job(&self, job: NewJob) -> BoxFuture<Result<JobRecord>> {
+        ready(self.lock().jobs.post(&job))
+    }
+
+    fn job(&self, id: JobId) -> BoxFuture<Result<JobRecord>> {
+        ready(self.lock().jobs.get(id).cloned())
+    }
+
+    fn resolve_job(&self, text: String) -> BoxFuture<Result<JobId>> {
+        let found = crate::jobs::check_prefix(&text).and_then(|()| {
+            let prefix = text.to_ascii_lowercase();
+            let ids: Vec<String> = self
+                .lock()
+                .jobs
+                .jobs
+                .keys()
+                .map(|id| id.to_string())
+                .filter(|id| id.starts_with(&prefix))
+                .take(2)
+                .collect();
+            crate::jobs::resolved(&text, ids)
+        });
+        ready(found)
+    }
+
+    fn list_jobs(&self, filter: JobFilter) -> BoxFuture<Result<Vec<JobRecord>>> {
+        let inner = self.lock();
+        let mut jobs: Vec<JobRecord> = inner
+            .jobs
+            .jobs
+            .values()
+            .filter(|j| filter.admits(j.state))
+            .cloned()
+            .collect();
+        jobs.sort_by_key(crate::jobs::claim_order);
+        if let Some(limit) = filter.limit {
+            jobs.truncate(limit as usize);
+        }
+        ready(Ok(jobs))
+    }
+
+    fn claim_job(&self, id: JobId, who: String) -> BoxFuture<Result<JobRecord>> {
+        ready(self.lock().jobs.claim(id, &who))
+    }
+
+    fn claim_jobs(
+        &self,
+        who: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<JobRecord>>> {
+        ready(self.lock().jobs.claim_many(&who, limit, &can_run))
+    }
+
+    fn release_job(
+        &self,
+        id: JobId,
+        who: String,
+        attempt: Option<u32>,
+        how: job::Release,
+    ) -> BoxFuture<Result<JobRecord>> {
+        ready(self.lock().jobs.release(id, &who, attempt, how))
+    }
+
+    fn retry_job(&self, id: JobId, by: String) -> BoxFuture<Result<JobRecord>> {
+        ready(self.lock().jobs.retry(id, &by))
+    }
+
+    fn job_history(&self, id: JobId) -> BoxFuture<Result<Vec<JobTransition>>> {
+        let inner = self.lock();
+        ready(
+            inner
+                .jobs
+                .get(id)
+                .map(|_| inner.jobs.history.get(&id).cloned().unwrap_or_default()),
+        )
+    }
+
+    fn register_entity(&self, entity: Entity) -> BoxFuture<Result<()>> {
+        ready(crate::jobs::check_entity(&entity).map(|()| {
+            self.lock()
+                .jobs
+                .entities
+                .insert((entity.kind.clone(), entity.name.clone()), entity);
+        }))
+    }
+
+    fn entities(&self) -> BoxFuture<Result<Vec<Entity>>> {
+        ready(Ok(self.lock().jobs.entities.values().cloned().collect()))
     }
 }

@@ -1,8 +1,12 @@
 //! Writes as the durable backends queue them for their one writer: what to write, and what a
 //! write answers once its transaction committed.
 
-use crate::{BoxFuture, Change, Due, Error, Instruction, NewPlan, NodeRecord, Reply, Result};
+use crate::{
+    BoxFuture, Change, Due, Entity, Error, Instruction, JobRecord, NewJob, NewPlan, NodeRecord,
+    Reply, Result,
+};
 use tokio::sync::oneshot;
+use weft_model::job::{JobId, Release};
 use weft_model::{Millis, PlanId};
 
 /// A write and where to send its result.
@@ -27,6 +31,12 @@ pub(crate) enum Write {
     PromoteDue(String, Millis),
     Post(PlanId, Instruction),
     Reply(i64, Reply),
+    PostJob(Box<NewJob>),
+    ClaimJob(JobId, String),
+    ClaimJobs(String, u32, Vec<String>),
+    ReleaseJob(JobId, String, Option<u32>, Release),
+    RetryJob(JobId, String),
+    RegisterEntity(Entity),
     /// SQLite: a checkpoint of the write-ahead log (outside any transaction).
     Checkpoint,
     /// SQLite: a consistent copy of the database into a new file (outside any transaction).
@@ -40,6 +50,7 @@ pub(crate) enum Output {
     Due(Vec<Due>),
     Id(i64),
     Bool(bool),
+    Jobs(Vec<JobRecord>),
 }
 
 fn unexpected() -> Error {
@@ -66,6 +77,17 @@ impl Output {
             Output::Id(id) => Ok(id),
             _ => Err(unexpected()),
         }
+    }
+
+    pub(crate) fn into_jobs(self) -> Result<Vec<JobRecord>> {
+        match self {
+            Output::Jobs(j) => Ok(j),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn into_job(self) -> Result<JobRecord> {
+        self.into_jobs()?.pop().ok_or_else(unexpected)
     }
 
     pub(crate) fn into_bool(self) -> Result<bool> {
@@ -101,6 +123,18 @@ pub(crate) trait Queue {
     fn write(&self, write: Write) -> BoxFuture<Result<()>> {
         let done = self.submit(write);
         Box::pin(async move { done.await.map(drop) })
+    }
+
+    /// A write that answers jobs.
+    fn write_jobs(&self, write: Write) -> BoxFuture<Result<Vec<JobRecord>>> {
+        let done = self.submit(write);
+        Box::pin(async move { done.await?.into_jobs() })
+    }
+
+    /// A write that answers one job.
+    fn write_job(&self, write: Write) -> BoxFuture<Result<JobRecord>> {
+        let done = self.submit(write);
+        Box::pin(async move { done.await?.into_job() })
     }
 
     /// A write that answers plans.

@@ -4,9 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use weft_model::flow::FlowBuilder;
+use weft_model::job::{BoardError, JobId, Priority, Release, State as JobState};
 use weft_model::plan::{self, Outcome};
 use weft_model::{now_millis, step, Failure, PlanId};
-use weft_store::{Change, Error, NewPlan, PlanFilter, SharedStore, StepRecord};
+use weft_store::{
+    Change, Entity, Error, JobFilter, NewJob, NewPlan, PlanFilter, SharedStore, StepRecord,
+};
 
 fn new_plan() -> NewPlan {
     let flow = FlowBuilder::linear("conf")
@@ -861,6 +864,425 @@ async fn an_unlock_lands_with_the_changes_and_only_for_its_holder(store: SharedS
     );
 }
 
+// The job board: TaskFlow's jobboard tests (test_posting_*, test_iterjobs*, priority order),
+// plus weft's leases, fencing, attempts and plan-bound completion.
+
+fn new_job(name: &str, priority: Priority) -> NewJob {
+    NewJob {
+        name: name.into(),
+        priority,
+        ..NewJob::new(new_plan().flow, BTreeMap::new())
+    }
+}
+
+fn board_error(e: Error) -> BoardError {
+    match e {
+        Error::Job(b) => b,
+        other => panic!("expected a board error, got {other:?}"),
+    }
+}
+
+async fn board_ids(store: &SharedStore, filter: JobFilter) -> Vec<JobId> {
+    store
+        .list_jobs(filter)
+        .await
+        .expect("list")
+        .iter()
+        .map(|j| j.id)
+        .collect()
+}
+
+async fn posting_claim_consume_follow_taskflows_rules(store: SharedStore) {
+    let job = store
+        .post_job(new_job("j", Priority::Normal))
+        .await
+        .expect("post");
+    assert_eq!(job.state, JobState::Unclaimed);
+    assert_eq!(job.owner, None);
+    assert_eq!(board_ids(&store, JobFilter::default()).await, vec![job.id]);
+    // test_posting_abandon_no_owner
+    let e = store
+        .release_job(job.id, "me".into(), None, Release::Abandon)
+        .await
+        .expect_err("abandon unclaimed");
+    assert!(matches!(board_error(e), BoardError::NotFound(_)));
+    // check_who
+    let e = store
+        .claim_job(job.id, String::new())
+        .await
+        .expect_err("empty owner");
+    assert_eq!(board_error(e), BoardError::EmptyWho);
+    // test_posting_claim
+    let claimed = store.claim_job(job.id, "me".into()).await.expect("claim");
+    assert_eq!(claimed.state, JobState::Claimed);
+    assert_eq!(claimed.owner.as_deref(), Some("me"));
+    assert_eq!(claimed.attempts, 1);
+    assert_eq!(
+        board_ids(
+            &store,
+            JobFilter {
+                only_unclaimed: true,
+                ..JobFilter::default()
+            }
+        )
+        .await,
+        Vec::<JobId>::new(),
+        "iterjobs(only_unclaimed) leaves claimed jobs out"
+    );
+    assert_eq!(board_ids(&store, JobFilter::default()).await, vec![job.id]);
+    // test_posting_claim_same_owner and test_posting_claim_diff_owner
+    for who in ["me", "you"] {
+        let e = store
+            .claim_job(job.id, who.into())
+            .await
+            .expect_err("claimed");
+        assert!(matches!(board_error(e), BoardError::UnclaimableJob(_)));
+    }
+    // Consume or abandon by someone else: JobFailure; nothing changes.
+    for how in [
+        Release::Consume,
+        Release::Abandon,
+        Release::Trash { force: false },
+    ] {
+        let e = store
+            .release_job(job.id, "you".into(), None, how)
+            .await
+            .expect_err("not the owner");
+        assert!(matches!(board_error(e), BoardError::JobFailure(_)));
+    }
+    assert_eq!(
+        store.job(job.id).await.expect("job").owner.as_deref(),
+        Some("me")
+    );
+    // test_posting_claim_consume
+    let done = store
+        .release_job(job.id, "me".into(), Some(1), Release::Consume)
+        .await
+        .expect("consume");
+    assert_eq!(done.state, JobState::Complete);
+    assert!(board_ids(&store, JobFilter::default()).await.is_empty());
+    let e = store
+        .claim_job(job.id, "you".into())
+        .await
+        .expect_err("consumed");
+    assert!(matches!(board_error(e), BoardError::NotFound(_)));
+    let e = store
+        .claim_job(JobId::new(), "you".into())
+        .await
+        .expect_err("unknown");
+    assert!(matches!(board_error(e), BoardError::NotFound(_)));
+    let steps: Vec<(Option<JobState>, JobState)> = store
+        .job_history(job.id)
+        .await
+        .expect("history")
+        .iter()
+        .map(|t| (t.from, t.to))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (None, JobState::Unclaimed),
+            (Some(JobState::Unclaimed), JobState::Claimed),
+            (Some(JobState::Claimed), JobState::Complete)
+        ]
+    );
+}
+
+async fn an_abandoned_job_is_claimable_again_and_trash_is_kept(store: SharedStore) {
+    let job = store
+        .post_job(new_job("j", Priority::Normal))
+        .await
+        .expect("post");
+    store.claim_job(job.id, "me".into()).await.expect("claim");
+    // test_posting_claim_abandon
+    let back = store
+        .release_job(job.id, "me".into(), Some(1), Release::Abandon)
+        .await
+        .expect("abandon");
+    assert_eq!((back.state, back.owner), (JobState::Unclaimed, None));
+    let again = store.claim_job(job.id, "you".into()).await.expect("claim");
+    assert_eq!(again.attempts, 2);
+    // Trash by the owner: off the board, kept for review.
+    store
+        .release_job(job.id, "you".into(), None, Release::Trash { force: false })
+        .await
+        .expect("trash");
+    assert!(board_ids(&store, JobFilter::default()).await.is_empty());
+    let trash = JobFilter {
+        trashed: true,
+        ..JobFilter::default()
+    };
+    assert_eq!(board_ids(&store, trash.clone()).await, vec![job.id]);
+    // Back on the board with its attempts reset and a new plan.
+    let retried = store.retry_job(job.id, "ops".into()).await.expect("retry");
+    assert_eq!((retried.state, retried.attempts), (JobState::Unclaimed, 0));
+    assert_ne!(retried.plan, job.plan);
+    assert!(board_ids(&store, trash).await.is_empty());
+    let e = store
+        .retry_job(job.id, "ops".into())
+        .await
+        .expect_err("not trashed");
+    assert!(matches!(board_error(e), BoardError::NotFound(_)));
+    // An operator trashes a job that is not theirs only by force, claimed or not.
+    store
+        .release_job(job.id, "ops".into(), None, Release::Trash { force: true })
+        .await
+        .expect("forced trash");
+    assert_eq!(
+        store.job(job.id).await.expect("job").state,
+        JobState::Trashed
+    );
+}
+
+async fn jobs_come_most_urgent_first_then_oldest(store: SharedStore) {
+    let mut posted = Vec::new();
+    for (name, p) in [
+        ("low", Priority::Low),
+        ("normal-1", Priority::Normal),
+        ("very-high", Priority::VeryHigh),
+        ("normal-2", Priority::Normal),
+        ("very-low", Priority::VeryLow),
+        ("high", Priority::High),
+    ] {
+        posted.push(store.post_job(new_job(name, p)).await.expect("post"));
+    }
+    let names: Vec<String> = store
+        .list_jobs(JobFilter::default())
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|j| j.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "very-high",
+            "high",
+            "normal-1",
+            "normal-2",
+            "low",
+            "very-low"
+        ]
+    );
+    // Claims take the same order, in batches.
+    let first = store
+        .claim_jobs("c".into(), 2, noop())
+        .await
+        .expect("claim");
+    let names: Vec<&str> = first.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["very-high", "high"]);
+    assert!(first
+        .iter()
+        .all(|j| j.attempts == 1 && j.state == JobState::Claimed));
+    let rest = store
+        .claim_jobs("c".into(), 10, noop())
+        .await
+        .expect("claim");
+    assert_eq!(rest.len(), 4);
+    assert!(store
+        .claim_jobs("c".into(), 10, noop())
+        .await
+        .expect("claim")
+        .is_empty());
+    let limited = JobFilter {
+        limit: Some(3),
+        ..JobFilter::default()
+    };
+    assert_eq!(board_ids(&store, limited).await.len(), 3);
+}
+
+async fn a_claimer_gets_only_jobs_whose_tasks_it_runs(store: SharedStore) {
+    store
+        .post_job(new_job("needs-noop", Priority::High))
+        .await
+        .expect("post");
+    assert!(store
+        .claim_jobs("c".into(), 10, vec!["other@1".into()])
+        .await
+        .expect("claim")
+        .is_empty());
+    assert_eq!(
+        store
+            .claim_jobs("c".into(), 10, noop())
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+}
+
+async fn a_lost_owner_loses_its_claims_and_a_stale_claim_is_fenced(store: SharedStore) {
+    let node = weft_store::NodeRecord {
+        id: "conductor/1".into(),
+        name: "conductor".into(),
+        started_at: 1,
+        heartbeat_at: 1,
+        report: None,
+        process: None,
+        capabilities: vec![],
+    };
+    store.register_node(node.clone()).await.expect("register");
+    let job = store
+        .post_job(new_job("j", Priority::Normal))
+        .await
+        .expect("post");
+    store
+        .claim_job(job.id, node.id.clone())
+        .await
+        .expect("claim");
+    // test_posting_owner_lost: the owner's lease lapsed and it was invalidated.
+    store
+        .invalidate_node(node.id.clone())
+        .await
+        .expect("invalidate");
+    let lost = store.job(job.id).await.expect("job");
+    assert_eq!((lost.state, lost.owner), (JobState::Unclaimed, None));
+    // Claimed again under the same name (a restarted conductor): claim 1 is fenced off.
+    let again = store
+        .claim_job(job.id, node.id.clone())
+        .await
+        .expect("claim");
+    assert_eq!(again.attempts, 2);
+    let e = store
+        .release_job(job.id, node.id.clone(), Some(1), Release::Consume)
+        .await
+        .expect_err("stale claim");
+    assert!(matches!(board_error(e), BoardError::JobFailure(_)));
+    store
+        .release_job(job.id, node.id.clone(), Some(2), Release::Consume)
+        .await
+        .expect("the current claim consumes");
+}
+
+async fn a_job_claimed_max_attempts_times_goes_to_the_trash(store: SharedStore) {
+    let job = store
+        .post_job(NewJob {
+            max_attempts: 2,
+            ..new_job("flaky", Priority::Normal)
+        })
+        .await
+        .expect("post");
+    store.claim_job(job.id, "a".into()).await.expect("claim");
+    let back = store
+        .release_job(job.id, "a".into(), Some(1), Release::Abandon)
+        .await
+        .expect("abandon");
+    assert_eq!(back.state, JobState::Unclaimed);
+    // The second claim's owner dies: no third claim, the job goes to the trash.
+    let node = weft_store::NodeRecord {
+        id: "b/1".into(),
+        name: "b".into(),
+        started_at: 1,
+        heartbeat_at: 1,
+        report: None,
+        process: None,
+        capabilities: vec![],
+    };
+    store.register_node(node.clone()).await.expect("register");
+    store
+        .claim_job(job.id, node.id.clone())
+        .await
+        .expect("claim");
+    store.invalidate_node(node.id).await.expect("invalidate");
+    let trashed = store.job(job.id).await.expect("job");
+    assert_eq!(trashed.state, JobState::Trashed);
+    assert!(
+        trashed
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("2 of 2"),
+        "{:?}",
+        trashed.note
+    );
+    assert!(store
+        .claim_jobs("c".into(), 10, noop())
+        .await
+        .expect("claim")
+        .is_empty());
+}
+
+async fn a_stopping_plan_completes_its_claimed_job(store: SharedStore) {
+    let job = store
+        .post_job(new_job("j", Priority::Normal))
+        .await
+        .expect("post");
+    let claimed = store.claim_job(job.id, "c".into()).await.expect("claim");
+    let plan = NewPlan {
+        id: claimed.plan,
+        ..new_plan()
+    };
+    store.create_plan(plan).await.expect("create");
+    let at = now_millis();
+    store
+        .apply(
+            "c",
+            vec![
+                Change::plan_state(claimed.plan, plan::State::Planned, plan::State::Running, at),
+                Change::plan_state(claimed.plan, plan::State::Running, plan::State::Stopped, at),
+            ],
+        )
+        .await
+        .expect("stop");
+    let done = store.job(job.id).await.expect("job");
+    assert_eq!(
+        (done.state, done.owner.as_deref()),
+        (JobState::Complete, Some("c"))
+    );
+    let last = store
+        .job_history(job.id)
+        .await
+        .expect("history")
+        .pop()
+        .expect("an entry");
+    assert_eq!(
+        (last.from, last.to),
+        (Some(JobState::Claimed), JobState::Complete)
+    );
+}
+
+async fn entities_and_bad_ids(store: SharedStore) {
+    store
+        .register_entity(Entity {
+            kind: "conductor".into(),
+            name: "c-1".into(),
+            metadata: serde_json::json!({"host": "h"}),
+        })
+        .await
+        .expect("register");
+    assert!(matches!(
+        store
+            .register_entity(Entity {
+                kind: "worker".into(),
+                name: "w".into(),
+                metadata: serde_json::Value::Null,
+            })
+            .await,
+        Err(Error::Unsupported(_))
+    ));
+    assert_eq!(store.entities().await.expect("entities").len(), 1);
+    let job = store
+        .post_job(new_job("j", Priority::Normal))
+        .await
+        .expect("post");
+    let text = job.id.to_string();
+    assert_eq!(
+        store
+            .resolve_job(text[..13].to_string())
+            .await
+            .expect("prefix"),
+        job.id
+    );
+    assert!(matches!(
+        store.resolve_job("zz".into()).await,
+        Err(Error::Job(BoardError::NotFound(_)))
+    ));
+    assert!(matches!(
+        store.job_history(JobId::new()).await,
+        Err(Error::Job(BoardError::NotFound(_)))
+    ));
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -890,6 +1312,14 @@ macro_rules! conformance {
             case!(a_sender_gets_its_answer_or_withdraws_its_message);
             case!(a_plan_is_claimed_only_by_a_claimer_that_can_run_all_its_rust_tasks);
             case!(an_unlock_lands_with_the_changes_and_only_for_its_holder);
+            case!(posting_claim_consume_follow_taskflows_rules);
+            case!(an_abandoned_job_is_claimable_again_and_trash_is_kept);
+            case!(jobs_come_most_urgent_first_then_oldest);
+            case!(a_claimer_gets_only_jobs_whose_tasks_it_runs);
+            case!(a_lost_owner_loses_its_claims_and_a_stale_claim_is_fenced);
+            case!(a_job_claimed_max_attempts_times_goes_to_the_trash);
+            case!(a_stopping_plan_completes_its_claimed_job);
+            case!(entities_and_bad_ids);
         }
     };
 }

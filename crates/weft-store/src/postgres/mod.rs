@@ -11,6 +11,7 @@
 //! dropped and a new one made on the next request; requests in between fail with
 //! [`Error::Unavailable`], which a node treats as its store failing.
 
+mod jobs;
 mod schema;
 mod writer;
 
@@ -20,12 +21,14 @@ use crate::{
     BoxFuture, Change, Due, Error, Hints, HistoryEntry, Instruction, Message, NewPlan, NodeRecord,
     PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
 };
+use crate::{Entity, JobFilter, JobRecord, JobTransition, NewJob};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
+use weft_model::job::{JobId, Release};
 use weft_model::plan::Outcome;
 use weft_model::{step, Millis, PlanId};
 use writer::{Request, Write};
@@ -709,6 +712,61 @@ impl Store for PostgresStore {
             })
         })
     }
+
+    fn post_job(&self, job: NewJob) -> BoxFuture<Result<JobRecord>> {
+        self.write_job(Write::PostJob(Box::new(job)))
+    }
+
+    fn job(&self, id: JobId) -> BoxFuture<Result<JobRecord>> {
+        self.read(move |conn| Box::pin(jobs::get(conn, id)))
+    }
+
+    fn resolve_job(&self, text: String) -> BoxFuture<Result<JobId>> {
+        self.read(move |conn| Box::pin(async move { jobs::resolve(conn, &text).await }))
+    }
+
+    fn list_jobs(&self, filter: JobFilter) -> BoxFuture<Result<Vec<JobRecord>>> {
+        self.read(move |conn| Box::pin(async move { jobs::list(conn, &filter).await }))
+    }
+
+    fn claim_job(&self, id: JobId, who: String) -> BoxFuture<Result<JobRecord>> {
+        self.write_job(Write::ClaimJob(id, who))
+    }
+
+    fn claim_jobs(
+        &self,
+        who: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<JobRecord>>> {
+        self.write_jobs(Write::ClaimJobs(who, limit, can_run))
+    }
+
+    fn release_job(
+        &self,
+        id: JobId,
+        who: String,
+        attempt: Option<u32>,
+        how: Release,
+    ) -> BoxFuture<Result<JobRecord>> {
+        self.write_job(Write::ReleaseJob(id, who, attempt, how))
+    }
+
+    fn retry_job(&self, id: JobId, by: String) -> BoxFuture<Result<JobRecord>> {
+        self.write_job(Write::RetryJob(id, by))
+    }
+
+    fn job_history(&self, id: JobId) -> BoxFuture<Result<Vec<JobTransition>>> {
+        self.read(move |conn| Box::pin(jobs::transitions(conn, id)))
+    }
+
+    fn register_entity(&self, entity: Entity) -> BoxFuture<Result<()>> {
+        self.write(Write::RegisterEntity(entity))
+    }
+
+    fn entities(&self) -> BoxFuture<Result<Vec<Entity>>> {
+        self.read(|conn| Box::pin(jobs::entities(conn)))
+    }
 }
 
 /// Listens for notifications on its own connection and counts them into `hints`; reconnects
@@ -757,6 +815,7 @@ async fn listen(config: Config, shown: String, hints: watch::Sender<Hints>) {
             h.plans += 1;
             h.mailbox += 1;
             h.replies += 1;
+            h.jobs += 1;
         });
         loop {
             tokio::select! {
@@ -764,6 +823,7 @@ async fn listen(config: Config, shown: String, hints: watch::Sender<Hints>) {
                     Some(payload) => hints.send_modify(|h| match payload.as_str() {
                         "mailbox" => h.mailbox += 1,
                         "replies" => h.replies += 1,
+                        "jobs" => h.jobs += 1,
                         _ => h.plans += 1,
                     }),
                     None => break,

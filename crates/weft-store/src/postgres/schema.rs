@@ -95,6 +95,49 @@ CREATE TABLE capabilities (
     seen_at     bigint NOT NULL
 );
 "#,
+    // The job board: jobs in claim order (priority rank, then time-ordered id), their history,
+    // and the entities (conductors) registered with it.
+    r#"
+CREATE TABLE jobs (
+    id           text COLLATE "C" PRIMARY KEY,
+    name         text NOT NULL,
+    flow         text NOT NULL,
+    inputs       text NOT NULL,
+    details      text NOT NULL,
+    priority     integer NOT NULL,
+    state        text NOT NULL,
+    owner        text,
+    attempts     integer NOT NULL,
+    max_attempts integer NOT NULL,
+    plan_id      text COLLATE "C" NOT NULL,
+    needs        text[] NOT NULL,
+    created_at   bigint NOT NULL,
+    modified_at  bigint NOT NULL,
+    note         text
+) WITH (fillfactor = 70);
+CREATE INDEX jobs_unclaimed ON jobs (priority, id) WHERE state = 'unclaimed';
+CREATE INDEX jobs_state ON jobs (state, priority, id);
+CREATE INDEX jobs_plan ON jobs (plan_id);
+CREATE INDEX jobs_owner ON jobs (owner) WHERE state = 'claimed';
+CREATE TABLE job_events (
+    id          bigserial NOT NULL,
+    job_id      text COLLATE "C" NOT NULL,
+    at          bigint NOT NULL,
+    by          text NOT NULL,
+    from_state  text,
+    to_state    text NOT NULL,
+    attempt     integer NOT NULL,
+    note        text
+);
+CREATE INDEX job_events_job ON job_events (job_id, id);
+CREATE TABLE entities (
+    kind          text NOT NULL,
+    name          text NOT NULL,
+    metadata      text NOT NULL,
+    registered_at bigint NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -4,7 +4,7 @@
 //! pipelines that request's statements (sent together, answered in order), and commits once.
 //! A fenced change that finds another state rolls back to its request's savepoint only.
 
-use super::{classify, parse_id, Conn};
+use super::{classify, jobs, parse_id, Conn};
 use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
@@ -154,7 +154,8 @@ fn planned(sql: &'static str, params: Vec<Param>, fenced: bool) -> Planned {
 /// Every step and plan transition of a layer in one statement: the rows are updated from
 /// arrays (each only if still in the state it is expected in) and their history rows are
 /// inserted in the order the changes were made. It inserts one history row per transition
-/// that landed, so its count says whether all did.
+/// that landed, so its count says whether all did. A plan that stops completes the claimed job
+/// it runs, in the same statement.
 const BULK: &str = "WITH sv AS (
         SELECT * FROM unnest($1::int4[], $2::text[], $3::int4[], $4::text[], $5::text[],
             $6::int4[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int8[], $12::text[],
@@ -177,7 +178,15 @@ const BULK: &str = "WITH sv AS (
             ended_at = CASE WHEN pv.state = 'stopped' THEN pv.at ELSE p.ended_at END
         FROM pv WHERE p.id = pv.id AND p.state = pv.from_state
         RETURNING pv.ord, pv.id AS plan_id, NULL::int4 AS idx, pv.from_state, pv.state, pv.at,
-            pv.data, pv.actor)
+            pv.data, pv.actor),
+    ju AS (
+        UPDATE jobs j SET state = 'complete', modified_at = pu.at,
+            note = 'its plan ' || pu.plan_id || ' stopped'
+        FROM pu WHERE pu.state = 'stopped' AND j.plan_id = pu.plan_id AND j.state = 'claimed'
+        RETURNING j.id, pu.at, pu.actor, j.attempts, j.note),
+    jh AS (
+        INSERT INTO job_events (job_id, at, by, from_state, to_state, attempt, note)
+        SELECT id, at, actor, 'claimed', 'complete', attempts, note FROM ju)
     INSERT INTO events (plan_id, step, from_state, to_state, at, data, actor)
     SELECT plan_id, idx, from_state, state, at, data, actor
     FROM (SELECT * FROM su UNION ALL SELECT * FROM pu) x ORDER BY ord";
@@ -557,6 +566,7 @@ struct Notify {
     plans: bool,
     mailbox: bool,
     replies: bool,
+    jobs: bool,
 }
 
 impl Notify {
@@ -564,6 +574,7 @@ impl Notify {
         self.plans |= other.plans;
         self.mailbox |= other.mailbox;
         self.replies |= other.replies;
+        self.jobs |= other.jobs;
     }
 
     fn payloads(self) -> Vec<&'static str> {
@@ -576,6 +587,9 @@ impl Notify {
         }
         if self.replies {
             out.push("replies");
+        }
+        if self.jobs {
+            out.push("jobs");
         }
         out
     }
@@ -804,9 +818,33 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         Write::InvalidateNode(node) => {
             conn.execute("DELETE FROM nodes WHERE id = $1", &[node])
                 .await?;
+            notify.jobs |= jobs::lose_claims(conn, node, "invalidation").await? > 0;
             release_all(conn, node, notify).await
         }
         Write::ReleaseLocks(owner) => release_all(conn, owner, notify).await,
+        Write::PostJob(job) => {
+            let job = jobs::post(conn, job).await?;
+            notify.jobs = true;
+            Ok(Output::Jobs(vec![job]))
+        }
+        Write::ClaimJob(id, who) => Ok(Output::Jobs(vec![jobs::claim(conn, *id, who).await?])),
+        Write::ClaimJobs(who, limit, can_run) => Ok(Output::Jobs(
+            jobs::claim_many(conn, who, *limit, can_run).await?,
+        )),
+        Write::ReleaseJob(id, who, attempt, how) => {
+            let job = jobs::release(conn, *id, who, *attempt, *how).await?;
+            notify.jobs |= job.state == weft_model::job::State::Unclaimed;
+            Ok(Output::Jobs(vec![job]))
+        }
+        Write::RetryJob(id, by) => {
+            let job = jobs::retry(conn, *id, by).await?;
+            notify.jobs = true;
+            Ok(Output::Jobs(vec![job]))
+        }
+        Write::RegisterEntity(entity) => {
+            jobs::register_entity(conn, entity).await?;
+            Ok(Output::Unit)
+        }
         Write::NodeReport(node, report) => {
             let n = conn
                 .execute(

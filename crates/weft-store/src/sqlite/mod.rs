@@ -5,6 +5,7 @@
 //! one caller's conflict does not fail another's), commits once, and only then answers every
 //! caller: group commit. Reads use their own connections on the blocking pool.
 
+mod jobs;
 mod schema;
 mod wake;
 mod writer;
@@ -12,13 +13,15 @@ mod writer;
 use crate::codec::{json, parse_state, MAX_READERS};
 use crate::queue::Queue;
 use crate::{
-    BoxFuture, Change, Due, Error, HistoryEntry, Instruction, Message, NewPlan, NodeRecord,
-    PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
+    BoxFuture, Change, Due, Entity, Error, HistoryEntry, Instruction, JobFilter, JobRecord,
+    JobTransition, Message, NewJob, NewPlan, NodeRecord, PlanFilter, PlanRecord, PlanSnapshot,
+    PlanSummary, Reply, Result, StepRecord, Store,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
+use weft_model::job::{JobId, Release};
 use weft_model::plan::{self, Outcome};
 use weft_model::Millis;
 use weft_model::{step, PlanId};
@@ -690,5 +693,60 @@ impl Store for SqliteStore {
                 },
             }
         })
+    }
+
+    fn post_job(&self, job: NewJob) -> BoxFuture<Result<JobRecord>> {
+        self.write_job(Write::PostJob(Box::new(job)))
+    }
+
+    fn job(&self, id: JobId) -> BoxFuture<Result<JobRecord>> {
+        self.read(move |conn| jobs::get(conn, id))
+    }
+
+    fn resolve_job(&self, text: String) -> BoxFuture<Result<JobId>> {
+        self.read(move |conn| jobs::resolve(conn, &text))
+    }
+
+    fn list_jobs(&self, filter: JobFilter) -> BoxFuture<Result<Vec<JobRecord>>> {
+        self.read(move |conn| jobs::list(conn, &filter))
+    }
+
+    fn claim_job(&self, id: JobId, who: String) -> BoxFuture<Result<JobRecord>> {
+        self.write_job(Write::ClaimJob(id, who))
+    }
+
+    fn claim_jobs(
+        &self,
+        who: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<JobRecord>>> {
+        self.write_jobs(Write::ClaimJobs(who, limit, can_run))
+    }
+
+    fn release_job(
+        &self,
+        id: JobId,
+        who: String,
+        attempt: Option<u32>,
+        how: Release,
+    ) -> BoxFuture<Result<JobRecord>> {
+        self.write_job(Write::ReleaseJob(id, who, attempt, how))
+    }
+
+    fn retry_job(&self, id: JobId, by: String) -> BoxFuture<Result<JobRecord>> {
+        self.write_job(Write::RetryJob(id, by))
+    }
+
+    fn job_history(&self, id: JobId) -> BoxFuture<Result<Vec<JobTransition>>> {
+        self.read(move |conn| jobs::transitions(conn, id))
+    }
+
+    fn register_entity(&self, entity: Entity) -> BoxFuture<Result<()>> {
+        self.write(Write::RegisterEntity(entity))
+    }
+
+    fn entities(&self) -> BoxFuture<Result<Vec<Entity>>> {
+        self.read(jobs::entities)
     }
 }

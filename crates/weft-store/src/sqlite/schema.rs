@@ -93,6 +93,48 @@ CREATE TABLE capabilities (
     seen_at     INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // The job board: jobs in claim order (priority rank, then time-ordered id), their history,
+    // and the entities (conductors) registered with it.
+    r#"
+CREATE TABLE jobs (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    flow         TEXT NOT NULL,
+    inputs       TEXT NOT NULL,
+    details      TEXT NOT NULL,
+    priority     INTEGER NOT NULL,
+    state        TEXT NOT NULL,
+    owner        TEXT,
+    attempts     INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    plan_id      TEXT NOT NULL,
+    needs        TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    modified_at  INTEGER NOT NULL,
+    note         TEXT
+);
+CREATE INDEX jobs_claim ON jobs(state, priority, id);
+CREATE INDEX jobs_plan ON jobs(plan_id);
+CREATE INDEX jobs_owner ON jobs(owner, state);
+CREATE TABLE job_events (
+    id          INTEGER PRIMARY KEY,
+    job_id      TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    by          TEXT NOT NULL,
+    from_state  TEXT,
+    to_state    TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    note        TEXT
+);
+CREATE INDEX job_events_job ON job_events(job_id, id);
+CREATE TABLE entities (
+    kind          TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    metadata      TEXT NOT NULL,
+    registered_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -3,7 +3,7 @@
 //!
 //! Beside `weft.db` lies a directory `weft.db-wake/` (mode 0700) holding one Unix datagram
 //! socket per listening process (a node asks for hints; one-shot commands do not listen). A
-//! process whose commit made plans claimable or posted to the mailbox sends one byte to every
+//! process whose commit made plans or jobs claimable or posted to the mailbox sends one byte to every
 //! socket there; a socket nobody listens on any more is removed by the first sender to find it
 //! dead. Hints are only hints: a lost one costs a poll interval, never correctness.
 
@@ -19,6 +19,8 @@ const PLANS: u8 = b'p';
 const MAILBOX: u8 = b'm';
 /// A message was answered.
 const REPLIES: u8 = b'r';
+/// Jobs became claimable.
+const JOBS: u8 = b'j';
 
 /// What a commit wants the listeners to know.
 #[derive(Debug, Default, Clone, Copy)]
@@ -26,6 +28,7 @@ pub(super) struct Want {
     pub plans: bool,
     pub mailbox: bool,
     pub replies: bool,
+    pub jobs: bool,
 }
 
 /// The wake-up directory of one database file.
@@ -46,7 +49,7 @@ impl Wakes {
 
     /// Tells every listening process (this one's too) what `want` says.
     pub(super) fn send(&self, want: Want) {
-        if !want.plans && !want.mailbox && !want.replies {
+        if !want.plans && !want.mailbox && !want.replies && !want.jobs {
             return;
         }
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -63,6 +66,7 @@ impl Wakes {
                 (want.plans, PLANS),
                 (want.mailbox, MAILBOX),
                 (want.replies, REPLIES),
+                (want.jobs, JOBS),
             ] {
                 if !wanted {
                     continue;
@@ -111,6 +115,7 @@ impl Wakes {
                                     PLANS => h.plans += 1,
                                     MAILBOX => h.mailbox += 1,
                                     REPLIES => h.replies += 1,
+                                    JOBS => h.jobs += 1,
                                     _ => {}
                                 }
                             }
@@ -146,7 +151,7 @@ mod tests {
         wakes.send(Want {
             plans: true,
             mailbox: true,
-            replies: false,
+            ..Want::default()
         });
         for rx in [&mut a, &mut b] {
             tokio::time::timeout(std::time::Duration::from_secs(5), async {

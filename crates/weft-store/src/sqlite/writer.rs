@@ -1,7 +1,7 @@
 //! The writer thread: the only owner of the write connection, and the group commit.
 
-use super::classify;
 use super::wake::{Wakes, Want};
+use super::{classify, jobs};
 use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
@@ -87,9 +87,19 @@ fn wants(batch: &[Request], results: &[Result<Output>]) -> Want {
             (Write::Create(plan), _) => {
                 want.plans |= plan.owner.is_none() && plan.state == plan::State::Planned
             }
-            (Write::ReleaseLocks(_) | Write::InvalidateNode(_), _) => want.plans = true,
+            (Write::ReleaseLocks(_), _) => want.plans = true,
             (Write::PromoteDue(..), Ok(Output::Due(due))) if !due.is_empty() => want.plans = true,
             (Write::Post(..), _) => want.mailbox = true,
+            (Write::PostJob(_) | Write::RetryJob(..), _) => want.jobs = true,
+            (Write::ReleaseJob(..), Ok(Output::Jobs(j))) => {
+                want.jobs |= j
+                    .iter()
+                    .any(|j| j.state == weft_model::job::State::Unclaimed)
+            }
+            (Write::InvalidateNode(_), _) => {
+                want.plans = true;
+                want.jobs = true;
+            }
             (Write::Reply(..), _) => want.replies = true,
             (Write::Apply(_, changes), _) => {
                 want.replies |= changes.iter().any(|c| matches!(c, Change::Reply { .. }))
@@ -193,6 +203,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
         Write::InvalidateNode(node) => {
             conn.execute("DELETE FROM nodes WHERE id = ?1", [node])
                 .map_err(classify)?;
+            jobs::lose_claims(conn, node, "invalidation")?;
             let mut stmt = conn
                 .prepare_cached("DELETE FROM locks WHERE owner = ?1 RETURNING plan_id")
                 .map_err(classify)?;
@@ -241,6 +252,16 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
             Ok(Output::Id(id))
         }
         Write::Reply(id, reply) => Ok(Output::Bool(write_reply(conn, *id, reply)?)),
+        Write::PostJob(job) => Ok(Output::Jobs(vec![jobs::post(conn, job)?])),
+        Write::ClaimJob(id, who) => Ok(Output::Jobs(vec![jobs::claim(conn, *id, who)?])),
+        Write::ClaimJobs(who, limit, can_run) => {
+            jobs::claim_many(conn, who, *limit, can_run).map(Output::Jobs)
+        }
+        Write::ReleaseJob(id, who, attempt, how) => Ok(Output::Jobs(vec![jobs::release(
+            conn, *id, who, *attempt, *how,
+        )?])),
+        Write::RetryJob(id, by) => Ok(Output::Jobs(vec![jobs::retry(conn, *id, by)?])),
+        Write::RegisterEntity(entity) => unit(jobs::register_entity(conn, entity)),
         Write::Acquire(plan, owner) => {
             let key = plan.to_string();
             if !plan_exists(conn, &key)? {
@@ -478,6 +499,9 @@ fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
                 .map_err(classify)?;
             if n == 0 {
                 return Err(conflict(conn, *plan, None, from.as_str()));
+            }
+            if *to == plan::State::Stopped {
+                jobs::complete_with_plan(conn, *plan, by, *at)?;
             }
         }
         Change::Step {
