@@ -130,7 +130,7 @@ async fn conductors_run_every_job_once_and_consume_it(url: String) {
     }
     let _ = stop.send(());
     node.await.expect("join").expect("node ran");
-    let counts = counts.lock().expect("counts");
+    let counts = counts.lock().expect("counts").clone();
     assert_eq!(counts.len(), 40);
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
     assert_eq!(board.job_count().await.expect("count"), 0);
