@@ -1,5 +1,6 @@
 //! The command line: clap's types for every subcommand, and dispatch to the module that runs it.
 
+use crate::commands::jobs;
 use crate::commands::plans::{cancel, halt, history, inhibit, list, resume, show, skip, wait};
 use crate::commands::{backup, bench, event, run, serve, status};
 use crate::shared::Fail;
@@ -33,6 +34,11 @@ enum Commands {
         #[command(subcommand)]
         command: PlansCommands,
     },
+    /// The job board: post flows as jobs for conductors (`weft serve`) to claim and run.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommands,
+    },
     /// Copy the whole store, while it is in use, into a new SQLite file (PostgreSQL: use
     /// pg_dump).
     Backup(backup::BackupArgs),
@@ -64,6 +70,22 @@ enum PlansCommands {
     Wait(wait::WaitArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum JobsCommands {
+    /// Post a flow as a job and print its id.
+    Post(jobs::post::PostArgs),
+    /// List the jobs on the board in claim order (most urgent first, oldest first).
+    List(jobs::list::ListArgs),
+    /// Show a job: state, owner, attempts, its plan, what it waits for, its history.
+    Show(jobs::show::ShowArgs),
+    /// Take a broken job off the board into the trash (another's only with --force).
+    Trash(jobs::trash::TrashArgs),
+    /// List the trash.
+    Trashed(jobs::trashed::TrashedArgs),
+    /// Move a trashed job back to the board.
+    Retry(jobs::retry::RetryArgs),
+}
+
 impl Cli {
     /// Whether the command was asked for JSON (its errors are then JSON too).
     pub(crate) fn json(&self) -> bool {
@@ -74,6 +96,14 @@ impl Cli {
             Commands::Status(a) => a.global.json,
             Commands::Backup(a) => a.global.json,
             Commands::Bench(a) => a.json,
+            Commands::Jobs { command } => match command {
+                JobsCommands::Post(a) => a.global.json,
+                JobsCommands::List(a) => a.global.json,
+                JobsCommands::Show(a) => a.global.json,
+                JobsCommands::Trash(a) => a.global.json,
+                JobsCommands::Trashed(a) => a.global.json,
+                JobsCommands::Retry(a) => a.global.json,
+            },
             Commands::Plans { command } => match command {
                 PlansCommands::List(a) => a.global.json,
                 PlansCommands::Show(a) => a.global.json,
@@ -99,6 +129,14 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
         Commands::Status(args) => status::status(args).await,
         Commands::Backup(args) => backup::backup(args).await,
         Commands::Bench(args) => bench::bench(args).await,
+        Commands::Jobs { command } => match command {
+            JobsCommands::Post(args) => jobs::post::post(args).await,
+            JobsCommands::List(args) => jobs::list::list(args).await,
+            JobsCommands::Show(args) => jobs::show::show(args).await,
+            JobsCommands::Trash(args) => jobs::trash::trash(args).await,
+            JobsCommands::Trashed(args) => jobs::trashed::trashed(args).await,
+            JobsCommands::Retry(args) => jobs::retry::retry(args).await,
+        },
         Commands::Plans { command } => match command {
             PlansCommands::List(args) => list::list(args).await,
             PlansCommands::Show(args) => show::show(args).await,

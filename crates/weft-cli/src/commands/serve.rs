@@ -1,4 +1,5 @@
-//! `weft serve`: a long-lived node that executes the plans submitted to the store.
+//! `weft serve`: a long-lived node that executes the plans submitted to the store and, with
+//! its conductor, the jobs posted to the board.
 
 use crate::shared::{interrupted, parse_duration, Fail, Global};
 use clap::Args;
@@ -23,6 +24,10 @@ pub(crate) struct ServeArgs {
     /// The most steps running at once (default: CPUs × 4).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     parallelism: Option<u32>,
+    /// The most jobs from the board its conductor runs at once (default: CPUs × 2; 0: run no
+    /// conductor, take no jobs).
+    #[arg(long)]
+    max_simultaneous_jobs: Option<u32>,
     #[command(flatten)]
     pub(crate) global: Global,
 }
@@ -59,12 +64,26 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
     if let Some(p) = args.parallelism {
         config.parallelism = p as usize;
     }
-    let node = Node::start(opener, Arc::new(Registry::new()), config)
+    let registry = Arc::new(Registry::new());
+    let capabilities = registry.capabilities();
+    let node = Node::start(opener, registry, config)
         .await
         .map_err(|e| match e {
             weft_engine::Error::Store(e) => Fail::from(e),
             other => Fail::Input(other.to_string()),
         })?;
+    let mut conductor = weft_board::ConductorConfig::default();
+    if let Some(n) = args.max_simultaneous_jobs {
+        conductor.max_simultaneous_jobs = n as usize;
+    }
+    if conductor.max_simultaneous_jobs > 0 {
+        let manifold =
+            weft_board::conductor::manifold(node.id().to_string(), capabilities, conductor);
+        node.manifolds()
+            .install("conductor", manifold)
+            .await
+            .map_err(|e| Fail::Other(e.to_string()))?;
+    }
     eprintln!(
         "node {} serving {} (SIGINT or SIGTERM to stop)",
         node.id(),

@@ -3,6 +3,7 @@
 //! plan in the foreground, lock owners, progress and text views. Subcommands import from here,
 //! never from one another.
 
+pub(crate) mod capable;
 pub(crate) mod foreground;
 pub(crate) mod progress;
 pub(crate) mod view;
@@ -64,7 +65,8 @@ impl From<weft_store::Error> for Fail {
             | weft_store::Error::BadUrl(_)
             | weft_store::Error::NoStore(_)
             | weft_store::Error::Locked { .. }
-            | weft_store::Error::Unsupported(_)) => Fail::Input(e.to_string()),
+            | weft_store::Error::Unsupported(_)
+            | weft_store::Error::Job(_)) => Fail::Input(e.to_string()),
             e => Fail::Other(e.to_string()),
         }
     }
@@ -124,6 +126,11 @@ pub(crate) fn parse_input(s: &str) -> Result<(String, serde_json::Value), String
 /// A duration argument: `30s`, `5m`, `1h30m`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// A job priority argument: `very_high`, `high`, `normal`, `low`, `very_low` (any case).
+pub(crate) fn parse_priority(s: &str) -> Result<weft_model::job::Priority, String> {
+    s.parse()
 }
 
 /// A plan state argument: `pending`, `running`, `paused`, `stopped`, …

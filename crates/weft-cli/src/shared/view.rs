@@ -284,3 +284,107 @@ pub(crate) fn summary(snap: &PlanSnapshot) -> String {
     }
     out
 }
+
+/// How long ago `at` was, at `now`.
+fn age(at: Millis, now: Millis) -> String {
+    duration::format(Duration::from_millis(now.saturating_sub(at).max(0) as u64))
+}
+
+/// `jobs list` and `jobs trashed`: claim order, with state, owner, priority, attempts, age.
+pub(crate) fn job_list(jobs: &[weft_store::JobRecord], now: Millis, empty: &str) -> String {
+    if jobs.is_empty() {
+        return format!("{empty}\n");
+    }
+    let trash = jobs
+        .iter()
+        .all(|j| j.state == weft_model::job::State::Trashed);
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            let mut row = vec![
+                j.id.to_string(),
+                j.name.clone(),
+                j.priority.to_string(),
+                j.state.to_string(),
+                j.owner.clone().unwrap_or_default(),
+                format!("{}/{}", j.attempts, j.max_attempts),
+                age(j.created_at, now),
+            ];
+            if trash {
+                row.push(j.note.clone().unwrap_or_default());
+            }
+            row
+        })
+        .collect();
+    let mut header = vec![
+        "ID", "NAME", "PRIORITY", "STATE", "OWNER", "ATTEMPTS", "AGE",
+    ];
+    if trash {
+        header.push("WHY");
+    }
+    table(&header, &rows)
+}
+
+/// `jobs show`.
+pub(crate) fn job_detail(
+    job: &weft_store::JobRecord,
+    plan: Option<(weft_model::plan::State, weft_model::plan::Outcome)>,
+    history: &[weft_store::JobTransition],
+    now: Millis,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "job       {}", job.id);
+    let _ = writeln!(out, "name      {}", job.name);
+    let _ = writeln!(out, "flow      {}", job.flow.name);
+    let _ = writeln!(out, "priority  {}", job.priority);
+    let _ = writeln!(out, "state     {}", job.state);
+    if let Some(owner) = &job.owner {
+        let _ = writeln!(out, "owner     {owner}");
+    }
+    let _ = writeln!(out, "attempts  {} of {}", job.attempts, job.max_attempts);
+    let _ = writeln!(
+        out,
+        "posted    {} UTC ({} ago)",
+        format_millis(job.created_at),
+        age(job.created_at, now)
+    );
+    match plan {
+        Some((state, outcome)) => {
+            let _ = writeln!(out, "plan      {} ({state}, {outcome})", job.plan);
+        }
+        None => {
+            let _ = writeln!(out, "plan      {} (not started)", job.plan);
+        }
+    }
+    if !job.needs.is_empty() {
+        let _ = writeln!(out, "needs     {}", job.needs.join(", "));
+    }
+    if let Some(note) = &job.note {
+        let _ = writeln!(out, "note      {note}");
+    }
+    if !job.inputs.is_empty() {
+        let _ = writeln!(out, "inputs");
+        for (k, v) in &job.inputs {
+            let _ = writeln!(out, "  {k} = {v}");
+        }
+    }
+    let _ = writeln!(out, "history");
+    let rows: Vec<Vec<String>> = history
+        .iter()
+        .map(|t| {
+            vec![
+                format!("  {}", format_millis(t.at)),
+                t.from.map_or_else(|| "-".into(), |s| s.to_string()),
+                t.to.to_string(),
+                t.attempt.to_string(),
+                t.by.clone(),
+                t.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["  AT (UTC)", "FROM", "TO", "ATTEMPT", "BY", "WHY"],
+        &rows,
+    ));
+    out
+}

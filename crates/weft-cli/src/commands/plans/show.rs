@@ -1,6 +1,6 @@
 //! `weft plans show`: one plan's steps with state, attempts, durations, outputs and failures.
 
-use crate::shared::{pretty, view, Fail, Global};
+use crate::shared::{capable, pretty, view, Fail, Global};
 use clap::Args;
 use weft_model::plan;
 
@@ -48,41 +48,16 @@ pub(crate) async fn show(args: ShowArgs) -> Result<u8, Fail> {
     Ok(0)
 }
 
-/// Why a plan that waits for a node is not running: no live node has registered every Rust
-/// task it needs (`waiting for a node that runs \`fetch\`@1`). `None` for a plan that is not
-/// waiting, or that some live node can run.
+/// Why a plan that waits for a node is not running (see [`capable::unmet`]); `None` for a
+/// plan that is not waiting, or that some live node can run.
 async fn waiting_for(
     store: &weft_store::SharedStore,
     snap: &weft_store::PlanSnapshot,
 ) -> Result<Option<String>, Fail> {
     let waits = matches!(snap.plan.state, plan::State::Planned | plan::State::Running)
         && store.lock_owner(snap.plan.id).await?.is_none();
-    let needs = snap.plan.flow.needs();
-    if !waits || needs.is_empty() {
+    if !waits {
         return Ok(None);
     }
-    let live = weft_engine::owner::live_nodes(store).await?;
-    if live
-        .iter()
-        .any(|n| needs.iter().all(|x| n.capabilities.contains(x)))
-    {
-        return Ok(None);
-    }
-    let named = |need: &String| match need.rsplit_once('@') {
-        Some((task, version)) => format!("`{task}`@{version}"),
-        None => format!("`{need}`"),
-    };
-    let nowhere: Vec<String> = needs
-        .iter()
-        .filter(|x| !live.iter().any(|n| n.capabilities.contains(x)))
-        .map(named)
-        .collect();
-    Ok(Some(if nowhere.is_empty() {
-        format!(
-            "waiting for a node that runs all of {}",
-            needs.iter().map(named).collect::<Vec<_>>().join(", ")
-        )
-    } else {
-        format!("waiting for a node that runs {}", nowhere.join(", "))
-    }))
+    capable::unmet(store, &snap.plan.flow.needs()).await
 }

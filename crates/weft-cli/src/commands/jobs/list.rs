@@ -1,0 +1,40 @@
+//! `weft jobs list`: the jobs on the board, in the order conductors claim them.
+
+use crate::shared::{pretty, view, Fail, Global};
+use clap::Args;
+use weft_store::JobFilter;
+
+/// `weft jobs list`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only jobs no one has claimed.
+    #[arg(long)]
+    unclaimed: bool,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    #[command(flatten)]
+    pub(crate) global: Global,
+}
+
+/// Lists the board: most urgent first, oldest first within a priority.
+pub(crate) async fn list(args: ListArgs) -> Result<u8, Fail> {
+    let store = weft_store::open_existing(&args.global.db).await?;
+    let mut jobs = store
+        .list_jobs(JobFilter {
+            only_unclaimed: args.unclaimed,
+            trashed: false,
+            limit: Some(args.limit),
+        })
+        .await?;
+    if args.global.json {
+        for job in &mut jobs {
+            job.flow.redact(&mut job.inputs);
+        }
+        outln!("{}", pretty(&jobs)?);
+    } else {
+        let now = store.clock().await?;
+        out!("{}", view::job_list(&jobs, now, "no jobs on the board"));
+    }
+    Ok(0)
+}
