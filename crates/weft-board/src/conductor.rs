@@ -3,8 +3,9 @@
 //!
 //! - It claims the most urgent, oldest jobs whose Rust tasks the node runs, as many at once as
 //!   it has room for (`max_simultaneous_jobs`), in one write.
-//! - A job's plan has the id the job carries, so a job taken over after a crash resumes its
-//!   plan (the node claimers run it) instead of starting another: its steps run at most twice.
+//! - A job's plan has the id the job carries, and only the conductor holding the job's claim
+//!   runs it (node claimers leave it): a job taken over after a crash resumes its plan instead
+//!   of starting another, so its steps run at most twice; and a job in the trash is not run.
 //! - When the plan stops — success or error, as TaskFlow consumes a job whose atoms failed —
 //!   the store completes the job in the same commit. A plan that pauses for an operator keeps
 //!   its job claimed until it ends.
@@ -28,7 +29,8 @@ use weft_store::{Entity, JobRecord, NewPlan, SharedStore};
 pub const CLAIM_POLL: Duration = Duration::from_millis(50);
 /// How often it is looked at anyway when the store sends hints.
 pub const HINTED_POLL: Duration = Duration::from_millis(500);
-/// How often a taken-over job's plan, run elsewhere, is looked at.
+/// How long to wait before trying again to resume a taken-over job's plan that its last
+/// executor still holds.
 pub const ADOPTED_POLL: Duration = Duration::from_millis(200);
 /// The most jobs claimed in one write.
 const CLAIM_BATCH: usize = 512;
@@ -191,42 +193,66 @@ impl Conductor {
         }
     }
 
-    /// A job whose plan exists already (an earlier claim started it): the node claimers run
-    /// that plan wherever they can; wait for it to stop while the claim is still this one.
+    /// A job whose plan exists already (an earlier claim started it, and its conductor died
+    /// or stopped): resume that plan here — completed steps do not run again — while the claim
+    /// is still this one. A plan that stopped already just needs consuming.
     async fn adopt(&self, job: JobRecord) {
         loop {
-            let now = match self.store.job(job.id).await {
-                Ok(now) => now,
-                Err(e) => return self.abandon(&job, &format!("the store failed: {e}")).await,
+            match self.engine.execute(job.plan, self.config.rescue).await {
+                Ok(end) => {
+                    tracing::info!(job = %job.id, plan = %end.plan, state = %end.state, "job's plan resumed and ended");
+                    return;
+                }
+                Err(weft_engine::Error::Stopped) => {
+                    return self.abandon(&job, "its node stopped").await
+                }
+                Err(weft_engine::Error::Store(weft_store::Error::Locked { .. })) => {
+                    // Its last executor is still letting go of it.
+                }
+                Err(refused @ weft_engine::Error::Refused(_)) => {
+                    match self.store.load_plan(job.plan).await.map(|p| p.plan.state) {
+                        Ok(plan::State::Stopped) => return self.consume(&job).await,
+                        Ok(_) => {
+                            return self
+                                .abandon(&job, &format!("its plan cannot run: {refused}"))
+                                .await
+                        }
+                        Err(e) => {
+                            return self.abandon(&job, &format!("the store failed: {e}")).await
+                        }
+                    }
+                }
+                Err(e) => return self.abandon(&job, &format!("its plan failed: {e}")).await,
+            }
+            tokio::time::sleep(ADOPTED_POLL).await;
+            let still_ours = match self.store.job(job.id).await {
+                Ok(now) => {
+                    now.state == State::Claimed
+                        && now.owner.as_deref() == Some(&self.owner)
+                        && now.attempts == job.attempts
+                }
+                Err(_) => false,
             };
-            let still_ours = now.state == State::Claimed
-                && now.owner.as_deref() == Some(&self.owner)
-                && now.attempts == job.attempts;
             if !still_ours {
                 return;
             }
-            match self.store.load_plan(job.plan).await.map(|p| p.plan.state) {
-                Ok(plan::State::Stopped) => {
-                    // It stopped before this claim: consume now.
-                    let consumed = self
-                        .store
-                        .release_job(
-                            job.id,
-                            self.owner.clone(),
-                            Some(job.attempts),
-                            Release::Consume,
-                        )
-                        .await;
-                    if consumed.is_ok() {
-                        tracing::info!(job = %job.id, plan = %job.plan, "job_consumed");
-                    }
-                    return;
-                }
-                Ok(plan::State::Paused) => return,
-                Ok(_) => {}
-                Err(e) => return self.abandon(&job, &format!("the store failed: {e}")).await,
-            }
-            tokio::time::sleep(ADOPTED_POLL).await;
+        }
+    }
+
+    /// Consumes a job whose plan stopped before this claim (fenced by the claim).
+    async fn consume(&self, job: &JobRecord) {
+        let consumed = self
+            .store
+            .release_job(
+                job.id,
+                self.owner.clone(),
+                Some(job.attempts),
+                Release::Consume,
+            )
+            .await;
+        match consumed {
+            Ok(_) => tracing::info!(job = %job.id, plan = %job.plan, "job_consumed"),
+            Err(e) => tracing::debug!(job = %job.id, "cannot consume: {e}"),
         }
     }
 

@@ -148,8 +148,8 @@ pub trait Store: Send + Sync + 'static {
     /// Takes the execution lock, for `owner`, of up to `limit` plans that wait for a node:
     /// `planned`, or `running` with no lock (their node died or shut down); never inhibited
     /// ones; and only plans whose every Rust task is in `can_run` (`name@version`, as
-    /// [`weft_model::flow::Flow::needs`] lists them) — a plan no claimer can run waits. Oldest
-    /// first.
+    /// [`weft_model::flow::Flow::needs`] lists them) — a plan no claimer can run waits; never
+    /// a job's plan (the conductor holding the job's claim runs it). Oldest first.
     fn claim_plans(
         &self,
         owner: String,
@@ -175,9 +175,10 @@ pub trait Store: Send + Sync + 'static {
     fn reply_of(&self, id: i64) -> BoxFuture<Result<Reply>>;
 
     // The job board (TaskFlow's): see [`jobs`] and [`weft_model::job`] for the rules. Refusals
-    // are [`Error::Job`] with TaskFlow's error names. A plan that stops completes the job it
-    // runs in the same commit, if that job is claimed; a node that is invalidated loses its
-    // claims (back on the board, or to the trash once a job had `max_attempts` claims).
+    // are [`Error::Job`] with TaskFlow's error names. A job's plan is run only by whoever holds
+    // the job's claim (node claimers leave it); a plan that stops completes the job it runs in
+    // the same commit, if that job is claimed; a node that is invalidated loses its claims
+    // (back on the board, or to the trash once a job had `max_attempts` claims).
 
     /// Posts a job, unclaimed (TaskFlow's `post`); wakes whoever waits for jobs.
     fn post_job(&self, job: NewJob) -> BoxFuture<Result<JobRecord>>;
@@ -214,7 +215,8 @@ pub trait Store: Send + Sync + 'static {
         how: Release,
     ) -> BoxFuture<Result<JobRecord>>;
 
-    /// Puts a trashed job back on the board with its attempts reset and a new plan.
+    /// Puts a trashed job back on the board with its attempts reset and a new plan; its old
+    /// plan, if unfinished, is inhibited (no node executes it again).
     fn retry_job(&self, id: JobId, by: String) -> BoxFuture<Result<JobRecord>>;
 
     /// Every transition of a job, oldest first.

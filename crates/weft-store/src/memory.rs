@@ -125,12 +125,15 @@ impl Jobs {
         Ok(self.moved(id, mv, owner, who, |_| {}))
     }
 
-    fn retry(&mut self, id: JobId, by: &str) -> Result<JobRecord> {
+    /// Puts a trashed job back; returns it and its old plan (never to run again).
+    fn retry(&mut self, id: JobId, by: &str) -> Result<(JobRecord, PlanId)> {
+        let old = self.get(id)?.plan;
         let mv = job::retry(self.get(id)?.standing())?;
-        Ok(self.moved(id, mv, None, by, |j| {
+        let job = self.moved(id, mv, None, by, |j| {
             j.attempts = 0;
             j.plan = PlanId::new();
-        }))
+        });
+        Ok((job, old))
     }
 
     fn lose_claims(&mut self, owner: &str) {
@@ -608,6 +611,7 @@ impl Store for MemoryStore {
         can_run: Vec<String>,
     ) -> BoxFuture<Result<Vec<PlanId>>> {
         let mut inner = self.lock();
+        let of_jobs: HashSet<PlanId> = inner.jobs.jobs.values().map(|j| j.plan).collect();
         let mut waiting: Vec<PlanId> = inner
             .plans
             .values()
@@ -615,6 +619,7 @@ impl Store for MemoryStore {
             .filter(|e| e.needs.iter().all(|n| can_run.contains(n)))
             .map(|e| e.plan.id)
             .filter(|id| !inner.locks.contains_key(id) && !inner.inhibited.contains(id))
+            .filter(|id| !of_jobs.contains(id))
             .collect();
         waiting.sort();
         waiting.truncate(limit as usize);
@@ -777,7 +782,19 @@ impl Store for MemoryStore {
     }
 
     fn retry_job(&self, id: JobId, by: String) -> BoxFuture<Result<JobRecord>> {
-        ready(self.lock().jobs.retry(id, &by))
+        let mut inner = self.lock();
+        let retried = inner.jobs.retry(id, &by).map(|(job, old)| {
+            // The old plan, no longer the job's, must not be claimed by a node as a plain plan.
+            if inner
+                .plans
+                .get(&old)
+                .is_some_and(|e| e.plan.state != plan::State::Stopped)
+            {
+                inner.inhibited.insert(old);
+            }
+            job
+        });
+        ready(retried)
     }
 
     fn job_history(&self, id: JobId) -> BoxFuture<Result<Vec<JobTransition>>> {

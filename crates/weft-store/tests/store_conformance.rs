@@ -1213,6 +1213,12 @@ async fn a_stopping_plan_completes_its_claimed_job(store: SharedStore) {
         ..new_plan()
     };
     store.create_plan(plan).await.expect("create");
+    // A job's plan is run by the holder of the job's claim, never claimed as a plain plan.
+    assert!(store
+        .claim_plans("n".into(), 10, noop())
+        .await
+        .expect("claim")
+        .is_empty());
     let at = now_millis();
     store
         .apply(

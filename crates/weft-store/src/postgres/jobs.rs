@@ -206,6 +206,14 @@ pub(super) async fn retry(conn: &mut Conn, id: JobId, by: &str) -> Result<JobRec
     let job = locked(conn, id).await?;
     let mv = job::retry(job.standing())?;
     let from = job.state;
+    // The old plan, no longer the job's, must not be claimed by a node as a plain plan.
+    conn.execute(
+        "INSERT INTO inhibitions (plan_id, at)
+         SELECT id, $2 FROM plans WHERE id = $1 AND state != 'stopped'
+         ON CONFLICT DO NOTHING",
+        &[&job.plan.to_string(), &now_millis()],
+    )
+    .await?;
     let mut job = moved(job, mv, None, now_millis());
     job.attempts = 0;
     job.plan = PlanId::new();

@@ -866,6 +866,7 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
                         WHERE p.state IN ('planned', 'running')
                           AND NOT EXISTS (SELECT 1 FROM locks l WHERE l.plan_id = p.id)
                           AND NOT EXISTS (SELECT 1 FROM inhibitions i WHERE i.plan_id = p.id)
+                          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.plan_id = p.id)
                           AND p.needs <@ $4::text[]
                         ORDER BY p.id
                         LIMIT $3

@@ -217,6 +217,13 @@ pub(super) fn retry(conn: &Connection, id: JobId, by: &str) -> Result<JobRecord>
     let job = load(conn, id)?.ok_or_else(|| not_found(id))?;
     let mv = job::retry(job.standing())?;
     let from = job.state;
+    // The old plan, no longer the job's, must not be claimed by a node as a plain plan.
+    conn.execute(
+        "INSERT OR IGNORE INTO inhibitions (plan_id, at)
+         SELECT id, ?2 FROM plans WHERE id = ?1 AND state != 'stopped'",
+        params![job.plan.to_string(), now_millis()],
+    )
+    .map_err(classify)?;
     let mut job = moved(job, mv, None, now_millis());
     job.attempts = 0;
     job.plan = PlanId::new();

@@ -317,6 +317,7 @@ fn claim(conn: &Connection, owner: &str, limit: u32, can_run: &[String]) -> Resu
              WHERE p.state IN ('planned', 'running') AND p.id > ?1
                AND NOT EXISTS (SELECT 1 FROM locks l WHERE l.plan_id = p.id)
                AND NOT EXISTS (SELECT 1 FROM inhibitions i WHERE i.plan_id = p.id)
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.plan_id = p.id)
              ORDER BY p.id
              LIMIT ?2",
         )
