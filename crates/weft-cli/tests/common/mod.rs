@@ -150,6 +150,11 @@ impl NodeProcess {
         NodeProcess(child, log_path)
     }
 
+    /// The node's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// What the node has logged so far.
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.1).unwrap_or_default()
