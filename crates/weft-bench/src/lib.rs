@@ -9,6 +9,7 @@
 mod deps;
 mod embed;
 mod engine;
+mod jobs;
 mod node;
 mod postgres;
 mod processes;
@@ -69,6 +70,16 @@ pub enum Scenario {
     PgSubmitLatency,
     /// The same, 99th percentile (target ≤ 50 ms). Needs --pg.
     PgSubmitP99,
+    /// The job board on SQLite, one node with a conductor: 20,000 posted jobs of a one-step
+    /// no-op flow claimed, run and completed per second (no target; compare with pg-jobs).
+    SqliteJobs,
+    /// The same on PostgreSQL, one node (target ≥ 12,000 jobs/s). Needs --pg.
+    PgJobs,
+    /// The same, two nodes (more than one node). Needs --pg.
+    PgJobsTwoNodes,
+    /// An idle board on PostgreSQL: a job posted from another connection until its flow's
+    /// first step runs, median ms (target ≤ 3 ms). Needs --pg.
+    PgJobLatency,
     /// Everything above but the pg-* scenarios (those need --pg; ask for each by name).
     All,
 }
@@ -94,6 +105,7 @@ impl Scenario {
             Scenario::DepsBounce,
             Scenario::ResultMemory,
             Scenario::ResultSqlite,
+            Scenario::SqliteJobs,
         ]
     }
 }
@@ -215,6 +227,16 @@ pub async fn measure(scenario: Scenario, options: &Options) -> Result<Figure, Er
         Scenario::PgTwoNodes => postgres::pg_throughput(pg(options)?, repeat, 2).await?,
         Scenario::PgSubmitLatency => postgres::pg_submit_latency(pg(options)?, repeat, 0.5).await?,
         Scenario::PgSubmitP99 => postgres::pg_submit_latency(pg(options)?, repeat, 0.99).await?,
+        Scenario::SqliteJobs => {
+            jobs::throughput(jobs::Board::Sqlite, None, repeat.min(3), 1).await?
+        }
+        Scenario::PgJobs => {
+            jobs::throughput(jobs::Board::Postgres, Some(pg(options)?), repeat, 1).await?
+        }
+        Scenario::PgJobsTwoNodes => {
+            jobs::throughput(jobs::Board::Postgres, Some(pg(options)?), repeat, 2).await?
+        }
+        Scenario::PgJobLatency => jobs::post_latency(pg(options)?, repeat).await?,
         Scenario::All => {
             return Err(Error::Input(
                 "`all` stands for several scenarios: measure each of Scenario::expand".into(),

@@ -270,20 +270,16 @@ pub(super) async fn get(conn: &mut Conn, id: JobId) -> Result<JobRecord> {
 }
 
 pub(super) async fn list(conn: &mut Conn, filter: &JobFilter) -> Result<Vec<JobRecord>> {
-    let states: Vec<&str> = if filter.trashed {
-        vec!["trashed"]
+    // One query per listing, each matching a partial index in claim order: no sort.
+    let sql = if filter.trashed {
+        "SELECT * FROM jobs WHERE state = 'trashed' ORDER BY priority, id LIMIT $1"
     } else if filter.only_unclaimed {
-        vec!["unclaimed"]
+        "SELECT * FROM jobs WHERE state = 'unclaimed' ORDER BY priority, id LIMIT $1"
     } else {
-        vec!["unclaimed", "claimed"]
+        "SELECT * FROM jobs WHERE state IN ('unclaimed', 'claimed') ORDER BY priority, id LIMIT $1"
     };
     let limit = filter.limit.map(i64::from);
-    let rows = conn
-        .query(
-            "SELECT * FROM jobs WHERE state = ANY($1) ORDER BY priority, id LIMIT $2",
-            &[&states, &limit],
-        )
-        .await?;
+    let rows = conn.query(sql, &[&limit]).await?;
     rows.iter().map(record).collect()
 }
 

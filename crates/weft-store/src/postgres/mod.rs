@@ -58,10 +58,13 @@ struct Inner {
     hints: Mutex<Option<watch::Receiver<Hints>>>,
 }
 
+/// How long a prepared statement's plan is kept before it is prepared (and planned) again.
+const REPLAN_AFTER: Duration = Duration::from_secs(1);
+
 /// A connection with its prepared statements.
 pub(crate) struct Conn {
     pub client: Client,
-    statements: HashMap<&'static str, Statement>,
+    statements: HashMap<&'static str, (Statement, std::time::Instant)>,
 }
 
 impl Conn {
@@ -86,13 +89,18 @@ impl Conn {
         })
     }
 
-    /// The prepared statement for `sql`, prepared on first use.
+    /// The prepared statement for `sql`, prepared on first use and again once it is
+    /// [`REPLAN_AFTER`] old: PostgreSQL keeps a statement's plan, and a plan made while a
+    /// table was small (seq scans, hash joins) keeps scanning the table whole after it grew.
     pub(crate) async fn prepare(&mut self, sql: &'static str) -> Result<Statement> {
-        if let Some(s) = self.statements.get(sql) {
-            return Ok(s.clone());
+        if let Some((s, at)) = self.statements.get(sql) {
+            if at.elapsed() < REPLAN_AFTER {
+                return Ok(s.clone());
+            }
         }
         let s = self.client.prepare(sql).await.map_err(classify)?;
-        self.statements.insert(sql, s.clone());
+        self.statements
+            .insert(sql, (s.clone(), std::time::Instant::now()));
         Ok(s)
     }
 

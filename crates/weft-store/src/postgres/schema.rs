@@ -116,8 +116,9 @@ CREATE TABLE jobs (
     note         text
 ) WITH (fillfactor = 70);
 CREATE INDEX jobs_unclaimed ON jobs (priority, id) WHERE state = 'unclaimed';
-CREATE INDEX jobs_state ON jobs (state, priority, id);
-CREATE INDEX jobs_plan ON jobs (plan_id);
+CREATE INDEX jobs_board ON jobs (priority, id) WHERE state IN ('unclaimed', 'claimed');
+CREATE INDEX jobs_trash ON jobs (priority, id) WHERE state = 'trashed';
+CREATE UNIQUE INDEX jobs_plan ON jobs (plan_id);
 CREATE INDEX jobs_owner ON jobs (owner) WHERE state = 'claimed';
 CREATE TABLE job_events (
     id          bigserial NOT NULL,

@@ -155,7 +155,11 @@ fn planned(sql: &'static str, params: Vec<Param>, fenced: bool) -> Planned {
 /// arrays (each only if still in the state it is expected in) and their history rows are
 /// inserted in the order the changes were made. It inserts one history row per transition
 /// that landed, so its count says whether all did. A plan that stops completes the claimed job
-/// it runs, in the same statement.
+/// it runs, in the same statement: joined from the input arrays (a statement whose count falls
+/// short is rolled back, so a job is completed only with its plan), and "claimed" said as "none
+/// of the others" so that no partial index on claimed jobs can serve it — a cached plan would
+/// otherwise scan every claimed job once per stopping plan instead of looking each job up by
+/// its plan.
 const BULK: &str = "WITH sv AS (
         SELECT * FROM unnest($1::int4[], $2::text[], $3::int4[], $4::text[], $5::text[],
             $6::int4[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int8[], $12::text[],
@@ -180,10 +184,11 @@ const BULK: &str = "WITH sv AS (
         RETURNING pv.ord, pv.id AS plan_id, NULL::int4 AS idx, pv.from_state, pv.state, pv.at,
             pv.data, pv.actor),
     ju AS (
-        UPDATE jobs j SET state = 'complete', modified_at = pu.at,
-            note = 'its plan ' || pu.plan_id || ' stopped'
-        FROM pu WHERE pu.state = 'stopped' AND j.plan_id = pu.plan_id AND j.state = 'claimed'
-        RETURNING j.id, pu.at, pu.actor, j.attempts, j.note),
+        UPDATE jobs j SET state = 'complete', modified_at = pv.at,
+            note = 'its plan ' || pv.id || ' stopped'
+        FROM pv WHERE pv.state = 'stopped' AND j.plan_id = pv.id
+            AND j.state NOT IN ('unclaimed', 'complete', 'trashed')
+        RETURNING j.id, pv.at, pv.actor, j.attempts, j.note),
     jh AS (
         INSERT INTO job_events (job_id, at, by, from_state, to_state, attempt, note)
         SELECT id, at, actor, 'claimed', 'complete', attempts, note FROM ju)

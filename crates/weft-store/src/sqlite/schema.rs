@@ -114,7 +114,7 @@ CREATE TABLE jobs (
     note         TEXT
 );
 CREATE INDEX jobs_claim ON jobs(state, priority, id);
-CREATE INDEX jobs_plan ON jobs(plan_id);
+CREATE UNIQUE INDEX jobs_plan ON jobs(plan_id);
 CREATE INDEX jobs_owner ON jobs(owner, state);
 CREATE TABLE job_events (
     id          INTEGER PRIMARY KEY,
