@@ -473,12 +473,21 @@ fn statements(w: &Write) -> Result<Vec<Planned>> {
 /// Sends a run of requests at once — a savepoint and every statement — answered in order.
 /// Any conflict or error rolls the run back to its savepoint and is returned.
 async fn pipelined(conn: &mut Conn, run: &[Request]) -> Result<Notify> {
-    // Consecutive changes (from any number of requests) go in bulk; other writes as they are.
+    // New plans first: nothing earlier in the run can touch a plan that does not exist yet,
+    // and a plan's creation between two requests' changes would split their bulk statement
+    // in two — with a plan started per job, into one statement per plan.
     let mut all = Vec::new();
+    for req in run {
+        if let Write::Create(_) = &req.write {
+            all.extend(statements(&req.write)?);
+        }
+    }
+    // Consecutive changes (from any number of requests) go in bulk; other writes as they are.
     let mut changes: Vec<(&str, &Change)> = Vec::new();
     for req in run {
         match &req.write {
             Write::Apply(by, cs) => changes.extend(cs.iter().map(|c| (by.as_str(), c))),
+            Write::Create(_) => {}
             other => {
                 all.extend(bulk_statements(&changes)?);
                 changes.clear();
