@@ -258,6 +258,7 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
         let mut p_actor: Vec<String> = Vec::new();
         let mut singles = Vec::new();
         let mut transitions = Vec::new();
+        let (mut u_plan, mut u_owner, mut unlocks) = (Vec::new(), Vec::new(), Vec::new());
         for index in layer {
             let (by, c) = changes[index];
             let data = c.transition().and_then(|t| t.data_json());
@@ -300,10 +301,12 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                     p_data.push(data);
                     p_actor.push(by.to_string());
                 }
-                Change::Group { .. }
-                | Change::Bookkeeping { .. }
-                | Change::Reply { .. }
-                | Change::Unlock { .. } => {
+                Change::Unlock { plan, owner } => {
+                    u_plan.push(plan.to_string());
+                    u_owner.push(owner.clone());
+                    unlocks.push(index);
+                }
+                Change::Group { .. } | Change::Bookkeeping { .. } | Change::Reply { .. } => {
                     let (sql, params, fenced) = change_sql(c)?;
                     singles.push(Planned {
                         covers: vec![index],
@@ -349,9 +352,104 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                 covers: transitions,
             });
         }
+        if !unlocks.is_empty() {
+            out.push(Planned {
+                covers: unlocks,
+                ..planned(
+                    RELEASE_OWNED_MANY,
+                    vec![Box::new(u_plan), Box::new(u_owner)],
+                    false,
+                )
+            });
+        }
         out.extend(singles);
     }
     Ok(out)
+}
+
+/// Every new plan of a run in one statement: its steps and locks inserted alongside. It
+/// inserts one plan row per new plan, so its count says whether all were new.
+const CREATE_MANY: &str = "WITH si AS (
+        INSERT INTO steps (plan_id, idx, name, state, attempt)
+        SELECT plan_id, idx, name, state, 0
+        FROM unnest($10::text[], $11::int4[], $12::text[], $13::text[]) AS s(plan_id, idx, name, state)),
+    li AS (
+        INSERT INTO locks (plan_id, owner, acquired_at)
+        SELECT plan_id, owner, at FROM unnest($14::text[], $15::text[], $16::int8[]) AS l(plan_id, owner, at))
+    INSERT INTO plans (id, flow_name, flow, inputs, state, created_at, phase, start_at, after_plans, needs)
+    SELECT id, flow_name, flow, inputs, state, created_at, 'null', start_at, after_plans,
+        ARRAY(SELECT json_array_elements_text(needs::json))
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
+        $7::int8[], $8::text[], $9::text[])
+        AS t(id, flow_name, flow, inputs, state, created_at, start_at, after_plans, needs)
+    ON CONFLICT (id) DO NOTHING";
+
+/// The new plans of a run as one [`CREATE_MANY`] statement.
+fn bulk_create(plans: &[&NewPlan]) -> Result<Option<Planned>> {
+    if plans.is_empty() {
+        return Ok(None);
+    }
+    let mut ids = Vec::new();
+    let (mut names, mut flows, mut inputs, mut states) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut created, mut start_at, mut after, mut needs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut s_plan, mut s_idx, mut s_name, mut s_state) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut l_plan, mut l_owner, mut l_at) = (Vec::new(), Vec::new(), Vec::new());
+    let mut wakes = Notify::default();
+    for plan in plans {
+        let (record, steps) = plan.records();
+        let key = record.id.to_string();
+        wakes.plans |= plan.state == plan::State::Planned && plan.owner.is_none();
+        for step in &steps {
+            s_plan.push(key.clone());
+            s_idx.push(i32_of(step.index));
+            s_name.push(step.name.clone());
+            s_state.push(step.state.as_str().to_string());
+        }
+        if let Some(owner) = &plan.owner {
+            l_plan.push(key.clone());
+            l_owner.push(owner.clone());
+            l_at.push(record.created_at);
+        }
+        ids.push(key);
+        names.push(record.flow.name.clone());
+        flows.push(to_json(&record.flow)?);
+        inputs.push(to_json(&record.inputs)?);
+        states.push(record.state.as_str().to_string());
+        created.push(record.created_at);
+        start_at.push(record.start_at);
+        after.push(to_json(&record.after)?);
+        needs.push(to_json(&record.flow.needs())?);
+    }
+    let count = ids.len() as u64;
+    Ok(Some(Planned {
+        wakes,
+        expect: Some(count),
+        ..planned(
+            CREATE_MANY,
+            vec![
+                Box::new(ids),
+                Box::new(names),
+                Box::new(flows),
+                Box::new(inputs),
+                Box::new(states),
+                Box::new(created),
+                Box::new(start_at),
+                Box::new(after),
+                Box::new(needs),
+                Box::new(s_plan),
+                Box::new(s_idx),
+                Box::new(s_name),
+                Box::new(s_state),
+                Box::new(l_plan),
+                Box::new(l_owner),
+                Box::new(l_at),
+            ],
+            true,
+        )
+    }))
 }
 
 const HEARTBEAT: &str =
@@ -476,12 +574,14 @@ async fn pipelined(conn: &mut Conn, run: &[Request]) -> Result<Notify> {
     // New plans first: nothing earlier in the run can touch a plan that does not exist yet,
     // and a plan's creation between two requests' changes would split their bulk statement
     // in two — with a plan started per job, into one statement per plan.
-    let mut all = Vec::new();
-    for req in run {
-        if let Write::Create(_) = &req.write {
-            all.extend(statements(&req.write)?);
-        }
-    }
+    let creates: Vec<&NewPlan> = run
+        .iter()
+        .filter_map(|r| match &r.write {
+            Write::Create(plan) => Some(plan.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let mut all: Vec<Planned> = bulk_create(&creates)?.into_iter().collect();
     // Consecutive changes (from any number of requests) go in bulk; other writes as they are.
     let mut changes: Vec<(&str, &Change)> = Vec::new();
     for req in run {
@@ -619,6 +719,10 @@ const CHANGE_GROUP: &str = "UPDATE steps SET group_progress = $4
     WHERE plan_id = $1 AND idx = $2 AND attempt = $3 AND state = 'running'";
 
 const RELEASE_OWNED: &str = "DELETE FROM locks WHERE plan_id = $1 AND owner = $2";
+/// The locks given back with plans' last changes, all at once.
+const RELEASE_OWNED_MANY: &str = "DELETE FROM locks l
+    USING unnest($1::text[], $2::text[]) AS u(plan_id, owner)
+    WHERE l.plan_id = u.plan_id AND l.owner = u.owner";
 const CHANGE_BOOKKEEPING: &str = "UPDATE plans SET phase = $2 WHERE id = $1";
 /// Answers a message still pending.
 const REPLY: &str =
