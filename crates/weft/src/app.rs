@@ -25,6 +25,7 @@ pub struct Builder {
     parallelism: Option<usize>,
     lease: Option<Duration>,
     rescue: Rescue,
+    conductor: Option<weft_board::ConductorConfig>,
 }
 
 impl Builder {
@@ -62,6 +63,13 @@ impl Builder {
         self
     }
 
+    /// Also run a conductor: this process claims jobs from the board ([`Engine::board`]) whose
+    /// flows it can run — their Rust tasks registered here — and runs each as a plan.
+    pub fn conductor(mut self, config: weft_board::ConductorConfig) -> Self {
+        self.conductor = Some(config);
+        self
+    }
+
     /// Opens the store (creating a SQLite file, migrating a PostgreSQL database) and starts
     /// the node: plans this application was executing when it last stopped are taken up again.
     pub async fn start(self) -> Result<Engine, Error> {
@@ -94,6 +102,14 @@ impl Builder {
         let capabilities = registry.capabilities();
         let node = Node::start(opener, registry, config).await?;
         let node_id = node.id().to_string();
+        if let Some(conductor) = self.conductor {
+            let manifold =
+                weft_board::conductor::manifold(node_id.clone(), capabilities.clone(), conductor);
+            node.manifolds()
+                .install("conductor", manifold)
+                .await
+                .map_err(|e| Error::Engine(weft_engine::Error::Refused(e.to_string())))?;
+        }
         let mut executor = node.executor();
         let (stop, stopped) = oneshot::channel::<()>();
         let running = tokio::spawn(node.run(async {
@@ -165,12 +181,19 @@ impl Engine {
             parallelism: None,
             lease: None,
             rescue: Rescue::Revert,
+            conductor: None,
         }
     }
 
     /// The store it uses.
     pub fn store(&self) -> &SharedStore {
         &self.inner.store
+    }
+
+    /// The job board kept in its store (TaskFlow's `JobBoard`): post jobs for conductors —
+    /// this process's, with [`Builder::conductor`], or `weft serve` nodes' — to run.
+    pub fn board(&self) -> weft_board::JobBoard {
+        weft_board::JobBoard::new("weft", self.inner.store.clone())
     }
 
     /// Its node's id (`NAME/UUID`): the owner of the plans it executes.

@@ -48,8 +48,12 @@
 //! Several applications and `weft serve` nodes may share one database: each plan runs only
 //! on a process that has registered every Rust task it needs.
 //!
+//! Jobs: [`Engine::board`] is TaskFlow's job board on the same store — post a flow as a job,
+//! and a conductor ([`Builder::conductor`], or any `weft serve` node) claims and runs it.
+//!
 //! This crate gathers what an application needs; the layers beneath are `weft-model` (flows,
-//! states), `weft-store` (the stores) and `weft-engine` (the director, executor and nodes).
+//! states), `weft-store` (the stores), `weft-engine` (the director, executor and nodes) and
+//! `weft-board` (the job board and conductors).
 
 mod app;
 mod error;
@@ -58,6 +62,11 @@ mod handle;
 pub use app::{Builder, Engine};
 pub use error::Error;
 pub use handle::{values_of, PlanHandle};
+
+/// The job board and conductors (`weft-board`): TaskFlow's `JobBoard` API.
+pub mod board {
+    pub use weft_board::*;
+}
 
 pub use weft_engine::{task_fn, typed_fn, Context, PlanEnd, Registry, Rescue, RevertContext, Task};
 pub use weft_model::command::Command;

@@ -228,3 +228,41 @@ async fn an_unreachable_store_is_a_clear_error_at_start() {
         .expect("no such store");
     assert!(matches!(err, Error::Store(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn an_application_posts_jobs_and_its_conductor_runs_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = dir.path().join("app.db").display().to_string();
+    let mut tasks = Registry::new();
+    let (add, double) = arithmetic(&mut tasks);
+    let engine = Engine::builder(&url)
+        .registry(tasks)
+        .conductor(weft::board::ConductorConfig::default())
+        .start()
+        .await
+        .expect("start");
+    let board = engine.board();
+    let inputs = std::collections::BTreeMap::from([
+        ("a".to_string(), serde_json::json!(2)),
+        ("b".to_string(), serde_json::json!(3)),
+    ]);
+    let job = board
+        .post(
+            "arithmetic",
+            flow(&add, &double),
+            inputs,
+            weft::board::Priority::High,
+        )
+        .await
+        .expect("post");
+    assert!(job
+        .wait(Some(std::time::Duration::from_secs(30)))
+        .await
+        .expect("wait"));
+    // The job ran as its plan, whose values are there to read.
+    let plan = engine.handle(job.record().plan);
+    let doubled: Doubled = plan.output("double").await.expect("output");
+    assert_eq!(doubled, Doubled { doubled: 10 });
+    assert_eq!(board.job_count().await.expect("count"), 0);
+    engine.shutdown().await.expect("shutdown");
+}
