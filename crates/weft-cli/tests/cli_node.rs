@@ -548,7 +548,7 @@ fn manifolds(sb: &Sandbox) -> serde_json::Value {
 
 fn all_started(m: &serde_json::Value) -> bool {
     m.as_object()
-        .is_some_and(|o| o.len() == 8 && o.values().all(|v| v["state"] == "started"))
+        .is_some_and(|o| o.len() == 9 && o.values().all(|v| v["state"] == "started"))
 }
 
 #[test]
@@ -600,6 +600,10 @@ fn status_shows_the_store_failing_its_dependents_bouncing_and_everything_coming_
     assert!(
         report["claimer"]["starts"].as_u64() >= Some(2),
         "the claimer was bounced: {report}"
+    );
+    assert!(
+        report["conductor"]["starts"].as_u64() >= Some(2),
+        "the conductor was bounced: {report}"
     );
 
     // No plan was lost: the suspended step still takes its event, and the plan completes once.
