@@ -1,9 +1,9 @@
 //! The job board: jobs claimed, run as one-step plans and completed per second by conductors
-//! (on PostgreSQL with one node and two, and on SQLite), and post-to-start latency on an idle
-//! board.
+//! (on PostgreSQL with one node and two, and on SQLite), and on an idle board the latency from
+//! a post to its claim and to its flow's first step.
 
 use crate::postgres::pg_database;
-use crate::support::{noop_flow, noop_registry, tempdir, NOOP_PARALLELISM};
+use crate::support::{noop_flow, tempdir, NOOP_PARALLELISM};
 use crate::{Error, Figure};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -111,7 +111,8 @@ pub(crate) async fn throughput(
         let started = Instant::now();
         let mut running = Vec::new();
         for _ in 0..nodes {
-            let registry = Arc::try_unwrap(noop_registry()).unwrap_or_default();
+            let mut registry = Registry::new();
+            registry.register("noop", "1", task_fn(|_| async { Ok(json!({})) }));
             running.push(ConductorNode::start(&url, registry).await?);
         }
         let deadline = started + Duration::from_secs(300);
@@ -214,6 +215,74 @@ pub(crate) async fn post_latency(admin: &str, repeat: u32) -> Result<Figure, Err
     }
     Ok(Figure {
         name: "pg-job-latency",
+        unit: "ms",
+        samples,
+        // As for a plan submitted to an idle node (pg-submit-latency).
+        target: 10.0,
+        higher_is_better: false,
+    })
+}
+
+/// Post-to-claim latency on an idle board: a claimer waits as a conductor does (on the store's
+/// wake-up hints, polling every 500 ms as a backstop) and claims as soon as it wakes; each
+/// sample is the median of 200 jobs posted one by one from another connection, each timed
+/// from the post until its claim is durable.
+pub(crate) async fn claim_latency(admin: &str, repeat: u32) -> Result<Figure, Error> {
+    const POSTS: usize = 200;
+    let flow = noop_flow(FlowBuilder::linear("latency"), 1);
+    let can_run = vec!["noop@1".to_string()];
+    let mut samples = Vec::new();
+    for _ in 0..repeat {
+        let url = pg_database(admin).await?;
+        let poster = weft_store::open(&url).await?;
+        let claimer = weft_store::open(&url).await?;
+        let mut hints = claimer
+            .hints()
+            .ok_or_else(|| Error::Failed("PostgreSQL sends no hints".into()))?;
+        let (claimed_tx, mut claimed) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        let can_run = can_run.clone();
+        let claiming = tokio::spawn(async move {
+            loop {
+                let seen = hints.borrow_and_update().jobs;
+                let jobs = claimer
+                    .claim_jobs("bench".into(), 16, can_run.clone())
+                    .await?;
+                if !jobs.is_empty() && claimed_tx.send(Instant::now()).is_err() {
+                    return Ok::<(), Error>(());
+                }
+                if jobs.is_empty() {
+                    let wait = async {
+                        while hints.borrow().jobs == seen {
+                            if hints.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_millis(500), wait).await;
+                }
+            }
+        });
+        // Let the claimer settle into idleness (listening, first looks done).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut latencies = Vec::with_capacity(POSTS);
+        for _ in 0..POSTS {
+            let t = Instant::now();
+            poster
+                .post_job(NewJob::new(flow.clone(), BTreeMap::new()))
+                .await?;
+            let at = tokio::time::timeout(Duration::from_secs(10), claimed.recv())
+                .await
+                .map_err(|_| Error::Failed("a posted job was not claimed within 10 s".into()))?
+                .ok_or_else(|| Error::Failed("the claimer stopped".into()))?;
+            latencies.push(at.duration_since(t).as_secs_f64() * 1000.0);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        claiming.abort();
+        latencies.sort_by(|a, b| a.total_cmp(b));
+        samples.push(latencies[latencies.len() / 2]);
+    }
+    Ok(Figure {
+        name: "pg-claim-latency",
         unit: "ms",
         samples,
         target: 3.0,

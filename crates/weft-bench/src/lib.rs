@@ -77,8 +77,12 @@ pub enum Scenario {
     PgJobs,
     /// The same, two nodes (more than one node). Needs --pg.
     PgJobsTwoNodes,
-    /// An idle board on PostgreSQL: a job posted from another connection until its flow's
-    /// first step runs, median ms (target ≤ 3 ms). Needs --pg.
+    /// An idle board on PostgreSQL: a job posted from another connection until a waiting
+    /// claimer's claim of it is durable, median ms (target ≤ 3 ms). Needs --pg.
+    PgClaimLatency,
+    /// The same until a conductor has the job's flow's first step running, median ms (target
+    /// ≤ 10 ms, as for a submitted plan: it adds the plan's creation and its step's start).
+    /// Needs --pg.
     PgJobLatency,
     /// Everything above but the pg-* scenarios (those need --pg; ask for each by name).
     All,
@@ -236,6 +240,7 @@ pub async fn measure(scenario: Scenario, options: &Options) -> Result<Figure, Er
         Scenario::PgJobsTwoNodes => {
             jobs::throughput(jobs::Board::Postgres, Some(pg(options)?), repeat, 2).await?
         }
+        Scenario::PgClaimLatency => jobs::claim_latency(pg(options)?, repeat).await?,
         Scenario::PgJobLatency => jobs::post_latency(pg(options)?, repeat).await?,
         Scenario::All => {
             return Err(Error::Input(
