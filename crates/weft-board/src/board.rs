@@ -16,6 +16,15 @@ const FIRST_DELAY: Duration = Duration::from_millis(5);
 /// The longest pause between looks.
 const MAX_DELAY: Duration = Duration::from_secs(1);
 
+/// A change on the board (TaskFlow's notifier events), told to whoever listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notification {
+    /// Jobs were posted (or came back on the board: abandoned, lost, retried) — `POSTED`.
+    Posted,
+    /// Jobs left the board (consumed, completed with their plan, trashed) — `REMOVAL`.
+    Removal,
+}
+
 /// A place where jobs are posted, claimed, consumed, abandoned and trashed (TaskFlow's
 /// `JobBoard`), kept in a weft store: a fleet of nodes on one PostgreSQL share one board.
 #[derive(Clone)]
@@ -232,6 +241,32 @@ impl JobBoard {
                 None => tokio::time::sleep_until(until).await,
             }
         }
+    }
+
+    /// The board's notifications as they happen in any process sharing the store: on
+    /// PostgreSQL through `LISTEN/NOTIFY`, on SQLite through the wake-up sockets beside the
+    /// file. `None` for a store that sends none (the in-memory one). They are hints: several
+    /// posts may come as one `Posted`; read the board ([`JobBoard::iterjobs`]) for what changed.
+    pub fn notifications(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Notification>> {
+        let mut hints = self.store.hints()?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut seen = *hints.borrow_and_update();
+            while hints.changed().await.is_ok() {
+                let now = *hints.borrow_and_update();
+                let told = [
+                    (now.jobs != seen.jobs, Notification::Posted),
+                    (now.removals != seen.removals, Notification::Removal),
+                ];
+                seen = now;
+                for (happened, what) in told {
+                    if happened && tx.send(what).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Some(rx)
     }
 
     /// Registers an entity with the board — a conductor, the only kind there is.

@@ -3,7 +3,7 @@
 //!
 //! - [`JobBoard`] and [`Job`]: the seed's operations with its names — `post`, `claim`,
 //!   `consume`, `abandon`, `trash`, `find_owner`, `iterjobs`, `wait`, `job_count`,
-//!   `register_entity`, `Job::wait` — and its errors (`NotFound`, `UnclaimableJob`,
+//!   `register_entity`, `Job::wait`, `POSTED` / `REMOVAL` notifications — and its errors (`NotFound`, `UnclaimableJob`,
 //!   `JobFailure`, as [`weft_model::job::BoardError`]). Jobs come most urgent first, oldest
 //!   first within a priority.
 //! - [`conductor`]: the manifold a node runs to claim jobs and run their flows as plans.
@@ -31,6 +31,6 @@
 mod board;
 pub mod conductor;
 
-pub use board::{Job, JobBoard, Result};
+pub use board::{Job, JobBoard, Notification, Result};
 pub use conductor::ConductorConfig;
 pub use weft_model::job::{BoardError, JobId, Priority, State};

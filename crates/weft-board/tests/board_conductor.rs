@@ -183,6 +183,35 @@ async fn waiting_for_jobs_follows_taskflows_board(url: String) {
     assert_eq!(board.find_owner(&job).await.expect("owner"), None);
 }
 
+async fn posted_and_removal_are_notified(url: String) {
+    let board = board(&url).await;
+    let mut told = board.notifications().expect("a durable store sends hints");
+    // The listener is in place once the first hint (sent on connecting) is through.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while told.try_recv().is_ok() {}
+    let inputs = BTreeMap::from([("key".to_string(), json!("n"))]);
+    let job = board
+        .post("n", counting_flow(), inputs, Priority::Normal)
+        .await
+        .expect("post");
+    let posted = tokio::time::timeout(Duration::from_secs(5), told.recv())
+        .await
+        .expect("told in time");
+    assert_eq!(posted, Some(weft_board::Notification::Posted));
+    let mine = board.claim(&job, "me").await.expect("claim");
+    board.consume(&mine, "me").await.expect("consume");
+    let removal = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match told.recv().await {
+                Some(weft_board::Notification::Removal) | None => return,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(removal.is_ok(), "REMOVAL was not told");
+}
+
 async fn a_job_is_refused_when_its_inputs_do_not_fit(url: String) {
     let board = board(&url).await;
     let e = board
@@ -209,6 +238,12 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn posted_and_removal_are_notified() {
+        let (_dir, url) = sqlite();
+        super::posted_and_removal_are_notified(url).await;
+    }
+
+    #[tokio::test]
     async fn a_job_is_refused_when_its_inputs_do_not_fit() {
         let (_dir, url) = sqlite();
         super::a_job_is_refused_when_its_inputs_do_not_fit(url).await;
@@ -224,5 +259,10 @@ mod postgres {
     #[tokio::test]
     async fn waiting_for_jobs_follows_taskflows_board() {
         super::waiting_for_jobs_follows_taskflows_board(weft_testpg::url()).await;
+    }
+
+    #[tokio::test]
+    async fn posted_and_removal_are_notified() {
+        super::posted_and_removal_are_notified(weft_testpg::url()).await;
     }
 }

@@ -241,8 +241,11 @@ pub struct Hints {
     pub mailbox: u64,
     /// Messages were answered.
     pub replies: u64,
-    /// Jobs became claimable (posted, abandoned, lost, retried).
+    /// Jobs became claimable (posted, abandoned, lost, retried): TaskFlow's `POSTED`.
     pub jobs: u64,
+    /// Jobs left the board (consumed, completed with their plan, trashed): TaskFlow's
+    /// `REMOVAL`.
+    pub removals: u64,
 }
 
 /// A database URL fit to print: its password, if any, masked.

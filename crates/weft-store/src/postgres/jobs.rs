@@ -222,8 +222,8 @@ pub(super) async fn retry(conn: &mut Conn, id: JobId, by: &str) -> Result<JobRec
 }
 
 /// The claims of an owner that is gone: each job back on the board, or to the trash once it
-/// has had its attempts. Returns how many went back on the board.
-pub(super) async fn lose_claims(conn: &mut Conn, owner: &str, by: &str) -> Result<usize> {
+/// has had its attempts. Returns how many went back on the board, and how many were lost.
+pub(super) async fn lose_claims(conn: &mut Conn, owner: &str, by: &str) -> Result<(usize, usize)> {
     let rows = conn
         .query(
             "SELECT * FROM jobs WHERE owner = $1 AND state = 'claimed' FOR UPDATE",
@@ -231,7 +231,7 @@ pub(super) async fn lose_claims(conn: &mut Conn, owner: &str, by: &str) -> Resul
         )
         .await?;
     let at = now_millis();
-    let mut back = 0;
+    let (mut back, lost) = (0, rows.len());
     for row in rows {
         let job = record(&row)?;
         let mv = job::lose(job.standing(), &format!("its owner {owner} was lost"));
@@ -239,7 +239,7 @@ pub(super) async fn lose_claims(conn: &mut Conn, owner: &str, by: &str) -> Resul
         let job = moved(job, mv, None, at);
         save(conn, &job, State::Claimed, by).await?;
     }
-    Ok(back)
+    Ok((back, lost))
 }
 
 pub(super) async fn register_entity(conn: &mut Conn, entity: &Entity) -> Result<()> {

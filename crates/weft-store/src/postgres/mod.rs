@@ -824,6 +824,7 @@ async fn listen(config: Config, shown: String, hints: watch::Sender<Hints>) {
             h.mailbox += 1;
             h.replies += 1;
             h.jobs += 1;
+            h.removals += 1;
         });
         loop {
             tokio::select! {
@@ -832,6 +833,7 @@ async fn listen(config: Config, shown: String, hints: watch::Sender<Hints>) {
                         "mailbox" => h.mailbox += 1,
                         "replies" => h.replies += 1,
                         "jobs" => h.jobs += 1,
+                        "removal" => h.removals += 1,
                         _ => h.plans += 1,
                     }),
                     None => break,

@@ -319,6 +319,7 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                 }
             }
         }
+        let p_state_stops = p_state.contains(&plan::State::Stopped.as_str());
         if !transitions.is_empty() {
             out.push(Planned {
                 sql: BULK,
@@ -348,7 +349,11 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                     Box::new(p_actor),
                 ],
                 expect: Some(transitions.len() as u64),
-                wakes: Notify::default(),
+                // A plan that stops may complete its job.
+                wakes: Notify {
+                    removals: p_state_stops,
+                    ..Notify::default()
+                },
                 covers: transitions,
             });
         }
@@ -681,6 +686,7 @@ struct Notify {
     mailbox: bool,
     replies: bool,
     jobs: bool,
+    removals: bool,
 }
 
 impl Notify {
@@ -689,6 +695,7 @@ impl Notify {
         self.mailbox |= other.mailbox;
         self.replies |= other.replies;
         self.jobs |= other.jobs;
+        self.removals |= other.removals;
     }
 
     fn payloads(self) -> Vec<&'static str> {
@@ -704,6 +711,9 @@ impl Notify {
         }
         if self.jobs {
             out.push("jobs");
+        }
+        if self.removals {
+            out.push("removal");
         }
         out
     }
@@ -936,7 +946,9 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         Write::InvalidateNode(node) => {
             conn.execute("DELETE FROM nodes WHERE id = $1", &[node])
                 .await?;
-            notify.jobs |= jobs::lose_claims(conn, node, "invalidation").await? > 0;
+            let (back, lost) = jobs::lose_claims(conn, node, "invalidation").await?;
+            notify.jobs |= back > 0;
+            notify.removals |= lost > back;
             release_all(conn, node, notify).await
         }
         Write::ReleaseLocks(owner) => release_all(conn, owner, notify).await,
@@ -952,6 +964,7 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         Write::ReleaseJob(id, who, attempt, how) => {
             let job = jobs::release(conn, *id, who, *attempt, *how).await?;
             notify.jobs |= job.state == weft_model::job::State::Unclaimed;
+            notify.removals |= !job.state.on_board();
             Ok(Output::Jobs(vec![job]))
         }
         Write::RetryJob(id, by) => {

@@ -21,6 +21,8 @@ const MAILBOX: u8 = b'm';
 const REPLIES: u8 = b'r';
 /// Jobs became claimable.
 const JOBS: u8 = b'j';
+/// Jobs left the board.
+const REMOVALS: u8 = b'x';
 
 /// What a commit wants the listeners to know.
 #[derive(Debug, Default, Clone, Copy)]
@@ -29,6 +31,7 @@ pub(super) struct Want {
     pub mailbox: bool,
     pub replies: bool,
     pub jobs: bool,
+    pub removals: bool,
 }
 
 /// The wake-up directory of one database file.
@@ -49,7 +52,7 @@ impl Wakes {
 
     /// Tells every listening process (this one's too) what `want` says.
     pub(super) fn send(&self, want: Want) {
-        if !want.plans && !want.mailbox && !want.replies && !want.jobs {
+        if !want.plans && !want.mailbox && !want.replies && !want.jobs && !want.removals {
             return;
         }
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -67,6 +70,7 @@ impl Wakes {
                 (want.mailbox, MAILBOX),
                 (want.replies, REPLIES),
                 (want.jobs, JOBS),
+                (want.removals, REMOVALS),
             ] {
                 if !wanted {
                     continue;
@@ -116,6 +120,7 @@ impl Wakes {
                                     MAILBOX => h.mailbox += 1,
                                     REPLIES => h.replies += 1,
                                     JOBS => h.jobs += 1,
+                                    REMOVALS => h.removals += 1,
                                     _ => {}
                                 }
                             }

@@ -92,17 +92,22 @@ fn wants(batch: &[Request], results: &[Result<Output>]) -> Want {
             (Write::Post(..), _) => want.mailbox = true,
             (Write::PostJob(_) | Write::RetryJob(..), _) => want.jobs = true,
             (Write::ReleaseJob(..), Ok(Output::Jobs(j))) => {
-                want.jobs |= j
-                    .iter()
-                    .any(|j| j.state == weft_model::job::State::Unclaimed)
+                use weft_model::job::State;
+                want.jobs |= j.iter().any(|j| j.state == State::Unclaimed);
+                want.removals |= j.iter().any(|j| !j.state.on_board());
             }
             (Write::InvalidateNode(_), _) => {
                 want.plans = true;
                 want.jobs = true;
+                want.removals = true;
             }
             (Write::Reply(..), _) => want.replies = true,
             (Write::Apply(_, changes), _) => {
-                want.replies |= changes.iter().any(|c| matches!(c, Change::Reply { .. }))
+                want.replies |= changes.iter().any(|c| matches!(c, Change::Reply { .. }));
+                // A plan that stops may complete its job.
+                want.removals |= changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Plan { to, .. } if *to == plan::State::Stopped));
             }
             _ => {}
         }
