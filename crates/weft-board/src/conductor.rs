@@ -94,7 +94,7 @@ struct Conductor {
 
 impl Conductor {
     /// Registers with the board, and gives back what an earlier start of this conductor held
-    /// (its store or executor failed; the plans it ran were released with them).
+    /// and no longer runs (its store or executor failed; their plans were released with them).
     async fn start(&self) -> Result<(), weft_store::Error> {
         self.store
             .register_entity(Entity {
@@ -113,7 +113,11 @@ impl Conductor {
             .into_iter()
             .filter(|j| j.state == State::Claimed && j.owner.as_deref() == Some(&self.owner));
         for job in held {
-            self.abandon(&job, "its conductor restarted").await;
+            // A plan still held (an earlier start's job running on, after a failed claim)
+            // completes its job when it ends; the others' jobs go back on the board.
+            if self.store.lock_owner(job.plan).await?.is_none() {
+                self.abandon(&job, "its conductor restarted").await;
+            }
         }
         Ok(())
     }
@@ -132,10 +136,18 @@ impl Conductor {
             let claimed = if room == 0 {
                 Vec::new()
             } else {
-                self.store
+                let claimed = self
+                    .store
                     .claim_jobs(self.owner.clone(), room as u32, self.capabilities.clone())
-                    .await
-                    .map_err(failed)?
+                    .await;
+                match claimed {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        // The jobs running go on to their ends; the manifold restarts.
+                        running.detach_all();
+                        return Err(failed(e));
+                    }
+                }
             };
             let full = room > 0 && claimed.len() == room;
             for job in claimed {
