@@ -145,3 +145,53 @@ async fn a_plan_no_live_node_can_run_waits_and_runs_once_one_starts() {
     back.shutdown().await.expect("shutdown");
     submitter.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_no_live_conductor_can_run_stays_on_the_board_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = dir.path().join("jobs.db").display().to_string();
+    let sb = Sandbox::with_store(url.clone());
+    // A `weft serve` conductor runs no Rust tasks: it must leave the job alone.
+    let _serve = NodeProcess::start(&sb, "cli-node", &[]);
+    let (gone, late) = application(&url, "app-late", "late").await;
+    gone.shutdown().await.expect("shutdown");
+    let flow = FlowBuilder::linear("late")
+        .input("n", None)
+        .step("work", &late, |t| t)
+        .build()
+        .expect("flow");
+    let (poster, _) = application(&url, "app-poster", "other").await;
+    let inputs = std::collections::BTreeMap::from([("n".to_string(), serde_json::json!(1))]);
+    let job = poster
+        .board()
+        .post("late", flow, inputs, weft::board::Priority::Normal)
+        .await
+        .expect("post");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let shown = sb.run(&["jobs", "show", &job.id().to_string()]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("waiting for a node that runs `late`@1") && text.contains("unclaimed"),
+        "{text}"
+    );
+    // An application that runs `late` with a conductor takes it.
+    let mut tasks = Registry::new();
+    tasks.add(
+        "late",
+        "1",
+        typed_fn(|i: In, _ctx| async move { Ok(Out { out: i.n + 1 }) }),
+    );
+    let runner = Engine::builder(&url)
+        .name("app-late")
+        .registry(tasks)
+        .conductor(weft::board::ConductorConfig::default())
+        .start()
+        .await
+        .expect("start");
+    assert!(job
+        .wait(Some(std::time::Duration::from_secs(30)))
+        .await
+        .expect("wait"));
+    runner.shutdown().await.expect("shutdown");
+    poster.shutdown().await.expect("shutdown");
+}
