@@ -8,6 +8,8 @@
 //! - [`command`]: a command task — argv, revert, environment, working directory.
 //! - [`shape`]: the fields of a typed task's input or output, read from its serde type.
 //! - [`job`]: the job board's rules (TaskFlow's): priorities, job states, who may claim.
+//! - [`worker`]: TaskFlow's worker protocol — the request state machine, `NOTIFY` /
+//!   `REQUEST` / `RESPONSE` and their checked decoding.
 //! - [`failure`]: what went wrong, in a shape that serializes to TaskFlow's failure dict.
 //! - [`duration`]: the `"500ms"`, `"10s"`, `"5m"` notation used in flow files.
 #![deny(missing_docs)]
@@ -24,6 +26,7 @@ pub mod shape;
 pub mod step;
 mod suggest;
 pub mod time;
+pub mod worker;
 
 pub use failure::Failure;
 pub use plan::PlanId;
