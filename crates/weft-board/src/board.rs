@@ -202,9 +202,10 @@ impl JobBoard {
         Ok(jobs.into_iter().map(|r| self.job(r)).collect())
     }
 
-    /// How many jobs are on the board (claimed or not).
+    /// How many jobs are on the board (claimed or not), counted by the store.
     pub async fn job_count(&self) -> Result<usize> {
-        Ok(self.iterjobs(false).await?.len())
+        let n = self.store.count_jobs(JobFilter::default()).await?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// Waits until the board has jobs and returns them (TaskFlow's `wait`); with a timeout

@@ -108,10 +108,11 @@ impl Conductor {
             .await?;
         let held = self
             .store
-            .list_jobs(weft_store::JobFilter::default())
-            .await?
-            .into_iter()
-            .filter(|j| j.state == State::Claimed && j.owner.as_deref() == Some(&self.owner));
+            .list_jobs(weft_store::JobFilter {
+                owner: Some(self.owner.clone()),
+                ..weft_store::JobFilter::default()
+            })
+            .await?;
         for job in held {
             // A plan still held (an earlier start's job running on, after a failed claim)
             // completes its job when it ends; the others' jobs go back on the board.

@@ -125,10 +125,33 @@ pub struct JobFilter {
     pub trashed: bool,
     /// At most this many.
     pub limit: Option<u32>,
+    /// Only the jobs this owner holds claimed (the other flags are then ignored).
+    pub owner: Option<String>,
 }
 
 impl JobFilter {
-    /// Whether a job in `state` is listed.
+    /// Whether a job in `state`, held by `owner`, is listed.
+    pub fn admits_job(&self, job: &JobRecord) -> bool {
+        match &self.owner {
+            Some(o) => job.state == State::Claimed && job.owner.as_ref() == Some(o),
+            None => self.admits(job.state),
+        }
+    }
+
+    /// The states it lists (without an owner).
+    pub(crate) fn states(&self) -> &'static [&'static str] {
+        if self.owner.is_some() {
+            &["claimed"]
+        } else if self.trashed {
+            &["trashed"]
+        } else if self.only_unclaimed {
+            &["unclaimed"]
+        } else {
+            &["unclaimed", "claimed"]
+        }
+    }
+
+    /// Whether a job in `state` is listed (without an owner).
     pub fn admits(&self, state: State) -> bool {
         if self.trashed {
             state == State::Trashed

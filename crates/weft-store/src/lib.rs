@@ -192,6 +192,9 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs in claim order: most urgent first, oldest first within a priority.
     fn list_jobs(&self, filter: JobFilter) -> BoxFuture<Result<Vec<JobRecord>>>;
 
+    /// How many jobs `filter` lists (its limit aside), without reading them.
+    fn count_jobs(&self, filter: JobFilter) -> BoxFuture<Result<u64>>;
+
     /// Claims one job for `who` (TaskFlow's `claim`); the record returned carries the claim's
     /// attempt number, which fences its later writes.
     fn claim_job(&self, id: JobId, who: String) -> BoxFuture<Result<JobRecord>>;

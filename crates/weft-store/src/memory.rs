@@ -748,7 +748,7 @@ impl Store for MemoryStore {
             .jobs
             .jobs
             .values()
-            .filter(|j| filter.admits(j.state))
+            .filter(|j| filter.admits_job(j))
             .cloned()
             .collect();
         jobs.sort_by_key(crate::jobs::claim_order);
@@ -756,6 +756,17 @@ impl Store for MemoryStore {
             jobs.truncate(limit as usize);
         }
         ready(Ok(jobs))
+    }
+
+    fn count_jobs(&self, filter: JobFilter) -> BoxFuture<Result<u64>> {
+        let inner = self.lock();
+        let n = inner
+            .jobs
+            .jobs
+            .values()
+            .filter(|j| filter.admits_job(j))
+            .count();
+        ready(Ok(n as u64))
     }
 
     fn claim_job(&self, id: JobId, who: String) -> BoxFuture<Result<JobRecord>> {

@@ -1089,6 +1089,32 @@ async fn jobs_come_most_urgent_first_then_oldest(store: SharedStore) {
         ..JobFilter::default()
     };
     assert_eq!(board_ids(&store, limited).await.len(), 3);
+    // Counted without reading, and listed by owner.
+    assert_eq!(
+        store.count_jobs(JobFilter::default()).await.expect("count"),
+        6
+    );
+    let unclaimed = JobFilter {
+        only_unclaimed: true,
+        ..JobFilter::default()
+    };
+    assert_eq!(store.count_jobs(unclaimed).await.expect("count"), 0);
+    let mine = JobFilter {
+        owner: Some("c".into()),
+        ..JobFilter::default()
+    };
+    assert_eq!(store.count_jobs(mine.clone()).await.expect("count"), 6);
+    let listed = board_ids(&store, mine).await;
+    assert_eq!(listed.len(), 6);
+    assert_eq!(
+        listed[0], posted[2].id,
+        "claim order holds for an owner's jobs"
+    );
+    let theirs = JobFilter {
+        owner: Some("someone else".into()),
+        ..JobFilter::default()
+    };
+    assert!(board_ids(&store, theirs).await.is_empty());
 }
 
 async fn a_claimer_gets_only_jobs_whose_tasks_it_runs(store: SharedStore) {

@@ -270,6 +270,17 @@ pub(super) async fn get(conn: &mut Conn, id: JobId) -> Result<JobRecord> {
 }
 
 pub(super) async fn list(conn: &mut Conn, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+    let limit = filter.limit.map(i64::from);
+    if let Some(owner) = &filter.owner {
+        let rows = conn
+            .query(
+                "SELECT * FROM jobs WHERE owner = $1 AND state = 'claimed'
+                 ORDER BY priority, id LIMIT $2",
+                &[owner, &limit],
+            )
+            .await?;
+        return rows.iter().map(record).collect();
+    }
     // One query per listing, each matching a partial index in claim order: no sort.
     let sql = if filter.trashed {
         "SELECT * FROM jobs WHERE state = 'trashed' ORDER BY priority, id LIMIT $1"
@@ -278,9 +289,20 @@ pub(super) async fn list(conn: &mut Conn, filter: &JobFilter) -> Result<Vec<JobR
     } else {
         "SELECT * FROM jobs WHERE state IN ('unclaimed', 'claimed') ORDER BY priority, id LIMIT $1"
     };
-    let limit = filter.limit.map(i64::from);
     let rows = conn.query(sql, &[&limit]).await?;
     rows.iter().map(record).collect()
+}
+
+pub(super) async fn count(conn: &mut Conn, filter: &JobFilter) -> Result<u64> {
+    let states: Vec<&str> = filter.states().to_vec();
+    let row = conn
+        .query_opt(
+            "SELECT count(*) FROM jobs WHERE state = ANY($1) AND ($2::text IS NULL OR owner = $2)",
+            &[&states, &filter.owner],
+        )
+        .await?
+        .ok_or_else(|| Error::Backend("count returned no row".into()))?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
 pub(super) async fn resolve(conn: &mut Conn, text: &str) -> Result<JobId> {

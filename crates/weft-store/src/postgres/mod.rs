@@ -737,6 +737,10 @@ impl Store for PostgresStore {
         self.read(move |conn| Box::pin(async move { jobs::list(conn, &filter).await }))
     }
 
+    fn count_jobs(&self, filter: JobFilter) -> BoxFuture<Result<u64>> {
+        self.read(move |conn| Box::pin(async move { jobs::count(conn, &filter).await }))
+    }
+
     fn claim_job(&self, id: JobId, who: String) -> BoxFuture<Result<JobRecord>> {
         self.write_job(Write::ClaimJob(id, who))
     }

@@ -312,24 +312,37 @@ pub(super) fn get(conn: &Connection, id: JobId) -> Result<JobRecord> {
     load(conn, id)?.ok_or_else(|| not_found(id))
 }
 
-pub(super) fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<JobRecord>> {
-    let states: &[&str] = if filter.trashed {
-        &["trashed"]
-    } else if filter.only_unclaimed {
-        &["unclaimed"]
-    } else {
-        &["unclaimed", "claimed"]
-    };
+/// The `WHERE` clause of a listing and its parameters.
+fn listing(filter: &JobFilter) -> (String, Vec<String>) {
+    let states = filter.states();
     let marks = vec!["?"; states.len()].join(", ");
+    let mut params: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+    let mut clause = format!("state IN ({marks})");
+    if let Some(owner) = &filter.owner {
+        clause.push_str(" AND owner = ?");
+        params.push(owner.clone());
+    }
+    (clause, params)
+}
+
+pub(super) fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+    let (clause, params) = listing(filter);
     let limit = filter.limit.map(i64::from).unwrap_or(-1);
-    let sql = format!(
-        "SELECT {COLUMNS} FROM jobs WHERE state IN ({marks}) ORDER BY priority, id LIMIT {limit}"
-    );
+    let sql =
+        format!("SELECT {COLUMNS} FROM jobs WHERE {clause} ORDER BY priority, id LIMIT {limit}");
     let mut stmt = conn.prepare_cached(&sql).map_err(classify)?;
     let rows = stmt
-        .query_map(rusqlite::params_from_iter(states.iter()), |r| Ok(record(r)))
+        .query_map(rusqlite::params_from_iter(params.iter()), |r| Ok(record(r)))
         .map_err(classify)?;
     rows.map(|r| r.map_err(classify).and_then(|j| j)).collect()
+}
+
+pub(super) fn count(conn: &Connection, filter: &JobFilter) -> Result<u64> {
+    let (clause, params) = listing(filter);
+    let sql = format!("SELECT count(*) FROM jobs WHERE {clause}");
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| s.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0)))
+        .map_err(classify)
 }
 
 pub(super) fn resolve(conn: &Connection, text: &str) -> Result<JobId> {

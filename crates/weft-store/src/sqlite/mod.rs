@@ -711,6 +711,10 @@ impl Store for SqliteStore {
         self.read(move |conn| jobs::list(conn, &filter))
     }
 
+    fn count_jobs(&self, filter: JobFilter) -> BoxFuture<Result<u64>> {
+        self.read(move |conn| jobs::count(conn, &filter))
+    }
+
     fn claim_job(&self, id: JobId, who: String) -> BoxFuture<Result<JobRecord>> {
         self.write_job(Write::ClaimJob(id, who))
     }

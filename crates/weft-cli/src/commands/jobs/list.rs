@@ -8,8 +8,11 @@ use weft_store::JobFilter;
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
     /// Only jobs no one has claimed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "owner")]
     unclaimed: bool,
+    /// Only the jobs this owner (a node's id) holds claimed.
+    #[arg(long)]
+    owner: Option<String>,
     /// At most this many.
     #[arg(long, default_value_t = 100)]
     limit: u32,
@@ -25,6 +28,7 @@ pub(crate) async fn list(args: ListArgs) -> Result<u8, Fail> {
             only_unclaimed: args.unclaimed,
             trashed: false,
             limit: Some(args.limit),
+            owner: args.owner,
         })
         .await?;
     if args.global.json {
