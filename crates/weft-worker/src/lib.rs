@@ -1,0 +1,20 @@
+//! weft's remote workers (TaskFlow's worker-based execution), being built for issue 16. What is
+//! here is the executor's bookkeeping, free of any transport, on the protocol of
+//! [`weft_model::worker`]:
+//!
+//! - [`finder`]: the workers heard from (`NOTIFY` answers), forgotten after a silence, chosen
+//!   at random among those that run a task.
+//! - [`requests`]: the requests out, each in the seed's state machine — matched to workers,
+//!   moved by responses (unknown and stale ones ignored), expired while `WAITING` or
+//!   `PENDING`, failed by `stop()`, and failed with `WorkerLost` when their worker is gone.
+//!
+//! The transports (in-process, PostgreSQL), the worker runtime and the executor that puts
+//! these to work come next.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod finder;
+pub mod requests;
+
+pub use finder::{TopicWorker, WorkerFinder};
+pub use requests::{Outstanding, Publish, Reaction, Requests, Settled};
