@@ -39,6 +39,24 @@ impl Suspension {
 }
 
 impl Context {
+    /// The context of a task run outside an engine — by a remote worker, for a request the
+    /// executor sent: never cancelled, and a suspension it asks for is not honoured.
+    pub fn new(
+        plan: PlanId,
+        step: impl Into<String>,
+        attempt: u32,
+        inputs: Map<String, Value>,
+    ) -> Self {
+        Context {
+            plan,
+            step: step.into(),
+            attempt,
+            inputs,
+            suspension: Suspension::default(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
     /// Resolves when the step must stop — a halt, its timeout, the plan's cancel, or the
     /// process stopping. A task that can stop early selects on it and returns; one that does
     /// not is dropped after the step's `kill_timeout`. What it returns then is not its

@@ -7,14 +7,18 @@
 //! - [`requests`]: the requests out, each in the seed's state machine — matched to workers,
 //!   moved by responses (unknown and stale ones ignored), expired while `WAITING` or
 //!   `PENDING`, failed by `stop()`, and failed with `WorkerLost` when their worker is gone.
+//! - [`server`]: the worker's side — its `NOTIFY` answer, and how it answers one request
+//!   (dropped, `FAILURE` naming the problem, or `RUNNING` then the task's result).
 //!
-//! The transports (in-process, PostgreSQL), the worker runtime and the executor that puts
+//! The transports (in-process, PostgreSQL), the worker process and the executor that puts
 //! these to work come next.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod finder;
 pub mod requests;
+pub mod server;
 
 pub use finder::{TopicWorker, WorkerFinder};
 pub use requests::{Outstanding, Publish, Reaction, Requests, Settled};
+pub use server::{Dropped, Envelope, Server};

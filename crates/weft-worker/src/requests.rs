@@ -132,7 +132,7 @@ impl Requests {
             if r.state != RequestState::Waiting {
                 continue;
             }
-            let Some(worker) = finder.pick(&r.request.task_cls, random()) else {
+            let Some(worker) = finder.pick(&capability(&r.request), random()) else {
                 continue;
             };
             r.state = RequestState::Pending;
@@ -281,6 +281,23 @@ impl Requests {
     }
 }
 
+/// What a worker must run to take `request`: its task as `name@version`, as workers
+/// announce it.
+pub fn capability(request: &Request) -> String {
+    let version = match &request.task_version {
+        weft_model::worker::TaskVersion::Text(v) => v.clone(),
+        weft_model::worker::TaskVersion::List(parts) => parts
+            .iter()
+            .map(|p| match p {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("."),
+    };
+    weft_model::flow::capability(&request.task_cls, &version)
+}
+
 /// A request for `task` (its registered name) of the step `step`.
 pub fn request(
     task: &str,
@@ -331,7 +348,7 @@ mod tests {
     fn a_request_goes_to_a_capable_worker_and_settles_with_its_result() {
         let mut rs = Requests::new();
         out(&mut rs, "r1", "fetch");
-        let sent = rs.dispatch(&finder(&["fetch"]), &mut || 0);
+        let sent = rs.dispatch(&finder(&["fetch@1"]), &mut || 0);
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].topic, "t1");
         assert_eq!(sent[0].message["action"], "execute");
@@ -364,7 +381,7 @@ mod tests {
     fn a_failure_travels_back_as_a_failure() {
         let mut rs = Requests::new();
         out(&mut rs, "r1", "fetch");
-        rs.dispatch(&finder(&["fetch"]), &mut || 0);
+        rs.dispatch(&finder(&["fetch@1"]), &mut || 0);
         let _ = rs.on_response("r1", 1, respond(json!({"state": "RUNNING", "data": {}})));
         let failure = Failure::new("ValueError", "bad input");
         let reaction = rs.on_response(
@@ -391,7 +408,7 @@ mod tests {
         assert!(rs
             .on_response("r1", 1, respond(json!({"state": "RUNNING", "data": {}})))
             .is_err());
-        rs.dispatch(&finder(&["fetch"]), &mut || 0);
+        rs.dispatch(&finder(&["fetch@1"]), &mut || 0);
         // A late answer from an earlier attempt.
         assert_eq!(
             rs.on_response(
@@ -414,13 +431,13 @@ mod tests {
     fn waiting_requests_wait_for_a_capable_worker_then_go() {
         let mut rs = Requests::new();
         out(&mut rs, "r1", "render");
-        let mut f = finder(&["fetch"]);
+        let mut f = finder(&["fetch@1"]);
         assert!(rs.dispatch(&f, &mut || 0).is_empty());
         assert_eq!(rs.get("r1").map(|r| r.state), Some(RequestState::Waiting));
         f.on_notify(
             Notify {
                 topic: "t2".into(),
-                tasks: vec!["render".into()],
+                tasks: vec!["render@1".into()],
             },
             1,
         );
@@ -434,7 +451,7 @@ mod tests {
         out(&mut rs, "waiting", "none-runs-this");
         out(&mut rs, "pending", "fetch");
         out(&mut rs, "running", "fetch");
-        rs.dispatch(&finder(&["fetch"]), &mut || 0);
+        rs.dispatch(&finder(&["fetch@1"]), &mut || 0);
         let _ = rs.on_response(
             "running",
             1,
@@ -458,7 +475,7 @@ mod tests {
         let mut rs = Requests::new();
         out(&mut rs, "r1", "fetch");
         out(&mut rs, "r2", "other");
-        rs.dispatch(&finder(&["fetch"]), &mut || 0);
+        rs.dispatch(&finder(&["fetch@1"]), &mut || 0);
         let _ = rs.on_response("r1", 1, respond(json!({"state": "RUNNING", "data": {}})));
         let lost = rs.worker_lost("t1");
         assert_eq!(lost.len(), 1);
@@ -471,7 +488,7 @@ mod tests {
     fn a_publish_that_fails_fails_the_request() {
         let mut rs = Requests::new();
         out(&mut rs, "r1", "fetch");
-        rs.dispatch(&finder(&["fetch"]), &mut || 0);
+        rs.dispatch(&finder(&["fetch@1"]), &mut || 0);
         let settled = rs.publish_failed("r1", "connection lost");
         assert!(matches!(settled, Some(Settled { result: Err(_), .. })));
         assert!(rs.is_empty());
