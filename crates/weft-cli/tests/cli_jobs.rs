@@ -251,3 +251,37 @@ fn three_nodes_on_postgres_run_500_jobs_once_each_through_a_sigkill() {
         .as_array()
         .is_some_and(Vec::is_empty));
 }
+
+#[test]
+fn two_nodes_on_one_sqlite_file_share_the_board_and_run_each_job_once() {
+    let sb = Sandbox::new();
+    let flow = sb.write("counted.toml", COUNTED);
+    let url = sb.db().display().to_string();
+    // The file exists before the nodes open it.
+    let jobs = post_many(&url, 100, &flow);
+    let extra = ["--max-simultaneous-jobs", "4"];
+    let _a = NodeProcess::start(&sb, "a", &extra);
+    let _b = NodeProcess::start(&sb, "b", &extra);
+    wait_for("every job to complete", Duration::from_secs(120), || {
+        json(&sb.run(&["jobs", "list", "--json", "--limit", "1000"]))
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            .then_some(())
+    });
+    let ran_b = counts(&sb, "ran-b");
+    let mut owners = std::collections::BTreeSet::new();
+    for (id, plan) in &jobs {
+        assert_eq!(
+            ran_b.get(plan),
+            Some(&1),
+            "job {id} ran {:?} times",
+            ran_b.get(plan)
+        );
+        let shown = job(&sb, id);
+        assert_eq!(shown["state"], "complete");
+        let owner = shown["owner"].as_str().unwrap_or_default();
+        owners.insert(owner.split('/').next().unwrap_or_default().to_string());
+    }
+    // Both nodes took jobs (claims are batched, so not necessarily evenly).
+    assert_eq!(owners.len(), 2, "{owners:?}");
+}
