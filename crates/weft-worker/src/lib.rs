@@ -10,15 +10,21 @@
 //! - [`server`]: the worker's side — its `NOTIFY` answer, and how it answers one request
 //!   (dropped, `FAILURE` naming the problem, or `RUNNING` then the task's result).
 //!
-//! The transports (in-process, PostgreSQL), the worker process and the executor that puts
-//! these to work come next.
+//! - [`transport`]: how messages travel — the [`Transport`] trait, and [`InProcess`] channels.
+//! - [`worker`]: a worker's loop on a transport (answers `NOTIFY`, runs requests).
+//!
+//! The PostgreSQL transport, the `weft worker` command and the executor that sends a flow's
+//! remote steps come next.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod finder;
 pub mod requests;
 pub mod server;
+pub mod transport;
+pub mod worker;
 
 pub use finder::{TopicWorker, WorkerFinder};
 pub use requests::{Outstanding, Publish, Reaction, Requests, Settled};
 pub use server::{Dropped, Envelope, Server};
+pub use transport::{InProcess, Kind, Listener, Message, Transport, TransportError};

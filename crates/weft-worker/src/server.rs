@@ -61,14 +61,23 @@ impl Server {
         }
     }
 
-    /// Answers one `REQUEST`: every response goes to `reply` in order (`reply` returns false
-    /// when it could not be sent). Returns why nothing (more) was answered, if so.
-    pub async fn handle(
+    /// Its topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Answers one `REQUEST`: every response goes to `reply` in order (`reply` resolves to
+    /// false when it could not be sent). Returns why nothing (more) was answered, if so.
+    pub async fn handle<F, Fut>(
         &self,
         envelope: &Envelope,
         message: &Value,
-        mut reply: impl FnMut(Response) -> bool,
-    ) -> Result<(), Dropped> {
+        mut reply: F,
+    ) -> Result<(), Dropped>
+    where
+        F: FnMut(Response) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
         if envelope.reply_to.is_none() {
             return Err(Dropped::Unanswerable(
                 "the request names no one to reply to",
@@ -84,7 +93,7 @@ impl Server {
         let request = match decode_request(message) {
             Ok(r) => r,
             Err(e) => {
-                reply(fail(Failure::new("InvalidFormat", e.to_string())));
+                reply(fail(Failure::new("InvalidFormat", e.to_string()))).await;
                 return Ok(());
             }
         };
@@ -104,7 +113,7 @@ impl Server {
             state: ResponseState::Request(RequestState::Running),
             data: ResponseData::Empty,
         };
-        if !reply(running) {
+        if !reply(running).await {
             return Err(Dropped::ReplyFailed);
         }
         let context = Context::new(
@@ -144,7 +153,7 @@ impl Server {
             },
             Err(failure) => fail(failure),
         };
-        reply(last);
+        reply(last).await;
         Ok(())
     }
 }
@@ -187,7 +196,7 @@ mod tests {
         let r = s
             .handle(e, &m, |resp| {
                 got.push(resp.to_json());
-                true
+                std::future::ready(true)
             })
             .await;
         (r, got)
@@ -250,7 +259,7 @@ mod tests {
         let r = s
             .handle(&envelope(), &m, |_| {
                 sent += 1;
-                false
+                std::future::ready(false)
             })
             .await;
         assert_eq!(r, Err(Dropped::ReplyFailed));

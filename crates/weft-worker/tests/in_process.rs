@@ -40,7 +40,7 @@ async fn round(requests: &mut Requests, finder: &WorkerFinder, server: &Server) 
         server
             .handle(&envelope, &p.message, |r| {
                 wire.push(r.to_json());
-                true
+                std::future::ready(true)
             })
             .await
             .expect("answered");
@@ -111,4 +111,106 @@ async fn requests_run_on_a_worker_and_their_results_come_back() {
     // It expires after its timeout, as TaskFlow's do.
     let expired = requests.expire(61_000);
     assert!(matches!(&expired[0].result, Err(f) if f.kinds[0] == "RequestTimeout"));
+}
+
+#[tokio::test]
+async fn a_worker_serves_over_a_transport() {
+    use weft_model::worker::decode_notify;
+    use weft_worker::{InProcess, Kind, Message, Transport};
+    let transport = Arc::new(InProcess::new());
+    let mut registry = Registry::new();
+    registry.register(
+        "double",
+        "1",
+        task_fn(|ctx| async move {
+            let n = ctx.inputs.get("n").and_then(Value::as_i64).unwrap_or(0);
+            Ok(json!({ "doubled": n * 2 }))
+        }),
+    );
+    let server = Server::new("worker-1", Arc::new(registry));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(weft_worker::worker::serve(
+        server,
+        transport.clone() as Arc<dyn Transport>,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let mut inbox = transport.listen("executor").expect("listen");
+    let send = |topic: &str, kind: Kind, id: Option<&str>, body: Value| {
+        transport.send(
+            topic,
+            Message {
+                kind,
+                correlation_id: id.map(str::to_string),
+                reply_to: Some("executor".into()),
+                attempt: 1,
+                plan: Some(PlanId::new()),
+                body,
+            },
+        )
+    };
+    // Discovery.
+    let mut sent = false;
+    for _ in 0..100 {
+        if send("worker-1", Kind::Notify, None, json!({}))
+            .await
+            .is_ok()
+        {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sent, "the worker listens");
+    let answer = inbox.next().await.expect("an answer");
+    let notify = decode_notify(&answer.body, true)
+        .expect("valid")
+        .expect("some");
+    let mut finder = WorkerFinder::new();
+    finder.on_notify(notify, 0);
+    // A request, and one that is malformed: both answered, the worker still serving.
+    let mut requests = Requests::new();
+    let mut args = Map::new();
+    args.insert("n".into(), json!(5));
+    requests.submit(
+        "a".into(),
+        1,
+        request("double", "d", "1", Action::Execute, args),
+        0,
+        Duration::from_secs(60),
+    );
+    for p in requests.dispatch(&finder, &mut || 0) {
+        send(&p.topic, Kind::Request, Some(&p.id), p.message)
+            .await
+            .expect("send");
+    }
+    send(
+        "worker-1",
+        Kind::Request,
+        Some("junk"),
+        json!({"task_cls": 3}),
+    )
+    .await
+    .expect("send");
+    let mut settled = None;
+    let mut junk_refused = false;
+    while settled.is_none() || !junk_refused {
+        let m = tokio::time::timeout(Duration::from_secs(5), inbox.next())
+            .await
+            .expect("answers in time")
+            .expect("a message");
+        let response = decode_response(&m.body).expect("valid");
+        let id = m.correlation_id.clone().unwrap_or_default();
+        if id == "junk" {
+            junk_refused = m.body["state"] == "FAILURE";
+            continue;
+        }
+        if let Ok(Some(Reaction::Settled(s))) = requests.on_response(&id, m.attempt, response) {
+            settled = Some(s);
+        }
+    }
+    assert_eq!(settled.map(|s| s.result), Some(Ok(json!({"doubled": 10}))));
+    let _ = stop_tx.send(());
+    assert_eq!(serving.await.expect("joined"), Ok(()));
 }

@@ -1,0 +1,95 @@
+//! A worker's loop on a transport: it answers `NOTIFY` with its topic and tasks, and runs the
+//! requests it receives (each on its own task), sending every response to the requester.
+//! Malformed messages are logged and answered where an answer is possible; none stops it.
+
+use crate::server::{Dropped, Envelope, Server};
+use crate::transport::{Kind, Message, Transport, TransportError};
+use std::future::Future;
+use std::sync::Arc;
+use weft_model::worker::decode_notify;
+
+/// Serves requests on the server's topic until `stop` resolves or the transport closes.
+pub async fn serve(
+    server: Server,
+    transport: Arc<dyn Transport>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), TransportError> {
+    let mut inbox = transport.listen(server.topic())?;
+    tokio::pin!(stop);
+    loop {
+        let message = tokio::select! {
+            () = &mut stop => return Ok(()),
+            m = inbox.next() => match m {
+                Some(m) => m,
+                None => return Err(TransportError::Closed),
+            },
+        };
+        match message.kind {
+            Kind::Notify => answer_notify(&server, &*transport, message).await,
+            Kind::Request => {
+                let (server, transport) = (server.clone(), transport.clone());
+                tokio::spawn(async move { run_request(server, transport, message).await });
+            }
+            Kind::Response => {
+                tracing::warn!(topic = server.topic(), "a worker got a response; ignored");
+            }
+        }
+    }
+}
+
+async fn answer_notify(server: &Server, transport: &dyn Transport, message: Message) {
+    if let Err(e) = decode_notify(&message.body, false) {
+        tracing::warn!("ignored a malformed notify: {e}");
+        return;
+    }
+    let Some(reply_to) = message.reply_to else {
+        tracing::warn!("ignored a notify with no one to reply to");
+        return;
+    };
+    let body = match serde_json::to_value(server.notify()) {
+        Ok(b) => b,
+        Err(e) => return tracing::warn!("cannot encode this worker's notify: {e}"),
+    };
+    let answer = Message {
+        kind: Kind::Notify,
+        correlation_id: None,
+        reply_to: Some(server.topic().to_string()),
+        attempt: 0,
+        plan: None,
+        body,
+    };
+    if let Err(e) = transport.send(&reply_to, answer).await {
+        tracing::warn!("cannot answer a notify: {e}");
+    }
+}
+
+async fn run_request(server: Server, transport: Arc<dyn Transport>, message: Message) {
+    let envelope = Envelope {
+        correlation_id: message.correlation_id.clone(),
+        reply_to: message.reply_to.clone(),
+        attempt: message.attempt,
+        plan: message.plan.unwrap_or_default(),
+    };
+    let reply_to = envelope.reply_to.clone().unwrap_or_default();
+    let outcome = server
+        .handle(&envelope, &message.body, |response| {
+            let answer = Message {
+                kind: Kind::Response,
+                correlation_id: envelope.correlation_id.clone(),
+                reply_to: Some(server.topic().to_string()),
+                attempt: envelope.attempt,
+                plan: Some(envelope.plan),
+                body: response.to_json(),
+            };
+            let (transport, reply_to) = (transport.clone(), reply_to.clone());
+            async move { transport.send(&reply_to, answer).await.is_ok() }
+        })
+        .await;
+    match outcome {
+        Ok(()) => {}
+        Err(Dropped::Unanswerable(why)) => tracing::warn!("dropped a request: {why}"),
+        Err(Dropped::ReplyFailed) => {
+            tracing::warn!(request = ?envelope.correlation_id, "could not acknowledge a request")
+        }
+    }
+}
