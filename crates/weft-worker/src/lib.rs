@@ -12,6 +12,8 @@
 //!
 //! - [`transport`]: how messages travel — the [`Transport`] trait, and [`InProcess`] channels.
 //! - [`worker`]: a worker's loop on a transport (answers `NOTIFY`, runs requests).
+//! - [`remote`]: the executor's loop — asks workers what they run, sends them requests,
+//!   resolves each with its result or failure, expires, stops.
 //!
 //! The PostgreSQL transport, the `weft worker` command and the executor that sends a flow's
 //! remote steps come next.
@@ -19,12 +21,14 @@
 #![forbid(unsafe_code)]
 
 pub mod finder;
+pub mod remote;
 pub mod requests;
 pub mod server;
 pub mod transport;
 pub mod worker;
 
 pub use finder::{TopicWorker, WorkerFinder};
+pub use remote::{RemoteConfig, RemoteExecutor};
 pub use requests::{Outstanding, Publish, Reaction, Requests, Settled};
 pub use server::{Dropped, Envelope, Server};
 pub use transport::{InProcess, Kind, Listener, Message, Transport, TransportError};

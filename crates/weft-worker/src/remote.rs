@@ -1,0 +1,326 @@
+//! The executor's side at work (TaskFlow's `WorkerTaskExecutor`): one loop that owns the
+//! [`Requests`] out and the [`WorkerFinder`], and talks to workers over a [`Transport`]. It
+//! asks every known topic what it runs (at once, then every `notify_period`), forgets workers
+//! silent for `expires_after`, sends waiting requests to capable workers as soon as one is
+//! known, turns responses into results, fails requests that wait too long, and on stop fails
+//! every request still out.
+
+use crate::finder::{TopicWorker, WorkerFinder};
+use crate::requests::{request, Reaction, Requests, Settled};
+use crate::transport::{Kind, Message, Transport, TransportError};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use weft_model::worker::{
+    decode_notify, decode_response, Action, EXPIRES_AFTER, NOTIFY_PERIOD, REQUEST_TIMEOUT,
+};
+use weft_model::{Failure, PlanId};
+
+/// How often the loop looks at the clock (expiry, notify period) when nothing happens.
+const TICK: Duration = Duration::from_millis(100);
+
+/// How the executor's side runs.
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    /// Its own topic, where answers come (TaskFlow's `reply_to`).
+    pub reply_topic: String,
+    /// The topics of workers to ask what they run.
+    pub topics: Vec<String>,
+    /// How long a request may wait for a worker or its acknowledgement.
+    pub request_timeout: Duration,
+    /// How often workers are asked what they run.
+    pub notify_period: Duration,
+    /// How long a silent worker is remembered.
+    pub expires_after: Duration,
+}
+
+impl RemoteConfig {
+    /// The seed's defaults, answering on `reply_topic`, asking `topics`.
+    pub fn new(reply_topic: impl Into<String>, topics: Vec<String>) -> Self {
+        RemoteConfig {
+            reply_topic: reply_topic.into(),
+            topics,
+            request_timeout: REQUEST_TIMEOUT,
+            notify_period: NOTIFY_PERIOD,
+            expires_after: EXPIRES_AFTER,
+        }
+    }
+}
+
+/// A task to run remotely.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The task's registered name.
+    pub task: String,
+    /// Its version.
+    pub version: String,
+    /// The step's name.
+    pub step: String,
+    /// The plan.
+    pub plan: PlanId,
+    /// The step's attempt.
+    pub attempt: u32,
+    /// Its arguments.
+    pub arguments: Map<String, Value>,
+    /// Execute, or revert (then `result` and `failure` say how execution ended).
+    pub action: Action,
+    /// For a revert: what the execution returned.
+    pub result: Option<Value>,
+    /// For a revert: why the flow reverts.
+    pub failure: Option<Failure>,
+}
+
+enum Command {
+    Submit(Box<Job>, oneshot::Sender<Settled>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// The executor's side of remote execution: a handle on its loop.
+#[derive(Clone)]
+pub struct RemoteExecutor {
+    commands: mpsc::UnboundedSender<Command>,
+    workers: watch::Receiver<Vec<TopicWorker>>,
+}
+
+impl RemoteExecutor {
+    /// Starts the loop on the current runtime, listening on `config.reply_topic`.
+    pub fn start(
+        transport: Arc<dyn Transport>,
+        config: RemoteConfig,
+    ) -> Result<Self, TransportError> {
+        let inbox = transport.listen(&config.reply_topic)?;
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (workers_tx, workers) = watch::channel(Vec::new());
+        let state = Loop {
+            transport,
+            config,
+            requests: Requests::new(),
+            finder: WorkerFinder::new(),
+            waiting: HashMap::new(),
+            started: Instant::now(),
+            random: Xorshift(seed()),
+            workers: workers_tx,
+        };
+        tokio::spawn(state.run(rx, inbox));
+        Ok(RemoteExecutor { commands, workers })
+    }
+
+    /// Runs (or reverts) a task on a worker that runs it; resolves with its result, or the
+    /// failure — its own, `RequestTimeout` if no worker took it in time, `WorkerLost`.
+    pub async fn run(&self, job: Job) -> Result<Value, Failure> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Submit(Box::new(job), tx)).is_err() {
+            return Err(stopped());
+        }
+        match rx.await {
+            Ok(settled) => settled.result,
+            Err(_) => Err(stopped()),
+        }
+    }
+
+    /// The workers known now.
+    pub fn workers(&self) -> Vec<TopicWorker> {
+        self.workers.borrow().clone()
+    }
+
+    /// Stops the loop: every request still out fails as expired (TaskFlow's `stop()`).
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn stopped() -> Failure {
+    Failure::new("RequestTimeout", "the remote executor stopped")
+}
+
+fn seed() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
+    NEXT.fetch_add(0x2545_f491_4f6c_dd1d, Ordering::Relaxed) ^ u64::from(std::process::id())
+}
+
+/// A small random source for choosing among capable workers.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0.max(1);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+struct Loop {
+    transport: Arc<dyn Transport>,
+    config: RemoteConfig,
+    requests: Requests,
+    finder: WorkerFinder,
+    /// Who waits for each request's end, and its plan, by correlation id.
+    waiting: HashMap<String, (oneshot::Sender<Settled>, PlanId)>,
+    started: Instant,
+    random: Xorshift,
+    workers: watch::Sender<Vec<TopicWorker>>,
+}
+
+impl Loop {
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut inbox: crate::transport::Listener,
+    ) {
+        let mut next_notify = Instant::now();
+        let mut next_id: u64 = 0;
+        loop {
+            if Instant::now() >= next_notify {
+                self.notify_all().await;
+                next_notify = Instant::now() + self.config.notify_period;
+            }
+            tokio::select! {
+                c = commands.recv() => match c {
+                    Some(Command::Submit(job, tx)) => {
+                        let job = *job;
+                        next_id += 1;
+                        let id = format!("{}-{}-{}", job.plan, job.step, next_id);
+                        let mut r = request(&job.task, &job.step, &job.version, job.action, job.arguments);
+                        if job.action == Action::Revert {
+                            r.result = match (job.result, job.failure.as_ref()) {
+                                (Some(v), _) => Some(Ok(v)),
+                                (None, Some(f)) => Some(Err(f.to_taskflow())),
+                                (None, None) => None,
+                            };
+                            if let Some(f) = &job.failure {
+                                let mut failures = Map::new();
+                                failures.insert(job.step.clone(), f.to_taskflow());
+                                r.failures = Some(failures);
+                            }
+                        }
+                        let now = self.now();
+                        self.requests.submit(id.clone(), job.attempt, r, now, self.config.request_timeout);
+                        self.waiting.insert(id, (tx, job.plan));
+                        self.dispatch().await;
+                    }
+                    Some(Command::Stop(done)) => {
+                        for s in self.requests.stop() {
+                            self.finish(s);
+                        }
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => return,
+                },
+                m = inbox.next() => match m {
+                    Some(m) => self.receive(m).await,
+                    None => return,
+                },
+                () = tokio::time::sleep(TICK) => {}
+            }
+            let now = self.now();
+            for s in self.requests.expire(now) {
+                self.finish(s);
+            }
+            if !self
+                .finder
+                .expire(now, self.config.expires_after)
+                .is_empty()
+            {
+                self.publish_workers();
+            }
+        }
+    }
+
+    fn finish(&mut self, settled: Settled) {
+        if let Some((tx, _)) = self.waiting.remove(&settled.id) {
+            let _ = tx.send(settled);
+        }
+    }
+
+    fn publish_workers(&self) {
+        self.workers
+            .send_replace(self.finder.workers().cloned().collect());
+    }
+
+    async fn notify_all(&mut self) {
+        for topic in self.config.topics.clone() {
+            let ask = Message {
+                kind: Kind::Notify,
+                correlation_id: None,
+                reply_to: Some(self.config.reply_topic.clone()),
+                attempt: 0,
+                plan: None,
+                body: Value::Object(Map::new()),
+            };
+            // A worker not up yet answers a later notify.
+            let _ = self.transport.send(&topic, ask).await;
+        }
+    }
+
+    /// Sends the waiting requests that a known worker can run.
+    async fn dispatch(&mut self) {
+        let random = &mut self.random;
+        let sends = self.requests.dispatch(&self.finder, &mut || random.next());
+        for p in sends {
+            let plan = self.waiting.get(&p.id).map(|(_, plan)| *plan);
+            let message = Message {
+                kind: Kind::Request,
+                correlation_id: Some(p.id.clone()),
+                reply_to: Some(self.config.reply_topic.clone()),
+                attempt: p.attempt,
+                plan,
+                body: p.message,
+            };
+            if let Err(e) = self.transport.send(&p.topic, message).await {
+                if let Some(s) = self.requests.publish_failed(&p.id, &e.to_string()) {
+                    self.finish(s);
+                }
+            }
+        }
+    }
+
+    async fn receive(&mut self, m: Message) {
+        match m.kind {
+            Kind::Notify => match decode_notify(&m.body, true) {
+                Ok(Some(notify)) => {
+                    let now = self.now();
+                    if self.finder.on_notify(notify, now) {
+                        self.publish_workers();
+                        self.dispatch().await;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("ignored a malformed notify answer: {e}"),
+            },
+            Kind::Response => {
+                let Some(id) = m.correlation_id.clone() else {
+                    return tracing::warn!("ignored a response with no correlation id");
+                };
+                let response = match decode_response(&m.body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return tracing::warn!(request = %id, "ignored a malformed response: {e}")
+                    }
+                };
+                match self.requests.on_response(&id, m.attempt, response) {
+                    Ok(Some(Reaction::Settled(s))) => self.finish(s),
+                    Ok(Some(Reaction::Event { event_type, .. })) => {
+                        tracing::debug!(request = %id, %event_type, "task event")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(request = %id, "ignored a response: {e}"),
+                }
+            }
+            Kind::Request => tracing::warn!("an executor got a request; ignored"),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The executor's loop and workers on the in-process transport: discovery, many requests over
+//! two workers, timeouts for a task no worker runs, revert, and stop.
+
+use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use weft_engine::{task_fn, Registry};
+use weft_model::worker::Action;
+use weft_model::PlanId;
+use weft_worker::remote::Job;
+use weft_worker::{InProcess, RemoteConfig, RemoteExecutor, Server, Transport};
+
+fn job(task: &str, n: i64) -> Job {
+    let mut arguments = Map::new();
+    arguments.insert("n".into(), json!(n));
+    Job {
+        task: task.into(),
+        version: "1".into(),
+        step: format!("step-{n}"),
+        plan: PlanId::new(),
+        attempt: 1,
+        arguments,
+        action: Action::Execute,
+        result: None,
+        failure: None,
+    }
+}
+
+fn start_worker(
+    transport: &Arc<InProcess>,
+    topic: &str,
+    ran: Arc<AtomicUsize>,
+) -> tokio::sync::oneshot::Sender<()> {
+    let mut registry = Registry::new();
+    registry.register(
+        "double",
+        "1",
+        task_fn(move |ctx| {
+            let ran = ran.clone();
+            async move {
+                ran.fetch_add(1, Ordering::SeqCst);
+                let n = ctx.inputs.get("n").and_then(Value::as_i64).unwrap_or(0);
+                Ok(json!({ "doubled": n * 2 }))
+            }
+        }),
+    );
+    let server = Server::new(topic, Arc::new(registry));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(weft_worker::worker::serve(
+        server,
+        transport.clone() as Arc<dyn Transport>,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    stop
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_spread_over_workers_and_come_back() {
+    let transport = Arc::new(InProcess::new());
+    let (a, b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let _wa = start_worker(&transport, "worker-a", a.clone());
+    let _wb = start_worker(&transport, "worker-b", b.clone());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut config = RemoteConfig::new("executor", vec!["worker-a".into(), "worker-b".into()]);
+    config.notify_period = Duration::from_millis(200);
+    let executor = RemoteExecutor::start(transport.clone(), config).expect("start");
+    let runs: Vec<_> = (0..60)
+        .map(|n| {
+            let e = executor.clone();
+            tokio::spawn(async move { e.run(job("double", n)).await })
+        })
+        .collect();
+    for (n, r) in runs.into_iter().enumerate() {
+        let out = r.await.expect("joined").expect("succeeded");
+        assert_eq!(out, json!({ "doubled": n as i64 * 2 }));
+    }
+    // Both workers took some (chosen at random among the capable).
+    assert_eq!(a.load(Ordering::SeqCst) + b.load(Ordering::SeqCst), 60);
+    assert!(a.load(Ordering::SeqCst) > 0 && b.load(Ordering::SeqCst) > 0);
+    assert_eq!(executor.workers().len(), 2);
+    executor.stop().await;
+}
+
+#[tokio::test]
+async fn a_task_no_worker_runs_times_out_and_stop_fails_what_is_out() {
+    let transport = Arc::new(InProcess::new());
+    let mut config = RemoteConfig::new("executor", vec![]);
+    config.request_timeout = Duration::from_millis(300);
+    let executor = RemoteExecutor::start(transport.clone(), config).expect("start");
+    let failure = executor
+        .run(job("nobody-runs-this", 1))
+        .await
+        .expect_err("times out");
+    assert_eq!(failure.kinds[0], "RequestTimeout");
+    // A request out when the executor stops fails as expired.
+    let mut long = RemoteConfig::new("executor-2", vec![]);
+    long.request_timeout = Duration::from_secs(60);
+    let executor = RemoteExecutor::start(transport.clone(), long).expect("start");
+    let waiting = {
+        let e = executor.clone();
+        tokio::spawn(async move { e.run(job("nobody-runs-this", 2)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    executor.stop().await;
+    let failure = waiting.await.expect("joined").expect_err("stopped");
+    assert_eq!(failure.kinds[0], "RequestTimeout");
+    // After stop, nothing more runs.
+    assert!(executor.run(job("double", 3)).await.is_err());
+}
