@@ -112,7 +112,11 @@ impl RemoteExecutor {
     /// failure — its own, `RequestTimeout` if no worker took it in time, `WorkerLost`.
     pub async fn run(&self, job: Job) -> Result<Value, Failure> {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Submit(Box::new(job), tx)).is_err() {
+        if self
+            .commands
+            .send(Command::Submit(Box::new(job), tx))
+            .is_err()
+        {
             return Err(stopped());
         }
         match rx.await {
