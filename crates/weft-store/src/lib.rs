@@ -6,6 +6,9 @@
 //! - [`postgres::PostgresStore`]: one database shared by many nodes; claims with `SKIP
 //!   LOCKED`, leases by the database's clock, wake-ups by `LISTEN/NOTIFY`, group commit.
 //!
+//! Besides plans, a store keeps the job board ([`jobs`]) and the messages between executors
+//! and remote workers ([`messages`]).
+//!
 //! Every write is fenced: a [`Change`] names the state it expects to find, and a change that
 //! finds another state fails with [`Error::Conflict`] instead of landing. Every change is also
 //! appended to the plan's history.
@@ -17,6 +20,7 @@ mod error;
 pub mod jobs;
 mod mailbox;
 pub mod memory;
+pub mod messages;
 pub mod postgres;
 mod queue;
 mod record;
@@ -25,6 +29,7 @@ pub mod sqlite;
 pub use error::Error;
 pub use jobs::{Entity, JobFilter, JobRecord, JobTransition, NewJob};
 pub use mailbox::wait_for_reply;
+pub use messages::{WireMessage, WorkerRecord};
 pub use record::{
     Change, Due, HistoryEntry, Instruction, Message, NewPlan, NodeRecord, PlanFilter, PlanRecord,
     PlanSnapshot, PlanSummary, Reply, StepRecord, Transition,
@@ -230,6 +235,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every registered entity.
     fn entities(&self) -> BoxFuture<Result<Vec<Entity>>>;
+
+    // Remote workers (see [`messages`]): messages travel through the store to their topic;
+    // every process on the store is hinted when some are sent.
+
+    /// Sends messages, each to its topic, in one write.
+    fn send_messages(&self, messages: Vec<WireMessage>) -> BoxFuture<Result<()>>;
+
+    /// Takes (removes and returns) up to `limit` messages waiting on `topic`, oldest first;
+    /// another taker of the same topic gets others.
+    fn take_messages(&self, topic: String, limit: u32) -> BoxFuture<Result<Vec<WireMessage>>>;
+
+    /// Registers a worker (or refreshes its row), its heartbeat now on the store's clock.
+    fn register_worker(&self, worker: WorkerRecord) -> BoxFuture<Result<()>>;
+
+    /// Records a worker's heartbeat; [`Error::NotFound`] if it was removed.
+    fn worker_heartbeat(&self, topic: String) -> BoxFuture<Result<()>>;
+
+    /// Every registered worker.
+    fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>>;
+
+    /// Removes a worker (it stopped, or its lease lapsed).
+    fn remove_worker(&self, topic: String) -> BoxFuture<Result<()>>;
 }
 
 /// A shared store.
@@ -249,6 +276,8 @@ pub struct Hints {
     /// Jobs left the board (consumed, completed with their plan, trashed): TaskFlow's
     /// `REMOVAL`.
     pub removals: u64,
+    /// Messages were sent to remote workers or their executors.
+    pub messages: u64,
 }
 
 /// A database URL fit to print: its password, if any, masked.

@@ -5,7 +5,7 @@ use crate::record::{judge_prerequisites, promotion, Readiness};
 use crate::{
     BoxFuture, Change, Due, Entity, Error, HistoryEntry, Instruction, JobFilter, JobRecord,
     JobTransition, Message, NewJob, NewPlan, NodeRecord, PlanFilter, PlanRecord, PlanSnapshot,
-    PlanSummary, Reply, Result, StepRecord, Store,
+    PlanSummary, Reply, Result, StepRecord, Store, WireMessage, WorkerRecord,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +29,9 @@ struct Inner {
     /// Every capability a node has registered.
     capabilities: std::collections::BTreeSet<String>,
     jobs: Jobs,
+    /// Messages waiting, by topic, oldest first.
+    messages: HashMap<String, std::collections::VecDeque<WireMessage>>,
+    workers: BTreeMap<String, WorkerRecord>,
 }
 
 /// The job board: postings, their histories, and the registered entities.
@@ -829,5 +832,55 @@ impl Store for MemoryStore {
 
     fn entities(&self) -> BoxFuture<Result<Vec<Entity>>> {
         ready(Ok(self.lock().jobs.entities.values().cloned().collect()))
+    }
+
+    fn send_messages(&self, messages: Vec<WireMessage>) -> BoxFuture<Result<()>> {
+        let mut inner = self.lock();
+        for m in messages {
+            inner
+                .messages
+                .entry(m.topic.clone())
+                .or_default()
+                .push_back(m);
+        }
+        ready(Ok(()))
+    }
+
+    fn take_messages(&self, topic: String, limit: u32) -> BoxFuture<Result<Vec<WireMessage>>> {
+        let mut inner = self.lock();
+        let taken = match inner.messages.get_mut(&topic) {
+            Some(queue) => {
+                let n = queue.len().min(limit as usize);
+                queue.drain(..n).collect()
+            }
+            None => Vec::new(),
+        };
+        ready(Ok(taken))
+    }
+
+    fn register_worker(&self, mut worker: WorkerRecord) -> BoxFuture<Result<()>> {
+        worker.heartbeat_at = weft_model::now_millis();
+        self.lock().workers.insert(worker.topic.clone(), worker);
+        ready(Ok(()))
+    }
+
+    fn worker_heartbeat(&self, topic: String) -> BoxFuture<Result<()>> {
+        let mut inner = self.lock();
+        ready(match inner.workers.get_mut(&topic) {
+            Some(w) => {
+                w.heartbeat_at = weft_model::now_millis();
+                Ok(())
+            }
+            None => Err(Error::NotFound(format!("worker {topic}"))),
+        })
+    }
+
+    fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>> {
+        ready(Ok(self.lock().workers.values().cloned().collect()))
+    }
+
+    fn remove_worker(&self, topic: String) -> BoxFuture<Result<()>> {
+        self.lock().workers.remove(&topic);
+        ready(Ok(()))
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::{
     BoxFuture, Change, Due, Entity, Error, Instruction, JobRecord, NewJob, NewPlan, NodeRecord,
-    Reply, Result,
+    Reply, Result, WireMessage, WorkerRecord,
 };
 use tokio::sync::oneshot;
 use weft_model::job::{JobId, Release};
@@ -37,6 +37,11 @@ pub(crate) enum Write {
     ReleaseJob(JobId, String, Option<u32>, Release),
     RetryJob(JobId, String),
     RegisterEntity(Entity),
+    SendMessages(Vec<WireMessage>),
+    TakeMessages(String, u32),
+    RegisterWorker(WorkerRecord),
+    WorkerHeartbeat(String),
+    RemoveWorker(String),
     /// SQLite: a checkpoint of the write-ahead log (outside any transaction).
     Checkpoint,
     /// SQLite: a consistent copy of the database into a new file (outside any transaction).
@@ -51,6 +56,7 @@ pub(crate) enum Output {
     Id(i64),
     Bool(bool),
     Jobs(Vec<JobRecord>),
+    Messages(Vec<WireMessage>),
 }
 
 fn unexpected() -> Error {
@@ -82,6 +88,13 @@ impl Output {
     pub(crate) fn into_jobs(self) -> Result<Vec<JobRecord>> {
         match self {
             Output::Jobs(j) => Ok(j),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn into_messages(self) -> Result<Vec<WireMessage>> {
+        match self {
+            Output::Messages(m) => Ok(m),
             _ => Err(unexpected()),
         }
     }
@@ -135,6 +148,12 @@ pub(crate) trait Queue {
     fn write_job(&self, write: Write) -> BoxFuture<Result<JobRecord>> {
         let done = self.submit(write);
         Box::pin(async move { done.await?.into_job() })
+    }
+
+    /// A write that answers messages.
+    fn write_messages(&self, write: Write) -> BoxFuture<Result<Vec<WireMessage>>> {
+        let done = self.submit(write);
+        Box::pin(async move { done.await?.into_messages() })
     }
 
     /// A write that answers plans.

@@ -1315,6 +1315,102 @@ async fn entities_and_bad_ids(store: SharedStore) {
     ));
 }
 
+// Remote workers: messages travel to their topic, are taken once, oldest first; workers
+// register, heartbeat and are removed.
+
+fn wire(topic: &str, body: &str) -> weft_store::WireMessage {
+    weft_store::WireMessage {
+        topic: topic.into(),
+        kind: "REQUEST".into(),
+        correlation_id: Some("r1".into()),
+        reply_to: Some("executor".into()),
+        attempt: 2,
+        plan: Some(PlanId::new().to_string()),
+        body: body.into(),
+    }
+}
+
+async fn messages_are_taken_once_by_topic_in_order(store: SharedStore) {
+    store
+        .send_messages(vec![
+            wire("w1", "1"),
+            wire("w2", "x"),
+            wire("w1", "2"),
+            wire("w1", "3"),
+        ])
+        .await
+        .expect("send");
+    let first = store.take_messages("w1".into(), 2).await.expect("take");
+    let bodies: Vec<&str> = first.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["1", "2"]);
+    assert_eq!(first[0], wire("w1", "1").clone_with_plan(&first[0]));
+    let rest = store.take_messages("w1".into(), 10).await.expect("take");
+    assert_eq!(rest.len(), 1);
+    assert!(store
+        .take_messages("w1".into(), 10)
+        .await
+        .expect("take")
+        .is_empty());
+    assert_eq!(
+        store
+            .take_messages("w2".into(), 10)
+            .await
+            .expect("take")
+            .len(),
+        1
+    );
+    // A body is carried as sent, whatever it holds: its receiver checks it.
+    store
+        .send_messages(vec![wire("w3", "{not json")])
+        .await
+        .expect("send");
+    assert_eq!(
+        store.take_messages("w3".into(), 1).await.expect("take")[0].body,
+        "{not json"
+    );
+}
+
+async fn workers_register_heartbeat_and_go(store: SharedStore) {
+    let w = weft_store::WorkerRecord {
+        topic: "w1".into(),
+        tasks: vec!["fetch@1".into()],
+        started_at: 1,
+        heartbeat_at: 0,
+        process: Some("weft@h:1:2".into()),
+    };
+    store.register_worker(w.clone()).await.expect("register");
+    let listed = store.workers().await.expect("workers");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].tasks, w.tasks);
+    let first = listed[0].heartbeat_at;
+    assert!(first > 0, "the heartbeat is the store's time");
+    store
+        .worker_heartbeat("w1".into())
+        .await
+        .expect("heartbeat");
+    assert!(store.workers().await.expect("workers")[0].heartbeat_at >= first);
+    store.remove_worker("w1".into()).await.expect("remove");
+    assert!(store.workers().await.expect("workers").is_empty());
+    assert!(matches!(
+        store.worker_heartbeat("w1".into()).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+trait SamePlan {
+    fn clone_with_plan(self, other: &weft_store::WireMessage) -> weft_store::WireMessage;
+}
+
+impl SamePlan for weft_store::WireMessage {
+    /// The message with `other`'s plan id (a fresh one was made for each).
+    fn clone_with_plan(self, other: &weft_store::WireMessage) -> weft_store::WireMessage {
+        weft_store::WireMessage {
+            plan: other.plan.clone(),
+            ..self
+        }
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -1352,6 +1448,8 @@ macro_rules! conformance {
             case!(a_job_claimed_max_attempts_times_goes_to_the_trash);
             case!(a_stopping_plan_completes_its_claimed_job);
             case!(entities_and_bad_ids);
+            case!(messages_are_taken_once_by_topic_in_order);
+            case!(workers_register_heartbeat_and_go);
         }
     };
 }

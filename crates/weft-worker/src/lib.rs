@@ -10,13 +10,14 @@
 //! - [`server`]: the worker's side — its `NOTIFY` answer, and how it answers one request
 //!   (dropped, `FAILURE` naming the problem, or `RUNNING` then the task's result).
 //!
-//! - [`transport`]: how messages travel — the [`Transport`] trait, and [`InProcess`] channels.
+//! - [`transport`]: how messages travel — the [`Transport`] trait, [`InProcess`] channels,
+//!   and [`StoreTransport`]: the store's message table (PostgreSQL, SQLite) with wake-ups.
 //! - [`worker`]: a worker's loop on a transport (answers `NOTIFY`, runs requests).
 //! - [`remote`]: the executor's loop — asks workers what they run, sends them requests,
 //!   resolves each with its result or failure, expires, stops.
 //!
-//! The PostgreSQL transport, the `weft worker` command and the executor that sends a flow's
-//! remote steps come next.
+//! Worker leases (`WorkerLost` when one lapses), the `weft worker` command and the executor
+//! that sends a flow's remote steps come next.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -31,4 +32,6 @@ pub use finder::{TopicWorker, WorkerFinder};
 pub use remote::{RemoteConfig, RemoteExecutor};
 pub use requests::{Outstanding, Publish, Reaction, Requests, Settled};
 pub use server::{Dropped, Envelope, Server};
-pub use transport::{InProcess, Kind, Listener, Message, Transport, TransportError};
+pub use transport::{
+    InProcess, Kind, Listener, Message, StoreTransport, Transport, TransportError,
+};

@@ -152,3 +152,120 @@ mod tests {
         assert!(t.send("b", message(serde_json::json!({}))).await.is_err());
     }
 }
+
+/// Topics as rows of the store's message table, so that workers on other machines need only
+/// the database: a sender inserts; a listener takes what waits for its topic as soon as the
+/// store hints that messages were sent (PostgreSQL's `NOTIFY`, SQLite's wake-up sockets), and
+/// looks every 50 ms anyway (500 ms with hints). A body that is not JSON arrives as a string,
+/// for its receiver to refuse.
+#[derive(Clone)]
+pub struct StoreTransport {
+    store: weft_store::SharedStore,
+}
+
+impl StoreTransport {
+    /// The transport over `store`.
+    pub fn new(store: weft_store::SharedStore) -> Self {
+        StoreTransport { store }
+    }
+}
+
+/// The most messages taken at once.
+const TAKE_BATCH: u32 = 256;
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Notify => "NOTIFY",
+        Kind::Request => "REQUEST",
+        Kind::Response => "RESPONSE",
+    }
+}
+
+fn from_wire(m: weft_store::WireMessage) -> Option<Message> {
+    let kind = match m.kind.as_str() {
+        "NOTIFY" => Kind::Notify,
+        "REQUEST" => Kind::Request,
+        "RESPONSE" => Kind::Response,
+        other => {
+            tracing::warn!(topic = %m.topic, "dropped a message of unknown kind `{other}`");
+            return None;
+        }
+    };
+    let body = serde_json::from_str(&m.body).unwrap_or(Value::String(m.body));
+    Some(Message {
+        kind,
+        correlation_id: m.correlation_id,
+        reply_to: m.reply_to,
+        attempt: m.attempt,
+        plan: m.plan.and_then(|p| p.parse().ok()),
+        body,
+    })
+}
+
+impl Transport for StoreTransport {
+    fn send(&self, topic: &str, message: Message) -> BoxFuture<Result<(), TransportError>> {
+        let wire = weft_store::WireMessage {
+            topic: topic.to_string(),
+            kind: kind_name(message.kind).to_string(),
+            correlation_id: message.correlation_id,
+            reply_to: message.reply_to,
+            attempt: message.attempt,
+            plan: message.plan.map(|p| p.to_string()),
+            body: message.body.to_string(),
+        };
+        let sent = self.store.send_messages(vec![wire]);
+        let topic = topic.to_string();
+        Box::pin(async move {
+            sent.await.map_err(|e| {
+                tracing::warn!(%topic, "cannot send: {e}");
+                TransportError::Closed
+            })
+        })
+    }
+
+    fn listen(&self, topic: &str) -> Result<Listener, TransportError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (store, topic) = (self.store.clone(), topic.to_string());
+        tokio::spawn(async move {
+            let mut hints = store.hints();
+            let poll = if hints.is_some() {
+                std::time::Duration::from_millis(500)
+            } else {
+                std::time::Duration::from_millis(50)
+            };
+            loop {
+                let seen = hints.as_mut().map_or(0, |h| h.borrow_and_update().messages);
+                match store.take_messages(topic.clone(), TAKE_BATCH).await {
+                    Ok(taken) => {
+                        let full = taken.len() == TAKE_BATCH as usize;
+                        for m in taken.into_iter().filter_map(from_wire) {
+                            if tx.send(m).is_err() {
+                                return; // The listener is gone.
+                            }
+                        }
+                        if full {
+                            continue;
+                        }
+                    }
+                    Err(e) => tracing::warn!(%topic, "cannot take messages: {e}"),
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                let woken = async {
+                    match hints.as_mut() {
+                        Some(h) => loop {
+                            if h.borrow_and_update().messages != seen || h.changed().await.is_err()
+                            {
+                                break;
+                            }
+                        },
+                        None => std::future::pending().await,
+                    }
+                };
+                let _ = tokio::time::timeout(poll, woken).await;
+            }
+        });
+        Ok(Listener::new(rx))
+    }
+}

@@ -1,5 +1,6 @@
-//! The executor's loop and workers on the in-process transport: discovery, many requests over
-//! two workers, timeouts for a task no worker runs, revert, and stop.
+//! The executor's loop and workers on every transport — in-process channels, a SQLite file and
+//! PostgreSQL: discovery, many requests over two workers, timeouts for a task no worker runs,
+//! and stop.
 
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +10,7 @@ use weft_engine::{task_fn, Registry};
 use weft_model::worker::Action;
 use weft_model::PlanId;
 use weft_worker::remote::Job;
-use weft_worker::{InProcess, RemoteConfig, RemoteExecutor, Server, Transport};
+use weft_worker::{InProcess, RemoteConfig, RemoteExecutor, Server, StoreTransport, Transport};
 
 fn job(task: &str, n: i64) -> Job {
     let mut arguments = Map::new();
@@ -28,7 +29,7 @@ fn job(task: &str, n: i64) -> Job {
 }
 
 fn start_worker(
-    transport: &Arc<InProcess>,
+    transport: &Arc<dyn Transport>,
     topic: &str,
     ran: Arc<AtomicUsize>,
 ) -> tokio::sync::oneshot::Sender<()> {
@@ -49,7 +50,7 @@ fn start_worker(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(weft_worker::worker::serve(
         server,
-        transport.clone() as Arc<dyn Transport>,
+        transport.clone(),
         async {
             let _ = stopped.await;
         },
@@ -57,9 +58,7 @@ fn start_worker(
     stop
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_spread_over_workers_and_come_back() {
-    let transport = Arc::new(InProcess::new());
+async fn requests_spread_over_workers_and_come_back(transport: Arc<dyn Transport>) {
     let (a, b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let _wa = start_worker(&transport, "worker-a", a.clone());
     let _wb = start_worker(&transport, "worker-b", b.clone());
@@ -67,6 +66,14 @@ async fn requests_spread_over_workers_and_come_back() {
     let mut config = RemoteConfig::new("executor", vec!["worker-a".into(), "worker-b".into()]);
     config.notify_period = Duration::from_millis(200);
     let executor = RemoteExecutor::start(transport.clone(), config).expect("start");
+    // TaskFlow's wait_for_workers: both answered a notify.
+    for _ in 0..200 {
+        if executor.workers().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(executor.workers().len(), 2, "both workers were discovered");
     let runs: Vec<_> = (0..60)
         .map(|n| {
             let e = executor.clone();
@@ -84,9 +91,7 @@ async fn requests_spread_over_workers_and_come_back() {
     executor.stop().await;
 }
 
-#[tokio::test]
-async fn a_task_no_worker_runs_times_out_and_stop_fails_what_is_out() {
-    let transport = Arc::new(InProcess::new());
+async fn a_task_no_worker_runs_times_out_and_stop_fails_what_is_out(transport: Arc<dyn Transport>) {
     let mut config = RemoteConfig::new("executor", vec![]);
     config.request_timeout = Duration::from_millis(300);
     let executor = RemoteExecutor::start(transport.clone(), config).expect("start");
@@ -109,4 +114,49 @@ async fn a_task_no_worker_runs_times_out_and_stop_fails_what_is_out() {
     assert_eq!(failure.kinds[0], "RequestTimeout");
     // After stop, nothing more runs.
     assert!(executor.run(job("double", 3)).await.is_err());
+}
+
+async fn sqlite() -> (tempfile::TempDir, Arc<dyn Transport>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = weft_store::open(&dir.path().join("weft.db").display().to_string())
+        .await
+        .expect("open");
+    (dir, Arc::new(StoreTransport::new(store)))
+}
+
+async fn postgres() -> Arc<dyn Transport> {
+    let store = weft_store::open(&weft_testpg::url()).await.expect("open");
+    Arc::new(StoreTransport::new(store))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_requests_spread_over_workers() {
+    requests_spread_over_workers_and_come_back(Arc::new(InProcess::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_timeouts_and_stop() {
+    a_task_no_worker_runs_times_out_and_stop_fails_what_is_out(Arc::new(InProcess::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_requests_spread_over_workers() {
+    let (_dir, t) = sqlite().await;
+    requests_spread_over_workers_and_come_back(t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_timeouts_and_stop() {
+    let (_dir, t) = sqlite().await;
+    a_task_no_worker_runs_times_out_and_stop_fails_what_is_out(t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_requests_spread_over_workers() {
+    requests_spread_over_workers_and_come_back(postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_timeouts_and_stop() {
+    a_task_no_worker_runs_times_out_and_stop_fails_what_is_out(postgres().await).await;
 }

@@ -12,6 +12,7 @@
 //! [`Error::Unavailable`], which a node treats as its store failing.
 
 mod jobs;
+mod messages;
 mod schema;
 mod writer;
 
@@ -21,7 +22,7 @@ use crate::{
     BoxFuture, Change, Due, Error, Hints, HistoryEntry, Instruction, Message, NewPlan, NodeRecord,
     PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
 };
-use crate::{Entity, JobFilter, JobRecord, JobTransition, NewJob};
+use crate::{Entity, JobFilter, JobRecord, JobTransition, NewJob, WireMessage, WorkerRecord};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -779,6 +780,30 @@ impl Store for PostgresStore {
     fn entities(&self) -> BoxFuture<Result<Vec<Entity>>> {
         self.read(|conn| Box::pin(jobs::entities(conn)))
     }
+
+    fn send_messages(&self, messages: Vec<WireMessage>) -> BoxFuture<Result<()>> {
+        self.write(Write::SendMessages(messages))
+    }
+
+    fn take_messages(&self, topic: String, limit: u32) -> BoxFuture<Result<Vec<WireMessage>>> {
+        self.write_messages(Write::TakeMessages(topic, limit))
+    }
+
+    fn register_worker(&self, worker: WorkerRecord) -> BoxFuture<Result<()>> {
+        self.write(Write::RegisterWorker(worker))
+    }
+
+    fn worker_heartbeat(&self, topic: String) -> BoxFuture<Result<()>> {
+        self.write(Write::WorkerHeartbeat(topic))
+    }
+
+    fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>> {
+        self.read(|conn| Box::pin(messages::all(conn)))
+    }
+
+    fn remove_worker(&self, topic: String) -> BoxFuture<Result<()>> {
+        self.write(Write::RemoveWorker(topic))
+    }
 }
 
 /// Listens for notifications on its own connection and counts them into `hints`; reconnects
@@ -829,6 +854,7 @@ async fn listen(config: Config, shown: String, hints: watch::Sender<Hints>) {
             h.replies += 1;
             h.jobs += 1;
             h.removals += 1;
+            h.messages += 1;
         });
         loop {
             tokio::select! {
@@ -838,6 +864,7 @@ async fn listen(config: Config, shown: String, hints: watch::Sender<Hints>) {
                         "replies" => h.replies += 1,
                         "jobs" => h.jobs += 1,
                         "removal" => h.removals += 1,
+                        "messages" => h.messages += 1,
                         _ => h.plans += 1,
                     }),
                     None => break,

@@ -139,6 +139,28 @@ CREATE TABLE entities (
     PRIMARY KEY (kind, name)
 );
 "#,
+    // Remote workers: messages waiting for their topic, and the workers registered.
+    r#"
+CREATE TABLE worker_messages (
+    id             bigserial PRIMARY KEY,
+    topic          text NOT NULL,
+    kind           text NOT NULL,
+    correlation_id text,
+    reply_to       text,
+    attempt        integer NOT NULL,
+    plan_id        text,
+    body           text NOT NULL,
+    created_at     bigint NOT NULL
+);
+CREATE INDEX worker_messages_topic ON worker_messages (topic, id);
+CREATE TABLE workers (
+    topic        text PRIMARY KEY,
+    tasks        text[] NOT NULL,
+    started_at   bigint NOT NULL,
+    heartbeat_at bigint NOT NULL,
+    process      text
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -4,7 +4,7 @@
 //! pipelines that request's statements (sent together, answered in order), and commits once.
 //! A fenced change that finds another state rolls back to its request's savepoint only.
 
-use super::{classify, jobs, parse_id, Conn};
+use super::{classify, jobs, messages, parse_id, Conn};
 use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
@@ -687,6 +687,7 @@ struct Notify {
     replies: bool,
     jobs: bool,
     removals: bool,
+    messages: bool,
 }
 
 impl Notify {
@@ -696,6 +697,7 @@ impl Notify {
         self.replies |= other.replies;
         self.jobs |= other.jobs;
         self.removals |= other.removals;
+        self.messages |= other.messages;
     }
 
     fn payloads(self) -> Vec<&'static str> {
@@ -714,6 +716,9 @@ impl Notify {
         }
         if self.removals {
             out.push("removal");
+        }
+        if self.messages {
+            out.push("messages");
         }
         out
     }
@@ -974,6 +979,26 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         }
         Write::RegisterEntity(entity) => {
             jobs::register_entity(conn, entity).await?;
+            Ok(Output::Unit)
+        }
+        Write::SendMessages(ms) => {
+            messages::send(conn, ms).await?;
+            notify.messages |= !ms.is_empty();
+            Ok(Output::Unit)
+        }
+        Write::TakeMessages(topic, limit) => {
+            Ok(Output::Messages(messages::take(conn, topic, *limit).await?))
+        }
+        Write::RegisterWorker(w) => {
+            messages::register(conn, w).await?;
+            Ok(Output::Unit)
+        }
+        Write::WorkerHeartbeat(topic) => {
+            messages::heartbeat(conn, topic).await?;
+            Ok(Output::Unit)
+        }
+        Write::RemoveWorker(topic) => {
+            messages::remove(conn, topic).await?;
             Ok(Output::Unit)
         }
         Write::NodeReport(node, report) => {

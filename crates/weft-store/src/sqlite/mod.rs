@@ -6,6 +6,7 @@
 //! caller: group commit. Reads use their own connections on the blocking pool.
 
 mod jobs;
+mod messages;
 mod schema;
 mod wake;
 mod writer;
@@ -15,7 +16,7 @@ use crate::queue::Queue;
 use crate::{
     BoxFuture, Change, Due, Entity, Error, HistoryEntry, Instruction, JobFilter, JobRecord,
     JobTransition, Message, NewJob, NewPlan, NodeRecord, PlanFilter, PlanRecord, PlanSnapshot,
-    PlanSummary, Reply, Result, StepRecord, Store,
+    PlanSummary, Reply, Result, StepRecord, Store, WireMessage, WorkerRecord,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -752,5 +753,29 @@ impl Store for SqliteStore {
 
     fn entities(&self) -> BoxFuture<Result<Vec<Entity>>> {
         self.read(jobs::entities)
+    }
+
+    fn send_messages(&self, messages: Vec<WireMessage>) -> BoxFuture<Result<()>> {
+        self.write(Write::SendMessages(messages))
+    }
+
+    fn take_messages(&self, topic: String, limit: u32) -> BoxFuture<Result<Vec<WireMessage>>> {
+        self.write_messages(Write::TakeMessages(topic, limit))
+    }
+
+    fn register_worker(&self, worker: WorkerRecord) -> BoxFuture<Result<()>> {
+        self.write(Write::RegisterWorker(worker))
+    }
+
+    fn worker_heartbeat(&self, topic: String) -> BoxFuture<Result<()>> {
+        self.write(Write::WorkerHeartbeat(topic))
+    }
+
+    fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>> {
+        self.read(messages::all)
+    }
+
+    fn remove_worker(&self, topic: String) -> BoxFuture<Result<()>> {
+        self.write(Write::RemoveWorker(topic))
     }
 }

@@ -135,6 +135,28 @@ CREATE TABLE entities (
     PRIMARY KEY (kind, name)
 ) WITHOUT ROWID;
 "#,
+    // Remote workers: messages waiting for their topic, and the workers registered.
+    r#"
+CREATE TABLE worker_messages (
+    id             INTEGER PRIMARY KEY,
+    topic          TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    correlation_id TEXT,
+    reply_to       TEXT,
+    attempt        INTEGER NOT NULL,
+    plan_id        TEXT,
+    body           TEXT NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+CREATE INDEX worker_messages_topic ON worker_messages(topic, id);
+CREATE TABLE workers (
+    topic        TEXT PRIMARY KEY,
+    tasks        TEXT NOT NULL,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    process      TEXT
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -23,6 +23,8 @@ const REPLIES: u8 = b'r';
 const JOBS: u8 = b'j';
 /// Jobs left the board.
 const REMOVALS: u8 = b'x';
+/// Messages were sent to remote workers or executors.
+const MESSAGES: u8 = b'w';
 
 /// What a commit wants the listeners to know.
 #[derive(Debug, Default, Clone, Copy)]
@@ -32,6 +34,7 @@ pub(super) struct Want {
     pub replies: bool,
     pub jobs: bool,
     pub removals: bool,
+    pub messages: bool,
 }
 
 /// The wake-up directory of one database file.
@@ -52,7 +55,13 @@ impl Wakes {
 
     /// Tells every listening process (this one's too) what `want` says.
     pub(super) fn send(&self, want: Want) {
-        if !want.plans && !want.mailbox && !want.replies && !want.jobs && !want.removals {
+        if !(want.plans
+            || want.mailbox
+            || want.replies
+            || want.jobs
+            || want.removals
+            || want.messages)
+        {
             return;
         }
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -71,6 +80,7 @@ impl Wakes {
                 (want.replies, REPLIES),
                 (want.jobs, JOBS),
                 (want.removals, REMOVALS),
+                (want.messages, MESSAGES),
             ] {
                 if !wanted {
                     continue;
@@ -121,6 +131,7 @@ impl Wakes {
                                     REPLIES => h.replies += 1,
                                     JOBS => h.jobs += 1,
                                     REMOVALS => h.removals += 1,
+                                    MESSAGES => h.messages += 1,
                                     _ => {}
                                 }
                             }

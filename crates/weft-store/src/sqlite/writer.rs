@@ -1,7 +1,7 @@
 //! The writer thread: the only owner of the write connection, and the group commit.
 
 use super::wake::{Wakes, Want};
-use super::{classify, jobs};
+use super::{classify, jobs, messages};
 use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
@@ -90,6 +90,7 @@ fn wants(batch: &[Request], results: &[Result<Output>]) -> Want {
             (Write::ReleaseLocks(_), _) => want.plans = true,
             (Write::PromoteDue(..), Ok(Output::Due(due))) if !due.is_empty() => want.plans = true,
             (Write::Post(..), _) => want.mailbox = true,
+            (Write::SendMessages(ms), Ok(_)) => want.messages |= !ms.is_empty(),
             (Write::PostJob(_) | Write::RetryJob(..), _) => want.jobs = true,
             (Write::ReleaseJob(..), Ok(Output::Jobs(j))) => {
                 use weft_model::job::State;
@@ -267,6 +268,13 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
         )?])),
         Write::RetryJob(id, by) => Ok(Output::Jobs(vec![jobs::retry(conn, *id, by)?])),
         Write::RegisterEntity(entity) => unit(jobs::register_entity(conn, entity)),
+        Write::SendMessages(ms) => unit(messages::send(conn, ms)),
+        Write::TakeMessages(topic, limit) => {
+            messages::take(conn, topic, *limit).map(Output::Messages)
+        }
+        Write::RegisterWorker(w) => unit(messages::register(conn, w)),
+        Write::WorkerHeartbeat(topic) => unit(messages::heartbeat(conn, topic)),
+        Write::RemoveWorker(topic) => unit(messages::remove(conn, topic)),
         Write::Acquire(plan, owner) => {
             let key = plan.to_string();
             if !plan_exists(conn, &key)? {
