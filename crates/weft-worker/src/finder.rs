@@ -82,6 +82,15 @@ impl WorkerFinder {
         gone
     }
 
+    /// Forgets the worker at `topic` (it was lost); whether it was known.
+    pub fn forget(&mut self, topic: &str) -> bool {
+        let known = self.workers.remove(topic).is_some();
+        if known {
+            self.generation += 1;
+        }
+        known
+    }
+
     /// A worker that runs `task`, chosen among the capable ones by `random` (any number;
     /// taken modulo their count), or `None` if no known worker runs it.
     pub fn pick(&self, task: &str, random: u64) -> Option<&TopicWorker> {

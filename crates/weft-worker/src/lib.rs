@@ -16,8 +16,10 @@
 //! - [`remote`]: the executor's loop — asks workers what they run, sends them requests,
 //!   resolves each with its result or failure, expires, stops.
 //!
-//! Worker leases (`WorkerLost` when one lapses), the `weft worker` command and the executor
-//! that sends a flow's remote steps come next.
+//! Workers heartbeat through the transport (the store's `workers` rows, on its clock); the
+//! executor's loop fails what a worker whose lease lapsed was running with `WorkerLost` —
+//! where TaskFlow's engine waits for ever. The `weft worker` command and the engine's remote
+//! steps come next.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -21,6 +21,8 @@ use weft_model::{Failure, PlanId};
 
 /// How often the loop looks at the clock (expiry, notify period) when nothing happens.
 const TICK: Duration = Duration::from_millis(100);
+/// How often workers' leases are checked.
+const LEASE_CHECK: Duration = Duration::from_millis(500);
 
 /// How the executor's side runs.
 #[derive(Debug, Clone)]
@@ -35,6 +37,9 @@ pub struct RemoteConfig {
     pub notify_period: Duration,
     /// How long a silent worker is remembered.
     pub expires_after: Duration,
+    /// How long a worker's heartbeat stays good: past it (on transports with leases), what it
+    /// was running fails with `WorkerLost`.
+    pub worker_lease: Duration,
 }
 
 impl RemoteConfig {
@@ -46,6 +51,7 @@ impl RemoteConfig {
             request_timeout: REQUEST_TIMEOUT,
             notify_period: NOTIFY_PERIOD,
             expires_after: EXPIRES_AFTER,
+            worker_lease: crate::worker::WORKER_LEASE,
         }
     }
 }
@@ -185,11 +191,16 @@ impl Loop {
         mut inbox: crate::transport::Listener,
     ) {
         let mut next_notify = Instant::now();
+        let mut next_lease_check = Instant::now();
         let mut next_id: u64 = 0;
         loop {
             if Instant::now() >= next_notify {
                 self.notify_all().await;
                 next_notify = Instant::now() + self.config.notify_period;
+            }
+            if Instant::now() >= next_lease_check {
+                self.check_leases().await;
+                next_lease_check = Instant::now() + LEASE_CHECK;
             }
             tokio::select! {
                 c = commands.recv() => match c {
@@ -253,6 +264,24 @@ impl Loop {
     fn publish_workers(&self) {
         self.workers
             .send_replace(self.finder.workers().cloned().collect());
+    }
+
+    /// Fails what lapsed workers were running (`WorkerLost`) and forgets them.
+    async fn check_leases(&mut self) {
+        let lapsed = match self.transport.lapsed(self.config.worker_lease).await {
+            Ok(l) => l,
+            Err(e) => return tracing::warn!("cannot check workers' leases: {e}"),
+        };
+        for topic in lapsed {
+            for s in self.requests.worker_lost(&topic) {
+                tracing::warn!(request = %s.id, %topic, "the request's worker was lost");
+                self.finish(s);
+            }
+            if self.finder.forget(&topic) {
+                self.publish_workers();
+            }
+            let _ = self.transport.forget(&topic).await;
+        }
     }
 
     async fn notify_all(&mut self) {

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+use weft_model::worker::Notify;
 use weft_model::PlanId;
 
 /// A boxed future, so that [`Transport`] can be a trait object.
@@ -61,6 +62,26 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Listens on `topic`: messages sent there from now on.
     fn listen(&self, topic: &str) -> Result<Listener, TransportError>;
+
+    /// A worker says it is alive and what it runs (its lease starts again). Transports
+    /// without leases (in-process: a worker dies with its process) do nothing.
+    fn heartbeat(&self, notify: &Notify) -> BoxFuture<Result<(), TransportError>> {
+        let _ = notify;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The workers whose lease of `lease` has lapsed, by topic: what they were running is
+    /// lost. None on transports without leases.
+    fn lapsed(&self, lease: std::time::Duration) -> BoxFuture<Result<Vec<String>, TransportError>> {
+        let _ = lease;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    /// A worker is gone for good (it stopped, or its lease lapsed and it was counted lost).
+    fn forget(&self, topic: &str) -> BoxFuture<Result<(), TransportError>> {
+        let _ = topic;
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// Messages arriving on one topic.
@@ -220,6 +241,51 @@ impl Transport for StoreTransport {
                 tracing::warn!(%topic, "cannot send: {e}");
                 TransportError::Closed
             })
+        })
+    }
+
+    fn heartbeat(&self, notify: &Notify) -> BoxFuture<Result<(), TransportError>> {
+        let (store, notify) = (self.store.clone(), notify.clone());
+        Box::pin(async move {
+            match store.worker_heartbeat(notify.topic.clone()).await {
+                Ok(()) => Ok(()),
+                // Not registered yet, or removed as lost: (re-)register.
+                Err(weft_store::Error::NotFound(_)) => store
+                    .register_worker(weft_store::WorkerRecord {
+                        topic: notify.topic,
+                        tasks: notify.tasks,
+                        started_at: weft_model::now_millis(),
+                        heartbeat_at: 0,
+                        process: None,
+                    })
+                    .await
+                    .map_err(|_| TransportError::Closed),
+                Err(_) => Err(TransportError::Closed),
+            }
+        })
+    }
+
+    fn lapsed(&self, lease: std::time::Duration) -> BoxFuture<Result<Vec<String>, TransportError>> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let now = store.clock().await.map_err(|_| TransportError::Closed)?;
+            let workers = store.workers().await.map_err(|_| TransportError::Closed)?;
+            let cutoff = now.saturating_sub(lease.as_millis() as i64);
+            Ok(workers
+                .into_iter()
+                .filter(|w| w.heartbeat_at < cutoff)
+                .map(|w| w.topic)
+                .collect())
+        })
+    }
+
+    fn forget(&self, topic: &str) -> BoxFuture<Result<(), TransportError>> {
+        let (store, topic) = (self.store.clone(), topic.to_string());
+        Box::pin(async move {
+            store
+                .remove_worker(topic)
+                .await
+                .map_err(|_| TransportError::Closed)
         })
     }
 

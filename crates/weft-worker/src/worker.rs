@@ -8,17 +8,44 @@ use std::future::Future;
 use std::sync::Arc;
 use weft_model::worker::decode_notify;
 
-/// Serves requests on the server's topic until `stop` resolves or the transport closes.
+/// How long a worker's heartbeat stays good (default): past it, executors count what it was
+/// running as lost.
+pub const WORKER_LEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves requests on the server's topic until `stop` resolves or the transport closes,
+/// heartbeating through the transport three times per [`WORKER_LEASE`]. On stop it says it is
+/// gone.
 pub async fn serve(
     server: Server,
     transport: Arc<dyn Transport>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), TransportError> {
+    serve_with_lease(server, transport, WORKER_LEASE, stop).await
+}
+
+/// [`serve`] with a lease of its own.
+pub async fn serve_with_lease(
+    server: Server,
+    transport: Arc<dyn Transport>,
+    lease: std::time::Duration,
+    stop: impl Future<Output = ()>,
+) -> Result<(), TransportError> {
     let mut inbox = transport.listen(server.topic())?;
+    transport.heartbeat(&server.notify()).await?;
+    let mut beat = tokio::time::interval(lease / 3);
     tokio::pin!(stop);
     loop {
         let message = tokio::select! {
-            () = &mut stop => return Ok(()),
+            () = &mut stop => {
+                let _ = transport.forget(server.topic()).await;
+                return Ok(());
+            }
+            _ = beat.tick() => {
+                if let Err(e) = transport.heartbeat(&server.notify()).await {
+                    tracing::warn!(topic = server.topic(), "cannot heartbeat: {e}");
+                }
+                continue;
+            }
             m = inbox.next() => match m {
                 Some(m) => m,
                 None => return Err(TransportError::Closed),

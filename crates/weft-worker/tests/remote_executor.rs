@@ -160,3 +160,60 @@ async fn postgres_requests_spread_over_workers() {
 async fn postgres_timeouts_and_stop() {
     a_task_no_worker_runs_times_out_and_stop_fails_what_is_out(postgres().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_dies_mid_task_is_lost_within_its_lease_and_the_retry_runs_elsewhere() {
+    let (_dir, transport) = sqlite().await;
+    let lease = Duration::from_secs(1);
+    // The doomed worker acknowledges and then hangs; its heartbeats stop when it "dies".
+    let mut hangs = Registry::new();
+    hangs.register(
+        "double",
+        "1",
+        task_fn(|_| async {
+            std::future::pending::<()>().await;
+            Ok(json!({}))
+        }),
+    );
+    let doomed = tokio::spawn(weft_worker::worker::serve_with_lease(
+        Server::new("doomed", Arc::new(hangs)),
+        transport.clone(),
+        lease,
+        std::future::pending(),
+    ));
+    let mut config = RemoteConfig::new("executor", vec!["doomed".into(), "healthy".into()]);
+    config.notify_period = Duration::from_millis(200);
+    config.worker_lease = lease;
+    let executor = RemoteExecutor::start(transport.clone(), config).expect("start");
+    for _ in 0..200 {
+        if executor.workers().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let running = {
+        let e = executor.clone();
+        tokio::spawn(async move { e.run(job("double", 4)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    doomed.abort();
+    let started = std::time::Instant::now();
+    let lost = running.await.expect("joined").expect_err("lost");
+    assert_eq!(lost.kinds[0], "WorkerLost");
+    assert!(
+        started.elapsed() < lease + Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // A healthy worker takes the retry (a new attempt).
+    let ran = Arc::new(AtomicUsize::new(0));
+    let _healthy = start_worker(&transport, "healthy", ran.clone());
+    let mut retry = job("double", 4);
+    retry.attempt = 2;
+    assert_eq!(
+        executor.run(retry).await.expect("ran"),
+        json!({"doubled": 8})
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    executor.stop().await;
+}
