@@ -214,12 +214,10 @@ impl JobBoard {
     /// sockets); otherwise looks every 5 ms, doubling up to 1 s.
     pub async fn wait(&self, timeout: Option<Duration>) -> Result<Vec<Job>> {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut hints = self.store.hints();
+        let mut wake = weft_store::Wakeups::new(self.store.hints(), |h| h.jobs);
         let mut delay = FIRST_DELAY;
         loop {
-            if let Some(rx) = &mut hints {
-                rx.borrow_and_update();
-            }
+            wake.mark();
             let jobs = self.iterjobs(false).await?;
             if !jobs.is_empty() {
                 return Ok(jobs);
@@ -232,15 +230,10 @@ impl JobBoard {
                 ))
                 .into());
             }
-            let pause = if hints.is_some() { MAX_DELAY } else { delay };
+            let pause = if wake.exist() { MAX_DELAY } else { delay };
             delay = (delay * 2).min(MAX_DELAY);
             let until = deadline.map_or(now + pause, |d| (now + pause).min(d));
-            match &mut hints {
-                Some(rx) => {
-                    let _ = tokio::time::timeout_at(until, rx.changed()).await;
-                }
-                None => tokio::time::sleep_until(until).await,
-            }
+            let _ = tokio::time::timeout_at(until, wake.next()).await;
         }
     }
 

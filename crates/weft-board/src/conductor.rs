@@ -124,11 +124,11 @@ impl Conductor {
     }
 
     async fn run(self, mut stop: weft_deps::Stop) -> Result<(), weft_deps::Error> {
-        let mut hints = self.store.hints();
+        let mut wake = weft_store::Wakeups::new(self.store.hints(), |h| h.jobs);
         let mut running: JoinSet<()> = JoinSet::new();
         loop {
             // Hints from here on wake the wait below, even those that come while claiming.
-            let seen = hints.as_mut().map_or(0, |rx| rx.borrow_and_update().jobs);
+            wake.mark();
             let room = self
                 .config
                 .max_simultaneous_jobs
@@ -160,7 +160,7 @@ impl Conductor {
             if full {
                 continue;
             }
-            let poll = if hints.is_some() {
+            let poll = if wake.exist() {
                 HINTED_POLL
             } else {
                 CLAIM_POLL
@@ -173,7 +173,7 @@ impl Conductor {
                     return Ok(());
                 }
                 _ = tokio::time::sleep(poll) => {}
-                _ = changed(&mut hints, seen) => {}
+                _ = wake.next() => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
             }
         }
@@ -288,22 +288,6 @@ impl Conductor {
             // The claim was lost already (another conductor has it), or the store is gone
             // (the claim lapses with this node's lease).
             Err(e) => tracing::debug!(job = %job.id, "cannot abandon: {e}"),
-        }
-    }
-}
-
-/// Resolves once the store hints that jobs became claimable after `seen`; never, without
-/// hints.
-async fn changed(hints: &mut Option<tokio::sync::watch::Receiver<weft_store::Hints>>, seen: u64) {
-    let Some(rx) = hints else {
-        return std::future::pending().await;
-    };
-    loop {
-        if rx.borrow_and_update().jobs != seen {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return std::future::pending().await;
         }
     }
 }

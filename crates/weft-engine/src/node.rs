@@ -42,50 +42,6 @@ pub const CLAIM_POLL: Duration = Duration::from_millis(50);
 /// How often a node polls anyway when its store sends wake-up hints.
 pub const HINTED_POLL: Duration = Duration::from_millis(500);
 
-/// One counter of a store's wake-up hints, as a loop that looks for work sees it: it marks
-/// what was hinted before it looks, then waits for anything hinted after — so a hint that
-/// comes while it is looking is not lost.
-struct Wakeups {
-    rx: Option<tokio::sync::watch::Receiver<weft_store::Hints>>,
-    of: fn(&weft_store::Hints) -> u64,
-    seen: u64,
-}
-
-impl Wakeups {
-    fn new(
-        rx: Option<tokio::sync::watch::Receiver<weft_store::Hints>>,
-        of: fn(&weft_store::Hints) -> u64,
-    ) -> Self {
-        Wakeups { rx, of, seen: 0 }
-    }
-
-    /// Whether the store sends hints at all.
-    fn exist(&self) -> bool {
-        self.rx.is_some()
-    }
-
-    /// Everything hinted so far counts as seen: call it just before looking.
-    fn mark(&mut self) {
-        if let Some(rx) = &mut self.rx {
-            self.seen = (self.of)(&rx.borrow_and_update());
-        }
-    }
-
-    /// Resolves once something was hinted after the last mark; never, without hints.
-    async fn next(&mut self) {
-        let Some(rx) = &mut self.rx else {
-            return std::future::pending().await;
-        };
-        loop {
-            if (self.of)(&rx.borrow_and_update()) != self.seen {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-        }
-    }
-}
 /// How often due delayed plans are looked for.
 pub const SCHEDULE_POLL: Duration = Duration::from_millis(500);
 /// How soon after a lease lapses the other nodes look (they schedule their check for it).
@@ -444,7 +400,7 @@ impl Node {
                 let store: SharedStore = ctx.get("store")?;
                 let engine: Engine = ctx.get("executor")?;
                 Ok(TaskWorker::spawn(move |mut stop| async move {
-                    let mut wake = Wakeups::new(store.hints(), |h| h.plans);
+                    let mut wake = weft_store::Wakeups::new(store.hints(), |h| h.plans);
                     loop {
                         wake.mark();
                         let plans = store
@@ -627,7 +583,7 @@ impl Worker for ExecutorWorker {
 /// Delivers the events and halts posted for the plans `owner` holds, and answers them.
 pub async fn serve_mailbox(engine: Engine, owner: String) {
     let taken: Arc<Mutex<HashSet<i64>>> = Arc::default();
-    let mut wake = Wakeups::new(engine.store().hints(), |h| h.mailbox);
+    let mut wake = weft_store::Wakeups::new(engine.store().hints(), |h| h.mailbox);
     let every = if wake.exist() {
         HINTED_POLL
     } else {
@@ -749,33 +705,5 @@ mod tests {
         let (dead, next) = lease_check(100_000, lease, longest, &just);
         assert!(dead.is_empty());
         assert_eq!(next, LAPSE_MARGIN);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_hint_that_comes_while_a_node_looks_for_work_is_not_lost() {
-        let (tx, rx) = tokio::sync::watch::channel(weft_store::Hints::default());
-        let mut wake = Wakeups::new(Some(rx), |h| h.plans);
-        wake.mark();
-        // A plan is submitted while the node is claiming (after its mark, before it waits).
-        tx.send_modify(|h| h.plans += 1);
-        tokio::time::timeout(Duration::from_millis(1), wake.next())
-            .await
-            .expect("the hint wakes the node at once");
-        // Once it looked again, it waits for the next hint.
-        wake.mark();
-        assert!(tokio::time::timeout(Duration::from_secs(1), wake.next())
-            .await
-            .is_err());
-        // Hints of the other counter do not wake it.
-        tx.send_modify(|h| h.mailbox += 1);
-        assert!(tokio::time::timeout(Duration::from_secs(1), wake.next())
-            .await
-            .is_err());
-        // Without hints, it never wakes.
-        let mut none = Wakeups::new(None, |h| h.plans);
-        none.mark();
-        assert!(tokio::time::timeout(Duration::from_secs(1), none.next())
-            .await
-            .is_err());
     }
 }

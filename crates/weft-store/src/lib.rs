@@ -25,6 +25,7 @@ pub mod postgres;
 mod queue;
 mod record;
 pub mod sqlite;
+mod wakeups;
 
 pub use error::Error;
 pub use jobs::{Entity, JobFilter, JobRecord, JobTransition, NewJob};
@@ -34,6 +35,7 @@ pub use record::{
     Change, Due, HistoryEntry, Instruction, Message, NewPlan, NodeRecord, PlanFilter, PlanRecord,
     PlanSnapshot, PlanSummary, Reply, StepRecord, Transition,
 };
+pub use wakeups::Wakeups;
 
 use std::future::Future;
 use std::pin::Pin;

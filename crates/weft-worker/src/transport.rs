@@ -293,14 +293,14 @@ impl Transport for StoreTransport {
         let (tx, rx) = mpsc::unbounded_channel();
         let (store, topic) = (self.store.clone(), topic.to_string());
         tokio::spawn(async move {
-            let mut hints = store.hints();
-            let poll = if hints.is_some() {
+            let mut wake = weft_store::Wakeups::new(store.hints(), |h| h.messages);
+            let poll = if wake.exist() {
                 std::time::Duration::from_millis(500)
             } else {
                 std::time::Duration::from_millis(50)
             };
             loop {
-                let seen = hints.as_mut().map_or(0, |h| h.borrow_and_update().messages);
+                wake.mark();
                 match store.take_messages(topic.clone(), TAKE_BATCH).await {
                     Ok(taken) => {
                         let full = taken.len() == TAKE_BATCH as usize;
@@ -318,18 +318,7 @@ impl Transport for StoreTransport {
                 if tx.is_closed() {
                     return;
                 }
-                let woken = async {
-                    match hints.as_mut() {
-                        Some(h) => loop {
-                            if h.borrow_and_update().messages != seen || h.changed().await.is_err()
-                            {
-                                break;
-                            }
-                        },
-                        None => std::future::pending().await,
-                    }
-                };
-                let _ = tokio::time::timeout(poll, woken).await;
+                let _ = tokio::time::timeout(poll, wake.next()).await;
             }
         });
         Ok(Listener::new(rx))
