@@ -181,19 +181,7 @@ pub(crate) async fn post_latency(admin: &str, repeat: u32) -> Result<Figure, Err
     for _ in 0..repeat {
         let url = pg_database(admin).await?;
         let poster = weft_store::open(&url).await?;
-        let (ran_tx, mut ran) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-        let mut registry = Registry::new();
-        registry.register(
-            "mark",
-            "1",
-            task_fn(move |_| {
-                let ran_tx = ran_tx.clone();
-                async move {
-                    let _ = ran_tx.send(Instant::now());
-                    Ok(json!({}))
-                }
-            }),
-        );
+        let (registry, mut ran) = crate::support::marking_registry();
         let node = ConductorNode::start(&url, registry).await?;
         // Let the node settle into idleness (registered, listening, first looks done).
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -5,12 +5,11 @@ use crate::support::{
     execute_all, futures_join, noop_flow, noop_registry, plan_all, spawn_node, NOOP_PARALLELISM,
 };
 use crate::{Error, Figure};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weft_engine::{task_fn, Config, Engine, Registry};
+use weft_engine::{Config, Engine};
 use weft_model::flow::FlowBuilder;
 use weft_store::SharedStore;
 
@@ -90,19 +89,7 @@ pub(crate) async fn pg_submit_latency(
         let node_store: SharedStore =
             Arc::new(weft_store::postgres::PostgresStore::open(&url).await?);
         let submitter = weft_store::postgres::PostgresStore::open(&url).await?;
-        let (ran_tx, mut ran) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-        let mut registry = Registry::new();
-        registry.register(
-            "mark",
-            "1",
-            task_fn(move |_| {
-                let ran_tx = ran_tx.clone();
-                async move {
-                    let _ = ran_tx.send(Instant::now());
-                    Ok(json!({}))
-                }
-            }),
-        );
+        let (registry, mut ran) = crate::support::marking_registry();
         let node = spawn_node(node_store, registry);
         // Let the node settle into idleness (registered, listening, first claims done).
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -25,6 +25,28 @@ pub(crate) fn noop_registry() -> Arc<Registry> {
     Arc::new(r)
 }
 
+/// A registry with one task, `mark@1`, that tells the returned channel when it runs: the
+/// latency scenarios time from a submission until then.
+pub(crate) fn marking_registry() -> (
+    Registry,
+    tokio::sync::mpsc::UnboundedReceiver<std::time::Instant>,
+) {
+    let (ran_tx, ran) = tokio::sync::mpsc::unbounded_channel();
+    let mut registry = Registry::new();
+    registry.register(
+        "mark",
+        "1",
+        task_fn(move |_| {
+            let ran_tx = ran_tx.clone();
+            async move {
+                let _ = ran_tx.send(std::time::Instant::now());
+                Ok(json!({}))
+            }
+        }),
+    );
+    (registry, ran)
+}
+
 /// Which store a throughput scenario runs on.
 #[derive(Clone, Copy)]
 pub(crate) enum Backend {

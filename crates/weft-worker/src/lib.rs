@@ -31,7 +31,7 @@ pub mod transport;
 pub mod worker;
 
 pub use finder::{TopicWorker, WorkerFinder};
-pub use remote::{RemoteConfig, RemoteExecutor};
+pub use remote::{RemoteCall, RemoteConfig, RemoteExecutor};
 pub use requests::{Outstanding, Publish, Reaction, Requests, Settled};
 pub use server::{Dropped, Envelope, Server};
 pub use transport::{

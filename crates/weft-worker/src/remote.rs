@@ -56,9 +56,9 @@ impl RemoteConfig {
     }
 }
 
-/// A task to run remotely.
+/// A task to run remotely (named so as not to be taken for a job of the board).
 #[derive(Debug, Clone)]
-pub struct Job {
+pub struct RemoteCall {
     /// The task's registered name.
     pub task: String,
     /// Its version.
@@ -80,7 +80,7 @@ pub struct Job {
 }
 
 enum Command {
-    Submit(Box<Job>, oneshot::Sender<Settled>),
+    Submit(Box<RemoteCall>, oneshot::Sender<Settled>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -116,7 +116,7 @@ impl RemoteExecutor {
 
     /// Runs (or reverts) a task on a worker that runs it; resolves with its result, or the
     /// failure — its own, `RequestTimeout` if no worker took it in time, `WorkerLost`.
-    pub async fn run(&self, job: Job) -> Result<Value, Failure> {
+    pub async fn run(&self, job: RemoteCall) -> Result<Value, Failure> {
         let (tx, rx) = oneshot::channel();
         if self
             .commands

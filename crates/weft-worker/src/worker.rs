@@ -95,6 +95,8 @@ async fn run_request(server: Server, transport: Arc<dyn Transport>, message: Mes
         correlation_id: message.correlation_id.clone(),
         reply_to: message.reply_to.clone(),
         attempt: message.attempt,
+        // An executor that is not weft's (TaskFlow's messages carry no plan): the task sees
+        // a fresh id, never another plan's.
         plan: message.plan.unwrap_or_default(),
     };
     let reply_to = envelope.reply_to.clone().unwrap_or_default();

@@ -9,13 +9,13 @@ use std::time::Duration;
 use weft_engine::{task_fn, Registry};
 use weft_model::worker::Action;
 use weft_model::PlanId;
-use weft_worker::remote::Job;
+use weft_worker::RemoteCall;
 use weft_worker::{InProcess, RemoteConfig, RemoteExecutor, Server, StoreTransport, Transport};
 
-fn job(task: &str, n: i64) -> Job {
+fn call(task: &str, n: i64) -> RemoteCall {
     let mut arguments = Map::new();
     arguments.insert("n".into(), json!(n));
-    Job {
+    RemoteCall {
         task: task.into(),
         version: "1".into(),
         step: format!("step-{n}"),
@@ -77,7 +77,7 @@ async fn requests_spread_over_workers_and_come_back(transport: Arc<dyn Transport
     let runs: Vec<_> = (0..60)
         .map(|n| {
             let e = executor.clone();
-            tokio::spawn(async move { e.run(job("double", n)).await })
+            tokio::spawn(async move { e.run(call("double", n)).await })
         })
         .collect();
     for (n, r) in runs.into_iter().enumerate() {
@@ -96,7 +96,7 @@ async fn a_task_no_worker_runs_times_out_and_stop_fails_what_is_out(transport: A
     config.request_timeout = Duration::from_millis(300);
     let executor = RemoteExecutor::start(transport.clone(), config).expect("start");
     let failure = executor
-        .run(job("nobody-runs-this", 1))
+        .run(call("nobody-runs-this", 1))
         .await
         .expect_err("times out");
     assert_eq!(failure.kinds[0], "RequestTimeout");
@@ -106,14 +106,14 @@ async fn a_task_no_worker_runs_times_out_and_stop_fails_what_is_out(transport: A
     let executor = RemoteExecutor::start(transport.clone(), long).expect("start");
     let waiting = {
         let e = executor.clone();
-        tokio::spawn(async move { e.run(job("nobody-runs-this", 2)).await })
+        tokio::spawn(async move { e.run(call("nobody-runs-this", 2)).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     executor.stop().await;
     let failure = waiting.await.expect("joined").expect_err("stopped");
     assert_eq!(failure.kinds[0], "RequestTimeout");
     // After stop, nothing more runs.
-    assert!(executor.run(job("double", 3)).await.is_err());
+    assert!(executor.run(call("double", 3)).await.is_err());
 }
 
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Transport>) {
@@ -193,7 +193,7 @@ async fn a_worker_that_dies_mid_task_is_lost_within_its_lease_and_the_retry_runs
     }
     let running = {
         let e = executor.clone();
-        tokio::spawn(async move { e.run(job("double", 4)).await })
+        tokio::spawn(async move { e.run(call("double", 4)).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     doomed.abort();
@@ -208,7 +208,7 @@ async fn a_worker_that_dies_mid_task_is_lost_within_its_lease_and_the_retry_runs
     // A healthy worker takes the retry (a new attempt).
     let ran = Arc::new(AtomicUsize::new(0));
     let _healthy = start_worker(&transport, "healthy", ran.clone());
-    let mut retry = job("double", 4);
+    let mut retry = call("double", 4);
     retry.attempt = 2;
     assert_eq!(
         executor.run(retry).await.expect("ran"),

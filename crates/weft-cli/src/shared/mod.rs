@@ -80,6 +80,26 @@ impl std::fmt::Display for Fail {
     }
 }
 
+/// Prints a listing of jobs — JSON with their secret inputs redacted, or a table in claim
+/// order with their age on the store's clock (`empty` when there are none).
+pub(crate) async fn print_jobs(
+    store: &weft_store::SharedStore,
+    mut jobs: Vec<weft_store::JobRecord>,
+    json: bool,
+    empty: &str,
+) -> Result<(), Fail> {
+    if json {
+        for job in &mut jobs {
+            job.flow.redact(&mut job.inputs);
+        }
+        outln!("{}", pretty(&jobs)?);
+    } else {
+        let now = store.clock().await?;
+        out!("{}", view::job_list(&jobs, now, empty));
+    }
+    Ok(())
+}
+
 /// Pretty JSON for stdout.
 pub(crate) fn pretty<T: serde::Serialize>(value: &T) -> Result<String, Fail> {
     serde_json::to_string_pretty(value).map_err(|e| Fail::Other(e.to_string()))

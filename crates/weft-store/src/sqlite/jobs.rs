@@ -5,7 +5,7 @@ use super::classify;
 use crate::codec::{json, parse_state, to_json};
 use crate::jobs::{priority_of, priority_rank};
 use crate::{Entity, Error, JobFilter, JobRecord, JobTransition, NewJob, Result};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 use weft_model::job::{self, BoardError, JobId, Move, Release, State};
 use weft_model::{now_millis, Millis, PlanId};
 
@@ -232,8 +232,8 @@ pub(super) fn retry(conn: &Connection, id: JobId, by: &str) -> Result<JobRecord>
 }
 
 /// The claims of an owner that is gone: each job back on the board, or to the trash once it
-/// has had its attempts. Returns how many went back on the board.
-pub(super) fn lose_claims(conn: &Connection, owner: &str, by: &str) -> Result<usize> {
+/// has had its attempts.
+pub(super) fn lose_claims(conn: &Connection, owner: &str, by: &str) -> Result<()> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE owner = ?1 AND state = 'claimed'"
@@ -248,14 +248,12 @@ pub(super) fn lose_claims(conn: &Connection, owner: &str, by: &str) -> Result<us
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
     let at = now_millis();
-    let mut back = 0;
     for job in jobs {
         let mv = job::lose(job.standing(), &format!("its owner {owner} was lost"));
-        back += usize::from(mv.to == State::Unclaimed);
         let job = moved(job, mv, None, at);
         save(conn, &job, State::Claimed, by)?;
     }
-    Ok(back)
+    Ok(())
 }
 
 /// A plan stopped: the claimed job it runs is complete, in the same commit.
@@ -265,17 +263,17 @@ pub(super) fn complete_with_plan(
     by: &str,
     at: Millis,
 ) -> Result<()> {
-    let id: Option<String> = conn
-        .prepare_cached("SELECT id FROM jobs WHERE plan_id = ?1 AND state = 'claimed'")
-        .and_then(|mut s| s.query_row([plan.to_string()], |r| r.get(0)).optional())
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE plan_id = ?1 AND state = 'claimed'"
+        ))
         .map_err(classify)?;
-    let Some(id) = id else { return Ok(()) };
-    let id: JobId = id
-        .parse()
-        .map_err(|e| Error::Corrupt(format!("stored job id: {e}")))?;
-    let Some(job) = load(conn, id)? else {
+    let mut rows = stmt.query([plan.to_string()]).map_err(classify)?;
+    let Some(row) = rows.next().map_err(classify)? else {
         return Ok(());
     };
+    let job = record(row)?;
+    drop(rows);
     let owner = job.owner.clone();
     let job = moved(
         job,

@@ -1,6 +1,6 @@
 //! `weft jobs list`: the jobs on the board, in the order conductors claim them.
 
-use crate::shared::{pretty, view, Fail, Global};
+use crate::shared::{print_jobs, Fail, Global};
 use clap::Args;
 use weft_store::JobFilter;
 
@@ -23,7 +23,7 @@ pub(crate) struct ListArgs {
 /// Lists the board: most urgent first, oldest first within a priority.
 pub(crate) async fn list(args: ListArgs) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&args.global.db).await?;
-    let mut jobs = store
+    let jobs = store
         .list_jobs(JobFilter {
             only_unclaimed: args.unclaimed,
             trashed: false,
@@ -31,14 +31,6 @@ pub(crate) async fn list(args: ListArgs) -> Result<u8, Fail> {
             owner: args.owner,
         })
         .await?;
-    if args.global.json {
-        for job in &mut jobs {
-            job.flow.redact(&mut job.inputs);
-        }
-        outln!("{}", pretty(&jobs)?);
-    } else {
-        let now = store.clock().await?;
-        out!("{}", view::job_list(&jobs, now, "no jobs on the board"));
-    }
+    print_jobs(&store, jobs, args.global.json, "no jobs on the board").await?;
     Ok(0)
 }

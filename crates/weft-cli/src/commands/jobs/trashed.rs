@@ -1,6 +1,6 @@
 //! `weft jobs trashed`: the trash — jobs taken off the board as broken, kept for review.
 
-use crate::shared::{pretty, view, Fail, Global};
+use crate::shared::{print_jobs, Fail, Global};
 use clap::Args;
 use weft_store::JobFilter;
 
@@ -17,21 +17,13 @@ pub(crate) struct TrashedArgs {
 /// Lists the trash, with why each job is there.
 pub(crate) async fn trashed(args: TrashedArgs) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&args.global.db).await?;
-    let mut jobs = store
+    let jobs = store
         .list_jobs(JobFilter {
             trashed: true,
             limit: Some(args.limit),
             ..JobFilter::default()
         })
         .await?;
-    if args.global.json {
-        for job in &mut jobs {
-            job.flow.redact(&mut job.inputs);
-        }
-        outln!("{}", pretty(&jobs)?);
-    } else {
-        let now = store.clock().await?;
-        out!("{}", view::job_list(&jobs, now, "the trash is empty"));
-    }
+    print_jobs(&store, jobs, args.global.json, "the trash is empty").await?;
     Ok(0)
 }
