@@ -34,6 +34,8 @@ pub struct Config {
     /// Who this engine is when it takes execution locks (default: this process,
     /// `weft@HOST:PID:START`, so that after a crash the lock is taken over at once).
     pub owner: String,
+    /// Makes the executor its remote steps go to (default: none — they fail, saying so).
+    pub remote: Option<Arc<dyn crate::remote::RemoteFactory>>,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             parallelism: cpus * 4,
             // A name whose death this machine can tell: a restarted process takes over.
             owner: crate::owner::me(),
+            remote: None,
         }
     }
 }
@@ -130,7 +133,11 @@ impl Engine {
         let seed = now_millis() as u64 ^ u64::from(std::process::id()) << 32;
         let director = Director::new(config.parallelism, seed);
         let capabilities = registry.capabilities().into();
-        let executor = Executor::new(registry);
+        let remote = config
+            .remote
+            .as_ref()
+            .map(|f| f.remote(store.clone(), &config.owner));
+        let executor = Executor::new(registry, remote);
         let processes = executor.process_groups();
         let (in_flight_tx, in_flight) = watch::channel(0);
         let shell = Shell {

@@ -1,15 +1,17 @@
 //! Runs one work item and reports how it went, as the director's next [`Input`]: a command
-//! (started by [`crate::process`]), a group step (by the group runner), a gate, or a Rust
-//! [`crate::Task`]. A revert of a command also gets `WEFT_RESULT` (the task's output) and
+//! (started by [`crate::process`]), a group step (by the group runner), a gate, a Rust
+//! [`crate::Task`], or a remote step (sent to a worker through [`crate::remote`]). A revert of a command also gets `WEFT_RESULT` (the task's output) and
 //! `WEFT_FAILURE` (the failure that made the plan revert).
 
 use crate::director::{Completion, Input, Work, WorkItem};
 use crate::process::{run_command, Invocation, ProcessGroups};
+use crate::remote::{Remote, RemoteCall};
 use crate::task::{Context, Registry, RevertContext, Suspension};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use weft_model::flow::{Action, Command, StepDef};
+use weft_model::worker::Action as Do;
 use weft_model::{duration, Failure};
 
 /// Runs work items.
@@ -17,14 +19,17 @@ use weft_model::{duration, Failure};
 pub struct Executor {
     registry: Arc<Registry>,
     groups: ProcessGroups,
+    remote: Option<Arc<dyn Remote>>,
 }
 
 impl Executor {
-    /// An executor for the tasks in `registry` (and every command).
-    pub fn new(registry: Arc<Registry>) -> Self {
+    /// An executor for the tasks in `registry` (and every command), sending remote steps to
+    /// `remote`.
+    pub fn new(registry: Arc<Registry>, remote: Option<Arc<dyn Remote>>) -> Self {
         Executor {
             registry,
             groups: ProcessGroups::default(),
+            remote,
         }
     }
 
@@ -37,6 +42,9 @@ impl Executor {
     /// to `progress` as it goes.
     pub async fn run(&self, item: WorkItem, progress: &mpsc::UnboundedSender<Input>) -> Input {
         let def = &item.flow.steps[item.step as usize];
+        if let Some((task, version)) = item.flow.remote_task(item.step as usize) {
+            return self.run_remote(task, version, &item).await;
+        }
         match &item.work {
             Work::Execute => {
                 let result = match &def.action {
@@ -107,6 +115,63 @@ impl Executor {
                     result: outcome,
                 }
             }
+        }
+    }
+
+    /// Sends a remote step to a worker and waits for its answer — within the step's timeout,
+    /// and no longer once it is halted (the worker's late answer is then ignored).
+    async fn run_remote(&self, task: String, version: String, item: &WorkItem) -> Input {
+        let def = &item.flow.steps[item.step as usize];
+        let (action, result, failure) = match &item.work {
+            Work::Execute => (Do::Execute, None, None),
+            Work::Revert { result, cause } => (Do::Revert, result.clone(), Some(cause.clone())),
+        };
+        let call = RemoteCall {
+            task,
+            version,
+            step: def.name.clone(),
+            plan: item.plan,
+            attempt: item.attempt,
+            arguments: item.inputs.clone(),
+            action,
+            result,
+            failure,
+        };
+        self.groups.started(item.plan, item.step);
+        let outcome = match &self.remote {
+            None => Err(crate::remote::no_remote()),
+            Some(remote) => tokio::select! {
+                r = remote.call(call) => r,
+                limit = crate::process::time_out(def.timeout) => Err(Failure::new(
+                    "timeout",
+                    format!(
+                        "timed out after {} waiting for the remote worker",
+                        duration::format(limit)
+                    ),
+                )),
+                () = self.groups.halted(item.plan, item.step) => Err(Failure::new(
+                    "halted",
+                    "halted; the remote worker's answer will be ignored",
+                )),
+            },
+        };
+        match &item.work {
+            Work::Execute => Input::Executed {
+                plan: item.plan,
+                step: item.step,
+                attempt: item.attempt,
+                result: outcome
+                    .and_then(|output| check_provides(output, &def.provides))
+                    .map(|output| Completion::Done {
+                        output,
+                        warning: None,
+                    }),
+            },
+            Work::Revert { .. } => Input::Reverted {
+                plan: item.plan,
+                step: item.step,
+                result: outcome.map(drop),
+            },
         }
     }
 

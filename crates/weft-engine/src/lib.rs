@@ -10,6 +10,8 @@
 //! - [`executor`]: runs one work item: a command in its own process group, or a Rust [`Task`].
 //! - [`process`]: starting commands in process groups, signalling them, and making sure
 //!   nothing of a step outlives it (the reaper; leftovers of a dead run).
+//! - [`remote`]: remote steps — the [`Remote`] executor the engine sends them to (built by
+//!   weft-worker), and the [`CommandTask`]s a worker offers for a flow's commands.
 //! - [`task`]: the [`Task`] trait and the [`Registry`] of Rust tasks by name and version;
 //!   [`typed`]: tasks of your own serde types, whose shapes flows check when they are built.
 //! - [`node`]: a long-lived node (`weft serve`): claims submitted plans, starts delayed ones,
@@ -29,10 +31,12 @@ pub mod operator;
 pub mod owner;
 #[allow(unsafe_code)]
 pub mod process;
+pub mod remote;
 pub mod task;
 pub mod typed;
 
 pub use director::{Completion, Intent, PlanEnd, Rescue};
 pub use engine::{Config, Engine, Error, Update};
+pub use remote::{CommandTask, Remote, RemoteCall, RemoteFactory};
 pub use task::{task_fn, Context, Registry, RevertContext, Task};
 pub use typed::{typed_fn, TypedFn};

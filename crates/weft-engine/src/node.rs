@@ -71,6 +71,8 @@ pub struct NodeConfig {
     /// What to do when a step fails for good, unless the flow says (default: pause, as
     /// Dynflow does).
     pub rescue: Rescue,
+    /// Makes the executor that remote steps go to (default: none).
+    pub remote: Option<Arc<dyn crate::remote::RemoteFactory>>,
 }
 
 impl NodeConfig {
@@ -82,6 +84,7 @@ impl NodeConfig {
             grace: GRACE,
             parallelism: Config::default().parallelism,
             rescue: Rescue::Pause,
+            remote: None,
         }
     }
 }
@@ -353,9 +356,11 @@ impl Node {
     fn executor_manifold(&self, registry: Arc<Registry>) -> Manifold {
         let (id, parallelism, grace) =
             (self.id.clone(), self.config.parallelism, self.config.grace);
+        let remote = self.config.remote.clone();
         let published = self.executor.clone();
         Manifold::new(&["store"], move |ctx: Context| {
             let (id, registry, published) = (id.clone(), registry.clone(), published.clone());
+            let remote = remote.clone();
             async move {
                 let store: SharedStore = ctx.get("store")?;
                 // A new executor holds nothing: free what its predecessor held, to claim again.
@@ -372,6 +377,7 @@ impl Node {
                     Config {
                         parallelism,
                         owner: id,
+                        remote,
                     },
                 );
                 let drained = engine.clone();

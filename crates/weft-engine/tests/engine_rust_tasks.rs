@@ -25,6 +25,7 @@ fn config() -> Config {
     Config {
         parallelism: 8,
         owner: "test".into(),
+        remote: None,
     }
 }
 

@@ -251,8 +251,9 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a worker (or refreshes its row), its heartbeat now on the store's clock.
     fn register_worker(&self, worker: WorkerRecord) -> BoxFuture<Result<()>>;
 
-    /// Records a worker's heartbeat; [`Error::NotFound`] if it was removed.
-    fn worker_heartbeat(&self, topic: String) -> BoxFuture<Result<()>>;
+    /// Records a worker's heartbeat and how many requests it runs; [`Error::NotFound`] if it
+    /// was removed.
+    fn worker_heartbeat(&self, topic: String, running: u32) -> BoxFuture<Result<()>>;
 
     /// Every registered worker.
     fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>>;

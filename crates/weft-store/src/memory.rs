@@ -864,11 +864,12 @@ impl Store for MemoryStore {
         ready(Ok(()))
     }
 
-    fn worker_heartbeat(&self, topic: String) -> BoxFuture<Result<()>> {
+    fn worker_heartbeat(&self, topic: String, running: u32) -> BoxFuture<Result<()>> {
         let mut inner = self.lock();
         ready(match inner.workers.get_mut(&topic) {
             Some(w) => {
                 w.heartbeat_at = weft_model::now_millis();
+                w.running = running;
                 Ok(())
             }
             None => Err(Error::NotFound(format!("worker {topic}"))),

@@ -39,4 +39,7 @@ pub struct WorkerRecord {
     pub heartbeat_at: Millis,
     /// Its process (`weft@HOST:PID:START`), if it said.
     pub process: Option<String>,
+    /// How many requests it was running at its last heartbeat.
+    #[serde(default)]
+    pub running: u32,
 }

@@ -40,7 +40,7 @@ pub(crate) enum Write {
     SendMessages(Vec<WireMessage>),
     TakeMessages(String, u32),
     RegisterWorker(WorkerRecord),
-    WorkerHeartbeat(String),
+    WorkerHeartbeat(String, u32),
     RemoveWorker(String),
     /// SQLite: a checkpoint of the write-ahead log (outside any transaction).
     Checkpoint,

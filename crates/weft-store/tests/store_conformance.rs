@@ -1377,6 +1377,7 @@ async fn workers_register_heartbeat_and_go(store: SharedStore) {
         started_at: 1,
         heartbeat_at: 0,
         process: Some("weft@h:1:2".into()),
+        running: 0,
     };
     store.register_worker(w.clone()).await.expect("register");
     let listed = store.workers().await.expect("workers");
@@ -1385,14 +1386,16 @@ async fn workers_register_heartbeat_and_go(store: SharedStore) {
     let first = listed[0].heartbeat_at;
     assert!(first > 0, "the heartbeat is the store's time");
     store
-        .worker_heartbeat("w1".into())
+        .worker_heartbeat("w1".into(), 3)
         .await
         .expect("heartbeat");
-    assert!(store.workers().await.expect("workers")[0].heartbeat_at >= first);
+    let beat = &store.workers().await.expect("workers")[0];
+    assert!(beat.heartbeat_at >= first);
+    assert_eq!(beat.running, 3);
     store.remove_worker("w1".into()).await.expect("remove");
     assert!(store.workers().await.expect("workers").is_empty());
     assert!(matches!(
-        store.worker_heartbeat("w1".into()).await,
+        store.worker_heartbeat("w1".into(), 0).await,
         Err(Error::NotFound(_))
     ));
 }

@@ -31,9 +31,11 @@ pub mod transport;
 pub mod worker;
 
 pub use finder::{TopicWorker, WorkerFinder};
-pub use remote::{RemoteCall, RemoteConfig, RemoteExecutor};
+pub use remote::{RemoteConfig, RemoteExecutor, RemoteSteps};
 pub use requests::{Outstanding, Publish, Reaction, Requests, Settled};
 pub use server::{Dropped, Envelope, Server};
 pub use transport::{
     InProcess, Kind, Listener, Message, StoreTransport, Transport, TransportError,
 };
+pub use weft_engine::RemoteCall;
+pub use worker::{check_topic, TopicError, Worker};

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
+use weft_engine::RemoteCall;
 use weft_model::worker::{
     decode_notify, decode_response, Action, EXPIRES_AFTER, NOTIFY_PERIOD, REQUEST_TIMEOUT,
 };
@@ -23,6 +24,8 @@ use weft_model::{Failure, PlanId};
 const TICK: Duration = Duration::from_millis(100);
 /// How often workers' leases are checked.
 const LEASE_CHECK: Duration = Duration::from_millis(500);
+/// How often workers are asked what they run while a request waits for one.
+const NOTIFY_WHILE_WAITING: Duration = Duration::from_millis(500);
 
 /// How the executor's side runs.
 #[derive(Debug, Clone)]
@@ -54,29 +57,6 @@ impl RemoteConfig {
             worker_lease: crate::worker::WORKER_LEASE,
         }
     }
-}
-
-/// A task to run remotely (named so as not to be taken for a job of the board).
-#[derive(Debug, Clone)]
-pub struct RemoteCall {
-    /// The task's registered name.
-    pub task: String,
-    /// Its version.
-    pub version: String,
-    /// The step's name.
-    pub step: String,
-    /// The plan.
-    pub plan: PlanId,
-    /// The step's attempt.
-    pub attempt: u32,
-    /// Its arguments.
-    pub arguments: Map<String, Value>,
-    /// Execute, or revert (then `result` and `failure` say how execution ended).
-    pub action: Action,
-    /// For a revert: what the execution returned.
-    pub result: Option<Value>,
-    /// For a revert: why the flow reverts.
-    pub failure: Option<Failure>,
 }
 
 enum Command {
@@ -196,7 +176,14 @@ impl Loop {
         loop {
             if Instant::now() >= next_notify {
                 self.notify_all().await;
-                next_notify = Instant::now() + self.config.notify_period;
+                // A request waiting for a worker looks again soon: a worker just started
+                // should not leave it waiting a whole period.
+                let period = if self.requests.any_waiting() {
+                    NOTIFY_WHILE_WAITING.min(self.config.notify_period)
+                } else {
+                    self.config.notify_period
+                };
+                next_notify = Instant::now() + period;
             }
             if Instant::now() >= next_lease_check {
                 self.check_leases().await;
@@ -284,8 +271,17 @@ impl Loop {
         }
     }
 
+    /// Asks every configured topic, and every worker registered with the transport, what it
+    /// runs.
     async fn notify_all(&mut self) {
-        for topic in self.config.topics.clone() {
+        let mut topics = self.config.topics.clone();
+        match self.transport.topics().await {
+            Ok(found) => topics.extend(found),
+            Err(e) => tracing::warn!("cannot list the registered workers: {e}"),
+        }
+        topics.sort();
+        topics.dedup();
+        for topic in topics {
             let ask = Message {
                 kind: Kind::Notify,
                 correlation_id: None,
@@ -355,5 +351,77 @@ impl Loop {
             }
             Kind::Request => tracing::warn!("an executor got a request; ignored"),
         }
+    }
+}
+
+/// The remote executor of every engine of a node or application ([`weft_engine::RemoteFactory`]):
+/// each engine gets one over its own store ([`crate::StoreTransport`]), answering on a reply
+/// topic of its own, started when the engine's first remote step runs — an engine that runs
+/// none sends no message.
+#[derive(Debug, Clone)]
+pub struct RemoteSteps {
+    config: RemoteConfig,
+}
+
+impl RemoteSteps {
+    /// Remote steps with `config`'s timeouts and topics (its reply topic is replaced by one
+    /// per engine).
+    pub fn new(config: RemoteConfig) -> Self {
+        RemoteSteps { config }
+    }
+}
+
+impl Default for RemoteSteps {
+    fn default() -> Self {
+        RemoteSteps::new(RemoteConfig::new("", Vec::new()))
+    }
+}
+
+/// The reply topic of the executor of an engine that runs as `owner`.
+pub fn reply_topic(owner: &str) -> String {
+    format!("executor:{owner}")
+}
+
+impl weft_engine::RemoteFactory for RemoteSteps {
+    fn remote(&self, store: weft_store::SharedStore, owner: &str) -> Arc<dyn weft_engine::Remote> {
+        let mut config = self.config.clone();
+        config.reply_topic = reply_topic(owner);
+        Arc::new(Lazy {
+            transport: Arc::new(crate::StoreTransport::new(store)),
+            config,
+            started: std::sync::Mutex::new(None),
+        })
+    }
+}
+
+/// A remote executor started on first use.
+struct Lazy {
+    transport: Arc<dyn Transport>,
+    config: RemoteConfig,
+    started: std::sync::Mutex<Option<RemoteExecutor>>,
+}
+
+impl Lazy {
+    fn executor(&self) -> Result<RemoteExecutor, Failure> {
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = started.as_ref() {
+            return Ok(e.clone());
+        }
+        let e =
+            RemoteExecutor::start(self.transport.clone(), self.config.clone()).map_err(|e| {
+                Failure::new(
+                    "RequestTimeout",
+                    format!("cannot start the remote executor: {e}"),
+                )
+            })?;
+        *started = Some(e.clone());
+        Ok(e)
+    }
+}
+
+impl weft_engine::Remote for Lazy {
+    fn call(&self, call: RemoteCall) -> weft_store::BoxFuture<Result<Value, Failure>> {
+        let executor = self.executor();
+        Box::pin(async move { executor?.run(call).await })
     }
 }

@@ -119,6 +119,13 @@ impl Requests {
         self.ongoing.is_empty()
     }
 
+    /// Whether some request still waits for a worker that runs its task.
+    pub fn any_waiting(&self) -> bool {
+        self.ongoing
+            .values()
+            .any(|r| r.state == RequestState::Waiting)
+    }
+
     /// Matches `WAITING` requests to workers that run their task (at random among them, by
     /// `random`); each matched one becomes `PENDING` and is returned to publish. Requests no
     /// worker runs stay `WAITING`.

@@ -63,10 +63,11 @@ pub trait Transport: Send + Sync + 'static {
     /// Listens on `topic`: messages sent there from now on.
     fn listen(&self, topic: &str) -> Result<Listener, TransportError>;
 
-    /// A worker says it is alive and what it runs (its lease starts again). Transports
-    /// without leases (in-process: a worker dies with its process) do nothing.
-    fn heartbeat(&self, notify: &Notify) -> BoxFuture<Result<(), TransportError>> {
-        let _ = notify;
+    /// A worker says it is alive, what it runs and how many requests it is running (its
+    /// lease starts again). Transports without leases (in-process: a worker dies with its
+    /// process) do nothing.
+    fn heartbeat(&self, notify: &Notify, running: u32) -> BoxFuture<Result<(), TransportError>> {
+        let _ = (notify, running);
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -74,6 +75,12 @@ pub trait Transport: Send + Sync + 'static {
     /// lost. None on transports without leases.
     fn lapsed(&self, lease: std::time::Duration) -> BoxFuture<Result<Vec<String>, TransportError>> {
         let _ = lease;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    /// The topics of the workers registered with the transport (those that heartbeat), to
+    /// ask what they run. None on transports without registrations.
+    fn topics(&self) -> BoxFuture<Result<Vec<String>, TransportError>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
 
@@ -244,10 +251,10 @@ impl Transport for StoreTransport {
         })
     }
 
-    fn heartbeat(&self, notify: &Notify) -> BoxFuture<Result<(), TransportError>> {
+    fn heartbeat(&self, notify: &Notify, running: u32) -> BoxFuture<Result<(), TransportError>> {
         let (store, notify) = (self.store.clone(), notify.clone());
         Box::pin(async move {
-            match store.worker_heartbeat(notify.topic.clone()).await {
+            match store.worker_heartbeat(notify.topic.clone(), running).await {
                 Ok(()) => Ok(()),
                 // Not registered yet, or removed as lost: (re-)register.
                 Err(weft_store::Error::NotFound(_)) => store
@@ -256,7 +263,8 @@ impl Transport for StoreTransport {
                         tasks: notify.tasks,
                         started_at: weft_model::now_millis(),
                         heartbeat_at: 0,
-                        process: None,
+                        process: Some(weft_engine::owner::me()),
+                        running,
                     })
                     .await
                     .map_err(|_| TransportError::Closed),
@@ -276,6 +284,14 @@ impl Transport for StoreTransport {
                 .filter(|w| w.heartbeat_at < cutoff)
                 .map(|w| w.topic)
                 .collect())
+        })
+    }
+
+    fn topics(&self) -> BoxFuture<Result<Vec<String>, TransportError>> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let workers = store.workers().await.map_err(|_| TransportError::Closed)?;
+            Ok(workers.into_iter().map(|w| w.topic).collect())
         })
     }
 

@@ -5,8 +5,110 @@
 use crate::server::{Dropped, Envelope, Server};
 use crate::transport::{Kind, Message, Transport, TransportError};
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use weft_engine::Registry;
 use weft_model::worker::decode_notify;
+
+/// Why a worker cannot take a topic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid worker topic `{topic}`: {why}")]
+pub struct TopicError {
+    /// The topic given.
+    pub topic: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// A worker's topic is 1 to 200 ASCII letters, digits, `.`, `_` or `-` — the names of AMQP
+/// queues and PostgreSQL channels people use — and not an executor's reply topic.
+pub fn check_topic(topic: &str) -> Result<(), TopicError> {
+    let why = if topic.is_empty() {
+        Some("it is empty")
+    } else if topic.len() > 200 {
+        Some("it is longer than 200 characters")
+    } else if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Some("use only ASCII letters, digits, `.`, `_` and `-`")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(TopicError {
+            topic: topic.to_string(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A worker (TaskFlow's `Worker`): the tasks of a [`Registry`] served on a topic.
+///
+/// ```no_run
+/// # async fn run(store: weft_store::SharedStore) -> Result<(), Box<dyn std::error::Error>> {
+/// use weft_engine::{task_fn, Registry};
+/// let mut tasks = Registry::new();
+/// tasks.register("resize", "1", task_fn(|ctx| async move {
+///     Ok(serde_json::json!({ "size": ctx.inputs["size"].clone() }))
+/// }));
+/// let worker = weft_worker::Worker::new("images", tasks)?;
+/// // Runs until the process is stopped.
+/// worker.run(store, std::future::pending()).await?;
+/// # Ok(()) }
+/// ```
+pub struct Worker {
+    server: Server,
+    lease: std::time::Duration,
+}
+
+impl Worker {
+    /// A worker on `topic` running the tasks of `tasks`.
+    pub fn new(topic: impl Into<String>, tasks: Registry) -> Result<Self, TopicError> {
+        let topic = topic.into();
+        check_topic(&topic)?;
+        Ok(Worker {
+            server: Server::new(topic, Arc::new(tasks)),
+            lease: WORKER_LEASE,
+        })
+    }
+
+    /// How long its heartbeat stays good (default [`WORKER_LEASE`]).
+    pub fn lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Its topic.
+    pub fn topic(&self) -> &str {
+        self.server.topic()
+    }
+
+    /// What it runs (`name@version`).
+    pub fn tasks(&self) -> Vec<String> {
+        self.server.notify().tasks
+    }
+
+    /// Serves requests that reach it through `store` until `stop` resolves.
+    pub async fn run(
+        self,
+        store: weft_store::SharedStore,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), TransportError> {
+        let transport = Arc::new(crate::StoreTransport::new(store));
+        self.run_on(transport, stop).await
+    }
+
+    /// Serves requests that reach it through `transport` until `stop` resolves.
+    pub async fn run_on(
+        self,
+        transport: Arc<dyn Transport>,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), TransportError> {
+        serve_with_lease(self.server, transport, self.lease, stop).await
+    }
+}
 
 /// How long a worker's heartbeat stays good (default): past it, executors count what it was
 /// running as lost.
@@ -31,7 +133,8 @@ pub async fn serve_with_lease(
     stop: impl Future<Output = ()>,
 ) -> Result<(), TransportError> {
     let mut inbox = transport.listen(server.topic())?;
-    transport.heartbeat(&server.notify()).await?;
+    let running = Arc::new(AtomicU32::new(0));
+    transport.heartbeat(&server.notify(), 0).await?;
     let mut beat = tokio::time::interval(lease / 3);
     tokio::pin!(stop);
     loop {
@@ -41,7 +144,8 @@ pub async fn serve_with_lease(
                 return Ok(());
             }
             _ = beat.tick() => {
-                if let Err(e) = transport.heartbeat(&server.notify()).await {
+                let now = running.load(Ordering::Relaxed);
+                if let Err(e) = transport.heartbeat(&server.notify(), now).await {
                     tracing::warn!(topic = server.topic(), "cannot heartbeat: {e}");
                 }
                 continue;
@@ -55,7 +159,12 @@ pub async fn serve_with_lease(
             Kind::Notify => answer_notify(&server, &*transport, message).await,
             Kind::Request => {
                 let (server, transport) = (server.clone(), transport.clone());
-                tokio::spawn(async move { run_request(server, transport, message).await });
+                let running = running.clone();
+                running.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    run_request(server, transport, message).await;
+                    running.fetch_sub(1, Ordering::Relaxed);
+                });
             }
             Kind::Response => {
                 tracing::warn!(topic = server.topic(), "a worker got a response; ignored");

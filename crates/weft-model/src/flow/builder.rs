@@ -115,6 +115,13 @@ impl TaskBuilder {
         self
     }
 
+    /// Runs it on a remote worker that offers its task (a command or a named task; a flow
+    /// that sends anything else is refused when built).
+    pub fn remote(mut self) -> Self {
+        self.0.executor = super::ExecutorKind::Remote;
+        self
+    }
+
     /// After the task succeeds, wait for an event addressed to the step (`None`: for ever).
     pub fn wait_for_event(mut self, timeout: Option<Duration>) -> Self {
         self.0.wait = Some(super::Wait { timeout });

@@ -128,6 +128,8 @@ struct RawTask {
     wait_for_event: Option<Spanned<RawWait>>,
     phase: Option<Spanned<String>>,
     warn_exit_codes: Option<Spanned<Vec<i32>>>,
+    task: Option<Spanned<String>>,
+    executor: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +298,7 @@ struct TaskDefaults<'a> {
     retry: Retry,
     timeout: Option<std::time::Duration>,
     kill_timeout: std::time::Duration,
+    executor: super::ExecutorKind,
 }
 
 /// Reads `[defaults]`; `at` places an error at an offset of the file.
@@ -320,11 +323,21 @@ fn task_defaults<'a>(
         Some(t) => duration_of(t, "defaults.kill_timeout")?,
         None => crate::group::DEFAULT_KILL_TIMEOUT,
     };
+    let executor = match &raw.executor {
+        Some(e) => e.get_ref().parse().map_err(|m| {
+            at(
+                Error::new(ErrorKind::Invalid(m)).field("executor"),
+                e.span().start,
+            )
+        })?,
+        None => super::ExecutorKind::Local,
+    };
     Ok(TaskDefaults {
         raw,
         retry,
         timeout,
         kill_timeout,
+        executor,
     })
 }
 
@@ -340,6 +353,9 @@ fn task_body(
     stack: &mut Vec<PathBuf>,
 ) -> Result<Body, Error> {
     let name_offset = raw_task.name.span().start;
+    if let Some(t) = &raw_task.task {
+        return named_task(raw_task, t).map_err(|e| task_err(e, t.span().start));
+    }
     Ok(match (&raw_task.run, &raw_task.flow) {
         (Some(_), Some(f)) => {
             return Err(task_err(
@@ -445,6 +461,39 @@ fn task_body(
     })
 }
 
+/// A `task = "name@version"` step: a task registered by an application or offered by a
+/// remote worker (version `1` when none is written). What runs and how it reverts is the
+/// task's own, so the fields of a command or a subflow do not go with it.
+fn named_task(raw_task: &RawTask, task: &Spanned<String>) -> Result<Body, Error> {
+    for (field, present) in [
+        ("run", raw_task.run.is_some()),
+        ("flow", raw_task.flow.is_some()),
+        ("revert", raw_task.revert.is_some()),
+        ("env", raw_task.env.is_some()),
+        ("cwd", raw_task.cwd.is_some()),
+        ("warn_exit_codes", raw_task.warn_exit_codes.is_some()),
+    ] {
+        if present {
+            return Err(Error::new(ErrorKind::Invalid(format!(
+                "a named task (`task`) has no `{field}`: what runs is the registered task's"
+            )))
+            .field(field));
+        }
+    }
+    let (name, version) = match task.get_ref().rsplit_once('@') {
+        Some((n, v)) => (n.to_string(), v.to_string()),
+        None => (task.get_ref().clone(), "1".to_string()),
+    };
+    if name.is_empty() || version.is_empty() || name.contains('\0') || version.contains('\0') {
+        return Err(Error::new(ErrorKind::Invalid(format!(
+            "`{}` is no task name: write `name@version` (or `name` for version 1)",
+            task.get_ref().replace('\0', "\\0")
+        )))
+        .field("task"));
+    }
+    Ok(Body::Action(Action::Task { name, version }))
+}
+
 /// One `[[task]]` table as a task spec, and the offset in the file that orders it among the
 /// flow's tasks and groups. Its spans count from `base` (a large file is read in pieces).
 fn task_spec(
@@ -522,6 +571,20 @@ fn task_spec(
         Some(t) => duration::parse(t.get_ref())
             .map_err(|e| task_err(Error::new(e.into()).field("kill_timeout"), t.span().start))?,
         None => defaults.kill_timeout,
+    };
+    task.executor = match &raw_task.executor {
+        Some(e) => {
+            lines_of.insert("executor", lines.of(e.span().start));
+            e.get_ref().parse().map_err(|m| {
+                task_err(
+                    Error::new(ErrorKind::Invalid(m)).field("executor"),
+                    e.span().start,
+                )
+            })?
+        }
+        // `[defaults]` sends what can go (commands, named tasks); the rest stays.
+        None if matches!(&task.body, Body::Action(a) if a.can_run_remotely()) => defaults.executor,
+        None => super::ExecutorKind::Local,
     };
     task.idempotent = raw_task
         .idempotent
@@ -982,6 +1045,73 @@ requires = ["db/work"]
         ];
         for (body, want) in cases {
             let e = err(&format!("name = \"f\"\n{body}"));
+            assert!(e.contains(want), "{e:?} should contain {want:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod remote_tests {
+    use super::super::{Action, ExecutorKind};
+    use super::parse;
+
+    fn flow(text: &str) -> Result<super::super::Flow, String> {
+        parse(
+            text,
+            std::path::Path::new("f.toml"),
+            std::path::Path::new("."),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn remote_steps_are_named_and_left_out_of_what_a_node_needs() {
+        let f = flow(
+            "name = \"img\"\nversion = \"2\"\n[defaults]\nexecutor = \"remote\"\n\
+             [[task]]\nname = \"fetch\"\nrun = [\"true\"]\n\
+             [[task]]\nname = \"resize\"\ntask = \"image.resize@3\"\n\
+             [[task]]\nname = \"here\"\ntask = \"count\"\nexecutor = \"local\"\n\
+             [[task]]\nname = \"ok\"\nwait_for_event = {}\n",
+        )
+        .expect("valid");
+        let kinds: Vec<ExecutorKind> = f.steps.iter().map(|s| s.executor).collect();
+        use ExecutorKind::*;
+        assert_eq!(kinds, [Remote, Remote, Local, Local]);
+        assert_eq!(
+            f.steps[2].action,
+            Action::Task {
+                name: "count".into(),
+                version: "1".into()
+            }
+        );
+        assert_eq!(f.needs(), ["count@1"]);
+        assert_eq!(f.remote_needs(), ["image.resize@3", "img/fetch@2"]);
+        assert_eq!(f.remote_task(2), None);
+    }
+
+    #[test]
+    fn what_cannot_run_remotely_is_refused_by_name() {
+        let cases = [
+            (
+                "[[task]]\nname = \"a\"\nwait_for_event = {}\nexecutor = \"remote\"\n",
+                "only a command",
+            ),
+            (
+                "[[task]]\nname = \"a\"\nrun = [\"x\"]\nexecutor = \"elsewhere\"\n",
+                "unknown executor `elsewhere`",
+            ),
+            (
+                "[defaults]\nexecutor = \"far\"\n[[task]]\nname = \"a\"\nrun = [\"x\"]\n",
+                "unknown executor `far`",
+            ),
+            (
+                "[[task]]\nname = \"a\"\ntask = \"x@1\"\nrun = [\"x\"]\n",
+                "a named task (`task`) has no `run`",
+            ),
+            ("[[task]]\nname = \"a\"\ntask = \"@1\"\n", "no task name"),
+        ];
+        for (body, want) in cases {
+            let e = flow(&format!("name = \"f\"\n{body}")).expect_err(body);
             assert!(e.contains(want), "{e:?} should contain {want:?}");
         }
     }

@@ -120,6 +120,55 @@ pub struct StepDef {
     /// after every run-phase step has succeeded.
     #[serde(default)]
     pub phase: Phase,
+    /// Where its action runs: here (the default), or on a remote worker.
+    #[serde(default, skip_serializing_if = "ExecutorKind::is_local")]
+    pub executor: ExecutorKind,
+}
+
+/// Where a step's action runs (`executor = "local" | "remote"` in a flow file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    /// In the process executing the plan.
+    #[default]
+    Local,
+    /// On a remote worker that offers the task (TaskFlow's worker-based execution): its
+    /// execution and its revert travel as requests.
+    Remote,
+}
+
+impl ExecutorKind {
+    /// Whether it is [`ExecutorKind::Local`].
+    pub fn is_local(&self) -> bool {
+        *self == ExecutorKind::Local
+    }
+}
+
+impl std::str::FromStr for ExecutorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(ExecutorKind::Local),
+            "remote" => Ok(ExecutorKind::Remote),
+            other => Err(format!(
+                "unknown executor `{other}`; use \"local\" or \"remote\""
+            )),
+        }
+    }
+}
+
+impl Action {
+    /// Whether it can run on a remote worker: a command or a named task (a gate runs
+    /// nothing; a group's processes stay with the process supervising them).
+    pub fn can_run_remotely(&self) -> bool {
+        matches!(self, Action::Command(_) | Action::Task { .. })
+    }
+}
+
+/// The task name under which a remote worker offers the command of step `step` of flow
+/// `flow` (`weft worker --tasks FLOW.toml`): `flow/step`, at the flow's version.
+pub fn command_task(flow: &str, step: &str) -> String {
+    format!("{flow}/{step}")
 }
 
 fn default_kill_timeout() -> Duration {
@@ -276,13 +325,14 @@ pub fn capability(name: &str, version: &str) -> String {
 }
 
 impl Flow {
-    /// The Rust tasks its steps run, as `name@version` ([`capability`]), sorted and without
-    /// repeats: what a process must have registered to execute a plan of it. Commands, groups
-    /// and gates need nothing.
+    /// The Rust tasks its local steps run, as `name@version` ([`capability`]), sorted and
+    /// without repeats: what a process must have registered to execute a plan of it.
+    /// Commands, groups, gates and remote steps (a worker runs those) need nothing.
     pub fn needs(&self) -> Vec<String> {
         let mut needs: Vec<String> = self
             .steps
             .iter()
+            .filter(|s| s.executor.is_local())
             .filter_map(|s| match &s.action {
                 Action::Task { name, version } => Some(capability(name, version)),
                 _ => None,
@@ -291,6 +341,43 @@ impl Flow {
         needs.sort();
         needs.dedup();
         needs
+    }
+
+    /// The task a remote worker runs for step `step`, as (name, version) — a named task's
+    /// own, or [`command_task`] at the flow's version for a command — or `None` for a local
+    /// step.
+    pub fn remote_task(&self, step: usize) -> Option<(String, String)> {
+        let s = self.steps.get(step)?;
+        if s.executor.is_local() {
+            return None;
+        }
+        match &s.action {
+            Action::Task { name, version } => Some((name.clone(), version.clone())),
+            Action::Command(_) => Some((command_task(&self.name, &s.name), self.version.clone())),
+            Action::Gate | Action::Group(_) => None,
+        }
+    }
+
+    /// What workers must offer to run its remote steps, as `name@version`, sorted, without
+    /// repeats.
+    pub fn remote_needs(&self) -> Vec<String> {
+        let mut needs: Vec<String> = (0..self.steps.len())
+            .filter_map(|i| self.remote_task(i))
+            .map(|(n, v)| capability(&n, &v))
+            .collect();
+        needs.sort();
+        needs.dedup();
+        needs
+    }
+
+    /// Sends every command and named task to `executor` (`--executor`); gates and groups
+    /// stay where they are.
+    pub fn set_executor(&mut self, executor: ExecutorKind) {
+        for s in &mut self.steps {
+            if s.action.can_run_remotely() {
+                s.executor = executor;
+            }
+        }
     }
 
     /// Checks the given inputs against the flow's: every required input given, nothing

@@ -17,6 +17,7 @@ pub(super) struct RawDefaults {
     pub(super) env: Option<BTreeMap<String, String>>,
     pub(super) idempotent: Option<bool>,
     pub(super) cwd: Option<String>,
+    pub(super) executor: Option<Spanned<String>>,
 }
 
 /// A `retry` table.

@@ -53,6 +53,8 @@ pub struct TaskSpec {
     pub wait: Option<super::Wait>,
     /// Run or finalize phase.
     pub phase: super::Phase,
+    /// Where its action runs.
+    pub executor: super::ExecutorKind,
     /// Source lines of its fields, for error messages.
     pub(crate) lines: HashMap<&'static str, usize>,
 }
@@ -81,6 +83,7 @@ impl TaskSpec {
             idempotent: true,
             wait: None,
             phase: super::Phase::Run,
+            executor: super::ExecutorKind::Local,
             lines: HashMap::new(),
         }
     }
@@ -182,6 +185,19 @@ impl Compiler {
                 g.check(&task.name)
                     .map_err(|m| err_at(Error::new(ErrorKind::Invalid(m)), "name"))?;
             }
+            if !task.executor.is_local()
+                && !matches!(&task.body, Body::Action(a) if a.can_run_remotely())
+            {
+                return Err(err_at(
+                    Error::new(ErrorKind::Invalid(
+                        "only a command (`run`) or a named task (`task`) can run on a remote \
+                         worker; a gate, a group or a subflow cannot"
+                            .into(),
+                    ))
+                    .field("executor"),
+                    "executor",
+                ));
+            }
             let (unit, members) = match &task.body {
                 Body::Action(action) => {
                     let idx = self.steps.len() as u32;
@@ -199,6 +215,7 @@ impl Compiler {
                         subflow: parent,
                         wait: task.wait,
                         phase: task.phase,
+                        executor: task.executor,
                     });
                     self.origins.push((file.cloned(), task.line("name")));
                     self.inherited.push(Vec::new());

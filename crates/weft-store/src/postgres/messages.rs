@@ -74,23 +74,30 @@ pub(super) async fn take(conn: &mut Conn, topic: &str, limit: u32) -> Result<Vec
 
 pub(super) async fn register(conn: &mut Conn, w: &WorkerRecord) -> Result<()> {
     conn.execute(
-        "INSERT INTO workers (topic, tasks, started_at, heartbeat_at, process)
-         VALUES ($1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::bigint, $4)
+        "INSERT INTO workers (topic, tasks, started_at, heartbeat_at, process, running)
+         VALUES ($1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::bigint, $4, $5)
          ON CONFLICT (topic) DO UPDATE SET tasks = excluded.tasks,
             started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
-            process = excluded.process",
-        &[&w.topic, &w.tasks, &w.started_at, &w.process],
+            process = excluded.process, running = excluded.running",
+        &[
+            &w.topic,
+            &w.tasks,
+            &w.started_at,
+            &w.process,
+            &i32::try_from(w.running).unwrap_or(i32::MAX),
+        ],
     )
     .await?;
     Ok(())
 }
 
-pub(super) async fn heartbeat(conn: &mut Conn, topic: &str) -> Result<()> {
+pub(super) async fn heartbeat(conn: &mut Conn, topic: &str, running: u32) -> Result<()> {
     let n = conn
         .execute(
-            "UPDATE workers SET heartbeat_at = (extract(epoch from clock_timestamp()) * 1000)::bigint
+            "UPDATE workers SET heartbeat_at = (extract(epoch from clock_timestamp()) * 1000)::bigint,
+                running = $2
              WHERE topic = $1",
-            &[&topic],
+            &[&topic, &i32::try_from(running).unwrap_or(i32::MAX)],
         )
         .await?;
     if n == 0 {
@@ -108,7 +115,8 @@ pub(super) async fn remove(conn: &mut Conn, topic: &str) -> Result<()> {
 pub(super) async fn all(conn: &mut Conn) -> Result<Vec<WorkerRecord>> {
     let rows = conn
         .query(
-            "SELECT topic, tasks, started_at, heartbeat_at, process FROM workers ORDER BY topic",
+            "SELECT topic, tasks, started_at, heartbeat_at, process, running FROM workers
+             ORDER BY topic",
             &[],
         )
         .await?;
@@ -120,6 +128,7 @@ pub(super) async fn all(conn: &mut Conn) -> Result<Vec<WorkerRecord>> {
             started_at: r.get(2),
             heartbeat_at: r.get(3),
             process: r.get(4),
+            running: u32::try_from(r.get::<_, i32>(5)).unwrap_or(0),
         })
         .collect())
 }

@@ -161,6 +161,8 @@ CREATE TABLE workers (
     process      text
 );
 "#,
+    // How many requests each worker runs, as of its last heartbeat (`weft workers`).
+    "ALTER TABLE workers ADD COLUMN running integer NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

@@ -993,8 +993,8 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
             messages::register(conn, w).await?;
             Ok(Output::Unit)
         }
-        Write::WorkerHeartbeat(topic) => {
-            messages::heartbeat(conn, topic).await?;
+        Write::WorkerHeartbeat(topic, running) => {
+            messages::heartbeat(conn, topic, *running).await?;
             Ok(Output::Unit)
         }
         Write::RemoveWorker(topic) => {

@@ -64,28 +64,29 @@ pub(super) fn take(conn: &Connection, topic: &str, limit: u32) -> Result<Vec<Wir
 
 pub(super) fn register(conn: &Connection, w: &WorkerRecord) -> Result<()> {
     conn.execute(
-        "INSERT INTO workers (topic, tasks, started_at, heartbeat_at, process)
-         VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO workers (topic, tasks, started_at, heartbeat_at, process, running)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (topic) DO UPDATE SET tasks = excluded.tasks,
             started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
-            process = excluded.process",
+            process = excluded.process, running = excluded.running",
         params![
             w.topic,
             to_json(&w.tasks)?,
             w.started_at,
             now_millis(),
-            w.process
+            w.process,
+            w.running
         ],
     )
     .map_err(classify)?;
     Ok(())
 }
 
-pub(super) fn heartbeat(conn: &Connection, topic: &str) -> Result<()> {
+pub(super) fn heartbeat(conn: &Connection, topic: &str, running: u32) -> Result<()> {
     let n = conn
         .execute(
-            "UPDATE workers SET heartbeat_at = ?2 WHERE topic = ?1",
-            params![topic, now_millis()],
+            "UPDATE workers SET heartbeat_at = ?2, running = ?3 WHERE topic = ?1",
+            params![topic, now_millis(), running],
         )
         .map_err(classify)?;
     if n == 0 {
@@ -103,7 +104,8 @@ pub(super) fn remove(conn: &Connection, topic: &str) -> Result<()> {
 pub(super) fn all(conn: &Connection) -> Result<Vec<WorkerRecord>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT topic, tasks, started_at, heartbeat_at, process FROM workers ORDER BY topic",
+            "SELECT topic, tasks, started_at, heartbeat_at, process, running FROM workers
+             ORDER BY topic",
         )
         .map_err(classify)?;
     let rows = stmt
@@ -114,17 +116,19 @@ pub(super) fn all(conn: &Connection) -> Result<Vec<WorkerRecord>> {
                 r.get(2)?,
                 r.get(3)?,
                 r.get(4)?,
+                r.get(5)?,
             ))
         })
         .map_err(classify)?;
     rows.map(|r| {
-        let (topic, tasks, started_at, heartbeat_at, process) = r.map_err(classify)?;
+        let (topic, tasks, started_at, heartbeat_at, process, running) = r.map_err(classify)?;
         Ok(WorkerRecord {
             topic,
             tasks: json(&tasks, "worker tasks")?,
             started_at,
             heartbeat_at,
             process,
+            running,
         })
     })
     .collect()

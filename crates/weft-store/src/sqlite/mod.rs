@@ -767,8 +767,8 @@ impl Store for SqliteStore {
         self.write(Write::RegisterWorker(worker))
     }
 
-    fn worker_heartbeat(&self, topic: String) -> BoxFuture<Result<()>> {
-        self.write(Write::WorkerHeartbeat(topic))
+    fn worker_heartbeat(&self, topic: String, running: u32) -> BoxFuture<Result<()>> {
+        self.write(Write::WorkerHeartbeat(topic, running))
     }
 
     fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>> {

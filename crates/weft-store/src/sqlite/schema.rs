@@ -157,6 +157,8 @@ CREATE TABLE workers (
     process      TEXT
 ) WITHOUT ROWID;
 "#,
+    // How many requests each worker runs, as of its last heartbeat (`weft workers`).
+    "ALTER TABLE workers ADD COLUMN running INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.
