@@ -2,7 +2,7 @@
 
 use crate::commands::jobs;
 use crate::commands::plans::{cancel, halt, history, inhibit, list, resume, show, skip, wait};
-use crate::commands::{backup, bench, event, run, serve, status};
+use crate::commands::{backup, bench, event, run, serve, status, worker, workers};
 use crate::shared::Fail;
 use clap::{Parser, Subcommand};
 
@@ -39,6 +39,11 @@ enum Commands {
         #[command(subcommand)]
         command: JobsCommands,
     },
+    /// Run a remote worker: run the commands of flow files for remote steps
+    /// (`executor = "remote"`) of plans executed anywhere sharing the store.
+    Worker(worker::WorkerArgs),
+    /// List the remote workers: topic, last seen, running requests and tasks.
+    Workers(workers::WorkersArgs),
     /// Copy the whole store, while it is in use, into a new SQLite file (PostgreSQL: use
     /// pg_dump).
     Backup(backup::BackupArgs),
@@ -94,6 +99,8 @@ impl Cli {
             Commands::Serve(a) => a.global.json,
             Commands::Event(a) => a.global.json,
             Commands::Status(a) => a.global.json,
+            Commands::Worker(a) => a.global.json,
+            Commands::Workers(a) => a.global.json,
             Commands::Backup(a) => a.global.json,
             Commands::Bench(a) => a.json,
             Commands::Jobs { command } => match command {
@@ -127,6 +134,8 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
         Commands::Serve(args) => serve::serve(args).await,
         Commands::Event(args) => event::event(args).await,
         Commands::Status(args) => status::status(args).await,
+        Commands::Worker(args) => worker::worker(args).await,
+        Commands::Workers(args) => workers::list(args).await,
         Commands::Backup(args) => backup::backup(args).await,
         Commands::Bench(args) => bench::bench(args).await,
         Commands::Jobs { command } => match command {

@@ -98,6 +98,8 @@ impl Builder {
             config.lease = lease;
         }
         config.rescue = self.rescue;
+        // Steps marked remote go to workers (`weft worker`, `weft::worker::Worker`).
+        config.remote = Some(Arc::new(weft_worker::RemoteSteps::default()));
         let registry = Arc::new(self.registry);
         let capabilities = registry.capabilities();
         let node = Node::start(opener, registry, config).await?;

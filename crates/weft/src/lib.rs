@@ -68,6 +68,12 @@ pub mod board {
     pub use weft_board::*;
 }
 
+/// Remote workers (`weft-worker`): run this process's tasks for plans executed elsewhere —
+/// [`worker::Worker`] — and TaskFlow's worker protocol underneath.
+pub mod worker {
+    pub use weft_worker::*;
+}
+
 pub use weft_engine::{task_fn, typed_fn, Context, PlanEnd, Registry, Rescue, RevertContext, Task};
 pub use weft_model::command::Command;
 pub use weft_model::flow::{Flow, FlowBuilder, Retry, TaskRef};

@@ -9,3 +9,5 @@ pub(crate) mod plans;
 pub(crate) mod run;
 pub(crate) mod serve;
 pub(crate) mod status;
+pub(crate) mod worker;
+pub(crate) mod workers;

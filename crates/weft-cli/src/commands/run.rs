@@ -1,12 +1,13 @@
 //! `weft run` and `weft submit`: plan a flow, then execute it here or store it for a node.
 
 use crate::shared::foreground::{execute, ExecArgs};
-use crate::shared::{parse_duration, parse_input, waiting, Fail, Global};
+use crate::shared::{parse_duration, parse_executor, parse_input, waiting, Fail, Global};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use weft_engine::owner;
 use weft_engine::Intent;
+use weft_model::flow::ExecutorKind;
 use weft_model::plan;
 use weft_model::{format_millis, now_millis, parse_utc};
 use weft_store::NewPlan;
@@ -37,6 +38,10 @@ pub(crate) struct RunArgs {
     /// of them ended in error, it fails with `failed_dependency`. Implies --detach.
     #[arg(long, value_delimiter = ',', value_name = "PLAN_ID")]
     after: Vec<String>,
+    /// Where its commands and named tasks run: `local`, or `remote` on workers (`weft
+    /// worker`); overrides the flow file.
+    #[arg(long, value_parser = parse_executor)]
+    executor: Option<ExecutorKind>,
     #[command(flatten)]
     exec: ExecArgs,
     #[command(flatten)]
@@ -45,7 +50,11 @@ pub(crate) struct RunArgs {
 
 /// Plans the flow and executes it here, or stores it for a node (`detach`).
 pub(crate) async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
-    let flow = weft_model::flow::file::load(&args.flow).map_err(|e| Fail::Input(e.to_string()))?;
+    let mut flow =
+        weft_model::flow::file::load(&args.flow).map_err(|e| Fail::Input(e.to_string()))?;
+    if let Some(e) = args.executor {
+        flow.set_executor(e);
+    }
     let mut given = BTreeMap::new();
     for (name, value) in std::mem::take(&mut args.inputs) {
         if given.insert(name.clone(), value).is_some() {

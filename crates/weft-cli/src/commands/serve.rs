@@ -59,6 +59,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
         )));
     }
     let mut config = NodeConfig::new(name);
+    config.remote = Some(Arc::new(weft_worker::RemoteSteps::default()));
     config.lease = args.lease;
     config.grace = args.grace;
     if let Some(p) = args.parallelism {

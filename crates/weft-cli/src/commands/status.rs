@@ -2,7 +2,7 @@
 //! second (the node's manifolds: state, inputs, starts, last error and when).
 
 use crate::shared::view::table;
-use crate::shared::{pretty, Fail, Global};
+use crate::shared::{pretty, workers, Fail, Global};
 use clap::Args;
 use std::fmt::Write;
 use weft_model::format_millis;
@@ -39,11 +39,11 @@ pub(crate) async fn status(args: StatusArgs) -> Result<u8, Fail> {
         outln!("{}", pretty(&rows)?);
         return Ok(0);
     }
-    if nodes.is_empty() {
-        outln!("no nodes are registered (start one with: weft serve)");
-        return Ok(0);
-    }
+    let remote = store.workers().await?;
     let mut out = String::new();
+    if nodes.is_empty() {
+        out.push_str("no nodes are registered (start one with: weft serve)\n");
+    }
     for n in &nodes {
         let age = (now - n.heartbeat_at).max(0) as f64 / 1000.0;
         let _ = writeln!(
@@ -86,6 +86,10 @@ pub(crate) async fn status(args: StatusArgs) -> Result<u8, Fail> {
             &rows,
         ));
         out.push('\n');
+    }
+    if !remote.is_empty() {
+        out.push_str("workers\n");
+        out.push_str(&workers::text(&remote, now));
     }
     out!("{out}");
     Ok(0)

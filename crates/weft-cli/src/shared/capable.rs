@@ -1,5 +1,6 @@
 //! Whether some live node can run what a plan or a job needs: the line `plans show` and `jobs
-//! show` print when the answer is no (`waiting for a node that runs \`fetch\`@1`).
+//! show` print when the answer is no (`waiting for a node that runs \`fetch\`@1`); and, for
+//! a plan's running remote steps, whether a live worker offers their task.
 
 use super::Fail;
 use weft_store::SharedStore;
@@ -34,4 +35,47 @@ pub(crate) async fn unmet(store: &SharedStore, needs: &[String]) -> Result<Optio
     } else {
         format!("waiting for a node that runs {}", nowhere.join(", "))
     }))
+}
+
+/// For each running remote step of the plan whose task no live worker offers (a worker heard
+/// from within its default lease), the line saying so: the request waits for one, and fails
+/// after the request timeout.
+pub(crate) async fn workers_missing(
+    store: &SharedStore,
+    snap: &weft_store::PlanSnapshot,
+) -> Result<Vec<String>, Fail> {
+    let flow = &snap.plan.flow;
+    let running: Vec<(String, String)> = snap
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.state == weft_model::step::State::Running)
+        .filter_map(|(i, _)| {
+            flow.remote_task(i)
+                .map(|(t, v)| (flow.steps[i].name.clone(), weft_model::flow::capability(&t, &v)))
+        })
+        .collect();
+    if running.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = store.clock().await?;
+    let lease = weft_worker::worker::WORKER_LEASE.as_millis() as i64;
+    let live: Vec<weft_store::WorkerRecord> = store
+        .workers()
+        .await?
+        .into_iter()
+        .filter(|w| now - w.heartbeat_at <= lease)
+        .collect();
+    Ok(running
+        .into_iter()
+        .filter(|(_, need)| !live.iter().any(|w| w.tasks.contains(need)))
+        .map(|(step, need)| {
+            let (task, version) = need.rsplit_once('@').unwrap_or((need.as_str(), ""));
+            format!(
+                "step {step} is waiting for a worker that runs `{task}`@{version} (none is \
+                 registered; it fails after the request timeout, {} s)",
+                weft_model::worker::REQUEST_TIMEOUT.as_secs()
+            )
+        })
+        .collect())
 }

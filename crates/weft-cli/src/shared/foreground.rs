@@ -61,6 +61,7 @@ pub(crate) async fn execute(
     let owner = owner::me();
     let mut config = Config {
         owner: owner.clone(),
+        remote: Some(Arc::new(weft_worker::RemoteSteps::default())),
         ..Config::default()
     };
     if let Some(p) = exec.parallelism {

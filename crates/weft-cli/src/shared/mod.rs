@@ -8,6 +8,7 @@ pub(crate) mod foreground;
 pub(crate) mod progress;
 pub(crate) mod view;
 pub(crate) mod waiting;
+pub(crate) mod workers;
 
 use clap::Args;
 use std::time::Duration;
@@ -150,6 +151,11 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// A job priority argument: `very_high`, `high`, `normal`, `low`, `very_low` (any case).
 pub(crate) fn parse_priority(s: &str) -> Result<weft_model::job::Priority, String> {
+    s.parse()
+}
+
+/// Where steps run: `local` or `remote`.
+pub(crate) fn parse_executor(s: &str) -> Result<weft_model::flow::ExecutorKind, String> {
     s.parse()
 }
 

@@ -1,6 +1,7 @@
 //! `weft jobs post`: put a flow on the job board for a conductor (`weft serve`) to run.
 
-use crate::shared::{parse_input, parse_priority, pretty, Fail, Global};
+use crate::shared::{parse_executor, parse_input, parse_priority, pretty, Fail, Global};
+use weft_model::flow::ExecutorKind;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,13 +26,21 @@ pub(crate) struct PostArgs {
     #[arg(long, default_value_t = weft_model::job::DEFAULT_MAX_ATTEMPTS,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: u32,
+    /// Where its commands and named tasks run: `local`, or `remote` on workers (`weft
+    /// worker`); overrides the flow file.
+    #[arg(long, value_parser = parse_executor)]
+    executor: Option<ExecutorKind>,
     #[command(flatten)]
     pub(crate) global: Global,
 }
 
 /// Posts the job; prints its id.
 pub(crate) async fn post(args: PostArgs) -> Result<u8, Fail> {
-    let flow = weft_model::flow::file::load(&args.flow).map_err(|e| Fail::Input(e.to_string()))?;
+    let mut flow =
+        weft_model::flow::file::load(&args.flow).map_err(|e| Fail::Input(e.to_string()))?;
+    if let Some(e) = args.executor {
+        flow.set_executor(e);
+    }
     let mut given = BTreeMap::new();
     for (name, value) in args.inputs {
         if given.insert(name.clone(), value).is_some() {

@@ -23,7 +23,8 @@ pub(crate) async fn show(args: ShowArgs) -> Result<u8, Fail> {
     let mut snap = store.load_plan(id).await?;
     let plan = &mut snap.plan;
     plan.flow.redact(&mut plan.inputs);
-    let waiting = waiting_for(&store, &snap).await?;
+    let mut waiting: Vec<String> = waiting_for(&store, &snap).await?.into_iter().collect();
+    waiting.extend(capable::workers_missing(&store, &snap).await?);
     let history = if args.history {
         Some(store.history(id).await?)
     } else {
@@ -32,15 +33,15 @@ pub(crate) async fn show(args: ShowArgs) -> Result<u8, Fail> {
     if args.global.json {
         let mut value = serde_json::to_value(&snap).map_err(|e| Fail::Other(e.to_string()))?;
         value["result"] = serde_json::Value::String(snap.outcome().to_string());
-        if let Some(w) = &waiting {
-            value["waiting_for"] = serde_json::Value::String(w.clone());
+        if !waiting.is_empty() {
+            value["waiting_for"] = serde_json::Value::String(waiting.join("; "));
         }
         if let Some(h) = &history {
             value["history"] = serde_json::to_value(h).map_err(|e| Fail::Other(e.to_string()))?;
         }
         outln!("{}", pretty(&value)?);
     } else {
-        if let Some(w) = &waiting {
+        for w in &waiting {
             outln!("{w}");
         }
         out!("{}", view::plan_detail(&snap, history.as_deref()));
