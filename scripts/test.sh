@@ -17,6 +17,8 @@ if [ -z "${WEFT_TEST_PG_URL:-}" ]; then
   command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
 fi
 command -v faketime >/dev/null 2>&1 || need_pkgs+=(faketime) # a node with a skewed clock
+# examples/python_worker.py, the Python worker the remote-worker tests run beside the Rust one
+/usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || need_pkgs+=(python3-psycopg)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing ${need_pkgs[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"

@@ -42,4 +42,15 @@ pub struct WorkerRecord {
     /// How many requests it was running at its last heartbeat.
     #[serde(default)]
     pub running: u32,
+    /// How long each heartbeat stays good (milliseconds): past it, executors count what it
+    /// runs as lost.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: i64,
 }
+
+fn default_lease_ms() -> i64 {
+    DEFAULT_WORKER_LEASE_MS
+}
+
+/// A worker's lease when it says none (10 s), in milliseconds.
+pub const DEFAULT_WORKER_LEASE_MS: i64 = 10_000;

@@ -1378,11 +1378,13 @@ async fn workers_register_heartbeat_and_go(store: SharedStore) {
         heartbeat_at: 0,
         process: Some("weft@h:1:2".into()),
         running: 0,
+        lease_ms: 2_000,
     };
     store.register_worker(w.clone()).await.expect("register");
     let listed = store.workers().await.expect("workers");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].tasks, w.tasks);
+    assert_eq!(listed[0].lease_ms, 2_000);
     let first = listed[0].heartbeat_at;
     assert!(first > 0, "the heartbeat is the store's time");
     store

@@ -63,16 +63,21 @@ pub trait Transport: Send + Sync + 'static {
     /// Listens on `topic`: messages sent there from now on.
     fn listen(&self, topic: &str) -> Result<Listener, TransportError>;
 
-    /// A worker says it is alive, what it runs and how many requests it is running (its
-    /// lease starts again). Transports without leases (in-process: a worker dies with its
+    /// A worker says it is alive, what it runs, how many requests it is running and how long
+    /// this heartbeat stays good (its lease starts again). Transports without leases (in-process: a worker dies with its
     /// process) do nothing.
-    fn heartbeat(&self, notify: &Notify, running: u32) -> BoxFuture<Result<(), TransportError>> {
-        let _ = (notify, running);
+    fn heartbeat(
+        &self,
+        notify: &Notify,
+        running: u32,
+        lease: std::time::Duration,
+    ) -> BoxFuture<Result<(), TransportError>> {
+        let _ = (notify, running, lease);
         Box::pin(std::future::ready(Ok(())))
     }
 
-    /// The workers whose lease of `lease` has lapsed, by topic: what they were running is
-    /// lost. None on transports without leases.
+    /// The workers whose lease has lapsed (their own, or `lease` for one that said none), by
+    /// topic: what they were running is lost. None on transports without leases.
     fn lapsed(&self, lease: std::time::Duration) -> BoxFuture<Result<Vec<String>, TransportError>> {
         let _ = lease;
         Box::pin(std::future::ready(Ok(Vec::new())))
@@ -251,7 +256,12 @@ impl Transport for StoreTransport {
         })
     }
 
-    fn heartbeat(&self, notify: &Notify, running: u32) -> BoxFuture<Result<(), TransportError>> {
+    fn heartbeat(
+        &self,
+        notify: &Notify,
+        running: u32,
+        lease: std::time::Duration,
+    ) -> BoxFuture<Result<(), TransportError>> {
         let (store, notify) = (self.store.clone(), notify.clone());
         Box::pin(async move {
             match store.worker_heartbeat(notify.topic.clone(), running).await {
@@ -265,6 +275,7 @@ impl Transport for StoreTransport {
                         heartbeat_at: 0,
                         process: Some(weft_engine::owner::me()),
                         running,
+                        lease_ms: lease.as_millis() as i64,
                     })
                     .await
                     .map_err(|_| TransportError::Closed),
@@ -278,10 +289,13 @@ impl Transport for StoreTransport {
         Box::pin(async move {
             let now = store.clock().await.map_err(|_| TransportError::Closed)?;
             let workers = store.workers().await.map_err(|_| TransportError::Closed)?;
-            let cutoff = now.saturating_sub(lease.as_millis() as i64);
+            let default = lease.as_millis() as i64;
             Ok(workers
                 .into_iter()
-                .filter(|w| w.heartbeat_at < cutoff)
+                .filter(|w| {
+                    let lease = if w.lease_ms > 0 { w.lease_ms } else { default };
+                    w.heartbeat_at < now.saturating_sub(lease)
+                })
                 .map(|w| w.topic)
                 .collect())
         })

@@ -134,7 +134,7 @@ pub async fn serve_with_lease(
 ) -> Result<(), TransportError> {
     let mut inbox = transport.listen(server.topic())?;
     let running = Arc::new(AtomicU32::new(0));
-    transport.heartbeat(&server.notify(), 0).await?;
+    transport.heartbeat(&server.notify(), 0, lease).await?;
     let mut beat = tokio::time::interval(lease / 3);
     tokio::pin!(stop);
     loop {
@@ -145,7 +145,7 @@ pub async fn serve_with_lease(
             }
             _ = beat.tick() => {
                 let now = running.load(Ordering::Relaxed);
-                if let Err(e) = transport.heartbeat(&server.notify(), now).await {
+                if let Err(e) = transport.heartbeat(&server.notify(), now, lease).await {
                     tracing::warn!(topic = server.topic(), "cannot heartbeat: {e}");
                 }
                 continue;

@@ -43,8 +43,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<u8, Fail> {
     let mut registry = Registry::new();
     let mut offered = Vec::new();
     for path in &args.tasks {
-        let flow =
-            weft_model::flow::file::load(path).map_err(|e| Fail::Input(e.to_string()))?;
+        let flow = weft_model::flow::file::load(path).map_err(|e| Fail::Input(e.to_string()))?;
         let added = registry.add_commands(&flow);
         if added.is_empty() {
             return Err(Fail::Input(format!(

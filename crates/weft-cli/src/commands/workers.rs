@@ -18,7 +18,9 @@ pub(crate) async fn list(args: WorkersArgs) -> Result<u8, Fail> {
     if args.global.json {
         outln!("{}", pretty(&workers::json(&all, now))?);
     } else if all.is_empty() {
-        outln!("no workers are registered (start one with: weft worker --topic T --tasks FLOW.toml)");
+        outln!(
+            "no workers are registered (start one with: weft worker --topic T --tasks FLOW.toml)"
+        );
     } else {
         out!("{}", workers::text(&all, now));
     }

@@ -38,7 +38,7 @@ pub(crate) async fn unmet(store: &SharedStore, needs: &[String]) -> Result<Optio
 }
 
 /// For each running remote step of the plan whose task no live worker offers (a worker heard
-/// from within its default lease), the line saying so: the request waits for one, and fails
+/// from within its lease), the line saying so: the request waits for one, and fails
 /// after the request timeout.
 pub(crate) async fn workers_missing(
     store: &SharedStore,
@@ -51,20 +51,23 @@ pub(crate) async fn workers_missing(
         .enumerate()
         .filter(|(_, s)| s.state == weft_model::step::State::Running)
         .filter_map(|(i, _)| {
-            flow.remote_task(i)
-                .map(|(t, v)| (flow.steps[i].name.clone(), weft_model::flow::capability(&t, &v)))
+            flow.remote_task(i).map(|(t, v)| {
+                (
+                    flow.steps[i].name.clone(),
+                    weft_model::flow::capability(&t, &v),
+                )
+            })
         })
         .collect();
     if running.is_empty() {
         return Ok(Vec::new());
     }
     let now = store.clock().await?;
-    let lease = weft_worker::worker::WORKER_LEASE.as_millis() as i64;
     let live: Vec<weft_store::WorkerRecord> = store
         .workers()
         .await?
         .into_iter()
-        .filter(|w| now - w.heartbeat_at <= lease)
+        .filter(|w| now - w.heartbeat_at <= w.lease_ms)
         .collect();
     Ok(running
         .into_iter()

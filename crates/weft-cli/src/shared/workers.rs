@@ -20,7 +20,10 @@ pub(crate) fn text(workers: &[WorkerRecord], now: i64) -> String {
             ]
         })
         .collect();
-    table(&["TOPIC", "LAST SEEN", "RUNNING", "PROCESS", "TASKS"], &rows)
+    table(
+        &["TOPIC", "LAST SEEN", "RUNNING", "PROCESS", "TASKS"],
+        &rows,
+    )
 }
 
 /// The workers as JSON, for scripts.

@@ -150,6 +150,29 @@ impl NodeProcess {
         NodeProcess(child, log_path)
     }
 
+    /// `weft worker --topic TOPIC --lease 2s EXTRA…`, logging as a node does.
+    pub(crate) fn worker(sb: &Sandbox, topic: &str, extra: &[&str]) -> NodeProcess {
+        let mut command = sb.weft();
+        command.args(["worker", "--topic", topic, "--lease", "2s"]);
+        command.args(extra);
+        Self::spawn_logged(sb, &format!("worker-{topic}"), command)
+    }
+
+    /// `command`, in its own process group, its stderr in a log file of the sandbox.
+    pub(crate) fn spawn_logged(sb: &Sandbox, label: &str, mut command: Command) -> NodeProcess {
+        use std::os::unix::process::CommandExt;
+        let log_path = sb.path().join(format!("{label}-{}.log", next_id()));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = command
+            .env("WEFT_LOG", "info")
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn");
+        NodeProcess(child, log_path)
+    }
+
     /// The node's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.0.id()

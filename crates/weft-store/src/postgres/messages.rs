@@ -74,17 +74,19 @@ pub(super) async fn take(conn: &mut Conn, topic: &str, limit: u32) -> Result<Vec
 
 pub(super) async fn register(conn: &mut Conn, w: &WorkerRecord) -> Result<()> {
     conn.execute(
-        "INSERT INTO workers (topic, tasks, started_at, heartbeat_at, process, running)
-         VALUES ($1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::bigint, $4, $5)
+        "INSERT INTO workers (topic, tasks, started_at, heartbeat_at, process, running, lease_ms)
+         VALUES ($1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::bigint, $4, $5, $6)
          ON CONFLICT (topic) DO UPDATE SET tasks = excluded.tasks,
             started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
-            process = excluded.process, running = excluded.running",
+            process = excluded.process, running = excluded.running,
+            lease_ms = excluded.lease_ms",
         &[
             &w.topic,
             &w.tasks,
             &w.started_at,
             &w.process,
             &i32::try_from(w.running).unwrap_or(i32::MAX),
+            &w.lease_ms,
         ],
     )
     .await?;
@@ -115,7 +117,7 @@ pub(super) async fn remove(conn: &mut Conn, topic: &str) -> Result<()> {
 pub(super) async fn all(conn: &mut Conn) -> Result<Vec<WorkerRecord>> {
     let rows = conn
         .query(
-            "SELECT topic, tasks, started_at, heartbeat_at, process, running FROM workers
+            "SELECT topic, tasks, started_at, heartbeat_at, process, running, lease_ms FROM workers
              ORDER BY topic",
             &[],
         )
@@ -129,6 +131,7 @@ pub(super) async fn all(conn: &mut Conn) -> Result<Vec<WorkerRecord>> {
             heartbeat_at: r.get(3),
             process: r.get(4),
             running: u32::try_from(r.get::<_, i32>(5)).unwrap_or(0),
+            lease_ms: r.get(6),
         })
         .collect())
 }

@@ -161,8 +161,10 @@ CREATE TABLE workers (
     process      text
 );
 "#,
-    // How many requests each worker runs, as of its last heartbeat (`weft workers`).
-    "ALTER TABLE workers ADD COLUMN running integer NOT NULL DEFAULT 0;",
+    // How many requests each worker runs, as of its last heartbeat (`weft workers`), and its
+    // own lease.
+    "ALTER TABLE workers ADD COLUMN running integer NOT NULL DEFAULT 0;
+     ALTER TABLE workers ADD COLUMN lease_ms bigint NOT NULL DEFAULT 10000;",
 ];
 
 /// The schema version this build writes.

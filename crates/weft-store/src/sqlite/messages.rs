@@ -64,18 +64,20 @@ pub(super) fn take(conn: &Connection, topic: &str, limit: u32) -> Result<Vec<Wir
 
 pub(super) fn register(conn: &Connection, w: &WorkerRecord) -> Result<()> {
     conn.execute(
-        "INSERT INTO workers (topic, tasks, started_at, heartbeat_at, process, running)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO workers (topic, tasks, started_at, heartbeat_at, process, running, lease_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (topic) DO UPDATE SET tasks = excluded.tasks,
             started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
-            process = excluded.process, running = excluded.running",
+            process = excluded.process, running = excluded.running,
+            lease_ms = excluded.lease_ms",
         params![
             w.topic,
             to_json(&w.tasks)?,
             w.started_at,
             now_millis(),
             w.process,
-            w.running
+            w.running,
+            w.lease_ms
         ],
     )
     .map_err(classify)?;
@@ -104,7 +106,7 @@ pub(super) fn remove(conn: &Connection, topic: &str) -> Result<()> {
 pub(super) fn all(conn: &Connection) -> Result<Vec<WorkerRecord>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT topic, tasks, started_at, heartbeat_at, process, running FROM workers
+            "SELECT topic, tasks, started_at, heartbeat_at, process, running, lease_ms FROM workers
              ORDER BY topic",
         )
         .map_err(classify)?;
@@ -117,11 +119,13 @@ pub(super) fn all(conn: &Connection) -> Result<Vec<WorkerRecord>> {
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get(6)?,
             ))
         })
         .map_err(classify)?;
     rows.map(|r| {
-        let (topic, tasks, started_at, heartbeat_at, process, running) = r.map_err(classify)?;
+        let (topic, tasks, started_at, heartbeat_at, process, running, lease_ms) =
+            r.map_err(classify)?;
         Ok(WorkerRecord {
             topic,
             tasks: json(&tasks, "worker tasks")?,
@@ -129,6 +133,7 @@ pub(super) fn all(conn: &Connection) -> Result<Vec<WorkerRecord>> {
             heartbeat_at,
             process,
             running,
+            lease_ms,
         })
     })
     .collect()

@@ -157,8 +157,10 @@ CREATE TABLE workers (
     process      TEXT
 ) WITHOUT ROWID;
 "#,
-    // How many requests each worker runs, as of its last heartbeat (`weft workers`).
-    "ALTER TABLE workers ADD COLUMN running INTEGER NOT NULL DEFAULT 0;",
+    // How many requests each worker runs, as of its last heartbeat (`weft workers`), and its
+    // own lease.
+    "ALTER TABLE workers ADD COLUMN running INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE workers ADD COLUMN lease_ms INTEGER NOT NULL DEFAULT 10000;",
 ];
 
 /// The schema version this build writes.

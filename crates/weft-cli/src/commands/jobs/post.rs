@@ -1,10 +1,10 @@
 //! `weft jobs post`: put a flow on the job board for a conductor (`weft serve`) to run.
 
 use crate::shared::{parse_executor, parse_input, parse_priority, pretty, Fail, Global};
-use weft_model::flow::ExecutorKind;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use weft_model::flow::ExecutorKind;
 use weft_model::job::Priority;
 use weft_store::NewJob;
 
