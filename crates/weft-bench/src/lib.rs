@@ -13,6 +13,7 @@ mod jobs;
 mod node;
 mod postgres;
 mod processes;
+mod remote;
 mod support;
 
 use clap::ValueEnum;
@@ -84,6 +85,15 @@ pub enum Scenario {
     /// ≤ 10 ms, as for a submitted plan: it adds the plan's creation and its step's start).
     /// Needs --pg.
     PgJobLatency,
+    /// Remote workers on the in-memory store: 1,000 plans × 10 remote no-op steps run by
+    /// four workers, steps/s (the protocol's own cost; target ≥ 5,000).
+    MemoryRemote,
+    /// The same on PostgreSQL, each worker with its own connections (target ≥ 5,000
+    /// steps/s). Needs --pg.
+    PgRemote,
+    /// A remote request's round trip through PostgreSQL — executor to worker and back, each
+    /// on its own connection — median ms (target ≤ 5 ms). Needs --pg.
+    PgRemoteRtt,
     /// Everything above but the pg-* scenarios (those need --pg; ask for each by name).
     All,
 }
@@ -110,6 +120,7 @@ impl Scenario {
             Scenario::ResultMemory,
             Scenario::ResultSqlite,
             Scenario::SqliteJobs,
+            Scenario::MemoryRemote,
         ]
     }
 }
@@ -242,6 +253,9 @@ pub async fn measure(scenario: Scenario, options: &Options) -> Result<Figure, Er
         }
         Scenario::PgClaimLatency => jobs::claim_latency(pg(options)?, repeat).await?,
         Scenario::PgJobLatency => jobs::post_latency(pg(options)?, repeat).await?,
+        Scenario::MemoryRemote => remote::throughput(None, repeat).await?,
+        Scenario::PgRemote => remote::throughput(Some(pg(options)?), repeat).await?,
+        Scenario::PgRemoteRtt => remote::round_trip(pg(options)?, repeat).await?,
         Scenario::All => {
             return Err(Error::Input(
                 "`all` stands for several scenarios: measure each of Scenario::expand".into(),

@@ -173,6 +173,7 @@ impl Loop {
         let mut next_notify = Instant::now();
         let mut next_lease_check = Instant::now();
         let mut next_id: u64 = 0;
+        let mut last_expiry = Instant::now();
         loop {
             if Instant::now() >= next_notify {
                 self.notify_all().await;
@@ -190,44 +191,42 @@ impl Loop {
                 next_lease_check = Instant::now() + LEASE_CHECK;
             }
             tokio::select! {
-                c = commands.recv() => match c {
-                    Some(Command::Submit(job, tx)) => {
-                        let job = *job;
-                        next_id += 1;
-                        let id = format!("{}-{}-{}", job.plan, job.step, next_id);
-                        let mut r = request(&job.task, &job.step, &job.version, job.action, job.arguments);
-                        if job.action == Action::Revert {
-                            r.result = match (job.result, job.failure.as_ref()) {
-                                (Some(v), _) => Some(Ok(v)),
-                                (None, Some(f)) => Some(Err(f.to_taskflow())),
-                                (None, None) => None,
-                            };
-                            if let Some(f) = &job.failure {
-                                let mut failures = Map::new();
-                                failures.insert(job.step.clone(), f.to_taskflow());
-                                r.failures = Some(failures);
+                c = commands.recv() => {
+                    // Everything submitted meanwhile goes out in one send.
+                    let mut next = c;
+                    loop {
+                        match next {
+                            Some(Command::Submit(job, tx)) => {
+                                next_id += 1;
+                                self.submit(*job, tx, next_id);
                             }
+                            Some(Command::Stop(done)) => {
+                                for s in self.requests.stop() {
+                                    self.finish(s);
+                                }
+                                let _ = done.send(());
+                                return;
+                            }
+                            None => return,
                         }
-                        let now = self.now();
-                        self.requests.submit(id.clone(), job.attempt, r, now, self.config.request_timeout);
-                        self.waiting.insert(id, (tx, job.plan));
-                        self.dispatch().await;
-                    }
-                    Some(Command::Stop(done)) => {
-                        for s in self.requests.stop() {
-                            self.finish(s);
+                        match commands.try_recv() {
+                            Ok(c) => next = Some(c),
+                            Err(_) => break,
                         }
-                        let _ = done.send(());
-                        return;
                     }
-                    None => return,
-                },
+                    self.dispatch().await;
+                }
                 m = inbox.next() => match m {
                     Some(m) => self.receive(m).await,
                     None => return,
                 },
                 () = tokio::time::sleep(TICK) => {}
             }
+            // Expiry looks at every request: once per tick, not per message.
+            if last_expiry.elapsed() < TICK {
+                continue;
+            }
+            last_expiry = Instant::now();
             let now = self.now();
             for s in self.requests.expire(now) {
                 self.finish(s);
@@ -240,6 +239,34 @@ impl Loop {
                 self.publish_workers();
             }
         }
+    }
+
+    /// A new request, waiting to be dispatched.
+    fn submit(&mut self, job: RemoteCall, tx: oneshot::Sender<Settled>, n: u64) {
+        let id = format!("{}-{}-{}", job.plan, job.step, n);
+        let mut r = request(
+            &job.task,
+            &job.step,
+            &job.version,
+            job.action,
+            job.arguments,
+        );
+        if job.action == Action::Revert {
+            r.result = match (job.result, job.failure.as_ref()) {
+                (Some(v), _) => Some(Ok(v)),
+                (None, Some(f)) => Some(Err(f.to_taskflow())),
+                (None, None) => None,
+            };
+            if let Some(f) = &job.failure {
+                let mut failures = Map::new();
+                failures.insert(job.step.clone(), f.to_taskflow());
+                r.failures = Some(failures);
+            }
+        }
+        let now = self.now();
+        self.requests
+            .submit(id.clone(), job.attempt, r, now, self.config.request_timeout);
+        self.waiting.insert(id, (tx, job.plan));
     }
 
     fn finish(&mut self, settled: Settled) {
@@ -295,10 +322,15 @@ impl Loop {
         }
     }
 
-    /// Sends the waiting requests that a known worker can run.
+    /// Sends the waiting requests that a known worker can run, all in one send.
     async fn dispatch(&mut self) {
         let random = &mut self.random;
         let sends = self.requests.dispatch(&self.finder, &mut || random.next());
+        if sends.is_empty() {
+            return;
+        }
+        let mut ids = Vec::with_capacity(sends.len());
+        let mut batch = Vec::with_capacity(sends.len());
         for p in sends {
             let plan = self.waiting.get(&p.id).map(|(_, plan)| *plan);
             let message = Message {
@@ -309,8 +341,12 @@ impl Loop {
                 plan,
                 body: p.message,
             };
-            if let Err(e) = self.transport.send(&p.topic, message).await {
-                if let Some(s) = self.requests.publish_failed(&p.id, &e.to_string()) {
+            ids.push(p.id);
+            batch.push((p.topic, message));
+        }
+        if let Err(e) = self.transport.send_many(batch).await {
+            for id in ids {
+                if let Some(s) = self.requests.publish_failed(&id, &e.to_string()) {
                     self.finish(s);
                 }
             }

@@ -113,47 +113,74 @@ impl Server {
             state: ResponseState::Request(RequestState::Running),
             data: ResponseData::Empty,
         };
-        if !reply(running).await {
-            return Err(Dropped::ReplyFailed);
-        }
         let context = Context::new(
             envelope.plan,
             request.task_name.clone(),
             envelope.attempt,
             request.arguments.clone(),
         );
-        let outcome = match request.action {
-            Action::Execute => task.execute(context).await,
-            Action::Revert => {
-                let (result, failure) = match &request.result {
-                    Some(Ok(v)) => (Some(v.clone()), None),
-                    Some(Err(f)) => (None, failure_from_dict(f).ok()),
-                    None => (None, None),
-                };
-                let failure = failure
-                    .or_else(|| {
-                        request.failures.as_ref().and_then(|all| {
-                            all.values().next().and_then(|f| failure_from_dict(f).ok())
+        let run = async {
+            match request.action {
+                Action::Execute => task.execute(context).await,
+                Action::Revert => {
+                    let (result, failure) = match &request.result {
+                        Some(Ok(v)) => (Some(v.clone()), None),
+                        Some(Err(f)) => (None, failure_from_dict(f).ok()),
+                        None => (None, None),
+                    };
+                    let failure = failure
+                        .or_else(|| {
+                            request.failures.as_ref().and_then(|all| {
+                                all.values().next().and_then(|f| failure_from_dict(f).ok())
+                            })
                         })
+                        .unwrap_or_else(|| Failure::new("reverted", "the flow is reverting"));
+                    task.revert(RevertContext {
+                        context,
+                        result,
+                        failure,
                     })
-                    .unwrap_or_else(|| Failure::new("reverted", "the flow is reverting"));
-                task.revert(RevertContext {
-                    context,
-                    result,
-                    failure,
-                })
-                .await
-                .map(|()| Value::Null)
+                    .await
+                    .map(|()| Value::Null)
+                }
             }
         };
-        let last = match outcome {
+        let last = |outcome: Result<Value, Failure>| match outcome {
             Ok(result) => Response {
                 state: ResponseState::Request(RequestState::Success),
                 data: ResponseData::Completion(result),
             },
             Err(failure) => fail(failure),
         };
-        reply(last).await;
+        // As TaskFlow's worker publishes RUNNING and goes on, the task runs while the
+        // acknowledgement travels (a transport queues each reply at once, in order). A task
+        // done at its first poll has its result queued right behind the acknowledgement, to
+        // travel with it. If the acknowledgement could not be sent, the result is not sent
+        // either (the executor's request expires).
+        let mut run = std::pin::pin!(run);
+        let at_once = tokio::select! {
+            biased;
+            outcome = &mut run => Some(outcome),
+            () = std::future::ready(()) => None,
+        };
+        match at_once {
+            Some(outcome) => {
+                let ack = reply(running);
+                let sent = reply(last(outcome));
+                if !ack.await {
+                    return Err(Dropped::ReplyFailed);
+                }
+                sent.await;
+            }
+            None => {
+                let ack = reply(running);
+                let (acked, outcome) = tokio::join!(ack, run);
+                if !acked {
+                    return Err(Dropped::ReplyFailed);
+                }
+                reply(last(outcome)).await;
+            }
+        }
         Ok(())
     }
 }
@@ -172,6 +199,14 @@ mod tests {
             task_fn(|ctx| async move {
                 let n = ctx.inputs.get("n").and_then(Value::as_i64).unwrap_or(0);
                 Ok(json!({ "doubled": n * 2 }))
+            }),
+        );
+        r.register(
+            "later",
+            "1",
+            task_fn(|_| async {
+                tokio::task::yield_now().await;
+                Ok(json!({}))
             }),
         );
         r.register(
@@ -205,7 +240,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_is_answered_running_then_its_result() {
         let s = server();
-        assert_eq!(s.notify().tasks, ["double@1", "fail@1"]);
+        assert_eq!(s.notify().tasks, ["double@1", "fail@1", "later@1"]);
         let m = json!({"task_cls": "double", "task_name": "d", "task_version": "1",
                        "action": "execute", "arguments": {"n": 21}});
         let (r, got) = answers(&s, &envelope(), m).await;
@@ -254,7 +289,8 @@ mod tests {
     #[tokio::test]
     async fn nothing_more_is_done_when_running_cannot_be_sent() {
         let s = server();
-        let m = json!({"task_cls": "double", "task_name": "d", "task_version": "1", "action": "execute"});
+        // A task that is not done at once: its result would follow the acknowledgement.
+        let m = json!({"task_cls": "later", "task_name": "d", "task_version": "1", "action": "execute"});
         let mut sent = 0;
         let r = s
             .handle(&envelope(), &m, |_| {

@@ -60,6 +60,21 @@ pub trait Transport: Send + Sync + 'static {
     /// Sends `message` to whoever listens on `topic`.
     fn send(&self, topic: &str, message: Message) -> BoxFuture<Result<(), TransportError>>;
 
+    /// Sends each message to its topic, in order; as one write where the transport can. The
+    /// default sends them one by one.
+    fn send_many(&self, messages: Vec<(String, Message)>) -> BoxFuture<Result<(), TransportError>> {
+        let sends: Vec<_> = messages
+            .into_iter()
+            .map(|(topic, m)| self.send(&topic, m))
+            .collect();
+        Box::pin(async move {
+            for s in sends {
+                s.await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Listens on `topic`: messages sent there from now on.
     fn listen(&self, topic: &str) -> Result<Listener, TransportError>;
 
@@ -237,20 +252,27 @@ fn from_wire(m: weft_store::WireMessage) -> Option<Message> {
 
 impl Transport for StoreTransport {
     fn send(&self, topic: &str, message: Message) -> BoxFuture<Result<(), TransportError>> {
-        let wire = weft_store::WireMessage {
-            topic: topic.to_string(),
-            kind: kind_name(message.kind).to_string(),
-            correlation_id: message.correlation_id,
-            reply_to: message.reply_to,
-            attempt: message.attempt,
-            plan: message.plan.map(|p| p.to_string()),
-            body: message.body.to_string(),
-        };
-        let sent = self.store.send_messages(vec![wire]);
-        let topic = topic.to_string();
+        self.send_many(vec![(topic.to_string(), message)])
+    }
+
+    fn send_many(&self, messages: Vec<(String, Message)>) -> BoxFuture<Result<(), TransportError>> {
+        let wires: Vec<weft_store::WireMessage> = messages
+            .into_iter()
+            .map(|(topic, message)| weft_store::WireMessage {
+                topic,
+                kind: kind_name(message.kind).to_string(),
+                correlation_id: message.correlation_id,
+                reply_to: message.reply_to,
+                attempt: message.attempt,
+                plan: message.plan.map(|p| p.to_string()),
+                body: message.body.to_string(),
+            })
+            .collect();
+        // Queued now (the store's writer keeps the order of what is queued), awaited later.
+        let sent = self.store.send_messages(wires);
         Box::pin(async move {
             sent.await.map_err(|e| {
-                tracing::warn!(%topic, "cannot send: {e}");
+                tracing::warn!("cannot send: {e}");
                 TransportError::Closed
             })
         })

@@ -219,8 +219,9 @@ async fn run_request(server: Server, transport: Arc<dyn Transport>, message: Mes
                 plan: Some(envelope.plan),
                 body: response.to_json(),
             };
-            let (transport, reply_to) = (transport.clone(), reply_to.clone());
-            async move { transport.send(&reply_to, answer).await.is_ok() }
+            // Sent (queued) now, in order; awaited by the server when it must know.
+            let sent = transport.send(&reply_to, answer);
+            async move { sent.await.is_ok() }
         })
         .await;
     match outcome {

@@ -6,38 +6,43 @@ use super::Conn;
 use crate::{Error, Result, WireMessage, WorkerRecord};
 use weft_model::now_millis;
 
-pub(super) async fn send(conn: &mut Conn, messages: &[WireMessage]) -> Result<()> {
-    let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
-    let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
-    let ids: Vec<Option<&str>> = messages
-        .iter()
-        .map(|m| m.correlation_id.as_deref())
-        .collect();
-    let replies: Vec<Option<&str>> = messages.iter().map(|m| m.reply_to.as_deref()).collect();
+/// Messages sent, in order, as one statement ([`send_params`]).
+pub(super) const SEND: &str = "INSERT INTO worker_messages
+        (topic, kind, correlation_id, reply_to, attempt, plan_id, body, created_at)
+     SELECT t, k, c, r, a, p, b, $8
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::text[],
+                 $7::text[]) WITH ORDINALITY AS m(t, k, c, r, a, p, b, n)
+     ORDER BY n";
+
+/// The parameters of [`SEND`] for `messages`.
+pub(super) fn send_params(messages: &[&WireMessage]) -> Vec<super::writer::Param> {
+    let owned = |f: &dyn Fn(&WireMessage) -> Option<String>| -> Vec<Option<String>> {
+        messages.iter().map(|m| f(m)).collect()
+    };
     let attempts: Vec<i32> = messages
         .iter()
         .map(|m| i32::try_from(m.attempt).unwrap_or(i32::MAX))
         .collect();
-    let plans: Vec<Option<&str>> = messages.iter().map(|m| m.plan.as_deref()).collect();
-    let bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
-    conn.execute(
-        "INSERT INTO worker_messages
-            (topic, kind, correlation_id, reply_to, attempt, plan_id, body, created_at)
-         SELECT t, k, c, r, a, p, b, $8
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::text[],
-                     $7::text[]) AS m(t, k, c, r, a, p, b)",
-        &[
-            &topics,
-            &kinds,
-            &ids,
-            &replies,
-            &attempts,
-            &plans,
-            &bodies,
-            &now_millis(),
-        ],
-    )
-    .await?;
+    vec![
+        Box::new(owned(&|m| Some(m.topic.clone()))),
+        Box::new(owned(&|m| Some(m.kind.clone()))),
+        Box::new(owned(&|m| m.correlation_id.clone())),
+        Box::new(owned(&|m| m.reply_to.clone())),
+        Box::new(attempts),
+        Box::new(owned(&|m| m.plan.clone())),
+        Box::new(owned(&|m| Some(m.body.clone()))),
+        Box::new(now_millis()),
+    ]
+}
+
+pub(super) async fn send(conn: &mut Conn, messages: &[WireMessage]) -> Result<()> {
+    let all: Vec<&WireMessage> = messages.iter().collect();
+    let params = send_params(&all);
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    conn.execute(SEND, &refs).await?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use super::{classify, jobs, messages, parse_id, Conn};
 use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
-use crate::{Change, Due, Error, NewPlan, Reply, Result};
+use crate::{Change, Due, Error, NewPlan, Reply, Result, WireMessage};
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
@@ -64,7 +64,18 @@ pub(super) async fn run(
 /// Other requests (claims, messages, …) go one by one, each in its own savepoint.
 async fn commit(conn: &mut Conn, batch: &[Request]) -> Vec<Result<Output>> {
     let all_fail = |e: Error| batch.iter().map(|_| Err(e.clone())).collect();
-    if let Err(e) = conn.client.batch_execute("BEGIN").await.map_err(classify) {
+    // A transaction that only takes messages need not wait for its WAL flush: lost in a
+    // crash of the database, its messages are simply there again for the next take (the
+    // protocol tolerates a request or response delivered twice: attempts fence them).
+    let begin = if batch
+        .iter()
+        .all(|r| matches!(r.write, Write::TakeMessages(..)))
+    {
+        "BEGIN; SET LOCAL synchronous_commit TO off"
+    } else {
+        "BEGIN"
+    };
+    if let Err(e) = conn.client.batch_execute(begin).await.map_err(classify) {
         return all_fail(e);
     }
     let mut results: Vec<Result<Output>> = Vec::with_capacity(batch.len());
@@ -126,6 +137,7 @@ fn pipelinable(w: &Write) -> bool {
             | Write::Release(..)
             | Write::Heartbeat(..)
             | Write::NodeReport(..)
+            | Write::SendMessages(..)
     )
 }
 
@@ -589,10 +601,20 @@ async fn pipelined(conn: &mut Conn, run: &[Request]) -> Result<Notify> {
     let mut all: Vec<Planned> = bulk_create(&creates)?.into_iter().collect();
     // Consecutive changes (from any number of requests) go in bulk; other writes as they are.
     let mut changes: Vec<(&str, &Change)> = Vec::new();
+    // Every message sent in the run, in order, in one statement at its end (they are seen
+    // when the transaction commits, wherever they stand in it).
+    let messages: Vec<&WireMessage> = run
+        .iter()
+        .filter_map(|r| match &r.write {
+            Write::SendMessages(ms) => Some(ms.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     for req in run {
         match &req.write {
             Write::Apply(by, cs) => changes.extend(cs.iter().map(|c| (by.as_str(), c))),
-            Write::Create(_) => {}
+            Write::Create(_) | Write::SendMessages(_) => {}
             other => {
                 all.extend(bulk_statements(&changes)?);
                 changes.clear();
@@ -601,6 +623,15 @@ async fn pipelined(conn: &mut Conn, run: &[Request]) -> Result<Notify> {
         }
     }
     all.extend(bulk_statements(&changes)?);
+    if !messages.is_empty() {
+        all.push(Planned {
+            wakes: Notify {
+                messages: true,
+                ..Notify::default()
+            },
+            ..planned(messages::SEND, messages::send_params(&messages), false)
+        });
+    }
     let mut prepared = Vec::with_capacity(all.len());
     for p in &all {
         prepared.push(conn.prepare(p.sql).await?);
@@ -724,7 +755,7 @@ impl Notify {
     }
 }
 
-type Param = Box<dyn ToSql + Sync + Send>;
+pub(super) type Param = Box<dyn ToSql + Sync + Send>;
 
 fn i32_of(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
