@@ -91,6 +91,11 @@ pub enum Scenario {
     /// The same on PostgreSQL, each worker with its own connections (target ≥ 5,000
     /// steps/s). Needs --pg.
     PgRemote,
+    /// memory-remote's flow with its steps run by the engine itself: the local executor's
+    /// figure, for the ratio (same target).
+    MemoryRemoteLocal,
+    /// pg-remote's flow run by the engine itself, for the ratio. Needs --pg.
+    PgRemoteLocal,
     /// A remote request's round trip through PostgreSQL — executor to worker and back, each
     /// on its own connection — median ms (target ≤ 5 ms). Needs --pg.
     PgRemoteRtt,
@@ -253,8 +258,10 @@ pub async fn measure(scenario: Scenario, options: &Options) -> Result<Figure, Er
         }
         Scenario::PgClaimLatency => jobs::claim_latency(pg(options)?, repeat).await?,
         Scenario::PgJobLatency => jobs::post_latency(pg(options)?, repeat).await?,
-        Scenario::MemoryRemote => remote::throughput(None, repeat).await?,
-        Scenario::PgRemote => remote::throughput(Some(pg(options)?), repeat).await?,
+        Scenario::MemoryRemote => remote::throughput(None, repeat, false).await?,
+        Scenario::MemoryRemoteLocal => remote::throughput(None, repeat, true).await?,
+        Scenario::PgRemote => remote::throughput(Some(pg(options)?), repeat, false).await?,
+        Scenario::PgRemoteLocal => remote::throughput(Some(pg(options)?), repeat, true).await?,
         Scenario::PgRemoteRtt => remote::round_trip(pg(options)?, repeat).await?,
         Scenario::All => {
             return Err(Error::Input(

@@ -27,10 +27,16 @@ fn noop_tasks() -> Registry {
     r
 }
 
-fn remote_flow() -> Flow {
+fn remote_flow(local: bool) -> Flow {
     let mut b = FlowBuilder::unordered("remote-bench");
     for i in 0..STEPS {
-        b = b.task(format!("s{i}"), "noop", "1", |t| t.remote());
+        b = b.task(format!("s{i}"), "noop", "1", |t| {
+            if local {
+                t
+            } else {
+                t.remote()
+            }
+        });
     }
     b.build().expect("a generated flow is valid")
 }
@@ -51,11 +57,16 @@ fn start_workers(stores: Vec<SharedStore>) -> Vec<tokio::sync::oneshot::Sender<(
         .collect()
 }
 
-/// Steps per second: 1,000 plans × 10 remote no-op steps executed by one engine, run by four
+/// Steps per second: 10 plans × 1,000 remote no-op steps executed by one engine, run by four
 /// workers. `pg`: on a fresh PostgreSQL database, each worker with its own store; otherwise
-/// on one in-memory store.
-pub(crate) async fn throughput(pg: Option<&str>, repeat: u32) -> Result<Figure, Error> {
-    let flow = remote_flow();
+/// on one in-memory store. `local`: the same flow with its steps run by the engine itself,
+/// for the ratio.
+pub(crate) async fn throughput(
+    pg: Option<&str>,
+    repeat: u32,
+    local: bool,
+) -> Result<Figure, Error> {
+    let flow = remote_flow(local);
     let mut samples = Vec::new();
     for _ in 0..repeat {
         let (engine_store, worker_stores): (SharedStore, Vec<SharedStore>) = match pg {
@@ -80,7 +91,8 @@ pub(crate) async fn throughput(pg: Option<&str>, repeat: u32) -> Result<Figure, 
             remote: Some(Arc::new(RemoteSteps::new(remote))),
             ..Config::default()
         };
-        let engine = Engine::start(engine_store, Arc::new(Registry::new()), config);
+        let registry = if local { noop_tasks() } else { Registry::new() };
+        let engine = Engine::start(engine_store, Arc::new(registry), config);
         // Warm up: the executor starts and hears from every worker.
         let warm = plan_all(&engine, &flow, 1).await?;
         execute_all(engine.clone(), warm).await?;
@@ -91,10 +103,11 @@ pub(crate) async fn throughput(pg: Option<&str>, repeat: u32) -> Result<Figure, 
         samples.push((PLANS * STEPS) as f64 / started.elapsed().as_secs_f64());
     }
     Ok(Figure {
-        name: if pg.is_some() {
-            "pg-remote"
-        } else {
-            "memory-remote"
+        name: match (pg.is_some(), local) {
+            (true, false) => "pg-remote",
+            (true, true) => "pg-remote-local",
+            (false, false) => "memory-remote",
+            (false, true) => "memory-remote-local",
         },
         unit: "steps/s",
         samples,
