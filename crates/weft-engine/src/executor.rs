@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use weft_model::flow::{Action, Command, StepDef};
+use weft_model::group::{Progress, TaskEvent};
 use weft_model::worker::Action as Do;
 use weft_model::{duration, Failure};
 
@@ -43,7 +44,7 @@ impl Executor {
     pub async fn run(&self, item: WorkItem, progress: &mpsc::UnboundedSender<Input>) -> Input {
         let def = &item.flow.steps[item.step as usize];
         if let Some((task, version)) = item.flow.remote_task(item.step as usize) {
-            return self.run_remote(task, version, &item).await;
+            return self.run_remote(task, version, &item, progress).await;
         }
         match &item.work {
             Work::Execute => {
@@ -62,7 +63,9 @@ impl Executor {
                     Action::Group(group) => {
                         Box::pin(crate::group::run(group, &item, &self.groups, progress)).await
                     }
-                    Action::Task { name, version } => self.run_task(name, version, &item).await,
+                    Action::Task { name, version } => {
+                        self.run_task(name, version, &item, progress).await
+                    }
                 };
                 let result = result.and_then(|c| match c {
                     Completion::Done { output, warning } => check_provides(output, &def.provides)
@@ -120,7 +123,13 @@ impl Executor {
 
     /// Sends a remote step to a worker and waits for its answer — within the step's timeout,
     /// and no longer once it is halted (the worker's late answer is then ignored).
-    async fn run_remote(&self, task: String, version: String, item: &WorkItem) -> Input {
+    async fn run_remote(
+        &self,
+        task: String,
+        version: String,
+        item: &WorkItem,
+        progress: &mpsc::UnboundedSender<Input>,
+    ) -> Input {
         let def = &item.flow.steps[item.step as usize];
         let (action, result, failure) = match &item.work {
             Work::Execute => (Do::Execute, None, None),
@@ -140,20 +149,30 @@ impl Executor {
         self.groups.started(item.plan, item.step);
         let outcome = match &self.remote {
             None => Err(crate::remote::no_remote()),
-            Some(remote) => tokio::select! {
-                r = remote.call(call) => r,
-                limit = crate::process::time_out(def.timeout) => Err(Failure::new(
-                    "timeout",
-                    format!(
-                        "timed out after {} waiting for the remote worker",
-                        duration::format(limit)
-                    ),
-                )),
-                () = self.groups.halted(item.plan, item.step) => Err(Failure::new(
-                    "halted",
-                    "halted; the remote worker's answer will be ignored",
-                )),
-            },
+            Some(remote) => {
+                let (events, mut got) = mpsc::unbounded_channel();
+                let mut answer = remote.call(call, events);
+                let timeout = crate::process::time_out(def.timeout);
+                let halted = self.groups.halted(item.plan, item.step);
+                tokio::pin!(timeout, halted);
+                loop {
+                    tokio::select! {
+                        r = &mut answer => break r,
+                        Some(event) = got.recv() => report_event(progress, item, event),
+                        limit = &mut timeout => break Err(Failure::new(
+                            "timeout",
+                            format!(
+                                "timed out after {} waiting for the remote worker",
+                                duration::format(limit)
+                            ),
+                        )),
+                        () = &mut halted => break Err(Failure::new(
+                            "halted",
+                            "halted; the remote worker's answer will be ignored",
+                        )),
+                    }
+                }
+            }
         };
         match &item.work {
             Work::Execute => Input::Executed {
@@ -180,13 +199,15 @@ impl Executor {
         name: &str,
         version: &str,
         item: &WorkItem,
+        progress: &mpsc::UnboundedSender<Input>,
     ) -> Result<Completion, Failure> {
         let task = self
             .registry
             .get(name, version)
             .ok_or_else(|| unknown_task(name, version))?;
         let def = &item.flow.steps[item.step as usize];
-        let ctx = context(item);
+        let (events, mut got) = mpsc::unbounded_channel();
+        let ctx = context(item).with_events(events);
         let suspension = ctx.suspension.clone();
         let cancel = ctx.cancel.clone();
         // A halt of an earlier attempt no longer applies.
@@ -197,12 +218,19 @@ impl Executor {
             Returned(Result<Value, Failure>),
             Stopped(&'static str, String),
         }
-        let ended = tokio::select! {
-            output = &mut fut => Ended::Returned(output),
-            limit = crate::process::time_out(def.timeout) => {
-                Ended::Stopped("timeout", format!("timed out after {}", duration::format(limit)))
+        let timeout = crate::process::time_out(def.timeout);
+        let halted = self.groups.halted(item.plan, item.step);
+        tokio::pin!(timeout, halted);
+        let ended = loop {
+            tokio::select! {
+                output = &mut fut => break Ended::Returned(output),
+                Some(event) = got.recv() => report_event(progress, item, event),
+                limit = &mut timeout => break Ended::Stopped(
+                    "timeout",
+                    format!("timed out after {}", duration::format(limit)),
+                ),
+                () = &mut halted => break Ended::Stopped("halted", "halted".into()),
             }
-            () = self.groups.halted(item.plan, item.step) => Ended::Stopped("halted", "halted".into()),
         };
         let output = match ended {
             Ended::Returned(output) => output?,
@@ -234,7 +262,18 @@ fn context(item: &WorkItem) -> Context {
         inputs: item.inputs.clone(),
         suspension: Suspension::default(),
         cancel: tokio_util::sync::CancellationToken::new(),
+        events: None,
     }
+}
+
+/// Passes a running step's progress event to the director, to keep with the step.
+fn report_event(progress: &mpsc::UnboundedSender<Input>, item: &WorkItem, event: TaskEvent) {
+    let _ = progress.send(Input::GroupProgress {
+        plan: item.plan,
+        step: item.step,
+        attempt: item.attempt,
+        progress: Progress::of_event(event),
+    });
 }
 
 fn unknown_task(name: &str, version: &str) -> Failure {

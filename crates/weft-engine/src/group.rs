@@ -56,6 +56,7 @@ pub(crate) async fn run(
                 .iter()
                 .map(|t| TaskRun::pending(&t.name))
                 .collect(),
+            event: None,
         },
         reported: None,
         live: group.tasks.iter().map(|_| Live::default()).collect(),

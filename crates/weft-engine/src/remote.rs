@@ -49,7 +49,12 @@ pub trait Remote: Send + Sync + 'static {
     /// Runs `call` on a worker that offers its task; resolves with the task's result or its
     /// failure — its own, or the executor's (`RequestTimeout` when no worker took it in time,
     /// `WorkerLost` when the worker running it died).
-    fn call(&self, call: RemoteCall) -> BoxFuture<Result<Value, Failure>>;
+    /// The task's progress events (the worker's `EVENT` responses) go to `events`.
+    fn call(
+        &self,
+        call: RemoteCall,
+        events: crate::task::Events,
+    ) -> BoxFuture<Result<Value, Failure>>;
 }
 
 /// Makes the [`Remote`] of an engine, over the engine's store (a node's store is replaced when

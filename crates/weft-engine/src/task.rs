@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weft_model::flow::TaskRef;
+use weft_model::group::TaskEvent;
 use weft_model::shape::Shape;
 use weft_model::{Failure, PlanId};
 use weft_store::BoxFuture;
@@ -25,7 +26,12 @@ pub struct Context {
     pub(crate) suspension: Suspension,
     /// Cancelled when the step must stop: halted, timed out, cancelled, or the node stopping.
     pub(crate) cancel: tokio_util::sync::CancellationToken,
+    /// Where its progress events go (the executor, or the worker answering for it).
+    pub(crate) events: Option<Events>,
 }
+
+/// Where a running task's progress events go.
+pub type Events = tokio::sync::mpsc::UnboundedSender<TaskEvent>;
 
 /// Whether a task asked to suspend, and for how long.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +60,27 @@ impl Context {
             inputs,
             suspension: Suspension::default(),
             cancel: tokio_util::sync::CancellationToken::new(),
+            events: None,
+        }
+    }
+
+    /// The same context, its progress events sent to `events` (a worker forwards them to
+    /// the executor as `EVENT` responses).
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Tells how far the task got (TaskFlow's `update_progress` and other events): kept with
+    /// its step while it runs, shown by `weft plans show`; from a remote worker, sent as an
+    /// `EVENT` response. The latest event replaces the one before.
+    pub fn progress(&self, event_type: impl Into<String>, details: Map<String, Value>) {
+        if let Some(events) = &self.events {
+            let _ = events.send(TaskEvent {
+                event_type: event_type.into(),
+                details,
+                at: weft_model::now_millis(),
+            });
         }
     }
 

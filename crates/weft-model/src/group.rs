@@ -165,13 +165,40 @@ pub struct Probe {
     pub timeout: Duration,
 }
 
-/// How far a running group got: what the store keeps while it runs.
+/// How far a running step got, as the store keeps it while it runs: a group's tasks and
+/// restarts; for a task, the last progress event it sent (TaskFlow's `EVENT`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Progress {
     /// Restarts of the whole group so far.
     pub restarts: u32,
     /// Every task, in the group's order.
     pub tasks: Vec<TaskRun>,
+    /// The last progress event of a task step (local or remote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<TaskEvent>,
+}
+
+/// A progress event a task sent while it ran (`Context::progress`; a remote worker's `EVENT`
+/// response).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    /// Its type (`update_progress`, …).
+    pub event_type: String,
+    /// Its details.
+    pub details: serde_json::Map<String, serde_json::Value>,
+    /// When it arrived.
+    #[serde(with = "crate::time::rfc3339")]
+    pub at: Millis,
+}
+
+impl Progress {
+    /// The progress of a task step that sent `event`.
+    pub fn of_event(event: TaskEvent) -> Self {
+        Progress {
+            event: Some(event),
+            ..Progress::default()
+        }
+    }
 }
 
 /// One group task's run.

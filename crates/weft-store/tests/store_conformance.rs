@@ -693,6 +693,7 @@ async fn keeps_a_running_groups_progress(store: SharedStore) {
             state,
             ..TaskRun::pending("server")
         }],
+        event: None,
     };
     let group = |attempt, state| Change::Group {
         plan: id,

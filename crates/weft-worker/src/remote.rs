@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
+use weft_engine::task::Events;
 use weft_engine::RemoteCall;
+use weft_model::group::TaskEvent;
 use weft_model::worker::{
     decode_notify, decode_response, Action, EXPIRES_AFTER, NOTIFY_PERIOD, REQUEST_TIMEOUT,
 };
@@ -60,7 +62,7 @@ impl RemoteConfig {
 }
 
 enum Command {
-    Submit(Box<RemoteCall>, oneshot::Sender<Settled>),
+    Submit(Box<RemoteCall>, Option<Events>, oneshot::Sender<Settled>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -97,10 +99,20 @@ impl RemoteExecutor {
     /// Runs (or reverts) a task on a worker that runs it; resolves with its result, or the
     /// failure — its own, `RequestTimeout` if no worker took it in time, `WorkerLost`.
     pub async fn run(&self, job: RemoteCall) -> Result<Value, Failure> {
+        self.run_with_events(job, None).await
+    }
+
+    /// [`RemoteExecutor::run`], the task's progress events (`EVENT` responses) sent to
+    /// `events`.
+    pub async fn run_with_events(
+        &self,
+        job: RemoteCall,
+        events: Option<Events>,
+    ) -> Result<Value, Failure> {
         let (tx, rx) = oneshot::channel();
         if self
             .commands
-            .send(Command::Submit(Box::new(job), tx))
+            .send(Command::Submit(Box::new(job), events, tx))
             .is_err()
         {
             return Err(stopped());
@@ -148,13 +160,20 @@ impl Xorshift {
     }
 }
 
+/// Who waits for a request's end, its plan, and where its progress events go.
+struct Waiter {
+    settled: oneshot::Sender<Settled>,
+    plan: PlanId,
+    events: Option<Events>,
+}
+
 struct Loop {
     transport: Arc<dyn Transport>,
     config: RemoteConfig,
     requests: Requests,
     finder: WorkerFinder,
     /// Who waits for each request's end, and its plan, by correlation id.
-    waiting: HashMap<String, (oneshot::Sender<Settled>, PlanId)>,
+    waiting: HashMap<String, Waiter>,
     started: Instant,
     random: Xorshift,
     workers: watch::Sender<Vec<TopicWorker>>,
@@ -196,9 +215,9 @@ impl Loop {
                     let mut next = c;
                     loop {
                         match next {
-                            Some(Command::Submit(job, tx)) => {
+                            Some(Command::Submit(job, events, tx)) => {
                                 next_id += 1;
-                                self.submit(*job, tx, next_id);
+                                self.submit(*job, events, tx, next_id);
                             }
                             Some(Command::Stop(done)) => {
                                 for s in self.requests.stop() {
@@ -242,7 +261,13 @@ impl Loop {
     }
 
     /// A new request, waiting to be dispatched.
-    fn submit(&mut self, job: RemoteCall, tx: oneshot::Sender<Settled>, n: u64) {
+    fn submit(
+        &mut self,
+        job: RemoteCall,
+        events: Option<Events>,
+        tx: oneshot::Sender<Settled>,
+        n: u64,
+    ) {
         let id = format!("{}-{}-{}", job.plan, job.step, n);
         let mut r = request(
             &job.task,
@@ -266,12 +291,19 @@ impl Loop {
         let now = self.now();
         self.requests
             .submit(id.clone(), job.attempt, r, now, self.config.request_timeout);
-        self.waiting.insert(id, (tx, job.plan));
+        self.waiting.insert(
+            id,
+            Waiter {
+                settled: tx,
+                plan: job.plan,
+                events,
+            },
+        );
     }
 
     fn finish(&mut self, settled: Settled) {
-        if let Some((tx, _)) = self.waiting.remove(&settled.id) {
-            let _ = tx.send(settled);
+        if let Some(w) = self.waiting.remove(&settled.id) {
+            let _ = w.settled.send(settled);
         }
     }
 
@@ -332,7 +364,7 @@ impl Loop {
         let mut ids = Vec::with_capacity(sends.len());
         let mut batch = Vec::with_capacity(sends.len());
         for p in sends {
-            let plan = self.waiting.get(&p.id).map(|(_, plan)| *plan);
+            let plan = self.waiting.get(&p.id).map(|w| w.plan);
             let message = Message {
                 kind: Kind::Request,
                 correlation_id: Some(p.id.clone()),
@@ -378,8 +410,18 @@ impl Loop {
                 };
                 match self.requests.on_response(&id, m.attempt, response) {
                     Ok(Some(Reaction::Settled(s))) => self.finish(s),
-                    Ok(Some(Reaction::Event { event_type, .. })) => {
-                        tracing::debug!(request = %id, %event_type, "task event")
+                    Ok(Some(Reaction::Event {
+                        event_type,
+                        details,
+                    })) => {
+                        if let Some(events) = self.waiting.get(&id).and_then(|w| w.events.as_ref())
+                        {
+                            let _ = events.send(TaskEvent {
+                                event_type,
+                                details,
+                                at: weft_model::now_millis(),
+                            });
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(request = %id, "ignored a response: {e}"),
@@ -456,8 +498,12 @@ impl Lazy {
 }
 
 impl weft_engine::Remote for Lazy {
-    fn call(&self, call: RemoteCall) -> weft_store::BoxFuture<Result<Value, Failure>> {
+    fn call(
+        &self,
+        call: RemoteCall,
+        events: Events,
+    ) -> weft_store::BoxFuture<Result<Value, Failure>> {
         let executor = self.executor();
-        Box::pin(async move { executor?.run(call).await })
+        Box::pin(async move { executor?.run_with_events(call, Some(events)).await })
     }
 }

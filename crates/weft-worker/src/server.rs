@@ -113,12 +113,22 @@ impl Server {
             state: ResponseState::Request(RequestState::Running),
             data: ResponseData::Empty,
         };
+        // The task's progress events go back as `EVENT` responses, after `RUNNING`.
+        let (events, mut got) = tokio::sync::mpsc::unbounded_channel();
         let context = Context::new(
             envelope.plan,
             request.task_name.clone(),
             envelope.attempt,
             request.arguments.clone(),
-        );
+        )
+        .with_events(events);
+        let event = |e: weft_model::group::TaskEvent| Response {
+            state: ResponseState::Event,
+            data: ResponseData::Event {
+                event_type: e.event_type,
+                details: e.details,
+            },
+        };
         let run = async {
             match request.action {
                 Action::Execute => task.execute(context).await,
@@ -163,24 +173,40 @@ impl Server {
             outcome = &mut run => Some(outcome),
             () = std::future::ready(()) => None,
         };
-        match at_once {
-            Some(outcome) => {
-                let ack = reply(running);
-                let sent = reply(last(outcome));
-                if !ack.await {
-                    return Err(Dropped::ReplyFailed);
-                }
-                sent.await;
-            }
-            None => {
-                let ack = reply(running);
-                let (acked, outcome) = tokio::join!(ack, run);
-                if !acked {
-                    return Err(Dropped::ReplyFailed);
-                }
-                reply(last(outcome)).await;
-            }
+        let ack = reply(running);
+        let mut sent = Vec::new();
+        /// The result: queued behind the acknowledgement, or to send once it is known.
+        enum Last<F> {
+            Queued(F),
+            Due(Result<Value, Failure>),
         }
+        let result = match at_once {
+            Some(outcome) => {
+                while let Ok(e) = got.try_recv() {
+                    sent.push(reply(event(e)));
+                }
+                Last::Queued(reply(last(outcome)))
+            }
+            None => loop {
+                tokio::select! {
+                    outcome = &mut run => break Last::Due(outcome),
+                    Some(e) = got.recv() => sent.push(reply(event(e))),
+                }
+            },
+        };
+        while let Ok(e) = got.try_recv() {
+            sent.push(reply(event(e)));
+        }
+        if !ack.await {
+            return Err(Dropped::ReplyFailed);
+        }
+        for s in sent {
+            s.await;
+        }
+        match result {
+            Last::Queued(sending) => sending.await,
+            Last::Due(outcome) => reply(last(outcome)).await,
+        };
         Ok(())
     }
 }

@@ -185,3 +185,51 @@ fn worker_topics_are_checked() {
     }
     assert!(Worker::new("images.resize-1_a", Registry::new()).is_ok());
 }
+
+/// TaskFlow's `EVENT` responses: a remote task's progress is kept with its running step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_task_s_progress_events_reach_its_step() {
+    let (_dir, store) = sqlite().await;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let mut tasks = Registry::new();
+    tasks.register(
+        "slow",
+        "1",
+        task_fn(move |ctx| {
+            let mut released = released.clone();
+            async move {
+                let mut details = serde_json::Map::new();
+                details.insert("progress".into(), json!(0.5));
+                ctx.progress("update_progress", details);
+                let _ = released.wait_for(|r| *r).await;
+                Ok(json!({}))
+            }
+        }),
+    );
+    let _worker = start_worker(&store, "slowpoke", tasks);
+    let engine = engine(&store, Duration::from_secs(30));
+    let flow = FlowBuilder::linear("progress")
+        .task("s", "slow", "1", |t| t.remote())
+        .build()
+        .expect("flow");
+    let id = engine.plan(flow, BTreeMap::new()).await.expect("plan");
+    let run = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.execute(id, Rescue::Revert).await }
+    });
+    let mut seen = None;
+    for _ in 0..500 {
+        let snap = store.load_plan(id).await.expect("load");
+        if let Some(event) = snap.steps[0].group.as_ref().and_then(|g| g.event.clone()) {
+            seen = Some(event);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let event = seen.expect("the step got the task's event");
+    assert_eq!(event.event_type, "update_progress");
+    assert_eq!(event.details["progress"], json!(0.5));
+    release.send_replace(true);
+    let end = run.await.expect("join").expect("run");
+    assert_eq!(end.outcome, Outcome::Success);
+}

@@ -159,10 +159,21 @@ pub(crate) fn plan_detail(snap: &PlanSnapshot, history: Option<&[HistoryEntry]>)
     out.push('\n');
     let mut rows: Vec<Vec<String>> = Vec::new();
     for (i, s) in snap.steps.iter().enumerate() {
-        let note = match (&s.failure, &s.warning) {
-            (Some(f), _) => f.message.clone(),
-            (None, Some(w)) => format!("warning: {w}"),
-            (None, None) => output_text(&s.output),
+        // A running task's last progress event (a remote worker's `EVENT`).
+        let event = s
+            .group
+            .as_ref()
+            .and_then(|g| g.event.as_ref())
+            .filter(|_| s.state == weft_model::step::State::Running);
+        let note = match (&s.failure, &s.warning, event) {
+            (Some(f), _, _) => f.message.clone(),
+            (None, Some(w), _) => format!("warning: {w}"),
+            (None, None, Some(e)) => format!(
+                "{} {}",
+                e.event_type,
+                serde_json::Value::Object(e.details.clone())
+            ),
+            (None, None, None) => output_text(&s.output),
         };
         rows.push(vec![
             s.name.clone(),
