@@ -79,8 +79,8 @@ pub trait Transport: Send + Sync + 'static {
     fn listen(&self, topic: &str) -> Result<Listener, TransportError>;
 
     /// A worker says it is alive, what it runs, how many requests it is running and how long
-    /// this heartbeat stays good (its lease starts again). Transports without leases (in-process: a worker dies with its
-    /// process) do nothing.
+    /// this heartbeat stays good (its lease starts again). Transports without leases
+    /// (in-process: a worker dies with its process) do nothing.
     fn heartbeat(
         &self,
         notify: &Notify,

@@ -15,7 +15,9 @@ pub(super) const SEND: &str = "INSERT INTO worker_messages
      ORDER BY n";
 
 /// The parameters of [`SEND`] for `messages`.
-pub(super) fn send_params(messages: &[&WireMessage]) -> Vec<super::writer::Param> {
+pub(super) fn send_params(
+    messages: &[&WireMessage],
+) -> Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> {
     let owned = |f: &dyn Fn(&WireMessage) -> Option<String>| -> Vec<Option<String>> {
         messages.iter().map(|m| f(m)).collect()
     };

@@ -755,7 +755,7 @@ impl Notify {
     }
 }
 
-pub(super) type Param = Box<dyn ToSql + Sync + Send>;
+type Param = Box<dyn ToSql + Sync + Send>;
 
 fn i32_of(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
