@@ -14,6 +14,26 @@ use clap::{Parser, Subcommand};
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Commands,
+    /// Log more: `info` for every command (`weft serve` and `weft worker` log at `info`
+    /// already), `debug` with -vv. `RUST_LOG` overrides both.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Log only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// How log lines look: `text` (colours only on a terminal) or `json`, one object per
+    /// line, for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +112,31 @@ enum JobsCommands {
 }
 
 impl Cli {
+    /// Starts logging to stderr: `RUST_LOG` (or the older `WEFT_LOG`) if set, else by
+    /// `--quiet` / `--verbose`, else `info` for the long-running commands and `warn` for the
+    /// rest. No colours unless stderr is a terminal.
+    pub(crate) fn init_logging(&self) {
+        use std::io::IsTerminal;
+        let long_running = matches!(self.command, Commands::Serve(_) | Commands::Worker(_));
+        let level = match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) if long_running => "info",
+            (false, 0) => "warn",
+            (false, 1) => "info",
+            (false, _) => "debug",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+            .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG"))
+            .unwrap_or_else(|_| level.into());
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match self.log_format {
+            LogFormat::Json => builder.json().init(),
+            LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        }
+    }
+
     /// Whether the command was asked for JSON (its errors are then JSON too).
     pub(crate) fn json(&self) -> bool {
         match &self.command {

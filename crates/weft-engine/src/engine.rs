@@ -336,6 +336,9 @@ impl Engine {
         create: Option<Creation>,
     ) -> impl Future<Output = Result<PlanEnd, Error>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
+        tracing::info!(
+            plan = %snapshot.plan.id, flow = %snapshot.plan.flow.name, ?intent, "plan taken up"
+        );
         let start = Input::Start {
             snapshot: Box::new(snapshot),
             rescue,
@@ -532,6 +535,9 @@ impl Shell {
             plans.dedup();
             let updates = if self.updates.receiver_count() > 0 {
                 to_updates(&changes)
+            } else if tracing::enabled!(tracing::Level::INFO) {
+                // No observer, but failed steps are logged once they are durable.
+                failed_steps(&changes)
             } else {
                 Vec::new()
             };
@@ -628,6 +634,7 @@ impl Shell {
             return;
         }
         for u in updates {
+            log_update(&u);
             let _ = self.updates.send(u);
         }
         for (plan, step) in kill {
@@ -652,11 +659,47 @@ impl Shell {
             });
         }
         for (end, waiter) in ended {
+            match &end.failure {
+                Some(f) => tracing::info!(
+                    plan = %end.plan, state = %end.state, outcome = %end.outcome,
+                    failure = %f.message, "plan ended"
+                ),
+                None => tracing::info!(
+                    plan = %end.plan, state = %end.state, outcome = %end.outcome, "plan ended"
+                ),
+            }
             if let Some(w) = waiter {
                 let _ = w.send(Ok(end));
             }
         }
     }
+}
+
+/// The line an operator reads at `info` for a step failing (each attempt); plans' starts and
+/// ends are logged where they are taken up and where they end.
+fn log_update(u: &Update) {
+    if let Update::Step { plan, step } = u {
+        if step.state == step::State::Error {
+            let why = step.failure.as_ref().map_or("", |f| f.message.as_str());
+            tracing::info!(%plan, step = step.index, attempt = step.attempt, failure = why, "step failed");
+        }
+    }
+}
+
+/// The steps that failed in `changes`, as updates (to log).
+fn failed_steps(changes: &[Change]) -> Vec<Update> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Step { plan, step, .. } if step.state == step::State::Error => {
+                Some(Update::Step {
+                    plan: *plan,
+                    step: step.clone(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn to_updates(changes: &[Change]) -> Vec<Update> {

@@ -19,7 +19,7 @@
 //! steps finish within the grace period, then kills what is left; the node then releases its
 //! plans for the next node (or its next start).
 
-use crate::director::{PlanEnd, Rescue};
+use crate::director::Rescue;
 use crate::engine::{Config, Engine, Error};
 use crate::task::Registry;
 use std::collections::HashSet;
@@ -416,11 +416,9 @@ impl Node {
                         for plan in &plans {
                             let (engine, plan) = (engine.clone(), *plan);
                             tokio::spawn(async move {
+                                // The engine logs the plan's start and end.
                                 match engine.execute(plan, rescue).await {
-                                    Ok(PlanEnd { state, outcome, .. }) => {
-                                        tracing::info!(%plan, %state, %outcome, "plan ended")
-                                    }
-                                    Err(Error::Stopped) => {}
+                                    Ok(_) | Err(Error::Stopped) => {}
                                     Err(e) => tracing::warn!(%plan, "cannot execute: {e}"),
                                 }
                             });
