@@ -18,6 +18,7 @@
 mod codec;
 mod error;
 pub mod jobs;
+pub mod logs;
 mod mailbox;
 pub mod memory;
 pub mod messages;
@@ -29,6 +30,7 @@ mod wakeups;
 
 pub use error::Error;
 pub use jobs::{Entity, JobFilter, JobRecord, JobTransition, NewJob};
+pub use logs::{LogChunk, LogKey, LogQuery, LogRow, LogWrite};
 pub use mailbox::wait_for_reply;
 pub use messages::{WireMessage, WorkerRecord};
 pub use record::{
@@ -260,6 +262,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a worker (it stopped, or its lease lapsed).
     fn remove_worker(&self, topic: String) -> BoxFuture<Result<()>>;
+
+    // What tasks print (see [`logs`]).
+
+    /// Appends chunks of tasks' output and drops chunks that fell out of a tail window, in
+    /// one write (no commit of its own: it rides with the writer's next group).
+    fn write_logs(&self, write: LogWrite) -> BoxFuture<Result<()>>;
+
+    /// The stored chunks `query` asks for, in write order.
+    fn read_logs(&self, query: LogQuery) -> BoxFuture<Result<Vec<LogRow>>>;
 }
 
 /// A shared store.

@@ -32,6 +32,9 @@ struct Inner {
     /// Messages waiting, by topic, oldest first.
     messages: HashMap<String, std::collections::VecDeque<WireMessage>>,
     workers: BTreeMap<String, WorkerRecord>,
+    /// Tasks' output chunks, in write order, by id.
+    logs: BTreeMap<i64, crate::LogChunk>,
+    next_log: i64,
 }
 
 /// The job board: postings, their histories, and the registered entities.
@@ -883,5 +886,41 @@ impl Store for MemoryStore {
     fn remove_worker(&self, topic: String) -> BoxFuture<Result<()>> {
         self.lock().workers.remove(&topic);
         ready(Ok(()))
+    }
+
+    fn write_logs(&self, write: crate::LogWrite) -> BoxFuture<Result<()>> {
+        let mut inner = self.lock();
+        if !write.drop.is_empty() {
+            let drop: HashSet<(&crate::LogKey, u64)> =
+                write.drop.iter().map(|(k, o)| (k, *o)).collect();
+            inner
+                .logs
+                .retain(|_, c| !drop.contains(&(&c.key, c.offset)));
+        }
+        for chunk in write.append {
+            inner.next_log += 1;
+            let id = inner.next_log;
+            inner.logs.insert(id, chunk);
+        }
+        ready(Ok(()))
+    }
+
+    fn read_logs(&self, query: crate::LogQuery) -> BoxFuture<Result<Vec<crate::LogRow>>> {
+        let inner = self.lock();
+        let limit = if query.limit == 0 {
+            u32::MAX
+        } else {
+            query.limit
+        } as usize;
+        ready(Ok(inner
+            .logs
+            .range(query.after + 1..)
+            .filter(|(id, c)| query.matches(**id, c))
+            .take(limit)
+            .map(|(id, c)| crate::LogRow {
+                id: *id,
+                chunk: c.clone(),
+            })
+            .collect()))
     }
 }

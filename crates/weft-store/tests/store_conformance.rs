@@ -1371,6 +1371,86 @@ async fn messages_are_taken_once_by_topic_in_order(store: SharedStore) {
     );
 }
 
+async fn logs_are_appended_dropped_and_read_in_order(store: SharedStore) {
+    use weft_store::{LogChunk, LogKey, LogQuery, LogWrite};
+    let plan = weft_model::PlanId::new();
+    let key = |step: u32, stream: &str| LogKey {
+        plan,
+        step,
+        attempt: 1,
+        task: String::new(),
+        action: "execute".into(),
+        stream: stream.into(),
+    };
+    let chunk = |k: LogKey, offset: u64, data: &[u8]| LogChunk {
+        key: k,
+        offset,
+        at: 1,
+        data: data.to_vec(),
+    };
+    store
+        .write_logs(LogWrite {
+            append: vec![
+                chunk(key(0, "stdout"), 0, b"hello\n"),
+                chunk(key(0, "stderr"), 0, b"oops\n"),
+                chunk(key(0, "stdout"), 6, b"middle\n"),
+                chunk(key(1, "stdout"), 0, b"\xff\x00binary"),
+            ],
+            drop: Vec::new(),
+        })
+        .await
+        .expect("append");
+    // The middle of step 0's stdout falls out of its tail window; a new tail comes.
+    store
+        .write_logs(LogWrite {
+            append: vec![chunk(key(0, "stdout"), 13, b"end\n")],
+            drop: vec![(key(0, "stdout"), 6)],
+        })
+        .await
+        .expect("drop");
+    let all = store
+        .read_logs(LogQuery {
+            plan,
+            ..LogQuery::default()
+        })
+        .await
+        .expect("read");
+    let seen: Vec<(u32, &str, u64, &[u8])> = all
+        .iter()
+        .map(|r| {
+            let c = &r.chunk;
+            (
+                c.key.step,
+                c.key.stream.as_str(),
+                c.offset,
+                c.data.as_slice(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (0, "stdout", 0, &b"hello\n"[..]),
+            (0, "stderr", 0, &b"oops\n"[..]),
+            (1, "stdout", 0, &b"\xff\x00binary"[..]),
+            (0, "stdout", 13, &b"end\n"[..]),
+        ]
+    );
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let only = store
+        .read_logs(LogQuery {
+            plan,
+            step: Some(0),
+            stream: Some("stdout".into()),
+            after: all[0].id,
+            ..LogQuery::default()
+        })
+        .await
+        .expect("read");
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].chunk.data, b"end\n");
+}
+
 async fn workers_register_heartbeat_and_go(store: SharedStore) {
     let w = weft_store::WorkerRecord {
         topic: "w1".into(),
@@ -1456,6 +1536,7 @@ macro_rules! conformance {
             case!(entities_and_bad_ids);
             case!(messages_are_taken_once_by_topic_in_order);
             case!(workers_register_heartbeat_and_go);
+            case!(logs_are_appended_dropped_and_read_in_order);
         }
     };
 }

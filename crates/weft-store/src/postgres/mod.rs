@@ -12,6 +12,7 @@
 //! [`Error::Unavailable`], which a node treats as its store failing.
 
 mod jobs;
+mod logs;
 mod messages;
 mod schema;
 mod writer;
@@ -799,6 +800,14 @@ impl Store for PostgresStore {
 
     fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>> {
         self.read(|conn| Box::pin(messages::all(conn)))
+    }
+
+    fn write_logs(&self, write: crate::LogWrite) -> BoxFuture<Result<()>> {
+        self.write(Write::WriteLogs(write))
+    }
+
+    fn read_logs(&self, query: crate::LogQuery) -> BoxFuture<Result<Vec<crate::LogRow>>> {
+        self.read(move |conn| Box::pin(async move { logs::read(conn, &query).await }))
     }
 
     fn remove_worker(&self, topic: String) -> BoxFuture<Result<()>> {

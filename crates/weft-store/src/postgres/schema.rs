@@ -165,6 +165,22 @@ CREATE TABLE workers (
     // own lease.
     "ALTER TABLE workers ADD COLUMN running integer NOT NULL DEFAULT 0;
      ALTER TABLE workers ADD COLUMN lease_ms bigint NOT NULL DEFAULT 10000;",
+    // What tasks print: chunks of each step attempt's streams, at their byte position.
+    r#"
+CREATE TABLE step_logs (
+    id       bigserial PRIMARY KEY,
+    plan_id  text COLLATE "C" NOT NULL,
+    step     integer NOT NULL,
+    attempt  integer NOT NULL,
+    task     text NOT NULL,
+    action   text NOT NULL,
+    stream   text NOT NULL,
+    pos      bigint NOT NULL,
+    at       bigint NOT NULL,
+    data     bytea NOT NULL
+);
+CREATE INDEX step_logs_plan ON step_logs (plan_id, id);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -4,7 +4,7 @@
 //! pipelines that request's statements (sent together, answered in order), and commits once.
 //! A fenced change that finds another state rolls back to its request's savepoint only.
 
-use super::{classify, jobs, messages, parse_id, Conn};
+use super::{classify, jobs, logs, messages, parse_id, Conn};
 use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
@@ -1022,6 +1022,10 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         }
         Write::RegisterWorker(w) => {
             messages::register(conn, w).await?;
+            Ok(Output::Unit)
+        }
+        Write::WriteLogs(w) => {
+            logs::write(conn, w).await?;
             Ok(Output::Unit)
         }
         Write::WorkerHeartbeat(topic, running) => {

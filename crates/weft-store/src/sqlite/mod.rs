@@ -6,6 +6,7 @@
 //! caller: group commit. Reads use their own connections on the blocking pool.
 
 mod jobs;
+mod logs;
 mod messages;
 mod schema;
 mod wake;
@@ -773,6 +774,14 @@ impl Store for SqliteStore {
 
     fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>> {
         self.read(messages::all)
+    }
+
+    fn write_logs(&self, write: crate::LogWrite) -> BoxFuture<Result<()>> {
+        self.write(Write::WriteLogs(write))
+    }
+
+    fn read_logs(&self, query: crate::LogQuery) -> BoxFuture<Result<Vec<crate::LogRow>>> {
+        self.read(move |conn| logs::read(conn, &query))
     }
 
     fn remove_worker(&self, topic: String) -> BoxFuture<Result<()>> {

@@ -161,6 +161,22 @@ CREATE TABLE workers (
     // own lease.
     "ALTER TABLE workers ADD COLUMN running INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE workers ADD COLUMN lease_ms INTEGER NOT NULL DEFAULT 10000;",
+    // What tasks print: chunks of each step attempt's streams, at their byte position.
+    r#"
+CREATE TABLE step_logs (
+    id       INTEGER PRIMARY KEY,
+    plan_id  TEXT NOT NULL,
+    step     INTEGER NOT NULL,
+    attempt  INTEGER NOT NULL,
+    task     TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    stream   TEXT NOT NULL,
+    pos      INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    data     BLOB NOT NULL
+);
+CREATE INDEX step_logs_plan ON step_logs(plan_id, id);
+"#,
 ];
 
 /// The schema version this build writes.

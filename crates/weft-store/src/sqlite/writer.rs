@@ -1,7 +1,7 @@
 //! The writer thread: the only owner of the write connection, and the group commit.
 
 use super::wake::{Wakes, Want};
-use super::{classify, jobs, messages};
+use super::{classify, jobs, logs, messages};
 use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
@@ -273,6 +273,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
             messages::take(conn, topic, *limit).map(Output::Messages)
         }
         Write::RegisterWorker(w) => unit(messages::register(conn, w)),
+        Write::WriteLogs(w) => unit(logs::write(conn, w)),
         Write::WorkerHeartbeat(topic, running) => unit(messages::heartbeat(conn, topic, *running)),
         Write::RemoveWorker(topic) => unit(messages::remove(conn, topic)),
         Write::Acquire(plan, owner) => {
