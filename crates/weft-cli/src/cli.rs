@@ -2,7 +2,7 @@
 
 use crate::commands::jobs;
 use crate::commands::plans::{cancel, halt, history, inhibit, list, resume, show, skip, wait};
-use crate::commands::{backup, bench, event, run, serve, status, worker, workers};
+use crate::commands::{backup, bench, event, logs, run, serve, status, worker, workers};
 use crate::shared::Fail;
 use clap::{Parser, Subcommand};
 
@@ -49,6 +49,8 @@ enum Commands {
     Event(event::EventArgs),
     /// Print each node's live report: its manifolds' states, inputs, starts and last errors.
     Status(status::StatusArgs),
+    /// Print what a plan's tasks printed (every attempt, reverts, group tasks); -f follows.
+    Logs(logs::LogsArgs),
     /// Inspect and act on plans.
     Plans {
         #[command(subcommand)]
@@ -145,6 +147,7 @@ impl Cli {
             Commands::Event(a) => a.global.json,
             Commands::Status(a) => a.global.json,
             Commands::Worker(a) => a.global.json,
+            Commands::Logs(a) => a.global.json,
             Commands::Workers(a) => a.global.json,
             Commands::Backup(a) => a.global.json,
             Commands::Bench(a) => a.json,
@@ -180,6 +183,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
         Commands::Event(args) => event::event(args).await,
         Commands::Status(args) => status::status(args).await,
         Commands::Worker(args) => worker::worker(args).await,
+        Commands::Logs(args) => logs::logs(args).await,
         Commands::Workers(args) => workers::list(args).await,
         Commands::Backup(args) => backup::backup(args).await,
         Commands::Bench(args) => bench::bench(args).await,

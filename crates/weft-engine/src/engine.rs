@@ -36,6 +36,10 @@ pub struct Config {
     pub owner: String,
     /// Makes the executor its remote steps go to (default: none — they fail, saying so).
     pub remote: Option<Arc<dyn crate::remote::RemoteFactory>>,
+    /// How much of each stream a command prints is kept in the store (default
+    /// [`crate::logs::DEFAULT_CAP`], 1 MiB: the first half and the latest half); 0 keeps
+    /// nothing.
+    pub log_cap: usize,
 }
 
 impl Default for Config {
@@ -48,6 +52,7 @@ impl Default for Config {
             // A name whose death this machine can tell: a restarted process takes over.
             owner: crate::owner::me(),
             remote: None,
+            log_cap: crate::logs::DEFAULT_CAP,
         }
     }
 }
@@ -137,7 +142,10 @@ impl Engine {
             .remote
             .as_ref()
             .map(|f| f.remote(store.clone(), &config.owner));
-        let executor = Executor::new(registry, remote);
+        let mut executor = Executor::new(registry, remote);
+        if config.log_cap > 0 {
+            executor = executor.with_logs(crate::logs::LogSink::start(store.clone(), config.log_cap));
+        }
         let processes = executor.process_groups();
         let (in_flight_tx, in_flight) = watch::channel(0);
         let shell = Shell {

@@ -5,6 +5,7 @@
 
 use crate::director::{Completion, Input, Work, WorkItem};
 use crate::process::{run_command, Invocation, ProcessGroups};
+use crate::logs::LogSink;
 use crate::remote::{Remote, RemoteCall};
 use crate::task::{Context, Registry, RevertContext, Suspension};
 use serde_json::{Map, Value};
@@ -21,6 +22,7 @@ pub struct Executor {
     registry: Arc<Registry>,
     groups: ProcessGroups,
     remote: Option<Arc<dyn Remote>>,
+    logs: Option<LogSink>,
 }
 
 impl Executor {
@@ -31,7 +33,14 @@ impl Executor {
             registry,
             groups: ProcessGroups::default(),
             remote,
+            logs: None,
         }
+    }
+
+    /// The same executor, keeping what its commands print through `logs`.
+    pub fn with_logs(mut self, logs: LogSink) -> Self {
+        self.logs = Some(logs);
+        self
     }
 
     /// The process groups of its running commands.
@@ -57,11 +66,18 @@ impl Executor {
                     Action::Command(cmd) => {
                         // A halt of an earlier attempt no longer applies.
                         self.groups.started(item.plan, item.step);
-                        let inv = invocation(&cmd.run, cmd, def, &item, &[]);
+                        let inv = invocation(&cmd.run, cmd, def, &item, &[], self.logs.as_ref());
                         Box::pin(run_command(inv, &self.groups, |_| {})).await
                     }
                     Action::Group(group) => {
-                        Box::pin(crate::group::run(group, &item, &self.groups, progress)).await
+                        Box::pin(crate::group::run(
+                            group,
+                            &item,
+                            &self.groups,
+                            progress,
+                            self.logs.as_ref(),
+                        ))
+                        .await
                     }
                     Action::Task { name, version } => {
                         self.run_task(name, version, &item, progress).await
@@ -93,7 +109,7 @@ impl Executor {
                                 ),
                                 ("WEFT_FAILURE".to_string(), failure_json(cause)),
                             ];
-                            let inv = invocation(argv, cmd, def, &item, &env);
+                            let inv = invocation(argv, cmd, def, &item, &env, self.logs.as_ref());
                             Box::pin(run_command(inv, &self.groups, |_| {}))
                                 .await
                                 .map(drop)
@@ -309,6 +325,7 @@ fn invocation<'a>(
     def: &'a StepDef,
     item: &'a WorkItem,
     extra_env: &'a [(String, String)],
+    logs: Option<&'a LogSink>,
 ) -> Invocation<'a> {
     Invocation {
         argv,
@@ -328,5 +345,11 @@ fn invocation<'a>(
         },
         timeout: def.timeout,
         kill_timeout: def.kill_timeout,
+        logs,
+        action: if matches!(item.work, Work::Execute) {
+            "execute"
+        } else {
+            "revert"
+        },
     }
 }

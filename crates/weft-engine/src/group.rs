@@ -9,6 +9,7 @@
 //! Every change of a task's state goes to the director as [`Input::GroupProgress`], which keeps
 //! it with the step; after a crash, [`Coordinator::restore`] rebuilds the stage from it.
 
+use crate::logs::LogSink;
 use crate::director::{Completion, Input, WorkItem};
 use crate::process::{
     base_command, end_leftovers, kill_group, run_command, signal_group, InputEnv, Invocation,
@@ -30,6 +31,7 @@ pub(crate) async fn run(
     item: &WorkItem,
     processes: &ProcessGroups,
     report: &mpsc::UnboundedSender<Input>,
+    logs: Option<&LogSink>,
 ) -> Result<Completion, Failure> {
     processes.started(item.plan, item.step);
     let (events_tx, events) = mpsc::unbounded_channel();
@@ -48,6 +50,7 @@ pub(crate) async fn run(
         name: &item.flow.steps[item.step as usize].name,
         processes,
         report,
+        logs: logs.cloned(),
         coordinator: Coordinator::new(&specs, shutdown),
         progress: Progress {
             restarts: 0,
@@ -128,6 +131,8 @@ struct Runner<'a> {
     name: &'a str,
     processes: &'a ProcessGroups,
     report: &'a mpsc::UnboundedSender<Input>,
+    /// Where its tasks' output is kept, by task name.
+    logs: Option<LogSink>,
     coordinator: Coordinator,
     progress: Progress,
     /// The progress last sent to the director.
@@ -373,6 +378,7 @@ impl Runner<'_> {
         let attempt = self.item.attempt;
         let inputs = self.item.inputs.clone();
         let processes = self.processes.clone();
+        let logs = self.logs.clone();
         let tx = self.events_tx.clone();
         let extra = [("WEFT_GROUP".to_string(), self.name.to_string())];
         tokio::spawn(async move {
@@ -390,6 +396,8 @@ impl Runner<'_> {
                 warn_codes: &[],
                 timeout: None,
                 kill_timeout: def.kill_timeout,
+                logs: logs.as_ref(),
+                action: "execute",
             };
             let result = run_command(inv, &processes, move |pid| {
                 let _ = spawned.send(Event::Spawned { task: i, gen, pid });

@@ -8,6 +8,7 @@
 //!   step is durable as `running` before it starts, its result before any dependent starts),
 //!   then hands work to the [`executor`], runs timers, and tells observers.
 //! - [`executor`]: runs one work item: a command in its own process group, or a Rust [`Task`].
+//! - [`logs`]: what tasks print, kept in the store by the log pump, capped per stream.
 //! - [`process`]: starting commands in process groups, signalling them, and making sure
 //!   nothing of a step outlives it (the reaper; leftovers of a dead run).
 //! - [`remote`]: remote steps — the [`Remote`] executor the engine sends them to (built by
@@ -26,6 +27,7 @@ pub mod director;
 pub mod engine;
 pub mod executor;
 mod group;
+pub mod logs;
 pub mod node;
 pub mod operator;
 pub mod owner;

@@ -73,6 +73,8 @@ pub struct NodeConfig {
     pub rescue: Rescue,
     /// Makes the executor that remote steps go to (default: none).
     pub remote: Option<Arc<dyn crate::remote::RemoteFactory>>,
+    /// How much of each stream of a command's output is kept (see [`Config::log_cap`]).
+    pub log_cap: usize,
 }
 
 impl NodeConfig {
@@ -85,6 +87,7 @@ impl NodeConfig {
             parallelism: Config::default().parallelism,
             rescue: Rescue::Pause,
             remote: None,
+            log_cap: crate::logs::DEFAULT_CAP,
         }
     }
 }
@@ -357,6 +360,7 @@ impl Node {
         let (id, parallelism, grace) =
             (self.id.clone(), self.config.parallelism, self.config.grace);
         let remote = self.config.remote.clone();
+        let log_cap = self.config.log_cap;
         let published = self.executor.clone();
         Manifold::new(&["store"], move |ctx: Context| {
             let (id, registry, published) = (id.clone(), registry.clone(), published.clone());
@@ -378,6 +382,7 @@ impl Node {
                         parallelism,
                         owner: id,
                         remote,
+                        log_cap,
                     },
                 );
                 let drained = engine.clone();

@@ -155,6 +155,10 @@ impl CommandTask {
             warn_codes,
             timeout: def.timeout,
             kill_timeout: def.kill_timeout,
+            // The worker's own output is not kept: its store is the executor's, but the
+            // step's attempt there is the executor's to describe.
+            logs: None,
+            action: if revert.is_some() { "revert" } else { "execute" },
         };
         match Box::pin(run_command(inv, &self.groups, |_| {})).await? {
             crate::director::Completion::Done { output, .. } => Ok(output),

@@ -26,6 +26,7 @@ fn config() -> Config {
         parallelism: 8,
         owner: "test".into(),
         remote: None,
+        log_cap: 0,
     }
 }
 

@@ -5,6 +5,7 @@ pub(crate) mod backup;
 pub(crate) mod bench;
 pub(crate) mod event;
 pub(crate) mod jobs;
+pub(crate) mod logs;
 pub(crate) mod plans;
 pub(crate) mod run;
 pub(crate) mod serve;

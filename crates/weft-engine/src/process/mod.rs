@@ -24,6 +24,7 @@ pub use leftovers::is_alive;
 pub(crate) use leftovers::{end_leftovers, marker, MARKER};
 
 use crate::director::Completion;
+use crate::logs::StreamLog;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
@@ -275,6 +276,10 @@ pub(crate) struct Invocation<'a> {
     pub timeout: Option<Duration>,
     /// When a timeout or a halt stops it: SIGTERM, then SIGKILL after this.
     pub kill_timeout: Duration,
+    /// Where what it prints is kept, if anywhere.
+    pub logs: Option<&'a crate::logs::LogSink>,
+    /// `execute` or `revert`, for its logs.
+    pub action: &'a str,
 }
 
 /// Runs a command to its end; `spawned` is told its pid (its process group's id) once it runs.
@@ -328,12 +333,25 @@ pub(crate) async fn run_command(
             () = groups.halted(inv.plan, inv.step) => Stop::Halted,
         }
     };
+    let log = |stream| {
+        inv.logs.map(|sink| {
+            sink.stream(
+                inv.plan,
+                inv.step,
+                inv.attempt,
+                inv.group_task,
+                inv.action,
+                stream,
+            )
+        })
+    };
     let supervised = Supervised {
         program,
         warn_codes: inv.warn_codes,
         kill_timeout: inv.kill_timeout,
         stdin_json,
         pid,
+        logs: (log("stdout"), log("stderr")),
     };
     let result = supervise(child, supervised, stop).await;
     if let Some(pid) = pid {
@@ -358,8 +376,9 @@ struct Printed {
 
 /// Reads a task's stdout to its end, as bytes (decoded lossily, line by line), holding at
 /// most [`MAX_OUTPUT_LINE`] of a line in memory.
-async fn read_output(out: impl AsyncRead + Unpin) -> Printed {
-    let mut reader = BufReader::new(out);
+async fn read_output(out: impl AsyncRead + Unpin, log: Option<StreamLog>) -> Printed {
+    // Every read from the pipe is kept as it comes (a chunk of up to the buffer's size).
+    let mut reader = BufReader::new(Tee { inner: out, log });
     let mut printed = Printed::default();
     let mut line: Vec<u8> = Vec::new();
     // The line being read is longer than any output may be: its length, while skipping to
@@ -391,7 +410,33 @@ async fn read_output(out: impl AsyncRead + Unpin) -> Printed {
         }
     }
     end_line(&mut printed, &mut line, overlong);
+    if let Some(log) = reader.into_inner().log {
+        log.finish().await;
+    }
     printed
+}
+
+/// A reader that hands what it reads to a stream's log too.
+struct Tee<R> {
+    inner: R,
+    log: Option<StreamLog>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Tee<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &polled {
+            if let Some(log) = &mut self.log {
+                log.write(&buf.filled()[before..]);
+            }
+        }
+        polled
+    }
 }
 
 fn end_line(printed: &mut Printed, line: &mut Vec<u8>, overlong: Option<(usize, bool)>) {
@@ -421,17 +466,23 @@ fn json_object(line: &[u8]) -> Option<Map<String, Value>> {
 }
 
 /// Reads a task's stderr to its end; keeps its last [`STDERR_TAIL_BYTES`].
-async fn stderr_tail(mut err: impl AsyncRead + Unpin) -> Vec<u8> {
+async fn stderr_tail(mut err: impl AsyncRead + Unpin, mut log: Option<StreamLog>) -> Vec<u8> {
     let mut tail: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 8192];
     while let Ok(n) = err.read(&mut buf).await {
         if n == 0 {
             break;
         }
+        if let Some(log) = &mut log {
+            log.write(&buf[..n]);
+        }
         tail.extend_from_slice(&buf[..n]);
         if tail.len() > 2 * STDERR_TAIL_BYTES {
             tail.drain(..tail.len() - STDERR_TAIL_BYTES);
         }
+    }
+    if let Some(log) = log {
+        log.finish().await;
     }
     tail
 }
@@ -464,6 +515,8 @@ struct Supervised<'a> {
     kill_timeout: Duration,
     stdin_json: String,
     pid: Option<u32>,
+    /// Where stdout and stderr are kept.
+    logs: (Option<StreamLog>, Option<StreamLog>),
 }
 
 async fn supervise(
@@ -477,6 +530,7 @@ async fn supervise(
         kill_timeout,
         stdin_json,
         pid,
+        logs: (out_log, err_log),
     } = cmd;
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
@@ -484,13 +538,13 @@ async fn supervise(
     let mut readers = tokio::spawn(async move {
         let out = async {
             match stdout {
-                Some(o) => read_output(o).await,
+                Some(o) => read_output(o, out_log).await,
                 None => Printed::default(),
             }
         };
         let err = async {
             match stderr {
-                Some(e) => stderr_tail(e).await,
+                Some(e) => stderr_tail(e, err_log).await,
                 None => Vec::new(),
             }
         };
@@ -628,7 +682,7 @@ mod tests {
     use super::*;
 
     async fn printed(bytes: &[u8]) -> Printed {
-        read_output(bytes).await
+        read_output(bytes, None).await
     }
 
     /// Regression (issue 12): a non-UTF-8 byte ended the reading of a task's output.
