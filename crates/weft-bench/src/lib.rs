@@ -35,6 +35,12 @@ pub enum Scenario {
     /// `weft run` of a 200-step flow of `true` commands: overhead per step beyond the spawn
     /// itself (target ≤ 2 ms).
     Commands,
+    /// `commands` with every task printing 10,000 lines (`seq 1 10000`), kept for `weft logs`
+    /// (1 MiB cap): overhead per step beyond running `seq` and reading its output (target: as
+    /// commands-printing-unlogged, within 10 %).
+    CommandsPrinting,
+    /// The same with `--log-cap 0`: nothing kept.
+    CommandsPrintingUnlogged,
     /// `weft submit` of a linear flow of 100,000 `true` tasks from its file, on SQLite:
     /// seconds from start to exit (target ≤ 3 s).
     #[value(name = "flow-100k")]
@@ -235,6 +241,12 @@ pub async fn measure(scenario: Scenario, options: &Options) -> Result<Figure, Er
             processes::in_fresh_processes(weft, "live-plans", repeat.min(3)).await?
         }
         Scenario::Commands => processes::commands(weft, repeat.min(3)).await?,
+        Scenario::CommandsPrinting => {
+            processes::commands_printing(weft, repeat, Some((10_000, true))).await?
+        }
+        Scenario::CommandsPrintingUnlogged => {
+            processes::commands_printing(weft, repeat, Some((10_000, false))).await?
+        }
         Scenario::Flow100k => processes::flow_100k(weft, repeat.min(3), false).await?,
         Scenario::Flow100kRss => processes::flow_100k(weft, repeat.min(3), true).await?,
         Scenario::EventRtt => node::event_rtt(repeat).await?,

@@ -104,13 +104,31 @@ pub(crate) async fn flow_100k(exe: &Path, repeat: u32, rss: bool) -> Result<Figu
 
 /// `weft run` of 200 `true` steps, minus 200 bare spawns of `true`, per step, in ms.
 pub(crate) async fn commands(exe: &Path, repeat: u32) -> Result<Figure, Error> {
+    commands_printing(exe, repeat, None).await
+}
+
+/// The same flow with every task printing `lines` lines (`seq 1 LINES`), its output kept for
+/// `weft logs` (`logged`) or not (`--log-cap 0`): ms per step beyond running `seq` itself.
+pub(crate) async fn commands_printing(
+    exe: &Path,
+    repeat: u32,
+    printing: Option<(usize, bool)>,
+) -> Result<Figure, Error> {
     const STEPS: usize = 200;
+    let argv: Vec<String> = match printing {
+        None => vec!["true".into()],
+        Some((lines, _)) => vec!["seq".into(), "1".into(), lines.to_string()],
+    };
+    let quoted: Vec<String> = argv.iter().map(|a| format!("\"{a}\"")).collect();
     let mut samples = Vec::new();
     for _ in 0..repeat {
         let dir = tempdir()?;
         let mut flow = String::from("name = \"commands\"\n");
         for i in 0..STEPS {
-            flow.push_str(&format!("[[task]]\nname = \"s{i}\"\nrun = [\"true\"]\n"));
+            flow.push_str(&format!(
+                "[[task]]\nname = \"s{i}\"\nrun = [{}]\n",
+                quoted.join(", ")
+            ));
             if i > 0 {
                 flow.push_str(&format!("after = [\"s{}\"]\n", i - 1));
             }
@@ -118,10 +136,16 @@ pub(crate) async fn commands(exe: &Path, repeat: u32) -> Result<Figure, Error> {
         let file = dir.join("commands.toml");
         std::fs::write(&file, flow).map_err(|e| Error::Failed(e.to_string()))?;
         let t = Instant::now();
+        let log_cap = match printing {
+            Some((_, false)) => "0",
+            _ => "1MiB",
+        };
         let status = tokio::process::Command::new(exe)
             .arg("run")
             .arg(&file)
             .arg("--json")
+            .arg("--log-cap")
+            .arg(log_cap)
             .arg("--db")
             .arg(dir.join("weft.db"))
             .stdout(std::process::Stdio::null())
@@ -134,12 +158,12 @@ pub(crate) async fn commands(exe: &Path, repeat: u32) -> Result<Figure, Error> {
         }
         let t = Instant::now();
         for _ in 0..STEPS {
-            tokio::process::Command::new("true")
+            // Its output read to the end, as weft reads it.
+            tokio::process::Command::new(&argv[0])
+                .args(&argv[1..])
                 .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
                 .process_group(0)
-                .status()
+                .output()
                 .await
                 .map_err(|e| Error::Failed(e.to_string()))?;
         }
@@ -148,7 +172,11 @@ pub(crate) async fn commands(exe: &Path, repeat: u32) -> Result<Figure, Error> {
         let _ = std::fs::remove_dir_all(dir);
     }
     Ok(Figure {
-        name: "commands",
+        name: match printing {
+            None => "commands",
+            Some((_, true)) => "commands-printing",
+            Some((_, false)) => "commands-printing-unlogged",
+        },
         unit: "ms/step",
         samples,
         target: 2.0,

@@ -117,6 +117,8 @@ pub struct Engine {
     config: Arc<Config>,
     /// What its registry can run (`name@version`): it refuses plans that need more.
     capabilities: Arc<[String]>,
+    /// Where its commands' output is kept.
+    logs: Option<crate::logs::LogSink>,
 }
 
 /// What the dispatcher does once a batch is durable.
@@ -143,8 +145,10 @@ impl Engine {
             .as_ref()
             .map(|f| f.remote(store.clone(), &config.owner));
         let mut executor = Executor::new(registry, remote);
-        if config.log_cap > 0 {
-            executor = executor.with_logs(crate::logs::LogSink::start(store.clone(), config.log_cap));
+        let logs = (config.log_cap > 0)
+            .then(|| crate::logs::LogSink::start(store.clone(), config.log_cap));
+        if let Some(logs) = &logs {
+            executor = executor.with_logs(logs.clone());
         }
         let processes = executor.process_groups();
         let (in_flight_tx, in_flight) = watch::channel(0);
@@ -170,6 +174,16 @@ impl Engine {
             store,
             config: Arc::new(config),
             capabilities,
+            logs,
+        }
+    }
+
+    /// Writes what its commands printed and it still holds (at most [`crate::logs::FLUSH`]
+    /// of it) to the store now; resolves once that is durable. A process that is about to
+    /// exit calls it.
+    pub async fn flush_logs(&self) {
+        if let Some(logs) = &self.logs {
+            logs.flush().await;
         }
     }
 

@@ -4,8 +4,8 @@
 //! `WEFT_FAILURE` (the failure that made the plan revert).
 
 use crate::director::{Completion, Input, Work, WorkItem};
-use crate::process::{run_command, Invocation, ProcessGroups};
 use crate::logs::LogSink;
+use crate::process::{run_command, Invocation, ProcessGroups};
 use crate::remote::{Remote, RemoteCall};
 use crate::task::{Context, Registry, RevertContext, Suspension};
 use serde_json::{Map, Value};

@@ -9,8 +9,8 @@
 //! Every change of a task's state goes to the director as [`Input::GroupProgress`], which keeps
 //! it with the step; after a crash, [`Coordinator::restore`] rebuilds the stage from it.
 
-use crate::logs::LogSink;
 use crate::director::{Completion, Input, WorkItem};
+use crate::logs::LogSink;
 use crate::process::{
     base_command, end_leftovers, kill_group, run_command, signal_group, InputEnv, Invocation,
     ProcessGroups,

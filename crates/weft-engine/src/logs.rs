@@ -1,6 +1,7 @@
 //! What tasks print, kept: every chunk a command writes to stdout or stderr goes to the log
-//! pump, which writes it to the store with the writer's next group (no commit of its own) at
-//! most every [`FLUSH`], capped per stream: the first half of the cap is kept as it comes, and
+//! pump, which writes what it has to the store every [`FLUSH`] — one write for every stream, off
+//! the steps' path (a step's result does not wait for its output), and at once when asked
+//! ([`LogSink::flush`], before a process exits) — capped per stream: the first half of the cap is kept as it comes, and
 //! the second half as a window over the latest output — what falls out of it is dropped, so a
 //! reader sees where the middle was cut. A step never waits for its logs: when the pump falls
 //! behind, chunks are dropped (and counted, so the cut shows) instead.
@@ -33,8 +34,10 @@ enum Event {
         skipped: u64,
         data: Vec<u8>,
     },
-    /// The stream ended: write what is left of it now, then say so.
-    End(LogKey, Option<tokio::sync::oneshot::Sender<()>>),
+    /// The stream ended: what is left of it goes with the next write.
+    End(LogKey),
+    /// Write everything now; say when it is durable.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 impl LogSink {
@@ -43,6 +46,15 @@ impl LogSink {
         let (tx, rx) = mpsc::channel(BACKLOG);
         tokio::spawn(pump(store, cap, rx));
         LogSink { tx }
+    }
+
+    /// Writes everything the pump holds now; resolves once it is durable (or the store
+    /// failed). A process that is about to exit calls it.
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(Event::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
     }
 
     /// A writer for one stream of one run.
@@ -98,19 +110,10 @@ impl StreamLog {
 }
 
 impl StreamLog {
-    /// The stream ended: once this returns, what is kept of it is queued in the store's
-    /// writer — ahead of the step's result, which is written after.
+    /// The stream ended (its pipe closed): the pump writes the rest with its next write.
     pub(crate) async fn finish(mut self) {
         self.ended = true;
-        let (done, wait) = tokio::sync::oneshot::channel();
-        if self
-            .tx
-            .send(Event::End(self.key.clone(), Some(done)))
-            .await
-            .is_ok()
-        {
-            let _ = wait.await;
-        }
+        let _ = self.tx.send(Event::End(self.key.clone())).await;
     }
 }
 
@@ -121,7 +124,7 @@ impl Drop for StreamLog {
         }
         // Not finished (its reader was dropped): the end must still arrive, or the stream's
         // state stays in the pump; wait for room on a runtime thread if need be.
-        let end = Event::End(self.key.clone(), None);
+        let end = Event::End(self.key.clone());
         if let Err(mpsc::error::TrySendError::Full(end)) = self.tx.try_send(end) {
             let tx = self.tx.clone();
             tokio::spawn(async move {
@@ -244,9 +247,11 @@ impl Stream {
 async fn pump(store: SharedStore, cap: usize, mut rx: mpsc::Receiver<Event>) {
     let tail_cap = cap - cap / 2;
     let mut streams: HashMap<LogKey, Stream> = HashMap::new();
+    let mut ended: Vec<LogKey> = Vec::new();
     let mut tick = tokio::time::interval(FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let mut asked = None;
         let flush = tokio::select! {
             e = rx.recv() => match e {
                 Some(Event::Chunk { key, skipped, data }) => {
@@ -256,24 +261,13 @@ async fn pump(store: SharedStore, cap: usize, mut rx: mpsc::Receiver<Event>) {
                         .take(&key, skipped, &data, tail_cap);
                     false
                 }
-                Some(Event::End(key, done)) => {
-                    // Its last bytes are written now, ahead of the step's result.
-                    if let Some(mut s) = streams.remove(&key) {
-                        let mut write = LogWrite::default();
-                        s.flush(&key, &mut write);
-                        if !write.append.is_empty() || !write.drop.is_empty() {
-                            let written = store.write_logs(write);
-                            tokio::spawn(async move {
-                                if let Err(e) = written.await {
-                                    tracing::warn!("cannot keep tasks' output: {e}");
-                                }
-                            });
-                        }
-                    }
-                    if let Some(done) = done {
-                        let _ = done.send(());
-                    }
+                Some(Event::End(key)) => {
+                    ended.push(key);
                     false
+                }
+                Some(Event::Flush(done)) => {
+                    asked = Some(done);
+                    true
                 }
                 None => true,
             },
@@ -287,10 +281,16 @@ async fn pump(store: SharedStore, cap: usize, mut rx: mpsc::Receiver<Event>) {
         for (key, s) in streams.iter_mut() {
             s.flush(key, &mut write);
         }
+        for key in ended.drain(..) {
+            streams.remove(&key);
+        }
         if !write.append.is_empty() || !write.drop.is_empty() {
             if let Err(e) = store.write_logs(write).await {
                 tracing::warn!("cannot keep tasks' output: {e}");
             }
+        }
+        if let Some(done) = asked {
+            let _ = done.send(());
         }
         if closed {
             return;
@@ -326,7 +326,10 @@ mod tests {
         let mut s = Stream::new(8);
         s.take(&k, 0, b"abc", 4);
         s.take(&k, 0, b"defg", 4);
-        assert_eq!(kept(&mut s, &k), [(0, b"abcd".to_vec()), (4, b"efg".to_vec())]);
+        assert_eq!(
+            kept(&mut s, &k),
+            [(0, b"abcd".to_vec()), (4, b"efg".to_vec())]
+        );
         s.take(&k, 0, b"hi", 4);
         s.take(&k, 0, b"jklmn", 4);
         let mut w = LogWrite::default();

@@ -551,6 +551,9 @@ async fn drain(engine: &Engine, grace: Duration) {
         );
     }
     engine.abandon();
+    // What the steps printed is written before the node goes (bounded: a store that is gone
+    // does not hold the node up).
+    let _ = tokio::time::timeout(Duration::from_secs(2), engine.flush_logs()).await;
 }
 
 /// The `store` manifold's worker: the store, checked until it fails.

@@ -158,7 +158,11 @@ impl CommandTask {
             // The worker's own output is not kept: its store is the executor's, but the
             // step's attempt there is the executor's to describe.
             logs: None,
-            action: if revert.is_some() { "revert" } else { "execute" },
+            action: if revert.is_some() {
+                "revert"
+            } else {
+                "execute"
+            },
         };
         match Box::pin(run_command(inv, &self.groups, |_| {})).await? {
             crate::director::Completion::Done { output, .. } => Ok(output),

@@ -41,7 +41,7 @@ pub(crate) enum Write {
     TakeMessages(String, u32),
     RegisterWorker(WorkerRecord),
     WorkerHeartbeat(String, u32),
-    WriteLogs(crate::LogWrite),
+    Logs(crate::LogWrite),
     RemoveWorker(String),
     /// SQLite: a checkpoint of the write-ahead log (outside any transaction).
     Checkpoint,

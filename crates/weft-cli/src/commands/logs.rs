@@ -40,18 +40,12 @@ pub(crate) async fn logs(args: LogsArgs) -> Result<u8, Fail> {
     let snap = store.load_plan(id).await?;
     let names: Vec<String> = snap.steps.iter().map(|s| s.name.clone()).collect();
     let step = match &args.step {
-        Some(name) => Some(
-            names
-                .iter()
-                .position(|n| n == name)
-                .ok_or_else(|| {
-                    Fail::Input(format!(
-                        "plan {id} has no step `{name}`; its steps: {}",
-                        names.join(", ")
-                    ))
-                })?
-                as u32,
-        ),
+        Some(name) => Some(names.iter().position(|n| n == name).ok_or_else(|| {
+            Fail::Input(format!(
+                "plan {id} has no step `{name}`; its steps: {}",
+                names.join(", ")
+            ))
+        })? as u32),
         None => None,
     };
     let mut query = LogQuery {
@@ -86,10 +80,13 @@ pub(crate) async fn logs(args: LogsArgs) -> Result<u8, Fail> {
         printer.print(&rows)?;
     }
     if printer.printed == 0 && !args.global.json {
-        eprintln!("plan {id} has no output kept{}", match &args.step {
-            Some(s) => format!(" for step {s}"),
-            None => String::new(),
-        });
+        eprintln!(
+            "plan {id} has no output kept{}",
+            match &args.step {
+                Some(s) => format!(" for step {s}"),
+                None => String::new(),
+            }
+        );
     }
     Ok(0)
 }
@@ -157,9 +154,16 @@ impl Printer {
                 writeln!(out, "{line}")
             } else {
                 let mut w = Ok(());
-                let starts_line = |w: std::io::Result<()>, at_start: bool, out: &mut std::io::StdoutLock| {
-                    w.and_then(|()| if at_start { Ok(()) } else { out.write_all(b"\n") })
-                };
+                let starts_line =
+                    |w: std::io::Result<()>, at_start: bool, out: &mut std::io::StdoutLock| {
+                        w.and_then(|()| {
+                            if at_start {
+                                Ok(())
+                            } else {
+                                out.write_all(b"\n")
+                            }
+                        })
+                    };
                 if self.raw && self.current.is_none() {
                     self.current = Some(c.key.clone());
                 }
@@ -169,7 +173,11 @@ impl Printer {
                     } else {
                         format!(" task {}", c.key.task)
                     };
-                    let action = if c.key.action == "revert" { " (revert)" } else { "" };
+                    let action = if c.key.action == "revert" {
+                        " (revert)"
+                    } else {
+                        ""
+                    };
                     w = starts_line(w, self.at_line_start, &mut out);
                     self.at_line_start = true;
                     w = w.and_then(|()| {

@@ -28,6 +28,10 @@ pub(crate) struct ServeArgs {
     /// conductor, take no jobs).
     #[arg(long)]
     max_simultaneous_jobs: Option<u32>,
+    /// How much of each stream a command prints is kept for `weft logs` (its first half and
+    /// its latest half; `0` keeps nothing).
+    #[arg(long, value_parser = crate::shared::parse_size, default_value = "1MiB")]
+    log_cap: usize,
     #[command(flatten)]
     pub(crate) global: Global,
 }
@@ -60,6 +64,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
     }
     let mut config = NodeConfig::new(name);
     config.remote = Some(Arc::new(weft_worker::RemoteSteps::default()));
+    config.log_cap = args.log_cap;
     config.lease = args.lease;
     config.grace = args.grace;
     if let Some(p) = args.parallelism {

@@ -19,6 +19,10 @@ pub(crate) struct ExecArgs {
     /// The most steps running at once (default: CPUs × 4).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) parallelism: Option<u32>,
+    /// How much of each stream a command prints is kept for `weft logs` (its first half and
+    /// its latest half; `0` keeps nothing).
+    #[arg(long, value_parser = crate::shared::parse_size, default_value = "1MiB")]
+    pub(crate) log_cap: usize,
 }
 
 /// Takes over a plan whose execution lock is held by a process that is gone; refuses (exit 2)
@@ -43,7 +47,10 @@ pub(crate) async fn cancel_paused(
     id: PlanId,
     global: &Global,
 ) -> Result<u8, Fail> {
-    let exec = ExecArgs { parallelism: None };
+    let exec = ExecArgs {
+        parallelism: None,
+        log_cap: weft_engine::logs::DEFAULT_CAP,
+    };
     execute(store, id, Intent::Cancel, &exec, global)
         .await
         .map(|_| 0)
@@ -67,6 +74,7 @@ pub(crate) async fn execute(
     if let Some(p) = exec.parallelism {
         config.parallelism = p as usize;
     }
+    config.log_cap = exec.log_cap;
     let snapshot = store.load_plan(id).await?;
     // Group tasks with a readiness probe: only theirs is a `ready` worth showing.
     let probed: HashSet<(u32, usize)> = snapshot
@@ -108,6 +116,7 @@ pub(crate) async fn execute(
         result = run => result,
         code = interrupted() => {
             let killed = engine.abandon();
+            engine.flush_logs().await;
             mailbox.abort();
             display.finish().await;
             eprintln!("interrupted; stopped {killed} running command(s). Continue with: weft plans resume {id}");
@@ -116,6 +125,8 @@ pub(crate) async fn execute(
     };
     mailbox.abort();
     display.finish().await;
+    // What the steps printed is in the store before the process exits.
+    engine.flush_logs().await;
     let end = match result {
         Ok(end) => end,
         Err(weft_engine::Error::Store(e)) => return Err(e.into()),

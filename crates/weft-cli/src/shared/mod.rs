@@ -149,6 +149,28 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s).map_err(|e| e.to_string())
 }
 
+/// A size argument: bytes, or with `KiB`, `MiB` or `GiB` (`512KiB`, `1MiB`; `0` for none).
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is no size; write bytes, or a number with KiB, MiB or GiB"))?;
+    let factor: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}`; use KiB, MiB or GiB"
+            ))
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
 /// A job priority argument: `very_high`, `high`, `normal`, `low`, `very_low` (any case).
 pub(crate) fn parse_priority(s: &str) -> Result<weft_model::job::Priority, String> {
     s.parse()

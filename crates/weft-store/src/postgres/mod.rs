@@ -803,7 +803,7 @@ impl Store for PostgresStore {
     }
 
     fn write_logs(&self, write: crate::LogWrite) -> BoxFuture<Result<()>> {
-        self.write(Write::WriteLogs(write))
+        self.write(Write::Logs(write))
     }
 
     fn read_logs(&self, query: crate::LogQuery) -> BoxFuture<Result<Vec<crate::LogRow>>> {

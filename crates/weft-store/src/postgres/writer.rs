@@ -1024,7 +1024,7 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
             messages::register(conn, w).await?;
             Ok(Output::Unit)
         }
-        Write::WriteLogs(w) => {
+        Write::Logs(w) => {
             logs::write(conn, w).await?;
             Ok(Output::Unit)
         }

@@ -273,7 +273,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
             messages::take(conn, topic, *limit).map(Output::Messages)
         }
         Write::RegisterWorker(w) => unit(messages::register(conn, w)),
-        Write::WriteLogs(w) => unit(logs::write(conn, w)),
+        Write::Logs(w) => unit(logs::write(conn, w)),
         Write::WorkerHeartbeat(topic, running) => unit(messages::heartbeat(conn, topic, *running)),
         Write::RemoveWorker(topic) => unit(messages::remove(conn, topic)),
         Write::Acquire(plan, owner) => {

@@ -45,6 +45,16 @@ pub(crate) async fn show(args: ShowArgs) -> Result<u8, Fail> {
             outln!("{w}");
         }
         out!("{}", view::plan_detail(&snap, history.as_deref()));
+        let kept = store
+            .read_logs(weft_store::LogQuery {
+                plan: id,
+                limit: 1,
+                ..weft_store::LogQuery::default()
+            })
+            .await?;
+        if !kept.is_empty() {
+            outln!("\noutput: weft logs {id} [STEP] [-f]");
+        }
     }
     Ok(0)
 }
