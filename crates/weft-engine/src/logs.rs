@@ -139,6 +139,8 @@ struct Piece {
     offset: u64,
     data: Vec<u8>,
     stored: bool,
+    /// When it arrived, among all streams' chunks: writes keep that order.
+    seq: u64,
 }
 
 /// What the pump knows of one stream.
@@ -147,8 +149,8 @@ struct Stream {
     next: u64,
     /// Head bytes still to keep.
     head_left: usize,
-    /// Head chunks not written yet.
-    head: Vec<LogChunk>,
+    /// Head chunks not written yet, with when each arrived.
+    head: Vec<(u64, LogChunk)>,
     tail: VecDeque<Piece>,
     tail_bytes: usize,
     /// Stored tail pieces that fell out of the window, to drop.
@@ -167,7 +169,7 @@ impl Stream {
         }
     }
 
-    fn take(&mut self, key: &LogKey, skipped: u64, mut data: &[u8], tail_cap: usize) {
+    fn take(&mut self, key: &LogKey, skipped: u64, mut data: &[u8], tail_cap: usize, seq: u64) {
         let at = weft_model::now_millis();
         let mut offset = self.next + skipped;
         self.next = offset + data.len() as u64;
@@ -178,15 +180,18 @@ impl Stream {
         if self.head_left > 0 {
             let n = self.head_left.min(data.len());
             match self.head.last_mut() {
-                Some(c) if c.offset + c.data.len() as u64 == offset => {
+                Some((_, c)) if c.offset + c.data.len() as u64 == offset => {
                     c.data.extend_from_slice(&data[..n])
                 }
-                _ => self.head.push(LogChunk {
-                    key: key.clone(),
-                    offset,
-                    at,
-                    data: data[..n].to_vec(),
-                }),
+                _ => self.head.push((
+                    seq,
+                    LogChunk {
+                        key: key.clone(),
+                        offset,
+                        at,
+                        data: data[..n].to_vec(),
+                    },
+                )),
             }
             self.head_left -= n;
             offset += n as u64;
@@ -212,6 +217,7 @@ impl Stream {
                 offset,
                 data: data.to_vec(),
                 stored: false,
+                seq,
             }),
         }
         self.tail_bytes += data.len();
@@ -225,18 +231,21 @@ impl Stream {
         }
     }
 
-    /// What to write now.
-    fn flush(&mut self, key: &LogKey, write: &mut LogWrite) {
-        write.append.append(&mut self.head);
+    /// What to write now: chunks (with when each arrived) and drops.
+    fn flush(&mut self, key: &LogKey, append: &mut Vec<(u64, LogChunk)>, write: &mut LogWrite) {
+        append.append(&mut self.head);
         let at = weft_model::now_millis();
         for p in self.tail.iter_mut().filter(|p| !p.stored) {
             p.stored = true;
-            write.append.push(LogChunk {
-                key: key.clone(),
-                offset: p.offset,
-                at,
-                data: p.data.clone(),
-            });
+            append.push((
+                p.seq,
+                LogChunk {
+                    key: key.clone(),
+                    offset: p.offset,
+                    at,
+                    data: p.data.clone(),
+                },
+            ));
         }
         write
             .drop
@@ -248,6 +257,7 @@ async fn pump(store: SharedStore, cap: usize, mut rx: mpsc::Receiver<Event>) {
     let tail_cap = cap - cap / 2;
     let mut streams: HashMap<LogKey, Stream> = HashMap::new();
     let mut ended: Vec<LogKey> = Vec::new();
+    let mut arrived: u64 = 0;
     let mut tick = tokio::time::interval(FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -255,10 +265,11 @@ async fn pump(store: SharedStore, cap: usize, mut rx: mpsc::Receiver<Event>) {
         let flush = tokio::select! {
             e = rx.recv() => match e {
                 Some(Event::Chunk { key, skipped, data }) => {
+                    arrived += 1;
                     streams
                         .entry(key.clone())
                         .or_insert_with(|| Stream::new(cap))
-                        .take(&key, skipped, &data, tail_cap);
+                        .take(&key, skipped, &data, tail_cap, arrived);
                     false
                 }
                 Some(Event::End(key)) => {
@@ -278,9 +289,13 @@ async fn pump(store: SharedStore, cap: usize, mut rx: mpsc::Receiver<Event>) {
             continue;
         }
         let mut write = LogWrite::default();
+        let mut append = Vec::new();
         for (key, s) in streams.iter_mut() {
-            s.flush(key, &mut write);
+            s.flush(key, &mut append, &mut write);
         }
+        // In the order they arrived, across streams: ids give readers that order.
+        append.sort_by_key(|(seq, _)| *seq);
+        write.append = append.into_iter().map(|(_, c)| c).collect();
         for key in ended.drain(..) {
             streams.remove(&key);
         }
@@ -313,10 +328,20 @@ mod tests {
         }
     }
 
+    fn flushed(s: &mut Stream, k: &LogKey) -> (Vec<(u64, Vec<u8>)>, Vec<u64>) {
+        let (mut append, mut w) = (Vec::new(), LogWrite::default());
+        s.flush(k, &mut append, &mut w);
+        (
+            append
+                .into_iter()
+                .map(|(_, c)| (c.offset, c.data))
+                .collect(),
+            w.drop.into_iter().map(|(_, o)| o).collect(),
+        )
+    }
+
     fn kept(s: &mut Stream, k: &LogKey) -> Vec<(u64, Vec<u8>)> {
-        let mut w = LogWrite::default();
-        s.flush(k, &mut w);
-        w.append.into_iter().map(|c| (c.offset, c.data)).collect()
+        flushed(s, k).0
     }
 
     #[test]
@@ -324,21 +349,18 @@ mod tests {
         let k = key();
         // Cap 8: head 4, tail 4.
         let mut s = Stream::new(8);
-        s.take(&k, 0, b"abc", 4);
-        s.take(&k, 0, b"defg", 4);
+        s.take(&k, 0, b"abc", 4, 1);
+        s.take(&k, 0, b"defg", 4, 2);
         assert_eq!(
             kept(&mut s, &k),
             [(0, b"abcd".to_vec()), (4, b"efg".to_vec())]
         );
-        s.take(&k, 0, b"hi", 4);
-        s.take(&k, 0, b"jklmn", 4);
-        let mut w = LogWrite::default();
-        s.flush(&k, &mut w);
+        s.take(&k, 0, b"hi", 4, 3);
+        s.take(&k, 0, b"jklmn", 4, 4);
         // The window holds the last 4 bytes; "efg" (stored) fell out and is dropped.
-        let appended: Vec<(u64, Vec<u8>)> =
-            w.append.into_iter().map(|c| (c.offset, c.data)).collect();
+        let (appended, dropped) = flushed(&mut s, &k);
         assert_eq!(appended, [(10, b"klmn".to_vec())]);
-        assert_eq!(w.drop.iter().map(|(_, o)| *o).collect::<Vec<_>>(), [4]);
+        assert_eq!(dropped, [4]);
         assert_eq!(s.next, 14);
     }
 
@@ -346,8 +368,8 @@ mod tests {
     fn skipped_bytes_leave_a_gap() {
         let k = key();
         let mut s = Stream::new(1 << 20);
-        s.take(&k, 0, b"one\n", 1 << 19);
-        s.take(&k, 10, b"two\n", 1 << 19);
+        s.take(&k, 0, b"one\n", 1 << 19, 1);
+        s.take(&k, 10, b"two\n", 1 << 19, 2);
         assert_eq!(
             kept(&mut s, &k),
             [(0, b"one\n".to_vec()), (14, b"two\n".to_vec())]

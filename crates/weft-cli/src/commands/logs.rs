@@ -74,8 +74,10 @@ pub(crate) async fn logs(args: LogsArgs) -> Result<u8, Fail> {
         }
         tokio::time::sleep(FOLLOW_POLL).await;
     }
-    // Anything written between the last read and the plan's end.
+    // A node writes what its steps printed within one flush of the log pump: what the last
+    // moments printed arrives after the plan's end.
     if args.follow {
+        tokio::time::sleep(2 * weft_engine::logs::FLUSH).await;
         let rows = store.read_logs(query).await?;
         printer.print(&rows)?;
     }
