@@ -19,6 +19,8 @@ fi
 command -v faketime >/dev/null 2>&1 || need_pkgs+=(faketime) # a node with a skewed clock
 # examples/python_worker.py, the Python worker the remote-worker tests run beside the Rust one
 /usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || need_pkgs+=(python3-psycopg)
+# a real Prometheus text parser for the test that scrapes `weft serve --metrics`
+/usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_pkgs+=(python3-prometheus-client)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing ${need_pkgs[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"

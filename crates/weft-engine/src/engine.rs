@@ -681,6 +681,13 @@ impl Shell {
             });
         }
         for (end, waiter) in ended {
+            crate::metrics::metrics()
+                .plans_ended
+                .get_or_create(&vec![
+                    ("state", end.state.to_string()),
+                    ("result", end.outcome.to_string()),
+                ])
+                .inc();
             match &end.failure {
                 Some(f) => tracing::info!(
                     plan = %end.plan, state = %end.state, outcome = %end.outcome,

@@ -51,6 +51,33 @@ impl Executor {
     /// Runs `item` to the end and says how it went; a group step reports its tasks' progress
     /// to `progress` as it goes.
     pub async fn run(&self, item: WorkItem, progress: &mpsc::UnboundedSender<Input>) -> Input {
+        let executes = matches!(item.work, Work::Execute);
+        let metrics = crate::metrics::metrics();
+        let (flow, step) = (item.flow.clone(), item.step as usize);
+        let (flow_name, task) = (&flow.name, &flow.steps[step].name);
+        if executes {
+            metrics.step_started(flow_name, task);
+        }
+        let started = std::time::Instant::now();
+        let input = self.run_item(item, progress).await;
+        if executes {
+            let result = match &input {
+                Input::Executed {
+                    result: Ok(Completion::Done { .. }),
+                    ..
+                } => "success",
+                Input::Executed {
+                    result: Ok(Completion::Suspend { .. }),
+                    ..
+                } => "suspended",
+                _ => "error",
+            };
+            metrics.step_finished(flow_name, task, result, started.elapsed().as_secs_f64());
+        }
+        input
+    }
+
+    async fn run_item(&self, item: WorkItem, progress: &mpsc::UnboundedSender<Input>) -> Input {
         let def = &item.flow.steps[item.step as usize];
         if let Some((task, version)) = item.flow.remote_task(item.step as usize) {
             return self.run_remote(task, version, &item, progress).await;

@@ -9,6 +9,7 @@
 //!   then hands work to the [`executor`], runs timers, and tells observers.
 //! - [`executor`]: runs one work item: a command in its own process group, or a Rust [`Task`].
 //! - [`logs`]: what tasks print, kept in the store by the log pump, capped per stream.
+//! - [`metrics`]: what the process counts, for Prometheus (`weft serve --metrics`).
 //! - [`process`]: starting commands in process groups, signalling them, and making sure
 //!   nothing of a step outlives it (the reaper; leftovers of a dead run).
 //! - [`remote`]: remote steps — the [`Remote`] executor the engine sends them to (built by
@@ -28,6 +29,7 @@ pub mod engine;
 pub mod executor;
 mod group;
 pub mod logs;
+pub mod metrics;
 pub mod node;
 pub mod operator;
 pub mod owner;

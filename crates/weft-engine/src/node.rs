@@ -293,7 +293,9 @@ impl Node {
                 Ok(TaskWorker::spawn(move |mut stop| async move {
                     loop {
                         match store.heartbeat(id.clone(), now_millis()).await {
-                            Ok(()) => {}
+                            Ok(()) => {
+                                crate::metrics::metrics().heartbeats.inc();
+                            }
                             Err(weft_store::Error::NotFound(_)) => {
                                 return Err(weft_deps::Error::Failed(Arc::new(Fatal(format!(
                                     "node {id} ({name}) was declared dead by another node (its heartbeat lapsed)"
@@ -418,6 +420,7 @@ impl Node {
                             .claim_plans(id.clone(), CLAIM_BATCH, capabilities.clone())
                             .await
                             .map_err(failed)?;
+                        crate::metrics::metrics().claims.inc_by(plans.len() as u64);
                         for plan in &plans {
                             let (engine, plan) = (engine.clone(), *plan);
                             tokio::spawn(async move {

@@ -32,6 +32,9 @@ pub(crate) struct ServeArgs {
     /// its latest half; `0` keeps nothing).
     #[arg(long, value_parser = crate::shared::parse_size, default_value = "1MiB")]
     log_cap: usize,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub(crate) global: Global,
 }
@@ -48,6 +51,10 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
         return Err(Fail::Input(
             "a node needs a store other processes can reach; `memory:` lives and dies with one process".into(),
         ));
+    }
+    if let Some(addr) = args.metrics {
+        let bound = crate::shared::metrics::serve(addr).await?;
+        eprintln!("metrics at http://{bound}/metrics");
     }
     // Fail fast, with exit code 3, if the store cannot be used at all.
     weft_store::open(&args.global.db).await?;

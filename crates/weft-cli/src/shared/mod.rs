@@ -5,6 +5,7 @@
 
 pub(crate) mod capable;
 pub(crate) mod foreground;
+pub(crate) mod metrics;
 pub(crate) mod progress;
 pub(crate) mod view;
 pub(crate) mod waiting;

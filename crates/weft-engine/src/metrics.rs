@@ -1,0 +1,153 @@
+//! What a process running plans counts, for Prometheus: steps started and finished by flow
+//! and task, how long they took, steps running, plans ended by state and result, a node's
+//! claims and heartbeats. One set per process ([`metrics`]), updated where things happen (the
+//! executor, the shell, the node's loops) with atomics; [`encode`] writes it in the Prometheus
+//! text format (`weft serve --metrics`).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::OnceLock;
+
+/// Labels: name and value pairs.
+type Labels = Vec<(&'static str, String)>;
+
+/// The process's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Steps started, by flow and task.
+    pub steps_started: Family<Labels, Counter>,
+    /// Steps finished, by flow, task and result (`success`, `error`).
+    pub steps_finished: Family<Labels, Counter>,
+    /// How long steps ran, by flow.
+    pub step_seconds: Family<Labels, Histogram>,
+    /// Steps running now.
+    pub steps_running: Gauge,
+    /// Plans ended (stopped or paused), by state and result.
+    pub plans_ended: Family<Labels, Counter>,
+    /// Plans a node claimed.
+    pub claims: Counter,
+    /// A node's heartbeats (lease renewals).
+    pub heartbeats: Counter,
+}
+
+fn step_histogram() -> Histogram {
+    // 1 ms to about 9 minutes.
+    Histogram::new(exponential_buckets(0.001, 4.0, 10))
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("weft");
+        let steps_started = Family::<Labels, Counter>::default();
+        let steps_finished = Family::<Labels, Counter>::default();
+        let step_seconds =
+            Family::<Labels, Histogram>::new_with_constructor(step_histogram as fn() -> Histogram);
+        let steps_running = Gauge::default();
+        let plans_ended = Family::<Labels, Counter>::default();
+        let claims = Counter::default();
+        let heartbeats = Counter::default();
+        registry.register(
+            "steps_started",
+            "Steps started, by flow and task",
+            steps_started.clone(),
+        );
+        registry.register(
+            "steps_finished",
+            "Steps finished, by flow, task and result",
+            steps_finished.clone(),
+        );
+        registry.register(
+            "step_duration_seconds",
+            "How long steps ran, by flow",
+            step_seconds.clone(),
+        );
+        registry.register("steps_running", "Steps running now", steps_running.clone());
+        registry.register(
+            "plans_ended",
+            "Plans that stopped or paused, by state and result",
+            plans_ended.clone(),
+        );
+        registry.register("plan_claims", "Plans this node claimed", claims.clone());
+        registry.register(
+            "node_heartbeats",
+            "Heartbeats this node wrote (lease renewals)",
+            heartbeats.clone(),
+        );
+        Metrics {
+            registry,
+            steps_started,
+            steps_finished,
+            step_seconds,
+            steps_running,
+            plans_ended,
+            claims,
+            heartbeats,
+        }
+    }
+
+    /// A step of `flow` running `task` started.
+    pub fn step_started(&self, flow: &str, task: &str) {
+        self.steps_started
+            .get_or_create(&vec![
+                ("flow", flow.to_string()),
+                ("task", task.to_string()),
+            ])
+            .inc();
+        self.steps_running.inc();
+    }
+
+    /// It ended, after `seconds`, with `result`.
+    pub fn step_finished(&self, flow: &str, task: &str, result: &str, seconds: f64) {
+        self.steps_finished
+            .get_or_create(&vec![
+                ("flow", flow.to_string()),
+                ("task", task.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
+        self.step_seconds
+            .get_or_create(&vec![("flow", flow.to_string())])
+            .observe(seconds);
+        self.steps_running.dec();
+    }
+}
+
+/// This process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Every metric in the Prometheus text format (OpenMetrics flavour).
+pub fn encode() -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &metrics().registry) {
+        tracing::warn!("cannot encode the metrics: {e}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_counted_and_timed_by_flow_and_task() {
+        let m = metrics();
+        m.step_started("deploy", "build");
+        m.step_finished("deploy", "build", "success", 0.02);
+        let text = encode();
+        assert!(
+            text.contains("weft_steps_started_total{flow=\"deploy\",task=\"build\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "weft_steps_finished_total{flow=\"deploy\",task=\"build\",result=\"success\"} 1"
+        ));
+        assert!(text.contains("weft_step_duration_seconds_count{flow=\"deploy\"} 1"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
