@@ -82,9 +82,18 @@ fn a_node_serves_prometheus_metrics_a_real_parser_reads() {
     ] {
         assert!(samples.iter().any(|s| s == want), "{want} in {samples:#?}");
     }
-    assert!(samples
-        .iter()
-        .any(|s| s.starts_with("weft_node_heartbeats_total{} ")));
+    for prefix in [
+        "weft_node_heartbeats_total{} ",
+        "weft_manifold_starts{manifold=claimer} ",
+        "weft_store_commits_total{} ",
+        "weft_store_commit_duration_seconds_count{} ",
+        "weft_store_commit_writes_bucket{le=+Inf} ",
+    ] {
+        assert!(
+            samples.iter().any(|s| s.starts_with(prefix)),
+            "{prefix} in {samples:#?}"
+        );
+    }
     assert!(get(port, "/other").starts_with("HTTP/1.1 404"));
 }
 

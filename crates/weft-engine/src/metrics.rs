@@ -1,6 +1,7 @@
 //! What a process running plans counts, for Prometheus: steps started and finished by flow
 //! and task, how long they took, steps running, plans ended by state and result, a node's
-//! claims and heartbeats. One set per process ([`metrics`]), updated where things happen (the
+//! claims, heartbeats and manifold starts, and its store writer's commits (their duration and
+//! how many writes each carried). One set per process ([`metrics`]), updated where things happen (the
 //! executor, the shell, the node's loops) with atomics; [`encode`] writes it in the Prometheus
 //! text format (`weft serve --metrics`).
 
@@ -31,6 +32,8 @@ pub struct Metrics {
     pub claims: Counter,
     /// A node's heartbeats (lease renewals).
     pub heartbeats: Counter,
+    /// How many times each manifold of the node has started.
+    pub manifold_starts: Family<Labels, Gauge>,
 }
 
 fn step_histogram() -> Histogram {
@@ -49,6 +52,7 @@ impl Metrics {
         let plans_ended = Family::<Labels, Counter>::default();
         let claims = Counter::default();
         let heartbeats = Counter::default();
+        let manifold_starts = Family::<Labels, Gauge>::default();
         registry.register(
             "steps_started",
             "Steps started, by flow and task",
@@ -76,6 +80,27 @@ impl Metrics {
             "Heartbeats this node wrote (lease renewals)",
             heartbeats.clone(),
         );
+        registry.register(
+            "manifold_starts",
+            "How many times each of the node's manifolds has started (restarts show here)",
+            manifold_starts.clone(),
+        );
+        let store = weft_store::metrics::store_metrics();
+        registry.register(
+            "store_commits",
+            "Commits of this process's store writer",
+            store.commits.clone(),
+        );
+        registry.register(
+            "store_commit_duration_seconds",
+            "How long each commit of the store writer took",
+            store.commit_seconds.clone(),
+        );
+        registry.register(
+            "store_commit_writes",
+            "How many writes each commit carried (group commit)",
+            store.commit_writes.clone(),
+        );
         Metrics {
             registry,
             steps_started,
@@ -85,6 +110,7 @@ impl Metrics {
             plans_ended,
             claims,
             heartbeats,
+            manifold_starts,
         }
     }
 

@@ -474,6 +474,12 @@ impl Node {
             let (id, engine, written) = (id.clone(), engine.clone(), written.clone());
             async move {
                 let report = engine.report().await;
+                for (name, m) in &report.manifolds {
+                    crate::metrics::metrics()
+                        .manifold_starts
+                        .get_or_create(&vec![("manifold", name.clone())])
+                        .set(m.start_count as i64);
+                }
                 let value = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
                 let unchanged =
                     written.lock().unwrap_or_else(|p| p.into_inner()).as_ref() == Some(&value);

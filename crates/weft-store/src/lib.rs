@@ -22,6 +22,7 @@ pub mod logs;
 mod mailbox;
 pub mod memory;
 pub mod messages;
+pub mod metrics;
 pub mod postgres;
 mod queue;
 mod record;

@@ -43,7 +43,9 @@ pub(super) async fn run(
             };
         }
         let Some(c) = conn.as_mut() else { continue };
+        let started = std::time::Instant::now();
         let results = commit(c, &batch).await;
+        crate::metrics::committed(batch.len(), started.elapsed());
         if results
             .iter()
             .any(|r| matches!(r, Err(Error::Unavailable(_))))

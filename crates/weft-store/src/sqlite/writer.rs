@@ -31,7 +31,9 @@ pub(super) fn run(mut conn: Connection, rx: mpsc::Receiver<Request>, wakes: Wake
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let results = commit(&mut conn, &batch);
+        crate::metrics::committed(batch.len(), started.elapsed());
         wakes.send(wants(&batch, &results));
         for (req, result) in batch.into_iter().zip(results) {
             // The caller may have gone away; its write landed all the same.
