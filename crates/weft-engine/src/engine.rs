@@ -361,6 +361,9 @@ impl Engine {
         tracing::info!(
             plan = %snapshot.plan.id, flow = %snapshot.plan.flow.name, ?intent, "plan taken up"
         );
+        if let Some(tracer) = crate::traces::tracer() {
+            tracer.plan_started(snapshot.plan.id, &snapshot.plan.flow.name);
+        }
         let start = Input::Start {
             snapshot: Box::new(snapshot),
             rescue,
@@ -681,6 +684,14 @@ impl Shell {
             });
         }
         for (end, waiter) in ended {
+            if let Some(tracer) = crate::traces::tracer() {
+                tracer.plan_ended(
+                    end.plan,
+                    &end.state.to_string(),
+                    &end.outcome.to_string(),
+                    end.failure.as_ref().map(|f| f.message.as_str()),
+                );
+            }
             crate::metrics::metrics()
                 .plans_ended
                 .get_or_create(&vec![

@@ -53,26 +53,44 @@ impl Executor {
     pub async fn run(&self, item: WorkItem, progress: &mpsc::UnboundedSender<Input>) -> Input {
         let executes = matches!(item.work, Work::Execute);
         let metrics = crate::metrics::metrics();
-        let (flow, step) = (item.flow.clone(), item.step as usize);
-        let (flow_name, task) = (&flow.name, &flow.steps[step].name);
+        let (flow, step, plan, attempt) = (item.flow.clone(), item.step, item.plan, item.attempt);
+        let (flow_name, task) = (&flow.name, &flow.steps[step as usize].name);
         if executes {
             metrics.step_started(flow_name, task);
         }
         let started = std::time::Instant::now();
+        let started_at = std::time::SystemTime::now();
         let input = self.run_item(item, progress).await;
+        let (result, failure) = match &input {
+            Input::Executed {
+                result: Ok(Completion::Done { .. }),
+                ..
+            } => ("success", None),
+            Input::Executed {
+                result: Ok(Completion::Suspend { .. }),
+                ..
+            } => ("suspended", None),
+            Input::Reverted { result: Ok(()), .. } => ("reverted", None),
+            Input::Executed { result: Err(f), .. } | Input::Reverted { result: Err(f), .. } => {
+                ("error", Some(f.message.clone()))
+            }
+            _ => ("error", None),
+        };
         if executes {
-            let result = match &input {
-                Input::Executed {
-                    result: Ok(Completion::Done { .. }),
-                    ..
-                } => "success",
-                Input::Executed {
-                    result: Ok(Completion::Suspend { .. }),
-                    ..
-                } => "suspended",
-                _ => "error",
-            };
             metrics.step_finished(flow_name, task, result, started.elapsed().as_secs_f64());
+        }
+        if let Some(tracer) = crate::traces::tracer() {
+            let action = if executes { "execute" } else { "revert" };
+            tracer.step_ended(
+                plan,
+                flow_name,
+                (step, task),
+                attempt,
+                action,
+                started_at,
+                result,
+                failure,
+            );
         }
         input
     }

@@ -14,6 +14,7 @@
 //!   nothing of a step outlives it (the reaper; leftovers of a dead run).
 //! - [`remote`]: remote steps — the [`Remote`] executor the engine sends them to (built by
 //!   weft-worker), and the [`CommandTask`]s a worker offers for a flow's commands.
+//! - [`traces`]: plans as OpenTelemetry traces, steps as spans, sent to an OTLP collector.
 //! - [`task`]: the [`Task`] trait and the [`Registry`] of Rust tasks by name and version;
 //!   [`typed`]: tasks of your own serde types, whose shapes flows check when they are built.
 //! - [`node`]: a long-lived node (`weft serve`): claims submitted plans, starts delayed ones,
@@ -37,6 +38,7 @@ pub mod owner;
 pub mod process;
 pub mod remote;
 pub mod task;
+pub mod traces;
 pub mod typed;
 
 pub use director::{Completion, Intent, PlanEnd, Rescue};

@@ -35,6 +35,10 @@ pub(crate) struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Send traces (a plan a trace, each step attempt a span) to this OTLP/HTTP collector,
+    /// e.g. http://127.0.0.1:4318.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
     #[command(flatten)]
     pub(crate) global: Global,
 }
@@ -51,6 +55,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
         return Err(Fail::Input(
             "a node needs a store other processes can reach; `memory:` lives and dies with one process".into(),
         ));
+    }
+    if let Some(endpoint) = &args.otlp_endpoint {
+        weft_engine::traces::install(endpoint).map_err(Fail::Input)?;
     }
     if let Some(addr) = args.metrics {
         let bound = crate::shared::metrics::serve(addr).await?;

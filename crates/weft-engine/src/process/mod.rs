@@ -294,6 +294,11 @@ pub(crate) async fn run_command(
         .env("WEFT_PLAN_ID", inv.plan.to_string())
         .env("WEFT_STEP", inv.step_name)
         .env("WEFT_ATTEMPT", inv.attempt.to_string())
+        // W3C trace context: the command's own spans join the step's.
+        .env(
+            "TRACEPARENT",
+            crate::traces::traceparent(inv.plan, inv.step, inv.attempt, inv.action),
+        )
         .env(MARKER, marker(inv.plan, inv.step, inv.group_task))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
