@@ -135,3 +135,21 @@ fn logs_follow_a_running_plan_from_another_process() {
         "==> talk attempt 1 stdout <==\nfirst\nsecond\n"
     );
 }
+
+/// A task that closes its stdout early and keeps running: its result is its exit, its later
+/// stderr is kept.
+#[test]
+fn a_task_closing_stdout_early_keeps_its_result_and_its_later_output() {
+    let sb = Sandbox::new();
+    sb.write(
+        "closer.toml",
+        "name = \"closer\"\n[[task]]\nname = \"c\"\n\
+         run = [\"sh\", \"-c\", 'echo before; exec 1>&-; sleep 0.3; echo after >&2']\n",
+    );
+    let out = sb.run(&["run", "closer.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = sb.last_plan();
+    let all = text(&logs(&sb, &[&id]));
+    assert!(all.contains("stdout <==\nbefore\n"), "{all}");
+    assert!(all.contains("stderr <==\nafter\n"), "{all}");
+}
