@@ -86,6 +86,8 @@ fn a_node_serves_prometheus_metrics_a_real_parser_reads() {
         "weft_node_heartbeats_total{} ",
         "weft_manifold_starts{manifold=claimer} ",
         "weft_store_commits_total{} ",
+        "weft_nodes_live{} 1",
+        "weft_engine_batches_queued{} ",
         "weft_store_commit_duration_seconds_count{} ",
         "weft_store_commit_writes_bucket{le=+Inf} ",
     ] {

@@ -576,7 +576,8 @@ impl Shell {
                     continue;
                 }
             }
-            self.queued.fetch_add(1, Ordering::AcqRel);
+            let depth = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+            crate::metrics::metrics().batches_queued.set(depth as i64);
             if batches
                 .send(Batch {
                     ack,
@@ -605,7 +606,8 @@ impl Shell {
                 return;
             }
             self.finish(result, batch.actions, batch.updates, batch.plans);
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            let depth = self.queued.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+            crate::metrics::metrics().batches_queued.set(depth as i64);
         }
     }
 

@@ -34,6 +34,11 @@ pub struct Metrics {
     pub heartbeats: Counter,
     /// How many times each manifold of the node has started.
     pub manifold_starts: Family<Labels, Gauge>,
+    /// Nodes whose lease holds, as this node last saw them (itself included).
+    pub nodes_live: Gauge,
+    /// Batches of the director's changes written and not yet acknowledged by the store (the
+    /// writer's queue, as the engine sees it).
+    pub batches_queued: Gauge,
 }
 
 fn step_histogram() -> Histogram {
@@ -53,6 +58,18 @@ impl Metrics {
         let claims = Counter::default();
         let heartbeats = Counter::default();
         let manifold_starts = Family::<Labels, Gauge>::default();
+        let nodes_live = Gauge::default();
+        let batches_queued = Gauge::default();
+        registry.register(
+            "nodes_live",
+            "Nodes whose lease holds, as this node last saw them",
+            nodes_live.clone(),
+        );
+        registry.register(
+            "engine_batches_queued",
+            "Batches of changes waiting for the store writer's acknowledgement",
+            batches_queued.clone(),
+        );
         registry.register(
             "steps_started",
             "Steps started, by flow and task",
@@ -111,6 +128,8 @@ impl Metrics {
             claims,
             heartbeats,
             manifold_starts,
+            nodes_live,
+            batches_queued,
         }
     }
 

@@ -330,6 +330,10 @@ impl Node {
                     .filter(|n| n.id != id)
                     .collect();
                 let (dead, next) = lease_check(now, lease, longest, &others);
+                // This node and every other whose lease holds.
+                crate::metrics::metrics()
+                    .nodes_live
+                    .set(1 + (others.len() - dead.len()) as i64);
                 for n in dead {
                     let plans = store.invalidate_node(n.id.clone()).await?;
                     tracing::warn!(node = %n.id, plans = plans.len(), "invalidated a dead node");
