@@ -95,6 +95,12 @@ fn remote_steps_spread_over_three_workers_survive_a_sigkill_and_revert_through_w
         *per_worker.entry(pid).or_insert(0) += 1;
     }
     assert_eq!(per_worker.len(), 3, "every worker ran some: {per_worker:?}");
+    // What a remote command printed is its step's output, in `weft logs`.
+    let wide_plan = sb.last_plan();
+    wait_for("a remote step's output", Duration::from_secs(10), || {
+        let out = sb.run(&["logs", &wide_plan, "t7", "--stream", "stdout"]);
+        (text(&out.stdout) == "{\"i\": 7}\n").then_some(())
+    });
 
     // A worker killed mid-step: WorkerLost within its lease, retried on another worker.
     let id = text(&sb.run(&["submit", "slow.toml"]).stdout)

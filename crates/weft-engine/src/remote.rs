@@ -11,6 +11,7 @@
 //! the engine would — own process group, inputs as `WEFT_IN_*` and on stdin, output the last
 //! JSON line of stdout, its revert command with `WEFT_RESULT` and `WEFT_FAILURE`.
 
+use crate::logs::LogSink;
 use crate::process::{run_command, Invocation, ProcessGroups};
 use crate::task::{Context, Registry, RevertContext, Task};
 use serde_json::{Map, Value};
@@ -85,13 +86,15 @@ pub struct CommandTask {
     flow: Arc<Flow>,
     step: u32,
     groups: ProcessGroups,
+    logs: Option<LogSink>,
 }
 
 impl Registry {
     /// Registers every command of `flow` as the task a remote step of it asks for
     /// ([`weft_model::flow::command_task`] at the flow's version), and returns their
-    /// capabilities (`name@version`).
-    pub fn add_commands(&mut self, flow: &Flow) -> Vec<String> {
+    /// capabilities (`name@version`). With `logs`, what they print is kept under the plan,
+    /// step and attempt that asked (`weft logs` shows it as the step's).
+    pub fn add_commands(&mut self, flow: &Flow, logs: Option<LogSink>) -> Vec<String> {
         let flow = Arc::new(flow.clone());
         let groups = ProcessGroups::default();
         let mut added = Vec::new();
@@ -103,6 +106,7 @@ impl Registry {
                     flow: flow.clone(),
                     step: i as u32,
                     groups: groups.clone(),
+                    logs: logs.clone(),
                 };
                 self.register(name, flow.version.clone(), task);
             }
@@ -155,9 +159,7 @@ impl CommandTask {
             warn_codes,
             timeout: def.timeout,
             kill_timeout: def.kill_timeout,
-            // The worker's own output is not kept: its store is the executor's, but the
-            // step's attempt there is the executor's to describe.
-            logs: None,
+            logs: self.logs.as_ref(),
             action: if revert.is_some() {
                 "revert"
             } else {

@@ -108,7 +108,10 @@ async fn remote_steps_run_on_workers_and_revert_there() {
 
     let mut tasks = Registry::new();
     tasks.register("double", "1", Double(log.clone()));
-    tasks.add_commands(&flow);
+    tasks.add_commands(
+        &flow,
+        Some(weft_engine::logs::LogSink::start(store.clone(), 1 << 20)),
+    );
     let _worker = start_worker(&store, "calc", tasks);
 
     let engine = engine(&store, Duration::from_secs(30));

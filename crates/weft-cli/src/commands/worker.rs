@@ -22,6 +22,9 @@ pub(crate) struct WorkerArgs {
     /// `WorkerLost` and retry elsewhere.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     lease: Duration,
+    /// How much of each stream a command prints is kept for `weft logs` (`0` keeps nothing).
+    #[arg(long, value_parser = crate::shared::parse_size, default_value = "1MiB")]
+    log_cap: usize,
     #[command(flatten)]
     pub(crate) global: Global,
 }
@@ -40,11 +43,19 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<u8, Fail> {
             "a worker needs a store its executors can reach; `memory:` lives and dies with one process".into(),
         ));
     }
-    let mut registry = Registry::new();
-    let mut offered = Vec::new();
+    let mut flows = Vec::new();
     for path in &args.tasks {
         let flow = weft_model::flow::file::load(path).map_err(|e| Fail::Input(e.to_string()))?;
-        let added = registry.add_commands(&flow);
+        flows.push((path, flow));
+    }
+    let store = weft_store::open(&args.global.db).await?;
+    // What the commands print is kept as their steps' output (`weft logs`).
+    let logs = weft_engine::logs::LogSink::start(store.clone(), args.log_cap);
+    let keep = (args.log_cap > 0).then(|| logs.clone());
+    let mut registry = Registry::new();
+    let mut offered = Vec::new();
+    for (path, flow) in &flows {
+        let added = registry.add_commands(flow, keep.clone());
         if added.is_empty() {
             return Err(Fail::Input(format!(
                 "{} has no command (`run`) for a worker to offer",
@@ -53,7 +64,6 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<u8, Fail> {
         }
         offered.extend(added);
     }
-    let store = weft_store::open(&args.global.db).await?;
     let worker = weft_worker::Worker::new(args.topic.clone(), registry)
         .map_err(|e| Fail::Input(e.to_string()))?
         .lease(args.lease);
@@ -71,6 +81,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<u8, Fail> {
         })
         .await
         .map_err(|e| Fail::Other(e.to_string()))?;
+    logs.flush().await;
     eprintln!("worker stopped");
     Ok(0)
 }
