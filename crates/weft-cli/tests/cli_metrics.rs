@@ -72,9 +72,9 @@ fn a_node_serves_prometheus_metrics_a_real_parser_reads() {
     let body = response.split("\r\n\r\n").nth(1).expect("a body");
     let samples = parse(body);
     for want in [
-        "weft_steps_started_total{flow=two,task=ok} 3",
-        "weft_steps_finished_total{flow=two,result=success,task=ok} 3",
-        "weft_steps_finished_total{flow=two,result=error,task=bad} 3",
+        "weft_steps_started_total{flow=two,task=true} 3",
+        "weft_steps_finished_total{flow=two,result=success,task=true} 3",
+        "weft_steps_finished_total{flow=two,result=error,task=false} 3",
         "weft_step_duration_seconds_count{flow=two} 6",
         "weft_plans_ended_total{result=error,state=paused} 3",
         "weft_steps_running{} 0",

@@ -5,13 +5,15 @@
 
 use crate::director::{Completion, Input, Work, WorkItem};
 use crate::logs::LogSink;
+use crate::metrics::StepMetrics;
 use crate::process::{run_command, Invocation, ProcessGroups};
 use crate::remote::{Remote, RemoteCall};
 use crate::task::{Context, Registry, RevertContext, Suspension};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use weft_model::flow::{Action, Command, StepDef};
+use weft_model::flow::{Action, Command, Flow, StepDef};
 use weft_model::group::{Progress, TaskEvent};
 use weft_model::worker::Action as Do;
 use weft_model::{duration, Failure};
@@ -23,6 +25,53 @@ pub struct Executor {
     groups: ProcessGroups,
     remote: Option<Arc<dyn Remote>>,
     logs: Option<LogSink>,
+    metrics: StepMetricsCache,
+}
+
+/// Each flow's tasks' metrics, looked up once: by the flow's allocation (kept alive with the
+/// entry, so its address cannot be reused while cached), then by task. Bounded: cleared when
+/// it holds too many flows.
+#[derive(Clone, Default)]
+struct StepMetricsCache(Arc<std::sync::Mutex<HashMap<usize, CachedFlow>>>);
+
+/// A flow kept alive while cached, and its tasks' metrics.
+type CachedFlow = (Arc<Flow>, HashMap<String, StepMetrics>);
+
+/// The most cached flows.
+const CACHED_FLOWS: usize = 1024;
+
+/// What a step's metrics call its task: a Rust task's name, a command's program, `group` or
+/// `gate` — few values however many steps a flow has (a label per step would not scale).
+fn task_label(def: &StepDef) -> &str {
+    match &def.action {
+        Action::Task { name, .. } => name,
+        Action::Command(cmd) => cmd
+            .run
+            .first()
+            .map(|p| p.rsplit('/').next().unwrap_or(p))
+            .unwrap_or("command"),
+        Action::Group(_) => "group",
+        Action::Gate => "gate",
+    }
+}
+
+impl StepMetricsCache {
+    fn get(&self, flow: &Arc<Flow>, step: u32) -> StepMetrics {
+        let task = task_label(&flow.steps[step as usize]);
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHED_FLOWS {
+            cache.clear();
+        }
+        let (_, tasks) = cache
+            .entry(Arc::as_ptr(flow) as usize)
+            .or_insert_with(|| (flow.clone(), HashMap::new()));
+        if let Some(m) = tasks.get(task) {
+            return m.clone();
+        }
+        let m = crate::metrics::metrics().step(&flow.name, task);
+        tasks.insert(task.to_string(), m.clone());
+        m
+    }
 }
 
 impl Executor {
@@ -34,6 +83,7 @@ impl Executor {
             groups: ProcessGroups::default(),
             remote,
             logs: None,
+            metrics: StepMetricsCache::default(),
         }
     }
 
@@ -52,11 +102,11 @@ impl Executor {
     /// to `progress` as it goes.
     pub async fn run(&self, item: WorkItem, progress: &mpsc::UnboundedSender<Input>) -> Input {
         let executes = matches!(item.work, Work::Execute);
-        let metrics = crate::metrics::metrics();
         let (flow, step, plan, attempt) = (item.flow.clone(), item.step, item.plan, item.attempt);
         let (flow_name, task) = (&flow.name, &flow.steps[step as usize].name);
-        if executes {
-            metrics.step_started(flow_name, task);
+        let metrics = executes.then(|| self.metrics.get(&flow, step));
+        if let Some(m) = &metrics {
+            m.started();
         }
         let started = std::time::Instant::now();
         let started_at = std::time::SystemTime::now();
@@ -76,8 +126,8 @@ impl Executor {
             }
             _ => ("error", None),
         };
-        if executes {
-            metrics.step_finished(flow_name, task, result, started.elapsed().as_secs_f64());
+        if let Some(m) = &metrics {
+            m.finished(result, started.elapsed().as_secs_f64());
         }
         if let Some(tracer) = crate::traces::tracer() {
             let action = if executes { "execute" } else { "revert" };

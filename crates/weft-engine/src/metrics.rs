@@ -133,30 +133,58 @@ impl Metrics {
         }
     }
 
-    /// A step of `flow` running `task` started.
-    pub fn step_started(&self, flow: &str, task: &str) {
-        self.steps_started
-            .get_or_create(&vec![
-                ("flow", flow.to_string()),
-                ("task", task.to_string()),
-            ])
-            .inc();
-        self.steps_running.inc();
+    /// The metrics of the steps of `flow` running `task`, to keep and update without
+    /// looking them up (and building their labels) each time.
+    pub fn step(&self, flow: &str, task: &str) -> StepMetrics {
+        let labels = |result: Option<&str>| {
+            let mut l = vec![("flow", flow.to_string()), ("task", task.to_string())];
+            if let Some(r) = result {
+                l.push(("result", r.to_string()));
+            }
+            l
+        };
+        let finished = |r| self.steps_finished.get_or_create(&labels(Some(r))).clone();
+        StepMetrics {
+            started: self.steps_started.get_or_create(&labels(None)).clone(),
+            success: finished("success"),
+            suspended: finished("suspended"),
+            error: finished("error"),
+            seconds: self
+                .step_seconds
+                .get_or_create(&vec![("flow", flow.to_string())])
+                .clone(),
+            running: self.steps_running.clone(),
+        }
+    }
+}
+
+/// The metrics of one flow's step, looked up once.
+#[derive(Clone)]
+pub struct StepMetrics {
+    started: Counter,
+    success: Counter,
+    suspended: Counter,
+    error: Counter,
+    seconds: Histogram,
+    running: Gauge,
+}
+
+impl StepMetrics {
+    /// It started.
+    pub fn started(&self) {
+        self.started.inc();
+        self.running.inc();
     }
 
-    /// It ended, after `seconds`, with `result`.
-    pub fn step_finished(&self, flow: &str, task: &str, result: &str, seconds: f64) {
-        self.steps_finished
-            .get_or_create(&vec![
-                ("flow", flow.to_string()),
-                ("task", task.to_string()),
-                ("result", result.to_string()),
-            ])
-            .inc();
-        self.step_seconds
-            .get_or_create(&vec![("flow", flow.to_string())])
-            .observe(seconds);
-        self.steps_running.dec();
+    /// It ended, after `seconds`, with `result` (`success`, `suspended`, else `error`).
+    pub fn finished(&self, result: &str, seconds: f64) {
+        match result {
+            "success" => self.success.inc(),
+            "suspended" => self.suspended.inc(),
+            _ => self.error.inc(),
+        };
+        self.seconds.observe(seconds);
+        self.running.dec();
     }
 }
 
@@ -181,9 +209,9 @@ mod tests {
 
     #[test]
     fn steps_are_counted_and_timed_by_flow_and_task() {
-        let m = metrics();
-        m.step_started("deploy", "build");
-        m.step_finished("deploy", "build", "success", 0.02);
+        let m = metrics().step("deploy", "build");
+        m.started();
+        m.finished("success", 0.02);
         let text = encode();
         assert!(
             text.contains("weft_steps_started_total{flow=\"deploy\",task=\"build\"} 1"),
