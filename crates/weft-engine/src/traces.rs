@@ -109,10 +109,13 @@ pub fn tracer() -> Option<&'static Tracer> {
 impl Tracer {
     /// A plan was taken up here.
     pub fn plan_started(&self, plan: PlanId, flow: &str) {
-        self.plans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(plan, (flow.to_string(), now_nanos()));
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        // Plans taken up here whose end this process never saw (their lock lost) must not
+        // pile up: past a bound, the oldest roots are given up (their steps' spans still go).
+        if plans.len() >= MAX_HELD * 10 {
+            plans.clear();
+        }
+        plans.insert(plan, (flow.to_string(), now_nanos()));
     }
 
     /// It ended (stopped or paused) with `outcome`: its root span.

@@ -59,6 +59,8 @@ pub(crate) async fn logs(args: LogsArgs) -> Result<u8, Fail> {
     // One step's one stream prints as it was written, without a header.
     let raw = step.is_some() && args.stream.is_some();
     let mut printer = Printer::new(names, args.global.json, raw);
+    // Whether the plan was seen running: only then can its last output still be on its way.
+    let mut was_running = false;
     loop {
         let rows = store.read_logs(query.clone()).await?;
         let full = rows.len() == PAGE as usize;
@@ -72,11 +74,12 @@ pub(crate) async fn logs(args: LogsArgs) -> Result<u8, Fail> {
         if !args.follow || !running(&store, id).await? {
             break;
         }
+        was_running = true;
         tokio::time::sleep(FOLLOW_POLL).await;
     }
     // A node writes what its steps printed within one flush of the log pump: what the last
     // moments printed arrives after the plan's end.
-    if args.follow {
+    if args.follow && was_running {
         tokio::time::sleep(2 * weft_engine::logs::FLUSH).await;
         let rows = store.read_logs(query).await?;
         printer.print(&rows)?;
