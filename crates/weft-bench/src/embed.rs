@@ -48,8 +48,7 @@ pub(crate) async fn result_latency(sqlite: bool, repeat: u32) -> Result<Figure, 
         if let Some(d) = dir {
             let _ = std::fs::remove_dir_all(d);
         }
-        times.sort_by(|a, b| a.total_cmp(b));
-        samples.push(times[times.len() / 2]);
+        samples.push(crate::support::median(times));
     }
     Ok(Figure {
         name: if sqlite {

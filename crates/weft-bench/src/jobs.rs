@@ -198,8 +198,7 @@ pub(crate) async fn post_latency(admin: &str, repeat: u32) -> Result<Figure, Err
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         node.stop().await;
-        latencies.sort_by(|a, b| a.total_cmp(b));
-        samples.push(latencies[latencies.len() / 2]);
+        samples.push(crate::support::median(latencies));
     }
     Ok(Figure {
         name: "pg-job-latency",
@@ -266,8 +265,7 @@ pub(crate) async fn claim_latency(admin: &str, repeat: u32) -> Result<Figure, Er
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         claiming.abort();
-        latencies.sort_by(|a, b| a.total_cmp(b));
-        samples.push(latencies[latencies.len() / 2]);
+        samples.push(crate::support::median(latencies));
     }
     Ok(Figure {
         name: "pg-claim-latency",

@@ -182,9 +182,7 @@ pub struct Figure {
 impl Figure {
     /// The median sample.
     pub fn median(&self) -> f64 {
-        let mut s = self.samples.clone();
-        s.sort_by(|a, b| a.total_cmp(b));
-        s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
+        support::median(self.samples.clone())
     }
 
     /// Whether the median meets the target.

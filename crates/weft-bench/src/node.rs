@@ -55,8 +55,7 @@ pub(crate) async fn event_rtt(repeat: u32) -> Result<Figure, Error> {
             }
             rtts.push(t.elapsed().as_secs_f64() * 1000.0);
         }
-        rtts.sort_by(|a, b| a.total_cmp(b));
-        samples.push(rtts[rtts.len() / 2]);
+        samples.push(crate::support::median(rtts));
     }
     node.stop().await;
     Ok(Figure {

@@ -160,8 +160,7 @@ pub(crate) async fn round_trip(admin: &str, repeat: u32) -> Result<Figure, Error
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         executor.stop().await;
-        times.sort_by(|a, b| a.total_cmp(b));
-        samples.push(times[times.len() / 2]);
+        samples.push(crate::support::median(times));
     }
     Ok(Figure {
         name: "pg-remote-rtt",

@@ -206,3 +206,9 @@ pub(crate) fn spawn_node(store: SharedStore, registry: Registry) -> BackgroundNo
     });
     BackgroundNode { stop, task }
 }
+
+/// The median of `values` (`NaN` for none): every latency scenario's figure per run.
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}

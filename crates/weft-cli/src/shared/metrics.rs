@@ -7,6 +7,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The largest request head read.
 const MAX_REQUEST: usize = 8 << 10;
+/// How long a client may take to send its request.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Binds `addr` (clear error if it cannot) and serves `/metrics` there in the background.
 pub(crate) async fn serve(addr: SocketAddr) -> Result<SocketAddr, Fail> {
@@ -16,16 +18,23 @@ pub(crate) async fn serve(addr: SocketAddr) -> Result<SocketAddr, Fail> {
     let bound = listener.local_addr().unwrap_or(addr);
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                continue;
+            let mut socket = match listener.accept().await {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!("metrics endpoint: cannot accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut buf = [0u8; 1024];
                 while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    // A client that sends nothing does not hold a task for ever.
+                    match tokio::time::timeout(READ_TIMEOUT, socket.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => break,
                     }
                 }
                 let line = String::from_utf8_lossy(&head);
