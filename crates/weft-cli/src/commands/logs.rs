@@ -130,6 +130,56 @@ impl Printer {
         }
     }
 
+    /// A chunk for people: a header when the stream changes, a mark where bytes were cut
+    /// (each on a line of its own), then the bytes as printed.
+    fn text(
+        &mut self,
+        out: &mut impl Write,
+        step: &str,
+        c: &weft_store::LogChunk,
+        cut: u64,
+    ) -> std::io::Result<()> {
+        if self.raw && self.current.is_none() {
+            self.current = Some(c.key.clone());
+        }
+        if self.current.as_ref() != Some(&c.key) {
+            self.end_line(out)?;
+            let task = if c.key.task.is_empty() {
+                String::new()
+            } else {
+                format!(" task {}", c.key.task)
+            };
+            let action = if c.key.action == "revert" {
+                " (revert)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "==> {step}{task} attempt {}{action} {} <==",
+                c.key.attempt, c.key.stream
+            )?;
+            self.current = Some(c.key.clone());
+        }
+        if cut > 0 {
+            self.end_line(out)?;
+            writeln!(out, "[… {cut} bytes cut …]")?;
+        }
+        if let Some(last) = c.data.last() {
+            self.at_line_start = *last == b'\n';
+        }
+        out.write_all(&c.data)
+    }
+
+    /// Ends the line the output stopped in, if it stopped in one.
+    fn end_line(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if !self.at_line_start {
+            out.write_all(b"\n")?;
+            self.at_line_start = true;
+        }
+        Ok(())
+    }
+
     fn print(&mut self, rows: &[LogRow]) -> Result<(), Fail> {
         let mut out = std::io::stdout().lock();
         for row in rows {
@@ -158,50 +208,7 @@ impl Printer {
                 });
                 writeln!(out, "{line}")
             } else {
-                let mut w = Ok(());
-                let starts_line =
-                    |w: std::io::Result<()>, at_start: bool, out: &mut std::io::StdoutLock| {
-                        w.and_then(|()| {
-                            if at_start {
-                                Ok(())
-                            } else {
-                                out.write_all(b"\n")
-                            }
-                        })
-                    };
-                if self.raw && self.current.is_none() {
-                    self.current = Some(c.key.clone());
-                }
-                if self.current.as_ref() != Some(&c.key) {
-                    let task = if c.key.task.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" task {}", c.key.task)
-                    };
-                    let action = if c.key.action == "revert" {
-                        " (revert)"
-                    } else {
-                        ""
-                    };
-                    w = starts_line(w, self.at_line_start, &mut out);
-                    self.at_line_start = true;
-                    w = w.and_then(|()| {
-                        writeln!(
-                            out,
-                            "==> {step}{task} attempt {}{action} {} <==",
-                            c.key.attempt, c.key.stream
-                        )
-                    });
-                    self.current = Some(c.key.clone());
-                }
-                if cut > 0 {
-                    w = starts_line(w, self.at_line_start, &mut out);
-                    w = w.and_then(|()| writeln!(out, "[… {cut} bytes cut …]"));
-                }
-                if let Some(last) = c.data.last() {
-                    self.at_line_start = *last == b'\n';
-                }
-                w.and_then(|()| out.write_all(&c.data))
+                self.text(&mut out, &step, c, cut)
             };
             if let Err(e) = written.and_then(|()| out.flush()) {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
