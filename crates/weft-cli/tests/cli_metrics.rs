@@ -96,6 +96,20 @@ fn a_node_serves_prometheus_metrics_a_real_parser_reads() {
             "{prefix} in {samples:#?}"
         );
     }
+    // Plans by state are the node's count of the store, taken every half lease.
+    let want = "weft_plans{state=paused} 3";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let response = get(port, "/metrics");
+        let body = response.split("\r\n\r\n").nth(1).expect("a body");
+        let samples = parse(body);
+        if samples.iter().any(|s| s == want) {
+            assert!(samples.iter().any(|s| s == "weft_plans{state=running} 0"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{want} in {samples:#?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     assert!(get(port, "/other").starts_with("HTTP/1.1 404"));
 }
 

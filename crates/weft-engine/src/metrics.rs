@@ -1,5 +1,6 @@
 //! What a process running plans counts, for Prometheus: steps started and finished by flow
-//! and task, how long they took, steps running, plans ended by state and result, a node's
+//! and task, how long they took, steps running, plans by state (a node's count of the store)
+//! and ended by state and result, a node's
 //! claims, heartbeats and manifold starts, and its store writer's commits (their duration and
 //! how many writes each carried). One set per process ([`metrics`]), updated where things happen (the
 //! executor, the shell, the node's loops) with atomics; [`encode`] writes it in the Prometheus
@@ -26,6 +27,8 @@ pub struct Metrics {
     pub step_seconds: Family<Labels, Histogram>,
     /// Steps running now.
     pub steps_running: Gauge,
+    /// Plans in the store by state, as a node last counted them (every half lease).
+    pub plans: Family<Labels, Gauge>,
     /// Plans ended (stopped or paused), by state and result.
     pub plans_ended: Family<Labels, Counter>,
     /// Plans a node claimed.
@@ -55,6 +58,7 @@ impl Metrics {
             Family::<Labels, Histogram>::new_with_constructor(step_histogram as fn() -> Histogram);
         let steps_running = Gauge::default();
         let plans_ended = Family::<Labels, Counter>::default();
+        let plans = Family::<Labels, Gauge>::default();
         let claims = Counter::default();
         let heartbeats = Counter::default();
         let manifold_starts = Family::<Labels, Gauge>::default();
@@ -86,6 +90,11 @@ impl Metrics {
             step_seconds.clone(),
         );
         registry.register("steps_running", "Steps running now", steps_running.clone());
+        registry.register(
+            "plans",
+            "Plans in the store by state, as this node last counted them",
+            plans.clone(),
+        );
         registry.register(
             "plans_ended",
             "Plans that stopped or paused, by state and result",
@@ -124,6 +133,7 @@ impl Metrics {
             steps_finished,
             step_seconds,
             steps_running,
+            plans,
             plans_ended,
             claims,
             heartbeats,

@@ -334,6 +334,14 @@ impl Node {
                 crate::metrics::metrics()
                     .nodes_live
                     .set(1 + (others.len() - dead.len()) as i64);
+                let counts = store.count_plans().await?;
+                for state in weft_model::plan::State::ALL {
+                    let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+                    crate::metrics::metrics()
+                        .plans
+                        .get_or_create(&vec![("state", state.to_string())])
+                        .set(n as i64);
+                }
                 for n in dead {
                     let plans = store.invalidate_node(n.id.clone()).await?;
                     tracing::warn!(node = %n.id, plans = plans.len(), "invalidated a dead node");

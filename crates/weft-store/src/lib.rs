@@ -71,6 +71,9 @@ pub trait Store: Send + Sync + 'static {
     /// Plans, newest first.
     fn list_plans(&self, filter: PlanFilter) -> BoxFuture<Result<Vec<PlanSummary>>>;
 
+    /// How many plans are in each state (states with none left out).
+    fn count_plans(&self) -> BoxFuture<Result<Vec<(weft_model::plan::State, u64)>>>;
+
     /// Every transition of a plan and its steps, oldest first.
     fn history(&self, id: PlanId) -> BoxFuture<Result<Vec<HistoryEntry>>>;
 

@@ -440,7 +440,7 @@ impl Store for MemoryStore {
         let mut out: Vec<PlanSummary> = inner
             .plans
             .values()
-            .filter(|e| filter.state.is_none_or(|s| s == e.plan.state))
+            .filter(|e| filter.admits(e.plan.id, &e.plan.flow.name, e.plan.state))
             .map(|e| PlanSummary {
                 id: e.plan.id,
                 flow: e.plan.flow.name.clone(),
@@ -458,6 +458,18 @@ impl Store for MemoryStore {
             out.truncate(limit as usize);
         }
         ready(Ok(out))
+    }
+
+    fn count_plans(&self) -> BoxFuture<Result<Vec<(plan::State, u64)>>> {
+        let inner = self.lock();
+        let mut counts = std::collections::BTreeMap::<&str, (plan::State, u64)>::new();
+        for e in inner.plans.values() {
+            counts
+                .entry(e.plan.state.as_str())
+                .or_insert((e.plan.state, 0))
+                .1 += 1;
+        }
+        ready(Ok(counts.into_values().collect()))
     }
 
     fn history(&self, id: PlanId) -> BoxFuture<Result<Vec<HistoryEntry>>> {

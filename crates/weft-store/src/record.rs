@@ -179,8 +179,27 @@ pub struct PlanSummary {
 pub struct PlanFilter {
     /// Only plans in this state.
     pub state: Option<plan::State>,
+    /// Only plans of the flow with this name.
+    pub flow: Option<String>,
+    /// Only plans whose flow's name holds this text, or whose id starts with it.
+    pub search: Option<String>,
+    /// Only plans older than this one (the next page after it, newest first).
+    pub before: Option<PlanId>,
     /// At most this many (newest first).
     pub limit: Option<u32>,
+}
+
+impl PlanFilter {
+    /// Whether a plan of `flow` with `id` in `state` is one it asks for (`limit` aside).
+    pub fn admits(&self, id: PlanId, flow: &str, state: plan::State) -> bool {
+        self.state.is_none_or(|s| s == state)
+            && self.flow.as_ref().is_none_or(|f| f == flow)
+            && self
+                .search
+                .as_ref()
+                .is_none_or(|s| flow.contains(s.as_str()) || id.to_string().starts_with(s.as_str()))
+            && self.before.is_none_or(|b| id < b)
+    }
 }
 
 /// One fenced write.

@@ -230,7 +230,7 @@ async fn lists_plans_with_derived_results(store: SharedStore) {
     let stopped = store
         .list_plans(PlanFilter {
             state: Some(plan::State::Stopped),
-            limit: None,
+            ..PlanFilter::default()
         })
         .await
         .expect("list");
@@ -240,12 +240,80 @@ async fn lists_plans_with_derived_results(store: SharedStore) {
     );
     let one = store
         .list_plans(PlanFilter {
-            state: None,
             limit: Some(1),
+            ..PlanFilter::default()
         })
         .await
         .expect("list");
     assert_eq!(one.len(), 1);
+    // Paging: the next page starts after the last id listed.
+    let next = store
+        .list_plans(PlanFilter {
+            before: Some(one[0].id),
+            ..PlanFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(next.iter().map(|p| p.id).collect::<Vec<_>>(), vec![ok.id]);
+    let ids = |f: PlanFilter| {
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<_> = store
+                .list_plans(f)
+                .await
+                .expect("list")
+                .iter()
+                .map(|p| p.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let flow = all[0].flow.clone();
+    let by_flow = ids(PlanFilter {
+        flow: Some(flow.clone()),
+        ..PlanFilter::default()
+    })
+    .await;
+    assert_eq!(by_flow.len(), 2, "both plans are of flow {flow}");
+    assert!(ids(PlanFilter {
+        flow: Some("nope".into()),
+        ..PlanFilter::default()
+    })
+    .await
+    .is_empty());
+    let prefix = failed.id.to_string();
+    assert_eq!(
+        ids(PlanFilter {
+            search: Some(prefix),
+            ..PlanFilter::default()
+        })
+        .await,
+        vec![failed.id]
+    );
+    let middle: String = flow.chars().skip(1).collect();
+    assert_eq!(
+        ids(PlanFilter {
+            search: Some(middle),
+            ..PlanFilter::default()
+        })
+        .await
+        .len(),
+        2
+    );
+    assert!(
+        ids(PlanFilter {
+            search: Some("%".into()),
+            ..PlanFilter::default()
+        })
+        .await
+        .is_empty(),
+        "no wildcards"
+    );
+    let counts = store.count_plans().await.expect("count");
+    let count = |s: plan::State| counts.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n);
+    assert_eq!(count(plan::State::Stopped), 1);
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 2, "{counts:?}");
     let loaded = store.load_plan(failed.id).await.expect("load");
     assert_eq!(
         loaded.steps[0].failure.as_ref().map(|f| f.message.as_str()),

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 use weft_model::job::{JobId, Release};
-use weft_model::plan::Outcome;
+use weft_model::plan::{self, Outcome};
 use weft_model::{step, Millis, PlanId};
 use writer::{Request, Write};
 
@@ -393,11 +393,32 @@ impl Store for PostgresStore {
         self.read(move |conn| Box::pin(load(conn, id)))
     }
 
+    fn count_plans(&self) -> BoxFuture<Result<Vec<(plan::State, u64)>>> {
+        self.read(|conn| {
+            Box::pin(async move {
+                let rows = conn
+                    .query(
+                        "SELECT state, count(*) FROM plans GROUP BY state ORDER BY state",
+                        &[],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let state: String = r.get(0);
+                        let n: i64 = r.get(1);
+                        Ok((parse_state::<plan::State>(&state)?, n.max(0) as u64))
+                    })
+                    .collect()
+            })
+        })
+    }
+
     fn list_plans(&self, filter: PlanFilter) -> BoxFuture<Result<Vec<PlanSummary>>> {
         self.read(move |conn| {
             Box::pin(async move {
                 let state = filter.state.map(|s| s.to_string());
                 let limit = filter.limit.map(i64::from);
+                let before = filter.before.map(|b| b.to_string());
                 let rows = conn
                     .query(
                         "SELECT p.id, p.flow_name, p.state, p.created_at, p.ended_at,
@@ -408,9 +429,12 @@ impl Store for PostgresStore {
                                 p.start_at
                          FROM plans p
                          WHERE ($1::text IS NULL OR p.state = $1)
+                           AND ($3::text IS NULL OR p.flow_name = $3)
+                           AND ($4::text IS NULL OR strpos(p.flow_name, $4) > 0 OR left(p.id, length($4)) = $4)
+                           AND ($5::text IS NULL OR p.id < $5)
                          ORDER BY p.id DESC
                          LIMIT $2",
-                        &[&state, &limit],
+                        &[&state, &limit, &filter.flow, &filter.search, &before],
                     )
                     .await?;
                 let mut out = Vec::with_capacity(rows.len());

@@ -336,6 +336,22 @@ impl Store for SqliteStore {
         self.read(move |conn| load(conn, id))
     }
 
+    fn count_plans(&self) -> BoxFuture<Result<Vec<(plan::State, u64)>>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT state, count(*) FROM plans GROUP BY state ORDER BY state")
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(classify)?;
+            rows.map(|r| {
+                let (state, n) = r.map_err(classify)?;
+                Ok((parse_state::<plan::State>(&state)?, n.max(0) as u64))
+            })
+            .collect()
+        })
+    }
+
     fn list_plans(&self, filter: PlanFilter) -> BoxFuture<Result<Vec<PlanSummary>>> {
         self.read(move |conn| {
             let mut stmt = conn
@@ -348,14 +364,20 @@ impl Store for SqliteStore {
                             p.start_at
                      FROM plans p
                      WHERE (?1 IS NULL OR p.state = ?1)
+                       AND (?3 IS NULL OR p.flow_name = ?3)
+                       AND (?4 IS NULL OR instr(p.flow_name, ?4) > 0 OR substr(p.id, 1, length(?4)) = ?4)
+                       AND (?5 IS NULL OR p.id < ?5)
                      ORDER BY p.id DESC
                      LIMIT ?2",
                 )
                 .map_err(classify)?;
             let state = filter.state.map(|s| s.to_string());
             let limit = filter.limit.map(i64::from).unwrap_or(-1);
+            let before = filter.before.map(|b| b.to_string());
             let rows = stmt
-                .query_map(rusqlite::params![state, limit], |r| {
+                .query_map(
+                    rusqlite::params![state, limit, filter.flow, filter.search, before],
+                    |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
