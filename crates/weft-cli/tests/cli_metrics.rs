@@ -107,7 +107,10 @@ fn a_node_serves_prometheus_metrics_a_real_parser_reads() {
             assert!(samples.iter().any(|s| s == "weft_plans{state=running} 0"));
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "{want} in {samples:#?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{want} in {samples:#?}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert!(get(port, "/other").starts_with("HTTP/1.1 404"));

@@ -25,6 +25,7 @@
 // Every `unsafe` block of the engine is in `process` (signals, fork, the process table).
 #![deny(unsafe_code)]
 
+pub mod control;
 pub mod director;
 pub mod engine;
 pub mod executor;

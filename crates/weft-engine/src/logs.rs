@@ -20,6 +20,8 @@ pub const DEFAULT_CAP: usize = 1 << 20;
 const BACKLOG: usize = 1024;
 /// The largest piece kept in the tail window (the unit it moves by).
 const PIECE: usize = 64 << 10;
+/// The most bytes of output one write to the store carries.
+const SLICE: usize = 256 << 10;
 
 /// A handle on an engine's log pump.
 #[derive(Clone)]
@@ -253,6 +255,29 @@ impl Stream {
     }
 }
 
+/// `write` cut into writes of about `max` bytes of chunks each (a chunk is never split); the
+/// drops go with the first. Nothing when there is nothing to write.
+fn slices(write: LogWrite, max: usize) -> Vec<LogWrite> {
+    let mut out = Vec::new();
+    let mut current = LogWrite {
+        append: Vec::new(),
+        drop: write.drop,
+    };
+    let mut bytes = 0;
+    for chunk in write.append {
+        if bytes > 0 && bytes + chunk.data.len() > max {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += chunk.data.len();
+        current.append.push(chunk);
+    }
+    if !current.append.is_empty() || !current.drop.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 async fn pump(store: SharedStore, cap: usize, mut rx: mpsc::Receiver<Event>) {
     let tail_cap = cap - cap / 2;
     let mut streams: HashMap<LogKey, Stream> = HashMap::new();
@@ -299,8 +324,10 @@ async fn pump(store: SharedStore, cap: usize, mut rx: mpsc::Receiver<Event>) {
         for key in ended.drain(..) {
             streams.remove(&key);
         }
-        if !write.append.is_empty() || !write.drop.is_empty() {
-            if let Err(e) = store.write_logs(write).await {
+        // In slices, so that the store's writer — which commits steps too — is never held
+        // long by output: a step's commit waits behind one slice at most.
+        for slice in slices(write, SLICE) {
+            if let Err(e) = store.write_logs(slice).await {
                 tracing::warn!("cannot keep tasks' output: {e}");
             }
         }
@@ -362,6 +389,40 @@ mod tests {
         assert_eq!(appended, [(10, b"klmn".to_vec())]);
         assert_eq!(dropped, [4]);
         assert_eq!(s.next, 14);
+    }
+
+    #[test]
+    fn writes_are_cut_into_slices_that_keep_chunks_whole_and_in_order() {
+        let k = key();
+        let chunk = |offset: u64, len: usize| LogChunk {
+            key: k.clone(),
+            offset,
+            at: 0,
+            data: vec![b'x'; len],
+        };
+        let write = LogWrite {
+            append: vec![
+                chunk(0, 100),
+                chunk(100, 100),
+                chunk(200, 300),
+                chunk(500, 10),
+            ],
+            drop: vec![(k.clone(), 7)],
+        };
+        let out = slices(write, 250);
+        let offsets: Vec<Vec<u64>> = out
+            .iter()
+            .map(|w| w.append.iter().map(|c| c.offset).collect())
+            .collect();
+        assert_eq!(offsets, vec![vec![0, 100], vec![200], vec![500]]);
+        assert_eq!(out[0].drop, vec![(k.clone(), 7)]);
+        assert!(out[1..].iter().all(|w| w.drop.is_empty()));
+        assert!(slices(LogWrite::default(), 250).is_empty());
+        let only_drops = LogWrite {
+            append: Vec::new(),
+            drop: vec![(k, 1)],
+        };
+        assert_eq!(slices(only_drops, 250).len(), 1);
     }
 
     #[test]

@@ -336,7 +336,10 @@ impl Node {
                     .set(1 + (others.len() - dead.len()) as i64);
                 let counts = store.count_plans().await?;
                 for state in weft_model::plan::State::ALL {
-                    let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+                    let n = counts
+                        .iter()
+                        .find(|(s, _)| *s == state)
+                        .map_or(0, |(_, n)| *n);
                     crate::metrics::metrics()
                         .plans
                         .get_or_create(&vec![("state", state.to_string())])

@@ -25,22 +25,6 @@ pub(crate) struct ExecArgs {
     pub(crate) log_cap: usize,
 }
 
-/// Takes over a plan whose execution lock is held by a process that is gone; refuses (exit 2)
-/// one that a live process executes.
-pub(crate) async fn take_over(store: &SharedStore, id: PlanId) -> Result<(), Fail> {
-    if let Some(holder) = store.lock_owner(id).await? {
-        if !owner::is_alive(store, &holder).await? {
-            store.release_lock(id, None).await?;
-        } else {
-            let state = store.load_plan(id).await?.plan.state;
-            return Err(Fail::Input(format!(
-                "plan {id} is {state} and being executed by {holder}, which is alive"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Cancels a paused plan here: reverts what completed; the result is `cancelled`.
 pub(crate) async fn cancel_paused(
     store: SharedStore,

@@ -74,6 +74,17 @@ impl From<weft_store::Error> for Fail {
     }
 }
 
+impl From<weft_engine::control::ControlError> for Fail {
+    fn from(e: weft_engine::control::ControlError) -> Self {
+        use weft_engine::control::ControlError;
+        match e {
+            ControlError::Invalid(m) | ControlError::Refused(m) => Fail::Input(m),
+            ControlError::NoAnswer(m) => Fail::Other(m),
+            ControlError::Store(e) => Fail::from(e),
+        }
+    }
+}
+
 impl std::fmt::Display for Fail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -1,11 +1,11 @@
 //! `weft plans cancel`: cancel a paused plan (reverting, here, what completed) or one that has
 //! not started.
 
-use crate::shared::foreground::{cancel_paused, take_over};
+use crate::shared::foreground::cancel_paused;
 use crate::shared::{Fail, Global};
 use clap::Args;
-use weft_engine::owner;
-use weft_model::{now_millis, plan};
+use weft_engine::{control, owner};
+use weft_model::plan;
 
 /// `weft plans cancel`.
 #[derive(Debug, Args)]
@@ -20,13 +20,11 @@ pub(crate) struct CancelArgs {
 pub(crate) async fn cancel(args: CancelArgs) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&args.global.db).await?;
     let id = store.resolve_id(args.id).await?;
-    take_over(&store, id).await?;
-    let snap = store.load_plan(id).await?;
-    match snap.plan.state {
+    control::take_over(&store, id).await?;
+    match store.load_plan(id).await?.plan.state {
         plan::State::Paused => cancel_paused(store, id, &args.global).await,
         plan::State::Planned | plan::State::Scheduled | plan::State::Pending => {
-            let changes = weft_engine::operator::cancel_unstarted(&snap, now_millis()).map_err(|r| Fail::Input(r.0))?;
-            store.apply(&owner::me(), changes).await?;
+            control::cancel_unstarted(&store, id, &owner::me()).await?;
             eprintln!("plan {id} cancelled before it started");
             Ok(0)
         }

@@ -1,7 +1,7 @@
 //! `weft plans resume`: continue an interrupted or paused plan here; completed steps are not
 //! run again.
 
-use crate::shared::foreground::{execute, take_over, ExecArgs};
+use crate::shared::foreground::{execute, ExecArgs};
 use crate::shared::{Fail, Global};
 use clap::Args;
 use weft_engine::Intent;
@@ -22,7 +22,7 @@ pub(crate) struct ResumeArgs {
 pub(crate) async fn resume(args: ResumeArgs) -> Result<u8, Fail> {
     let store = weft_store::open_existing(&args.global.db).await?;
     let id = store.resolve_id(args.id).await?;
-    take_over(&store, id).await?;
+    weft_engine::control::take_over(&store, id).await?;
     let state = store.load_plan(id).await?.plan.state;
     if matches!(state, plan::State::Stopped | plan::State::Scheduled) {
         return Err(Fail::Input(format!(

@@ -1,0 +1,178 @@
+//! What an operator asks of a stored plan, from wherever they ask (the CLI, the HTTP API): halt
+//! it, inhibit it, cancel one that has not started, skip a failed step, deliver an event to a
+//! suspended step, take over a plan whose executor is gone. A plan that a live process executes
+//! is acted on through that process (its mailbox, answered within a wait); one that no live
+//! process holds, directly in the store ([`crate::operator`]'s pure functions).
+
+use crate::{operator, owner};
+use std::time::Duration;
+use weft_model::{duration, now_millis, plan, step, PlanId};
+use weft_store::{Change, Instruction, Reply, SharedStore};
+
+/// How long the process executing a plan has to answer a halt.
+pub const HALT_WAIT: Duration = Duration::from_secs(30);
+
+/// Why an operator's request was not carried out. Nothing changed in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The request names something the plan lacks (a step), or its data is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The plan, as it is, cannot do that: a state it is not in, a step it lacks, an event
+    /// it cannot take.
+    #[error("{0}")]
+    Refused(String),
+    /// The process executing the plan did not answer in time (the request was withdrawn).
+    #[error("{0}")]
+    NoAnswer(String),
+    /// The store failed, or has no such plan.
+    #[error(transparent)]
+    Store(#[from] weft_store::Error),
+}
+
+/// The index of the step named `name`, or a refusal that lists the plan's steps.
+pub fn step_index(snap: &weft_store::PlanSnapshot, name: &str) -> Result<usize, ControlError> {
+    snap.steps
+        .iter()
+        .position(|s| s.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = snap.steps.iter().map(|s| s.name.as_str()).collect();
+            ControlError::Invalid(format!(
+                "plan {} has no step `{name}`; its steps are: {}",
+                snap.plan.id,
+                names.join(", ")
+            ))
+        })
+}
+
+/// Releases a plan whose execution lock is held by a process that is gone; refuses one that a
+/// live process executes.
+pub async fn take_over(store: &SharedStore, id: PlanId) -> Result<(), ControlError> {
+    if let Some(holder) = store.lock_owner(id).await? {
+        if !owner::is_alive(store, &holder).await? {
+            store.release_lock(id, None).await?;
+        } else {
+            let state = store.load_plan(id).await?.plan.state;
+            return Err(ControlError::Refused(format!(
+                "plan {id} is {state} and being executed by {holder}, which is alive"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Stops a plan now (Dynflow's halt): the execution-inhibition lock first, so no one starts
+/// it again; then through the process executing it, or in the store when none is.
+pub async fn halt(store: &SharedStore, id: PlanId, by: &str) -> Result<(), ControlError> {
+    let snap = store.load_plan(id).await?;
+    if snap.plan.state == plan::State::Stopped {
+        return Err(ControlError::Refused(format!(
+            "plan {id} is already stopped; there is nothing to halt"
+        )));
+    }
+    store.inhibit(id).await?;
+    match owner::live_holder(store, id).await? {
+        Some(holder) => {
+            let message = store.post(id, Instruction::Halt).await?;
+            match weft_store::wait_for_reply(&**store, message, HALT_WAIT).await? {
+                Reply::Done => Ok(()),
+                Reply::Refused(reason) => Err(ControlError::Refused(reason)),
+                Reply::Pending => Err(ControlError::NoAnswer(format!(
+                    "{holder}, which executes plan {id}, did not answer the halt"
+                ))),
+            }
+        }
+        None => {
+            let changes =
+                operator::halt(&snap, now_millis()).map_err(|r| ControlError::Refused(r.0))?;
+            store.apply(by, changes).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Cancels a plan that has not started (planned, scheduled or pending): it stops, cancelled,
+/// with nothing to revert. A paused plan is cancelled by executing it with
+/// [`crate::Intent::Cancel`], which reverts what completed.
+pub async fn cancel_unstarted(
+    store: &SharedStore,
+    id: PlanId,
+    by: &str,
+) -> Result<(), ControlError> {
+    take_over(store, id).await?;
+    let snap = store.load_plan(id).await?;
+    let changes =
+        operator::cancel_unstarted(&snap, now_millis()).map_err(|r| ControlError::Refused(r.0))?;
+    store.apply(by, changes).await?;
+    Ok(())
+}
+
+/// Skips a failed step of a paused plan and every step that depends on it; returns how many
+/// steps were skipped (the step itself included). The plan stays paused: resume it next.
+pub async fn skip(
+    store: &SharedStore,
+    id: PlanId,
+    step_name: &str,
+    by: &str,
+) -> Result<usize, ControlError> {
+    take_over(store, id).await?;
+    let snap = store.load_plan(id).await?;
+    let index = step_index(&snap, step_name)?;
+    let changes =
+        operator::skip(&snap, index, now_millis()).map_err(|r| ControlError::Refused(r.0))?;
+    let skipped = changes
+        .iter()
+        .filter(|c| matches!(c, Change::Step { step, .. } if step.state == step::State::Skipped))
+        .count();
+    store.apply(by, changes).await?;
+    Ok(skipped)
+}
+
+/// Delivers an event to a suspended step through the process executing its plan, and waits
+/// (up to `wait`) until the step's new state is durable. The data must be a JSON object.
+pub async fn event(
+    store: &SharedStore,
+    id: PlanId,
+    step_name: &str,
+    data: serde_json::Value,
+    optional: bool,
+    wait: Duration,
+) -> Result<(), ControlError> {
+    if !data.is_object() {
+        return Err(ControlError::Invalid(
+            "an event's data must be a JSON object, like {\"approved\": true}".into(),
+        ));
+    }
+    let snap = store.load_plan(id).await?;
+    let index = step_index(&snap, step_name)?;
+    let state = snap.steps[index].state;
+    if state != step::State::Suspended {
+        return Err(ControlError::Refused(format!(
+            "step `{step_name}` of plan {id} is {state}, not suspended; it cannot process events"
+        )));
+    }
+    if owner::live_holder(store, id).await?.is_none() {
+        return Err(ControlError::Refused(format!(
+            "plan {id} is {} and no process is executing it; resume it (weft plans resume) or start a node (weft serve)",
+            snap.plan.state
+        )));
+    }
+    let message = store
+        .post(
+            id,
+            Instruction::Event {
+                step: index as u32,
+                data,
+                optional,
+            },
+        )
+        .await?;
+    match weft_store::wait_for_reply(&**store, message, wait).await? {
+        Reply::Done => Ok(()),
+        Reply::Refused(reason) => Err(ControlError::Refused(reason)),
+        Reply::Pending => Err(ControlError::NoAnswer(format!(
+            "no process took the event within {}; it was withdrawn",
+            duration::format(wait)
+        ))),
+    }
+}
