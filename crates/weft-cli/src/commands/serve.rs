@@ -39,6 +39,17 @@ pub(crate) struct ServeArgs {
     /// e.g. http://127.0.0.1:4318.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// Serve the HTTP API and dashboard at this address (e.g. 127.0.0.1:8080). An address
+    /// other machines can reach needs --token.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// The bearer token every change over HTTP needs (better passed in WEFT_TOKEN: `ps`
+    /// shows arguments).
+    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true, requires = "http")]
+    token: Option<String>,
+    /// A directory of flow files (*.toml) that HTTP clients can submit by name.
+    #[arg(long, value_name = "DIR", requires = "http")]
+    flows: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) global: Global,
 }
@@ -63,6 +74,14 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
         let bound = crate::shared::metrics::serve(addr).await?;
         eprintln!("metrics at http://{bound}/metrics");
     }
+    let http = match args.http {
+        Some(addr) => Some(http_listener(
+            addr,
+            args.token.clone(),
+            args.flows.as_deref(),
+        )?),
+        None => None,
+    };
     // Fail fast, with exit code 3, if the store cannot be used at all.
     weft_store::open(&args.global.db).await?;
     let db = args.global.db.clone();
@@ -104,6 +123,17 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
             .await
             .map_err(|e| Fail::Other(e.to_string()))?;
     }
+    if let Some((listener, mut config)) = http {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Fail::Other(e.to_string()))?;
+        config.by = node.id().to_string();
+        node.manifolds()
+            .install("http", weft_server::manifold(listener, config))
+            .await
+            .map_err(|e| Fail::Other(e.to_string()))?;
+        eprintln!("HTTP API at http://{addr}/api, dashboard at http://{addr}/");
+    }
     eprintln!(
         "node {} serving {} (SIGINT or SIGTERM to stop)",
         node.id(),
@@ -116,6 +146,59 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
     .map_err(|e| Fail::Other(e.to_string()))?;
     eprintln!("node stopped");
     Ok(0)
+}
+
+/// Binds the HTTP API's address and loads the flows it offers by name: every problem is found
+/// before the node starts.
+fn http_listener(
+    addr: std::net::SocketAddr,
+    token: Option<String>,
+    flows: Option<&std::path::Path>,
+) -> Result<(std::net::TcpListener, weft_server::HttpConfig), Fail> {
+    let guard = weft_server::auth::Guard::new(addr, token).map_err(Fail::Input)?;
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| Fail::Input(format!("--http {addr}: cannot listen there: {e}")))?;
+    let (flows, flows_dir) = match flows {
+        Some(dir) => (load_flows(dir)?, dir.to_path_buf()),
+        None => (
+            Default::default(),
+            std::env::current_dir().map_err(|e| Fail::Other(e.to_string()))?,
+        ),
+    };
+    let config = weft_server::HttpConfig {
+        guard,
+        flows,
+        flows_dir,
+        by: String::new(),
+    };
+    Ok((listener, config))
+}
+
+/// Every `*.toml` flow file in `dir`, by flow name.
+fn load_flows(
+    dir: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, weft_model::flow::Flow>, Fail> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Fail::Input(format!("--flows {}: {e}", dir.display())))?;
+    let mut paths: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut flows = std::collections::BTreeMap::new();
+    for path in paths {
+        let flow = weft_model::flow::file::load(&path).map_err(|e| Fail::Input(e.to_string()))?;
+        if flows.contains_key(&flow.name) {
+            return Err(Fail::Input(format!(
+                "{}: another file in {} already holds a flow named `{}`",
+                path.display(),
+                dir.display(),
+                flow.name
+            )));
+        }
+        flows.insert(flow.name.clone(), flow);
+    }
+    Ok(flows)
 }
 
 fn hostname() -> String {
