@@ -303,7 +303,9 @@ fn the_job_board_over_http() {
 fn bad_requests_get_problems_and_change_nothing() {
     let sb = Sandbox::new();
     let (_node, port) = node(&sb, &[]);
-    let cases: Vec<(Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    // Headers, body, the status and what its detail says.
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![JSON], b"{not json".to_vec(), 400, "the request's body"),
         (vec![JSON], br#"{"flow": 3}"#.to_vec(), 400, "invalid type"),
         (vec![JSON], br#"{"flow": "x", "extra": 1}"#.to_vec(), 400, "unknown field `extra`"),
