@@ -1,10 +1,11 @@
 //! weft's HTTP side, served by `weft serve --http ADDR`: a JSON API that mirrors the CLI
-//! (`api`), its OpenAPI document (`openapi`), Prometheus metrics at `/metrics`, errors as
+//! (`api`), its OpenAPI document (`openapi`), a web dashboard (`dashboard`), Prometheus metrics at `/metrics`, errors as
 //! problem documents (`problem`), and the rules on who may change what (`auth`). A node runs
 //! it as its `http` manifold ([`manifold`]), on the node's store and engine.
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod openapi;
 pub mod problem;
 
@@ -42,6 +43,7 @@ pub fn router(api: Api, guard: Guard) -> Router {
         .route("/api/workers", get(api::cluster::workers))
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics))
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)

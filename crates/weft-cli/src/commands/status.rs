@@ -32,7 +32,7 @@ pub(crate) async fn status(args: StatusArgs) -> Result<u8, Fail> {
                     "started_at": format_rfc3339(n.started_at),
                     "heartbeat_age_ms": now - n.heartbeat_at,
                     "capabilities": n.capabilities,
-                    "report": n.report.as_ref().map(report_view),
+                    "report": n.report.as_ref().map(weft_server::api::types::report_view),
                 })
             })
             .collect();
@@ -93,33 +93,4 @@ pub(crate) async fn status(args: StatusArgs) -> Result<u8, Fail> {
     }
     out!("{out}");
     Ok(0)
-}
-
-/// A node's report as a user reads it: the engine's state and each manifold's state, inputs,
-/// starts and last error, with RFC 3339 times (not the engine's internal resource log).
-fn report_view(report: &serde_json::Value) -> serde_json::Value {
-    let time = |v: &serde_json::Value| v.as_i64().map(format_rfc3339);
-    let manifolds: serde_json::Map<String, serde_json::Value> = report["manifolds"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(name, m)| {
-                    let view = serde_json::json!({
-                        "state": m["state"],
-                        "inputs": m["inputs"],
-                        "starts": m["start_count"],
-                        "started_at": time(&m["started_at"]),
-                        "error": m["error"],
-                        "error_at": time(&m["error_at"]),
-                    });
-                    (name.clone(), view)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    serde_json::json!({
-        "state": report["state"],
-        "error": report["error"],
-        "manifolds": manifolds,
-    })
 }

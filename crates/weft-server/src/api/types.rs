@@ -522,7 +522,36 @@ impl From<NodeRecord> for NodeView {
             heartbeat_at: time(n.heartbeat_at),
             process: n.process,
             capabilities: n.capabilities,
-            report: n.report,
+            report: n.report.as_ref().map(report_view),
         }
     }
+}
+
+/// A node's report as a user reads it: the engine's state and each manifold's state, inputs,
+/// starts and last error, with RFC 3339 times (not the engine's internal resource log).
+pub fn report_view(report: &serde_json::Value) -> serde_json::Value {
+    let time = |v: &serde_json::Value| v.as_i64().map(format_rfc3339);
+    let manifolds: serde_json::Map<String, serde_json::Value> = report["manifolds"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(name, m)| {
+                    let view = serde_json::json!({
+                        "state": m["state"],
+                        "inputs": m["inputs"],
+                        "starts": m["start_count"],
+                        "started_at": time(&m["started_at"]),
+                        "error": m["error"],
+                        "error_at": time(&m["error_at"]),
+                    });
+                    (name.clone(), view)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "state": report["state"],
+        "error": report["error"],
+        "manifolds": manifolds,
+    })
 }
