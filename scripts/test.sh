@@ -21,6 +21,10 @@ command -v faketime >/dev/null 2>&1 || need_pkgs+=(faketime) # a node with a ske
 /usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || need_pkgs+=(python3-psycopg)
 # a real Prometheus text parser for the test that scrapes `weft serve --metrics`
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_pkgs+=(python3-prometheus-client)
+# the dashboard's browser tests drive Debian's Chromium
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+# the HTTP tests' tools from PyPI live in a virtual environment (below)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing ${need_pkgs[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
@@ -29,6 +33,16 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo is not installed; weft needs a Rust toolchain (cargo, rustfmt, clippy)" >&2
   exit 1
 fi
+
+# From PyPI, for the HTTP side: schemathesis (property tests generated from the OpenAPI
+# document) and Playwright (drives Chromium through the dashboard), in target/pytools.
+pytools="$PWD/target/pytools"
+if ! "$pytools/bin/python3" -c 'import playwright, schemathesis' >/dev/null 2>&1; then
+  echo "installing schemathesis and playwright into $pytools"
+  python3 -m venv "$pytools"
+  "$pytools/bin/pip" install -q --disable-pip-version-check playwright==1.65.2 schemathesis==4.32.5
+fi
+export WEFT_TEST_PYTOOLS="$pytools"
 
 jobs="${CARGO_BUILD_JOBS:-2}"
 # A clean checkout gains nothing from incremental caches, and they double the build's disk.

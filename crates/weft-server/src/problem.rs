@@ -23,6 +23,57 @@ pub struct Problem {
     pub detail: String,
 }
 
+/// The problems a read may answer with, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ReadProblems {
+    /// A malformed query, or an ambiguous id prefix.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// Asked by a name that is not loopback of a server bound to loopback.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// No such plan or job.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// The store cannot be reached.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// The problems a change may answer with, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum WriteProblems {
+    /// A malformed body, or one naming what does not exist (a flow, a step).
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The server has a token and the request did not bring it.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// From another origin, or to a name that is not loopback of a server bound to loopback.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// No such plan or job.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// The plan or job is not in a state that allows it.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// The body is larger than the server reads.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body is not `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    NotJson(Problem),
+    /// The store cannot be reached, or this server executes no plans.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+    /// The process executing the plan did not answer in time.
+    #[response(status = 504, content_type = "application/problem+json")]
+    NoAnswer(Problem),
+}
+
 /// An error a handler returns; becomes a [`Problem`] response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -117,7 +168,9 @@ impl From<weft_store::Error> for ApiError {
         use weft_store::Error as E;
         let status = match &e {
             e if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
-            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::NotFound(_) | E::Job(weft_model::job::BoardError::NotFound(_)) => {
+                StatusCode::NOT_FOUND
+            }
             E::Ambiguous(_) | E::Unsupported(_) => StatusCode::BAD_REQUEST,
             E::Conflict { .. } | E::Locked { .. } | E::Job(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -162,6 +215,14 @@ mod tests {
     fn store_errors_become_the_statuses_a_client_can_act_on() {
         let e: ApiError = weft_store::Error::NotFound("plan 1".into()).into();
         assert_eq!(e.status, StatusCode::NOT_FOUND);
+        let e: ApiError =
+            weft_store::Error::Job(weft_model::job::BoardError::NotFound("no job `0`".into()))
+                .into();
+        assert_eq!(
+            e.status,
+            StatusCode::NOT_FOUND,
+            "an unknown job is not a conflict"
+        );
         let e: ApiError = weft_store::Error::Ambiguous("01".into()).into();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         let e: ApiError = ControlError::Refused("it's stopped".into()).into();

@@ -2,16 +2,16 @@
 
 use super::types::{JobQuery, JobView, PostJobRequest};
 use super::{limit, Api, Body, Params};
-use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiError, ReadProblems, WriteProblems};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use weft_model::job::{BoardError, Release};
+use weft_model::job::Release;
 use weft_store::{JobFilter, NewJob};
 
 /// Jobs on the board in claim order (priority, then age), or the trash.
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs", params(JobQuery),
-    responses((status = 200, body = [JobView]), (status = 400, body = Problem)))]
+    responses((status = 200, body = [JobView]), ReadProblems))]
 pub async fn list(
     State(api): State<Api>,
     Params(q): Params<JobQuery>,
@@ -36,7 +36,7 @@ pub async fn list(
 
 /// Posts a flow as a job for a conductor (`weft jobs post`).
 #[utoipa::path(post, path = "/api/jobs", tag = "jobs", request_body = PostJobRequest,
-    responses((status = 201, body = JobView), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 201, body = JobView), WriteProblems))]
 pub async fn post(
     State(api): State<Api>,
     Body(req): Body<PostJobRequest>,
@@ -69,7 +69,7 @@ pub async fn post(
 /// One job.
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job's id, or a unique prefix of it")),
-    responses((status = 200, body = JobView), (status = 404, body = Problem)))]
+    responses((status = 200, body = JobView), ReadProblems))]
 pub async fn show(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -82,8 +82,7 @@ pub async fn show(
 /// whoever holds it.
 #[utoipa::path(post, path = "/api/jobs/{id}/trash", tag = "jobs",
     params(("id" = String, Path, description = "The job's id, or a unique prefix of it")),
-    responses((status = 200, body = JobView), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem)))]
+    responses((status = 200, body = JobView), WriteProblems))]
 pub async fn trash(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -92,10 +91,6 @@ pub async fn trash(
     let job = api
         .store()
         .release_job(id, "operator".into(), None, Release::Trash { force: true })
-        .await
-        .map_err(|e| match e {
-            weft_store::Error::Job(BoardError::NotFound(m)) => ApiError::not_found(m),
-            e => e.into(),
-        })?;
+        .await?;
     Ok(Json(JobView::from(job)))
 }

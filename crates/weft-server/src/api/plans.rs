@@ -6,7 +6,7 @@ use super::types::{
     PlanView, SkipRequest, SubmitRequest, Submitted,
 };
 use super::{limit, Api, Body, Params};
-use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiError, ReadProblems, WriteProblems};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -20,7 +20,7 @@ const EVENT_WAIT: Duration = Duration::from_secs(30);
 
 /// Plans, newest first, a page at a time.
 #[utoipa::path(get, path = "/api/plans", tag = "plans", params(PlanQuery),
-    responses((status = 200, body = PlanPage), (status = 400, body = Problem)))]
+    responses((status = 200, body = PlanPage), ReadProblems))]
 pub async fn list(
     State(api): State<Api>,
     Params(q): Params<PlanQuery>,
@@ -67,8 +67,7 @@ pub async fn list(
 
 /// Submits a flow: the plan is stored for a node to execute (`weft submit`).
 #[utoipa::path(post, path = "/api/plans", tag = "plans", request_body = SubmitRequest,
-    responses((status = 201, body = Submitted), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 413, body = Problem)))]
+    responses((status = 201, body = Submitted), WriteProblems))]
 pub async fn submit(
     State(api): State<Api>,
     Body(req): Body<SubmitRequest>,
@@ -103,7 +102,7 @@ pub async fn submit(
 /// A plan with its steps: state, attempts, outputs, failures.
 #[utoipa::path(get, path = "/api/plans/{id}", tag = "plans",
     params(("id" = String, Path, description = "The plan's id, or a unique prefix of it")),
-    responses((status = 200, body = PlanView), (status = 404, body = Problem)))]
+    responses((status = 200, body = PlanView), ReadProblems))]
 pub async fn show(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -117,7 +116,7 @@ pub async fn show(
 /// Every transition of the plan and its steps, oldest first.
 #[utoipa::path(get, path = "/api/plans/{id}/history", tag = "plans",
     params(("id" = String, Path, description = "The plan's id, or a unique prefix of it")),
-    responses((status = 200, body = [HistoryItem]), (status = 404, body = Problem)))]
+    responses((status = 200, body = [HistoryItem]), ReadProblems))]
 pub async fn history(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -131,7 +130,7 @@ pub async fn history(
 /// passing `next` back as `after`.
 #[utoipa::path(get, path = "/api/plans/{id}/logs", tag = "plans",
     params(("id" = String, Path, description = "The plan's id, or a unique prefix of it"), LogParams),
-    responses((status = 200, body = LogPage), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = LogPage), ReadProblems))]
 pub async fn logs(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -192,8 +191,7 @@ pub async fn logs(
 /// plan; answers once the step's new state is durable.
 #[utoipa::path(post, path = "/api/plans/{id}/events", tag = "plans", request_body = EventRequest,
     params(("id" = String, Path, description = "The plan's id, or a unique prefix of it")),
-    responses((status = 200, body = Done), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 504, body = Problem)))]
+    responses((status = 200, body = Done), WriteProblems))]
 pub async fn event(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -229,8 +227,7 @@ fn done(id: weft_model::PlanId, message: String) -> Json<Done> {
 /// Stops the plan now (`weft plans halt`): running steps are cancelled, and it is inhibited.
 #[utoipa::path(post, path = "/api/plans/{id}/halt", tag = "plans",
     params(("id" = String, Path, description = "The plan's id, or a unique prefix of it")),
-    responses((status = 200, body = Done), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 504, body = Problem)))]
+    responses((status = 200, body = Done), WriteProblems))]
 pub async fn halt(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Done>, ApiError> {
     let id = api.resolve(&id).await?;
     control::halt(api.store(), id, api.by()).await?;
@@ -240,7 +237,7 @@ pub async fn halt(State(api): State<Api>, Path(id): Path<String>) -> Result<Json
 /// Keeps the plan from being executed again (`weft plans inhibit`).
 #[utoipa::path(post, path = "/api/plans/{id}/inhibit", tag = "plans",
     params(("id" = String, Path, description = "The plan's id, or a unique prefix of it")),
-    responses((status = 200, body = Done), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Done), WriteProblems))]
 pub async fn inhibit(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -254,8 +251,7 @@ pub async fn inhibit(
 /// resume the plan next.
 #[utoipa::path(post, path = "/api/plans/{id}/skip", tag = "plans", request_body = SkipRequest,
     params(("id" = String, Path, description = "The plan's id, or a unique prefix of it")),
-    responses((status = 200, body = Done), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = Done), WriteProblems))]
 pub async fn skip(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -277,8 +273,7 @@ pub async fn skip(
 /// is executed by this node to revert what completed (202: under way).
 #[utoipa::path(post, path = "/api/plans/{id}/cancel", tag = "plans",
     params(("id" = String, Path, description = "The plan's id, or a unique prefix of it")),
-    responses((status = 200, body = Done), (status = 202, body = Done), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = Done), (status = 202, body = Done), WriteProblems))]
 pub async fn cancel(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -312,8 +307,7 @@ pub async fn cancel(
 /// are not run again (202: under way).
 #[utoipa::path(post, path = "/api/plans/{id}/resume", tag = "plans",
     params(("id" = String, Path, description = "The plan's id, or a unique prefix of it")),
-    responses((status = 202, body = Done), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem)))]
+    responses((status = 202, body = Done), WriteProblems))]
 pub async fn resume(
     State(api): State<Api>,
     Path(id): Path<String>,

@@ -18,6 +18,7 @@ pub fn layout(title: &str, active: &str, body: Markup) -> Markup {
                 meta name="htmx-config" content=r#"{"includeIndicatorStyles": false}"#;
                 title { (title) " · weft" }
                 link rel="stylesheet" href="/assets/weft.css";
+                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
                 script src="/assets/htmx.min.js" defer {}
                 script src="/assets/weft.js" defer {}
             }
@@ -160,7 +161,7 @@ pub fn plan_detail(plan: &PlanView, history: &[HistoryItem]) -> Markup {
                         td { a href=(format!("{base}/steps/{}", graph::encode(&s.name))) { (s.name) } }
                         td { (badge("state", &s.state)) }
                         td.num { (s.attempt) }
-                        td { (took(s.started_at.as_deref(), s.ended_at.as_deref().or(if s.state == "running" { None } else { s.started_at.as_deref() }))) }
+                        td { (step_took(s)) }
                         td { (step_outcome(s)) }
                         td { (step_actions(plan, s)) }
                     }
@@ -169,6 +170,15 @@ pub fn plan_detail(plan: &PlanView, history: &[HistoryItem]) -> Markup {
         }
         h2 { "History" }
         (timeline(plan, history))
+    }
+}
+
+/// How long a step's attempt ran, or has been running (or waiting).
+fn step_took(s: &StepView) -> String {
+    match (&s.ended_at, s.state.as_str()) {
+        (Some(end), _) => took(s.started_at.as_deref(), Some(end)),
+        (None, "running" | "suspended") => took(s.started_at.as_deref(), None),
+        (None, _) => String::new(),
     }
 }
 
@@ -382,5 +392,7 @@ pub fn problem(status: u16, detail: &str) -> Markup {
 pub const SCRIPT: &str = include_str!("../../assets/weft.js");
 /// The styles.
 pub const STYLE: &str = include_str!("../../assets/weft.css");
+/// The icon.
+pub const ICON: &str = include_str!("../../assets/favicon.svg");
 /// htmx, vendored (0BSD; assets/htmx-LICENSE).
 pub const HTMX: &str = include_str!("../../assets/htmx-2.0.11.min.js");
