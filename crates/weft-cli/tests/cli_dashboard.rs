@@ -127,3 +127,24 @@ fn the_dashboard_in_a_real_browser_follows_a_plan_and_sends_its_event() {
         assert!(artefacts().join(shot).exists(), "{shot} saved");
     }
 }
+
+#[test]
+fn the_python_client_example_drives_a_plan_over_http() {
+    let sb = Sandbox::new();
+    let node = NodeProcess::start(&sb, "n1", &["--http", "127.0.0.1:0"]);
+    let port = http_port(&node);
+    let out = Command::new("python3")
+        .arg(workspace().join("examples/python_client.py"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(workspace().join("examples/approval.toml"))
+        .output()
+        .expect("run examples/python_client.py");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("sending the event to approve"), "{stdout}");
+    assert!(stdout.contains("plan stopped warning"), "{stdout}");
+    assert!(
+        stdout.contains("approved by python"),
+        "the deploy step's output, read back: {stdout}"
+    );
+}

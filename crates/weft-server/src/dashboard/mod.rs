@@ -49,7 +49,10 @@ pub fn routes() -> Router<Api> {
             get(|| asset("text/javascript", pages::SCRIPT)),
         )
         .route("/assets/weft.css", get(|| asset("text/css", pages::STYLE)))
-        .route("/assets/favicon.svg", get(|| asset("image/svg+xml", pages::ICON)))
+        .route(
+            "/assets/favicon.svg",
+            get(|| asset("image/svg+xml", pages::ICON)),
+        )
         .route("/favicon.ico", get(|| asset("image/svg+xml", pages::ICON)))
 }
 
