@@ -118,3 +118,58 @@ async fn claims_from_many_connections_never_share_a_plan() {
     assert_eq!(all.len(), 200, "every plan claimed");
     assert_eq!(unique.len(), 200, "no plan claimed twice");
 }
+
+/// TLS when the URL asks, with libpq's modes, against a server that takes TLS connections only
+/// (a throwaway CA signed its certificate, for 127.0.0.1 alone); the password never shows.
+#[tokio::test]
+async fn tls_as_the_url_asks_and_no_password_in_any_error() {
+    let (cluster, ca) = weft_testpg::Cluster::start_with_tls().expect("a TLS cluster");
+    let admin = cluster.url_for(weft_testpg::USER, weft_testpg::PASSWORD, "postgres");
+    weft_testpg::psql(
+        &format!("{admin}?sslmode=require"),
+        "CREATE ROLE tlsuser LOGIN SUPERUSER PASSWORD 'Sekr3t-pw'",
+    );
+    let url = cluster.url_for("tlsuser", "Sekr3t-pw", "postgres");
+    let ca = ca.display().to_string();
+    let open = |url: String| async move { PostgresStore::open(&url).await };
+
+    // Trusting the CA, checking the name: a store that works.
+    let verified = open(format!("{url}?sslmode=verify-full&sslrootcert={ca}"))
+        .await
+        .expect("verify-full with the CA");
+    let p = plan();
+    let id = p.id;
+    verified.create_plan(p).await.expect("create over TLS");
+    assert_eq!(verified.load_plan(id).await.expect("load").plan.id, id);
+    // Encrypted without checking (libpq's require).
+    open(format!("{url}?sslmode=require"))
+        .await
+        .expect("require takes any certificate");
+
+    let refused = |r: weft_store::Result<PostgresStore>, why: &str| {
+        let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains(why), "`{why}` in: {e}");
+        assert!(!e.contains("Sekr3t-pw"), "no password in: {e}");
+    };
+    // No TLS: this server's pg_hba admits none.
+    refused(open(url.clone()).await, "no encryption");
+    // The system does not trust a throwaway CA.
+    refused(
+        open(format!("{url}?sslmode=verify-full")).await,
+        "UnknownIssuer",
+    );
+    // The certificate is for 127.0.0.1, not `localhost`: verify-full refuses, verify-ca takes
+    // it (it checks the chain only).
+    let by_name = url.replace("127.0.0.1", "localhost");
+    refused(
+        open(format!("{by_name}?sslmode=verify-full&sslrootcert={ca}")).await,
+        "not valid for name \"localhost\"",
+    );
+    open(format!("{by_name}?sslmode=verify-ca&sslrootcert={ca}"))
+        .await
+        .expect("verify-ca checks the chain, not the name");
+    refused(
+        open(format!("{url}?sslmode=sometimes")).await,
+        "sslmode `sometimes`",
+    );
+}

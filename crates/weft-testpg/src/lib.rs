@@ -147,6 +147,106 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Like [`Cluster::start`], but serving TLS only: a throwaway CA signs a server
+    /// certificate for the IP address 127.0.0.1 (no host name), and `pg_hba.conf` admits TCP
+    /// connections only over TLS. Returns the CA's certificate (PEM) beside the cluster.
+    pub fn start_with_tls() -> Result<(Cluster, PathBuf), String> {
+        let cluster = Cluster::start()?;
+        cluster.stop_server()?;
+        let base = cluster
+            .data
+            .parent()
+            .ok_or("the cluster has no base directory")?
+            .to_path_buf();
+        let ca_key = base.join("ca.key");
+        let ca = base.join("ca.pem");
+        let d = |name: &str| cluster.data.join(name).display().to_string();
+        let s = |p: &Path| p.display().to_string();
+        let ext = base.join("san.ext");
+        std::fs::write(&ext, "subjectAltName = IP:127.0.0.1\n").map_err(|e| e.to_string())?;
+        set_mode(&ext, 0o644)?;
+        let openssl = |args: &[&str]| -> Result<(), String> {
+            let mut argv = cluster.as_owner.clone();
+            argv.push("openssl".into());
+            argv.extend(args.iter().map(|a| a.to_string()));
+            let out = Command::new(&argv[0])
+                .args(&argv[1..])
+                .current_dir("/")
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run openssl: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=weft test CA",
+            "-keyout",
+            &s(&ca_key),
+            "-out",
+            &s(&ca),
+        ])?;
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=weft test server",
+            "-keyout",
+            &d("server.key"),
+            "-out",
+            &d("server.csr"),
+        ])?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &d("server.csr"),
+            "-CA",
+            &s(&ca),
+            "-CAkey",
+            &s(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &s(&ext),
+            "-out",
+            &d("server.crt"),
+        ])?;
+        set_mode(&cluster.data.join("server.key"), 0o600)?;
+        let conf = cluster.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+        let hba = cluster.data.join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).map_err(|e| e.to_string())?;
+        let tls_only: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, tls_only).map_err(|e| e.to_string())?;
+        cluster.start_server()?;
+        Ok((cluster, ca))
+    }
+
     fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
         let exe = self.bin.join(program).display().to_string();
         let mut argv = self.as_owner.clone();

@@ -15,6 +15,7 @@ mod jobs;
 mod logs;
 mod messages;
 mod schema;
+mod tls;
 mod writer;
 
 use crate::codec::{json, parse_state, MAX_READERS};
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Config, Statement};
 use weft_model::job::{JobId, Release};
 use weft_model::plan::{self, Outcome};
 use weft_model::{step, Millis, PlanId};
@@ -50,7 +51,7 @@ pub struct PostgresStore {
 }
 
 struct Inner {
-    config: Config,
+    config: Target,
     /// `user@host:port/db`, for messages (never the password).
     shown: String,
     writer: mpsc::UnboundedSender<Request>,
@@ -70,8 +71,8 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    async fn connect(config: &Config, shown: &str) -> Result<Conn> {
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+    async fn connect(config: &Target, shown: &str) -> Result<Conn> {
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect())
             .await
             .map_err(|_| {
                 Error::Unavailable(format!(
@@ -188,8 +189,32 @@ fn connect_error(e: tokio_postgres::Error, shown: &str) -> Error {
     Error::Unavailable(format!("cannot reach PostgreSQL at {shown}: {text}"))
 }
 
-/// Parses a `postgres://` URL; a malformed one is [`Error::BadUrl`].
-fn parse_url(url: &str) -> Result<(Config, String)> {
+/// Where to connect, and how: the parsed URL and its TLS.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pg: Config,
+    tls: tls::Tls,
+}
+
+impl Target {
+    /// A new connection.
+    pub(crate) async fn connect(
+        &self,
+    ) -> std::result::Result<
+        (
+            Client,
+            tokio_postgres::Connection<tokio_postgres::Socket, tls::Stream>,
+        ),
+        tokio_postgres::Error,
+    > {
+        self.pg.connect(self.tls.clone()).await
+    }
+}
+
+/// Parses a `postgres://` URL (with libpq's `sslmode` and `sslrootcert`); a malformed one is
+/// [`Error::BadUrl`].
+fn parse_url(url: &str) -> Result<(Target, String)> {
+    let (url, tls) = tls::from_url(url)?;
     let mut config: Config = url
         .parse()
         .map_err(|e| Error::BadUrl(format!("malformed PostgreSQL URL: {e}")))?;
@@ -207,6 +232,11 @@ fn parse_url(url: &str) -> Result<(Config, String)> {
     }
     config.application_name("weft");
     config.connect_timeout(CONNECT_TIMEOUT);
+    config.ssl_mode(if tls.enabled() {
+        tokio_postgres::config::SslMode::Require
+    } else {
+        tokio_postgres::config::SslMode::Disable
+    });
     let host = match &config.get_hosts()[0] {
         tokio_postgres::config::Host::Tcp(h) => h.clone(),
         tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
@@ -217,7 +247,7 @@ fn parse_url(url: &str) -> Result<(Config, String)> {
         config.get_user().unwrap_or("?"),
         config.get_dbname().unwrap_or("?")
     );
-    Ok((config, shown))
+    Ok((Target { pg: config, tls }, shown))
 }
 
 /// Creates database `name` on the server `admin_url` points at (for benchmarks and tests);
@@ -841,11 +871,11 @@ impl Store for PostgresStore {
 
 /// Listens for notifications on its own connection and counts them into `hints`; reconnects
 /// (with a pause) when the connection is lost, and ends when nobody holds the store any more.
-async fn listen(config: Config, shown: String, hints: watch::Sender<Hints>) {
+async fn listen(config: Target, shown: String, hints: watch::Sender<Hints>) {
     use futures_util::StreamExt;
     let mut delay = Duration::from_millis(100);
     while !hints.is_closed() {
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls)).await;
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, config.connect()).await;
         let (client, mut connection) = match connected {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => {

@@ -4,6 +4,7 @@
 //! pipelines that request's statements (sent together, answered in order), and commits once.
 //! A fenced change that finds another state rolls back to its request's savepoint only.
 
+use super::Target;
 use super::{classify, jobs, logs, messages, parse_id, Conn};
 use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
@@ -12,13 +13,12 @@ use crate::{Change, Due, Error, NewPlan, Reply, Result, WireMessage};
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Config;
 use weft_model::plan::{self, Outcome};
 use weft_model::{now_millis, step, Millis, PlanId};
 
 /// Serves requests until every sender is gone, reconnecting when the connection breaks.
 pub(super) async fn run(
-    config: Config,
+    config: Target,
     shown: String,
     mut conn: Option<Conn>,
     mut rx: mpsc::UnboundedReceiver<Request>,
