@@ -394,3 +394,93 @@ fn a_token_guards_every_change_and_a_reachable_address_needs_one() {
     assert_problem(&r, 403, "another origin");
     assert!(!node.log().contains("s3cret"), "the token is never logged");
 }
+
+#[test]
+fn https_with_a_certificate_and_plain_http_refused() {
+    let sb = Sandbox::new();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .current_dir(sb.path())
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    sb.write("san.ext", "subjectAltName = IP:127.0.0.1\n");
+    openssl(&[
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ca",
+        "-keyout", "ca.key", "-out", "ca.pem",
+    ]);
+    openssl(&[
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=weft", "-keyout", "key.pem", "-out",
+        "req.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "cert.pem",
+    ]);
+
+    let out = sb.run(&[
+        "serve",
+        "--http",
+        "127.0.0.1:0",
+        "--tls-cert",
+        "cert.pem",
+        "--tls-key",
+        "missing.pem",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--tls-key missing.pem"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sb.run(&["serve", "--http", "127.0.0.1:0", "--tls-cert", "cert.pem"]);
+    assert_eq!(out.status.code(), Some(2), "a certificate needs its key");
+
+    let (node, port) = node(&sb, &["--tls-cert", "cert.pem", "--tls-key", "key.pem"]);
+    assert!(
+        node.log().contains("HTTP API at https://"),
+        "{}",
+        node.log()
+    );
+    // A client that trusts the CA submits and reads over HTTPS.
+    let script = format!(
+        "import json, ssl, urllib.request\n\
+         ctx = ssl.create_default_context(cafile='ca.pem')\n\
+         base = 'https://127.0.0.1:{port}'\n\
+         body = json.dumps({{'flow': 'name = \"t\"\\n[[task]]\\nname = \"a\"\\nrun = [\"true\"]\\n'}}).encode()\n\
+         req = urllib.request.Request(base + '/api/plans', body, {{'Content-Type': 'application/json'}})\n\
+         created = json.load(urllib.request.urlopen(req, context=ctx))\n\
+         plan = json.load(urllib.request.urlopen(base + '/api/plans/' + created['id'], context=ctx))\n\
+         print(plan['id'] == created['id'])\n"
+    );
+    let out = std::process::Command::new("python3")
+        .current_dir(sb.path())
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert_eq!(text(&out.stdout).trim(), "True", "{}", text(&out.stderr));
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = s.write_all(b"GET /api/plans HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(!text(&answer).contains("HTTP/1.1 200"), "{}", text(&answer));
+}

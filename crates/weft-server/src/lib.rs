@@ -8,6 +8,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod openapi;
 pub mod problem;
+pub mod tls;
 
 use api::Api;
 use auth::Guard;
@@ -79,15 +80,25 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     )
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` — over TLS with `tls` — until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            axum::serve(tls::TlsListener::new(listener, config)?, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// What a node's `http` manifold serves with.
@@ -101,6 +112,8 @@ pub struct HttpConfig {
     pub flows_dir: std::path::PathBuf,
     /// Who the API acts as (the node's id).
     pub by: String,
+    /// HTTPS with this configuration ([`tls::load`]); plain HTTP without.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The `http` manifold: serves the API on `listener` (bound, and checked, before the node
@@ -127,8 +140,9 @@ pub fn manifold(listener: std::net::TcpListener, config: HttpConfig) -> Manifold
                 config.by,
             );
             let router = router(api, config.guard);
+            let tls = config.tls;
             Ok(TaskWorker::spawn(move |stop| async move {
-                serve(listener, router, async move {
+                serve(listener, tls, router, async move {
                     let mut stop = stop;
                     stop.requested().await
                 })

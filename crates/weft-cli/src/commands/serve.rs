@@ -47,6 +47,12 @@ pub(crate) struct ServeArgs {
     /// shows arguments).
     #[arg(long, env = "WEFT_TOKEN", hide_env_values = true, requires = "http")]
     token: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, value_name = "FILE", requires_all = ["http", "tls_key"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["http", "tls_cert"])]
+    tls_key: Option<std::path::PathBuf>,
     /// A directory of flow files (*.toml) that HTTP clients can submit by name.
     #[arg(long, value_name = "DIR", requires = "http")]
     flows: Option<std::path::PathBuf>,
@@ -75,11 +81,20 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
         eprintln!("metrics at http://{bound}/metrics");
     }
     let http = match args.http {
-        Some(addr) => Some(http_listener(
-            addr,
-            args.token.clone(),
-            args.flows.as_deref(),
-        )?),
+        Some(addr) => {
+            let tls = match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(weft_server::tls::load(cert, key).map_err(Fail::Input)?)
+                }
+                _ => None,
+            };
+            Some(http_listener(
+                addr,
+                args.token.clone(),
+                args.flows.as_deref(),
+                tls,
+            )?)
+        }
         None => None,
     };
     // Fail fast, with exit code 3, if the store cannot be used at all.
@@ -128,11 +143,16 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
             .local_addr()
             .map_err(|e| Fail::Other(e.to_string()))?;
         config.by = node.id().to_string();
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         node.manifolds()
             .install("http", weft_server::manifold(listener, config))
             .await
             .map_err(|e| Fail::Other(e.to_string()))?;
-        eprintln!("HTTP API at http://{addr}/api, dashboard at http://{addr}/");
+        eprintln!("HTTP API at {scheme}://{addr}/api, dashboard at {scheme}://{addr}/");
     }
     eprintln!(
         "node {} serving {} (SIGINT or SIGTERM to stop)",
@@ -154,6 +174,7 @@ fn http_listener(
     addr: std::net::SocketAddr,
     token: Option<String>,
     flows: Option<&std::path::Path>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(std::net::TcpListener, weft_server::HttpConfig), Fail> {
     let guard = weft_server::auth::Guard::new(addr, token).map_err(Fail::Input)?;
     let listener = std::net::TcpListener::bind(addr)
@@ -170,6 +191,7 @@ fn http_listener(
         flows,
         flows_dir,
         by: String::new(),
+        tls,
     };
     Ok((listener, config))
 }

@@ -359,7 +359,7 @@ fn unchunk(mut data: &[u8]) -> Vec<u8> {
 pub(crate) fn http_port(node: &NodeProcess) -> u16 {
     wait_for("the node's HTTP address", Duration::from_secs(20), || {
         let log = node.log();
-        let rest = log.split("HTTP API at http://").nth(1)?;
+        let rest = log.split("HTTP API at ").nth(1)?.split_once("://")?.1;
         let addr = rest.split('/').next()?;
         addr.rsplit(':').next()?.parse().ok()
     })
