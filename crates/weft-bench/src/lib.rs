@@ -9,6 +9,7 @@
 mod deps;
 mod embed;
 mod engine;
+mod http;
 mod jobs;
 mod node;
 mod postgres;
@@ -105,6 +106,9 @@ pub enum Scenario {
     /// A remote request's round trip through PostgreSQL — executor to worker and back, each
     /// on its own connection — median ms (target ≤ 5 ms). Needs --pg.
     PgRemoteRtt,
+    /// The HTTP API on SQLite: `GET /api/plans/{id}` of a 10-step plan, answered per second
+    /// to 16 keep-alive connections on loopback (target ≥ 10,000 requests/s).
+    ApiPlan,
     /// Everything above but the pg-* scenarios (those need --pg; ask for each by name).
     All,
 }
@@ -132,6 +136,7 @@ impl Scenario {
             Scenario::ResultSqlite,
             Scenario::SqliteJobs,
             Scenario::MemoryRemote,
+            Scenario::ApiPlan,
         ]
     }
 }
@@ -273,6 +278,7 @@ pub async fn measure(scenario: Scenario, options: &Options) -> Result<Figure, Er
         Scenario::PgRemote => remote::throughput(Some(pg(options)?), repeat, false).await?,
         Scenario::PgRemoteLocal => remote::throughput(Some(pg(options)?), repeat, true).await?,
         Scenario::PgRemoteRtt => remote::round_trip(pg(options)?, repeat).await?,
+        Scenario::ApiPlan => http::plan_reads(repeat).await?,
         Scenario::All => {
             return Err(Error::Input(
                 "`all` stands for several scenarios: measure each of Scenario::expand".into(),
