@@ -387,6 +387,8 @@ async fn execution_locks_have_one_owner(store: SharedStore) {
         store.lock_owner(p.id).await.expect("owner"),
         Some("node-a".into())
     );
+    let (snap, owner) = store.load_plan_and_owner(p.id).await.expect("load");
+    assert_eq!((snap.plan.id, owner.as_deref()), (p.id, Some("node-a")));
     store
         .release_lock(p.id, None)
         .await

@@ -39,9 +39,9 @@ pub(crate) struct ServeArgs {
     /// e.g. http://127.0.0.1:4318.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     otlp_endpoint: Option<String>,
-    /// Serve the HTTP API and dashboard at this address (e.g. 127.0.0.1:8080). An address
-    /// other machines can reach needs --token.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve the HTTP API and dashboard at this address (127.0.0.1:8080 when none is given).
+    /// An address other machines can reach needs --token.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
     http: Option<std::net::SocketAddr>,
     /// The bearer token every change over HTTP needs (better passed in WEFT_TOKEN: `ps`
     /// shows arguments).

@@ -79,6 +79,12 @@ impl Api {
 
     /// A plan by its id or a unique prefix of it.
     pub async fn resolve(&self, id: &str) -> Result<PlanId, ApiError> {
+        // A whole id needs no lookup: reading the plan says whether it exists.
+        if id.len() == 36 {
+            if let Ok(whole) = id.parse() {
+                return Ok(whole);
+            }
+        }
         Ok(self.inner.store.resolve_id(id.to_string()).await?)
     }
 

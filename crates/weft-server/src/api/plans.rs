@@ -108,8 +108,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<PlanView>, ApiError> {
     let id = api.resolve(&id).await?;
-    let snap = api.store().load_plan(id).await?;
-    let owner = api.store().lock_owner(id).await?;
+    let (snap, owner) = api.store().load_plan_and_owner(id).await?;
     Ok(Json(PlanView::new(snap, owner)))
 }
 

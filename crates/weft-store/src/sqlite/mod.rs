@@ -224,12 +224,15 @@ impl SqliteStore {
 
 fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
     let key = id.to_string();
+    // Cached statements: reading a plan is the API's and recovery's hot path, and parsing the
+    // SQL each time cost more than running it.
     let plan = conn
-        .query_row(
+        .prepare_cached(
             "SELECT flow, inputs, state, created_at, started_at, ended_at, phase, start_at, after_plans
              FROM plans WHERE id = ?1",
-            [&key],
-            |r| {
+        )
+        .and_then(|mut s| {
+            s.query_row([&key], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -241,8 +244,8 @@ fn load(conn: &Connection, id: PlanId) -> Result<PlanSnapshot> {
                     r.get::<_, Option<i64>>(7)?,
                     r.get::<_, String>(8)?,
                 ))
-            },
-        )
+            })
+        })
         .optional()
         .map_err(classify)?
         .ok_or_else(|| Error::NotFound(key.clone()))?;
@@ -334,6 +337,21 @@ impl Store for SqliteStore {
 
     fn load_plan(&self, id: PlanId) -> BoxFuture<Result<PlanSnapshot>> {
         self.read(move |conn| load(conn, id))
+    }
+
+    fn load_plan_and_owner(
+        &self,
+        id: PlanId,
+    ) -> BoxFuture<Result<(PlanSnapshot, Option<String>)>> {
+        self.read(move |conn| {
+            let snap = load(conn, id)?;
+            let owner = conn
+                .prepare_cached("SELECT owner FROM locks WHERE plan_id = ?1")
+                .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)))
+                .optional()
+                .map_err(classify)?;
+            Ok((snap, owner))
+        })
     }
 
     fn count_plans(&self) -> BoxFuture<Result<Vec<(plan::State, u64)>>> {
@@ -516,13 +534,10 @@ impl Store for SqliteStore {
 
     fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>> {
         self.read(move |conn| {
-            conn.query_row(
-                "SELECT owner FROM locks WHERE plan_id = ?1",
-                [plan.to_string()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(classify)
+            conn.prepare_cached("SELECT owner FROM locks WHERE plan_id = ?1")
+                .and_then(|mut s| s.query_row([plan.to_string()], |r| r.get(0)))
+                .optional()
+                .map_err(classify)
         })
     }
 
@@ -532,14 +547,11 @@ impl Store for SqliteStore {
 
     fn is_inhibited(&self, plan: PlanId) -> BoxFuture<Result<bool>> {
         self.read(move |conn| {
-            conn.query_row(
-                "SELECT 1 FROM inhibitions WHERE plan_id = ?1",
-                [plan.to_string()],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map(|r| r.is_some())
-            .map_err(classify)
+            conn.prepare_cached("SELECT 1 FROM inhibitions WHERE plan_id = ?1")
+                .and_then(|mut s| s.query_row([plan.to_string()], |r| r.get::<_, i64>(0)))
+                .optional()
+                .map(|r| r.is_some())
+                .map_err(classify)
         })
     }
 
@@ -700,11 +712,8 @@ impl Store for SqliteStore {
     fn reply_of(&self, id: i64) -> BoxFuture<Result<Reply>> {
         self.read(move |conn| {
             let row: Option<(String, Option<String>)> = conn
-                .query_row(
-                    "SELECT status, reason FROM mailbox WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .prepare_cached("SELECT status, reason FROM mailbox WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))))
                 .optional()
                 .map_err(classify)?;
             match row {

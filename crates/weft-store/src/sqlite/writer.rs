@@ -284,9 +284,8 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
                 return Err(Error::NotFound(key));
             }
             let holder: Option<String> = conn
-                .query_row("SELECT owner FROM locks WHERE plan_id = ?1", [&key], |r| {
-                    r.get(0)
-                })
+                .prepare_cached("SELECT owner FROM locks WHERE plan_id = ?1")
+                .and_then(|mut s| s.query_row([&key], |r| r.get(0)))
                 .optional()
                 .map_err(classify)?;
             match holder {
