@@ -123,7 +123,9 @@ async fn client(
         };
         let total = head_end + length;
         if total > buf.len() {
-            return Err(format!("an answer of {total} bytes is larger than expected"));
+            return Err(format!(
+                "an answer of {total} bytes is larger than expected"
+            ));
         }
         while filled < total {
             let n = conn

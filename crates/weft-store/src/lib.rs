@@ -93,10 +93,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// A plan with its steps and who holds its execution lock, read together (what a page
     /// about a plan shows). Backends whose reads cost a round trip do both in one.
-    fn load_plan_and_owner(
-        &self,
-        id: PlanId,
-    ) -> BoxFuture<Result<(PlanSnapshot, Option<String>)>> {
+    fn load_plan_and_owner(&self, id: PlanId) -> BoxFuture<Result<(PlanSnapshot, Option<String>)>> {
         let (snap, owner) = (self.load_plan(id), self.lock_owner(id));
         Box::pin(async move {
             let (snap, owner) = tokio::join!(snap, owner);

@@ -339,10 +339,7 @@ impl Store for SqliteStore {
         self.read(move |conn| load(conn, id))
     }
 
-    fn load_plan_and_owner(
-        &self,
-        id: PlanId,
-    ) -> BoxFuture<Result<(PlanSnapshot, Option<String>)>> {
+    fn load_plan_and_owner(&self, id: PlanId) -> BoxFuture<Result<(PlanSnapshot, Option<String>)>> {
         self.read(move |conn| {
             let snap = load(conn, id)?;
             let owner = conn
