@@ -1,7 +1,9 @@
 //! The command line: clap's types for every subcommand, and dispatch to the module that runs it.
 
 use crate::commands::jobs;
-use crate::commands::plans::{cancel, halt, history, inhibit, list, resume, show, skip, wait};
+use crate::commands::plans::{
+    cancel, halt, history, inhibit, list, prune, resume, show, skip, wait,
+};
 use crate::commands::{backup, bench, event, logs, run, serve, status, worker, workers};
 use crate::shared::Fail;
 use clap::{Parser, Subcommand};
@@ -95,6 +97,8 @@ enum PlansCommands {
     /// Wait until a plan stops or pauses, wherever it runs; exit code by its end (0 success,
     /// 1 error, 4 paused), its values as JSON with --json.
     Wait(wait::WaitArgs),
+    /// Delete stopped plans that ended long ago, with their history, events and output.
+    Prune(prune::PruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +173,7 @@ impl Cli {
                 PlansCommands::Inhibit(a) => a.global.json,
                 PlansCommands::Resume(a) => a.global.json,
                 PlansCommands::Wait(a) => a.global.json,
+                PlansCommands::Prune(a) => a.global.json,
             },
         }
     }
@@ -205,6 +210,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             PlansCommands::Inhibit(args) => inhibit::inhibit(args).await,
             PlansCommands::Resume(args) => resume::resume(args).await,
             PlansCommands::Wait(args) => wait::wait(args).await,
+            PlansCommands::Prune(args) => prune::prune(args).await,
         },
     }
 }

@@ -1,6 +1,6 @@
 //! What an operator asks of a stored plan, from wherever they ask (the CLI, the HTTP API): halt
 //! it, inhibit it, cancel one that has not started, skip a failed step, deliver an event to a
-//! suspended step, take over a plan whose executor is gone. A plan that a live process executes
+//! suspended step, take over a plan whose executor is gone — and prune old stopped plans. A plan that a live process executes
 //! is acted on through that process (its mailbox, answered within a wait); one that no live
 //! process holds, directly in the store ([`crate::operator`]'s pure functions).
 
@@ -8,6 +8,27 @@ use crate::{operator, owner};
 use std::time::Duration;
 use weft_model::{duration, now_millis, plan, step, PlanId};
 use weft_store::{Change, Instruction, Reply, SharedStore};
+
+/// The most plans one prune transaction deletes: short transactions, so nodes keep working
+/// between them.
+pub const PRUNE_BATCH: u32 = 500;
+
+/// Deletes stopped plans that ended more than `older_than` ago — with their steps, history,
+/// mailbox and output — in batches of [`PRUNE_BATCH`]; returns how many. Plans that a
+/// scheduled plan waits for are kept.
+pub async fn prune(store: &SharedStore, older_than: Duration) -> Result<usize, weft_store::Error> {
+    let age = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+    let before = now_millis().saturating_sub(age);
+    let mut total = 0;
+    loop {
+        let batch = store.prune_plans(before, PRUNE_BATCH).await?.len();
+        total += batch;
+        if batch < PRUNE_BATCH as usize {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
 
 /// How long the process executing a plan has to answer a halt.
 pub const HALT_WAIT: Duration = Duration::from_secs(30);

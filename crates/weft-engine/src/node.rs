@@ -75,6 +75,9 @@ pub struct NodeConfig {
     pub remote: Option<Arc<dyn crate::remote::RemoteFactory>>,
     /// How much of each stream of a command's output is kept (see [`Config::log_cap`]).
     pub log_cap: usize,
+    /// Delete stopped plans once they ended this long ago (with their history and output),
+    /// checking every minute; none: keep everything.
+    pub retention: Option<Duration>,
 }
 
 impl NodeConfig {
@@ -88,6 +91,7 @@ impl NodeConfig {
             rescue: Rescue::Pause,
             remote: None,
             log_cap: crate::logs::DEFAULT_CAP,
+            retention: None,
         }
     }
 }
@@ -226,6 +230,11 @@ impl Node {
         e.install("reporter", self.reporter_manifold())
             .await
             .map_err(refused)?;
+        if let Some(keep) = self.config.retention {
+            e.install("retention", retention_manifold(keep))
+                .await
+                .map_err(refused)?;
+        }
         Ok(())
     }
 
@@ -530,6 +539,23 @@ fn lease_check(
         }
     }
     (dead, next)
+}
+
+/// How often, at most, a node with a retention looks for plans to delete (a retention shorter
+/// than this is checked as often as it is long, down to a second).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes stopped plans older than `keep`, in bounded batches, now and again. Every node
+/// with a retention may run it: on PostgreSQL batches skip rows another node is deleting.
+fn retention_manifold(keep: Duration) -> Manifold {
+    let every = keep.clamp(Duration::from_secs(1), PRUNE_EVERY);
+    store_loop(move |store| async move {
+        let pruned = crate::control::prune(&store, keep).await?;
+        if pruned > 0 {
+            tracing::info!(plans = pruned, "pruned stopped plans past the retention");
+        }
+        Ok(every)
+    })
 }
 
 /// A manifold on `store` that runs `tick` now and again after the pause each tick returns,

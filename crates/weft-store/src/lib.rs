@@ -88,6 +88,12 @@ pub trait Store: Send + Sync + 'static {
     /// the holder is known to be dead).
     fn release_lock(&self, plan: PlanId, owner: Option<String>) -> BoxFuture<Result<()>>;
 
+    /// Deletes at most `limit` stopped plans that ended before `before` — oldest first, with
+    /// their steps, history, mailbox and output — and returns their ids. A plan that a
+    /// scheduled plan still waits for is kept. One bounded transaction per call: call again
+    /// until fewer than `limit` come back.
+    fn prune_plans(&self, before: Millis, limit: u32) -> BoxFuture<Result<Vec<PlanId>>>;
+
     /// Who holds a plan's execution lock.
     fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>>;
 

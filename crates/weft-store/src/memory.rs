@@ -532,6 +532,42 @@ impl Store for MemoryStore {
         ready(Ok(self.lock().locks.get(&plan).cloned()))
     }
 
+    fn prune_plans(
+        &self,
+        before: weft_model::Millis,
+        limit: u32,
+    ) -> BoxFuture<Result<Vec<PlanId>>> {
+        let mut inner = self.lock();
+        let waited_for: HashSet<PlanId> = inner
+            .plans
+            .values()
+            .filter(|e| matches!(e.plan.state, plan::State::Scheduled | plan::State::Pending))
+            .flat_map(|e| e.plan.after.iter().copied())
+            .collect();
+        let mut old: Vec<(weft_model::Millis, PlanId)> = inner
+            .plans
+            .values()
+            .filter(|e| e.plan.state == plan::State::Stopped && !waited_for.contains(&e.plan.id))
+            .filter_map(|e| {
+                e.plan
+                    .ended_at
+                    .filter(|&t| t < before)
+                    .map(|t| (t, e.plan.id))
+            })
+            .collect();
+        old.sort();
+        old.truncate(limit as usize);
+        let ids: HashSet<PlanId> = old.iter().map(|(_, id)| *id).collect();
+        for id in &ids {
+            inner.plans.remove(id);
+            inner.locks.remove(id);
+            inner.inhibited.remove(id);
+        }
+        inner.mailbox.retain(|(m, _)| !ids.contains(&m.plan));
+        inner.logs.retain(|_, c| !ids.contains(&c.key.plan));
+        ready(Ok(old.into_iter().map(|(_, id)| id).collect()))
+    }
+
     fn inhibit(&self, plan: PlanId) -> BoxFuture<Result<()>> {
         let mut inner = self.lock();
         if !inner.plans.contains_key(&plan) {

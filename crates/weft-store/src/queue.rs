@@ -43,6 +43,9 @@ pub(crate) enum Write {
     WorkerHeartbeat(String, u32),
     Logs(crate::LogWrite),
     RemoveWorker(String),
+    /// Stopped plans that ended before this time (and that no waiting plan names as a
+    /// prerequisite), at most this many, deleted with everything of theirs.
+    Prune(Millis, u32),
     /// SQLite: a checkpoint of the write-ahead log (outside any transaction).
     Checkpoint,
     /// SQLite: a consistent copy of the database into a new file (outside any transaction).

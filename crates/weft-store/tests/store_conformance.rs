@@ -1567,6 +1567,96 @@ impl SamePlan for weft_store::WireMessage {
     }
 }
 
+/// Stores `new`, runs it from planned to stopped, ending at `ended`; returns its id.
+async fn stopped_plan(store: &SharedStore, ended: i64) -> PlanId {
+    let p = new_plan();
+    let id = p.id;
+    store.create_plan(p).await.expect("create");
+    store
+        .apply(
+            "test",
+            vec![
+                Change::plan_state(id, plan::State::Planned, plan::State::Running, ended - 1),
+                Change::plan_state(id, plan::State::Running, plan::State::Stopped, ended),
+            ],
+        )
+        .await
+        .expect("stop");
+    id
+}
+
+async fn pruning_deletes_old_stopped_plans_and_everything_of_theirs(store: SharedStore) {
+    use weft_store::{LogChunk, LogKey, LogQuery, LogWrite};
+    let waited_for = stopped_plan(&store, 100).await;
+    let old = stopped_plan(&store, 200).await;
+    let older = stopped_plan(&store, 150).await;
+    let recent = stopped_plan(&store, 10_000).await;
+    let live = new_plan();
+    let live_id = live.id;
+    store.create_plan(live).await.expect("create");
+    // A scheduled plan that waits for `waited_for` keeps it.
+    let mut chained = new_plan();
+    chained.state = plan::State::Scheduled;
+    chained.start_at = Some(now_millis() + 3_600_000);
+    chained.after = vec![waited_for];
+    let chained_id = chained.id;
+    store.create_plan(chained).await.expect("create");
+    let key = |plan: PlanId| LogKey {
+        plan,
+        step: 0,
+        attempt: 1,
+        task: String::new(),
+        action: "execute".into(),
+        stream: "stdout".into(),
+    };
+    let chunk = |plan: PlanId| LogChunk {
+        key: key(plan),
+        offset: 0,
+        at: 1,
+        data: b"out\n".to_vec(),
+    };
+    store
+        .write_logs(LogWrite {
+            append: vec![chunk(old), chunk(recent)],
+            drop: Vec::new(),
+        })
+        .await
+        .expect("logs");
+
+    // Oldest first, at most the limit.
+    let first = store.prune_plans(5_000, 1).await.expect("prune");
+    assert_eq!(first, vec![older]);
+    let rest = store.prune_plans(5_000, 10).await.expect("prune");
+    assert_eq!(rest, vec![old], "the waited-for plan stays");
+    assert!(store
+        .prune_plans(5_000, 10)
+        .await
+        .expect("prune")
+        .is_empty());
+    for gone in [old, older] {
+        assert!(matches!(
+            store.load_plan(gone).await,
+            Err(weft_store::Error::NotFound(_))
+        ));
+        assert!(store
+            .history(gone)
+            .await
+            .map(|h| h.is_empty())
+            .unwrap_or(true));
+    }
+    let logs = |plan: PlanId| LogQuery {
+        plan,
+        ..LogQuery::default()
+    };
+    assert!(store.read_logs(logs(old)).await.expect("read").is_empty());
+    assert_eq!(store.read_logs(logs(recent)).await.expect("read").len(), 1);
+    for kept in [waited_for, recent, live_id, chained_id] {
+        store.load_plan(kept).await.expect("kept");
+    }
+    let listed = store.list_plans(PlanFilter::default()).await.expect("list");
+    assert_eq!(listed.len(), 4);
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -1607,6 +1697,7 @@ macro_rules! conformance {
             case!(messages_are_taken_once_by_topic_in_order);
             case!(workers_register_heartbeat_and_go);
             case!(logs_are_appended_dropped_and_read_in_order);
+            case!(pruning_deletes_old_stopped_plans_and_everything_of_theirs);
         }
     };
 }

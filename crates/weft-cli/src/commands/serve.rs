@@ -32,6 +32,10 @@ pub(crate) struct ServeArgs {
     /// its latest half; `0` keeps nothing).
     #[arg(long, value_parser = crate::shared::parse_size, default_value = "1MiB")]
     log_cap: usize,
+    /// Delete stopped plans (with their history and output) once they ended this long ago
+    /// (`30d`); checked every minute. Default: keep everything.
+    #[arg(long, value_parser = parse_duration)]
+    retention: Option<Duration>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
@@ -113,6 +117,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
     let mut config = NodeConfig::new(name);
     config.remote = Some(Arc::new(weft_worker::RemoteSteps::default()));
     config.log_cap = args.log_cap;
+    config.retention = args.retention;
     config.lease = args.lease;
     config.grace = args.grace;
     if let Some(p) = args.parallelism {

@@ -604,6 +604,10 @@ impl Store for PostgresStore {
         })
     }
 
+    fn prune_plans(&self, before: Millis, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
+        self.write_plans(Write::Prune(before, limit))
+    }
+
     fn inhibit(&self, plan: PlanId) -> BoxFuture<Result<()>> {
         self.write(Write::Inhibit(plan))
     }

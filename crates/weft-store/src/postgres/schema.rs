@@ -181,6 +181,8 @@ CREATE TABLE step_logs (
 );
 CREATE INDEX step_logs_plan ON step_logs (plan_id, id);
 "#,
+    // Pruning finds stopped plans by when they ended.
+    "CREATE INDEX plans_ended ON plans (state, ended_at);",
 ];
 
 /// The schema version this build writes.

@@ -938,6 +938,35 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
             apply_changes(conn, by, changes).await?;
             Ok(Output::Unit)
         }
+        Write::Prune(before, limit) => {
+            // Oldest first, one bounded batch; rows other transactions hold are left for the
+            // next batch rather than waited for.
+            let rows = conn
+                .query(
+                    "SELECT p.id FROM plans p
+                     WHERE p.state = 'stopped' AND p.ended_at < $1
+                       AND NOT EXISTS (SELECT 1 FROM plans q
+                                       WHERE q.state IN ('scheduled', 'pending')
+                                         AND strpos(q.after_plans, p.id) > 0)
+                     ORDER BY p.ended_at LIMIT $2
+                     FOR UPDATE SKIP LOCKED",
+                    &[before, &i64::from(*limit)],
+                )
+                .await?;
+            let keys: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            for sql in [
+                "DELETE FROM step_logs WHERE plan_id = ANY($1)",
+                "DELETE FROM events WHERE plan_id = ANY($1)",
+                "DELETE FROM mailbox WHERE plan_id = ANY($1)",
+                "DELETE FROM steps WHERE plan_id = ANY($1)",
+                "DELETE FROM inhibitions WHERE plan_id = ANY($1)",
+                "DELETE FROM locks WHERE plan_id = ANY($1)",
+                "DELETE FROM plans WHERE id = ANY($1)",
+            ] {
+                conn.execute(sql, &[&keys]).await?;
+            }
+            Ok(Output::Plans(ids(rows)?))
+        }
         Write::Inhibit(plan) => {
             let key = plan.to_string();
             if !plan_exists(conn, &key).await? {

@@ -538,6 +538,10 @@ impl Store for SqliteStore {
         })
     }
 
+    fn prune_plans(&self, before: Millis, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
+        self.write_plans(Write::Prune(before, limit))
+    }
+
     fn inhibit(&self, plan: PlanId) -> BoxFuture<Result<()>> {
         self.write(Write::Inhibit(plan))
     }

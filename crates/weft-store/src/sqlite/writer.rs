@@ -160,6 +160,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
         )),
         Write::Create(plan) => unit(create(conn, plan)),
         Write::Apply(by, changes) => unit(changes.iter().try_for_each(|c| change(conn, by, c))),
+        Write::Prune(before, limit) => prune(conn, *before, *limit).map(Output::Plans),
         Write::Inhibit(plan) => {
             let key = plan.to_string();
             if !plan_exists(conn, &key)? {
@@ -615,6 +616,40 @@ fn write_reply(conn: &Connection, id: i64, reply: &Reply) -> Result<bool> {
         .and_then(|mut s| s.execute(params![id, status, reason]))
         .map_err(classify)?;
     Ok(n == 1)
+}
+
+/// Deletes stopped plans that ended before `before`, oldest first, at most `limit`.
+fn prune(conn: &Connection, before: Millis, limit: u32) -> Result<Vec<PlanId>> {
+    let ids: Vec<String> = conn
+        .prepare_cached(
+            "SELECT p.id FROM plans p
+             WHERE p.state = 'stopped' AND p.ended_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM plans q
+                               WHERE q.state IN ('scheduled', 'pending')
+                                 AND instr(q.after_plans, p.id) > 0)
+             ORDER BY p.ended_at LIMIT ?2",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![before, limit], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(classify)?;
+    for key in &ids {
+        for sql in [
+            "DELETE FROM step_logs WHERE plan_id = ?1",
+            "DELETE FROM events WHERE plan_id = ?1",
+            "DELETE FROM mailbox WHERE plan_id = ?1",
+            "DELETE FROM steps WHERE plan_id = ?1",
+            "DELETE FROM inhibitions WHERE plan_id = ?1",
+            "DELETE FROM locks WHERE plan_id = ?1",
+            "DELETE FROM plans WHERE id = ?1",
+        ] {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute([key]))
+                .map_err(classify)?;
+        }
+    }
+    parse_ids(ids)
 }
 
 fn conflict(conn: &Connection, plan: PlanId, step: Option<u32>, expected: &str) -> Error {

@@ -6,6 +6,7 @@ pub(crate) mod halt;
 pub(crate) mod history;
 pub(crate) mod inhibit;
 pub(crate) mod list;
+pub(crate) mod prune;
 pub(crate) mod resume;
 pub(crate) mod show;
 pub(crate) mod skip;
