@@ -280,7 +280,20 @@ fn an_unparseable_start_time_or_delay() {
         &format!("name = \"f\"\n{TASK_A}"),
         &["--at", "next tuesday"],
     );
-    assert!(e.contains("`next tuesday` is not a UTC time"), "{e}");
+    assert!(e.contains("`next tuesday` is not a time"), "{e}");
+    let e = refused(
+        &format!("name = \"f\"\n{TASK_A}"),
+        &["--at", "2030-01-01 09:00 Mars/Olympus"],
+    );
+    assert!(e.contains("Mars/Olympus"), "{e}");
+    let e = refused(
+        &format!("name = \"f\"\n{TASK_A}"),
+        &["--at", "2020-01-01T10:00:00+02:00"],
+    );
+    assert!(
+        e.contains("is in the past") && e.contains("--allow-past"),
+        "{e}"
+    );
     let e = refused(&format!("name = \"f\"\n{TASK_A}"), &["--delay", "a while"]);
     assert!(e.contains("bad duration `a while`"), "{e}");
     // Resolving --after opens the store; still nothing is planned.

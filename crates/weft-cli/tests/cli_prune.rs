@@ -5,7 +5,8 @@ mod common;
 use common::{text, wait_for, NodeProcess, Sandbox};
 use std::time::Duration;
 
-const FLOW: &str = "name = \"small\"\n[[task]]\nname = \"a\"\nrun = [\"sh\", \"-c\", \"echo out\"]\n\
+const FLOW: &str =
+    "name = \"small\"\n[[task]]\nname = \"a\"\nrun = [\"sh\", \"-c\", \"echo out\"]\n\
                     [[task]]\nname = \"b\"\nafter = [\"a\"]\nrun = [\"true\"]\n";
 
 fn plans(sb: &Sandbox) -> Vec<serde_json::Value> {
@@ -35,9 +36,7 @@ fn pruning_while_a_node_works_deletes_only_what_stopped() {
     // Every plan not pruned finishes, successfully; those pruned had stopped.
     let left = wait_for("the plans left to finish", Duration::from_secs(60), || {
         let left = plans(&sb);
-        left.iter()
-            .all(|p| p["state"] == "stopped")
-            .then_some(left)
+        left.iter().all(|p| p["state"] == "stopped").then_some(left)
     });
     assert!(left.iter().all(|p| p["result"] == "success"), "{left:#?}");
     assert_eq!(pruned + left.len() as u64, submitted.len() as u64);
@@ -63,8 +62,14 @@ fn a_node_with_a_retention_prunes_by_itself() {
     let node = NodeProcess::start(&sb, "n1", &["--retention", "1s"]);
     let out = sb.run(&["submit", "small.toml", "--wait"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    wait_for("the node to prune the plan", Duration::from_secs(20), || {
-        plans(&sb).is_empty().then_some(())
-    });
-    assert!(node.log().contains("pruned stopped plans"), "{}", node.log());
+    wait_for(
+        "the node to prune the plan",
+        Duration::from_secs(20),
+        || plans(&sb).is_empty().then_some(()),
+    );
+    assert!(
+        node.log().contains("pruned stopped plans"),
+        "{}",
+        node.log()
+    );
 }

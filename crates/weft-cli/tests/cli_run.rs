@@ -421,3 +421,30 @@ fn a_timeout_sends_sigterm_then_sigkill_after_the_kill_timeout() {
         "{stubborn}"
     );
 }
+
+#[test]
+fn a_start_time_with_an_offset_or_a_zone_is_read_as_such() {
+    let sb = Sandbox::new();
+    sb.write(
+        "f.toml",
+        "name = \"f\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\n",
+    );
+    for (at, utc) in [
+        ("2099-07-01 10:00 Europe/Berlin", "2099-07-01T08:00:00.000Z"),
+        ("2099-01-01T10:00:00+02:00", "2099-01-01T08:00:00.000Z"),
+        ("2099-01-01 08:00", "2099-01-01T08:00:00.000Z"),
+    ] {
+        let out = sb.run(&["submit", "f.toml", "--at", at, "--json"]);
+        assert!(out.status.success(), "{at}: {}", text(&out.stderr));
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(answer["start_at"], utc, "{at}");
+    }
+    let out = sb.run(&[
+        "submit",
+        "f.toml",
+        "--at",
+        "2020-01-01 00:00",
+        "--allow-past",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

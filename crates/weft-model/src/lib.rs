@@ -30,4 +30,4 @@ pub mod worker;
 
 pub use failure::Failure;
 pub use plan::PlanId;
-pub use time::{after, format_millis, now_millis, parse_utc, Millis};
+pub use time::{after, format_millis, now_millis, parse_time, Millis};

@@ -48,57 +48,47 @@ pub fn format_rfc3339(ms: Millis) -> String {
     format!("{s}.{:03}Z", ms.rem_euclid(1000))
 }
 
-/// Parses a UTC time: `YYYY-MM-DD HH:MM[:SS]` or RFC 3339's `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
-pub fn parse_utc(text: &str) -> Result<Millis, String> {
-    let bad = || {
-        format!("`{text}` is not a UTC time; write it like 2026-11-23T18:30:00Z or \"2026-11-23 18:30\"")
+/// Parses a moment: RFC 3339 with `Z` or an offset (`2026-11-23T20:30:00+02:00`), a civil time
+/// in a zone of the timezone database (`2026-11-23T20:30[Europe/Berlin]` or `"2026-11-23 20:30
+/// Europe/Berlin"`), or a civil time with no zone, taken as UTC (`"2026-11-23 18:30"`). A civil
+/// time that a daylight-saving change skips or repeats is read as the zone's rules say (the
+/// later of a gap, the earlier of a fold).
+pub fn parse_time(text: &str) -> Result<Millis, String> {
+    use jiff::{civil::DateTime, tz::TimeZone, Timestamp, Zoned};
+    let t = text.trim();
+    let bad = |why: &dyn std::fmt::Display| {
+        format!(
+            "`{text}` is not a time ({why}); write it like 2026-11-23T18:30:00Z, 2026-11-23T20:30:00+02:00, \"2026-11-23 20:30 Europe/Berlin\" or \"2026-11-23 18:30\" (UTC)"
+        )
     };
-    let t = text.trim().trim_end_matches('Z');
-    // Fractional seconds: milliseconds kept, the rest dropped.
-    let (t, millis) = match t.split_once('.') {
-        Some((whole, frac)) if !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) => {
-            let digits: String = frac.chars().chain("000".chars()).take(3).collect();
-            (whole, digits.parse::<i64>().map_err(|_| bad())?)
-        }
-        Some(_) => return Err(bad()),
-        None => (t, 0),
-    };
-    let (date, clock) = t.split_once(['T', ' ']).ok_or_else(bad)?;
-    let num = |s: &str, lo: i64, hi: i64| -> Result<i64, String> {
-        let v: i64 = s.parse().map_err(|_| bad())?;
-        if (lo..=hi).contains(&v) {
-            Ok(v)
-        } else {
-            Err(bad())
-        }
-    };
-    let d: Vec<&str> = date.split('-').collect();
-    let c: Vec<&str> = clock.split(':').collect();
-    if d.len() != 3 || !(2..=3).contains(&c.len()) || d[0].len() != 4 {
-        return Err(bad());
+    let millis = |ts: Timestamp| ts.as_millisecond();
+    if t.ends_with(']') {
+        let z: Zoned = t.parse().map_err(|e| bad(&e))?;
+        return Ok(millis(z.timestamp()));
     }
-    let (y, m, day) = (num(d[0], 1970, 9999)?, num(d[1], 1, 12)?, num(d[2], 1, 31)?);
-    let (h, min) = (num(c[0], 0, 23)?, num(c[1], 0, 59)?);
-    let sec = if c.len() == 3 { num(c[2], 0, 60)? } else { 0 };
-    // Howard Hinnant's days-from-civil.
-    let yy = if m <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let ms = ((days * 86_400) + h * 3600 + min * 60 + sec) * 1000;
-    if format_millis(ms).get(..10) != Some(date) {
-        return Err(bad()); // e.g. February 30th
+    if let Ok(ts) = t.parse::<Timestamp>() {
+        return Ok(millis(ts));
     }
-    Ok(ms + millis)
+    let (civil, zone) = match t.rsplit_once(' ') {
+        Some((civil, zone)) if zone.contains('/') || zone == "UTC" => (civil.trim(), Some(zone)),
+        _ => (t, None),
+    };
+    if !civil.contains(':') {
+        return Err(bad(&"it has no time of day"));
+    }
+    let dt: DateTime = civil.parse().map_err(|e| bad(&e))?;
+    let tz = match zone {
+        Some(name) => TimeZone::get(name).map_err(|e| bad(&e))?,
+        None => TimeZone::UTC,
+    };
+    let z = dt.to_zoned(tz).map_err(|e| bad(&e))?;
+    Ok(millis(z.timestamp()))
 }
 
 /// Serde for a timestamp as an RFC 3339 string; reads an RFC 3339 string or (as older
 /// versions wrote) milliseconds since the epoch.
 pub mod rfc3339 {
-    use super::{format_rfc3339, parse_utc, Millis};
+    use super::{format_rfc3339, parse_time, Millis};
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Writes `ms` as RFC 3339.
@@ -116,7 +106,7 @@ pub mod rfc3339 {
         }
         match Either::deserialize(d)? {
             Either::Millis(ms) => Ok(ms),
-            Either::Text(t) => parse_utc(&t).map_err(serde::de::Error::custom),
+            Either::Text(t) => parse_time(&t).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -149,11 +139,11 @@ mod tests {
     #[test]
     fn parses_what_it_formats() {
         for ms in [0, 951_782_400_000, 1_795_000_000_000] {
-            assert_eq!(parse_utc(&format_millis(ms)), Ok(ms));
+            assert_eq!(parse_time(&format_millis(ms)), Ok(ms));
         }
-        assert_eq!(parse_utc("2026-11-18T11:06:40Z"), Ok(1_795_000_000_000));
+        assert_eq!(parse_time("2026-11-18T11:06:40Z"), Ok(1_795_000_000_000));
         assert_eq!(
-            parse_utc("2026-11-18 11:06"),
+            parse_time("2026-11-18 11:06"),
             Ok(1_795_000_000_000 - 40_000)
         );
         for bad in [
@@ -163,20 +153,46 @@ mod tests {
             "2026-13-01 00:00",
             "18:00",
         ] {
-            assert!(parse_utc(bad).is_err(), "{bad}");
+            assert!(parse_time(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn offsets_and_zones_are_read_as_the_timezone_database_says() {
+        let utc = parse_time("2030-01-01T08:00:00Z").expect("utc");
+        assert_eq!(parse_time("2030-01-01T10:00:00+02:00"), Ok(utc));
+        assert_eq!(parse_time("2030-01-01T09:00[Europe/Berlin]"), Ok(utc));
+        assert_eq!(parse_time("2030-01-01 09:00 Europe/Berlin"), Ok(utc));
+        assert_eq!(parse_time("2030-01-01 08:00 UTC"), Ok(utc));
+        // Summer time: Berlin is two hours ahead.
+        assert_eq!(
+            parse_time("2030-07-01 10:00 Europe/Berlin"),
+            parse_time("2030-07-01T08:00:00Z")
+        );
+        // 02:30 on the day clocks go forward does not exist: read as after the gap (03:30).
+        assert_eq!(
+            parse_time("2030-03-31 02:30 Europe/Berlin"),
+            parse_time("2030-03-31T01:30:00Z")
+        );
+        // 02:30 on the day clocks go back happens twice: the first.
+        assert_eq!(
+            parse_time("2030-10-27 02:30 Europe/Berlin"),
+            parse_time("2030-10-27T00:30:00Z")
+        );
+        let e = parse_time("2030-01-01 09:00 Mars/Olympus").unwrap_err();
+        assert!(e.contains("Mars/Olympus"), "{e}");
     }
 
     #[test]
     fn rfc3339_round_trips_with_milliseconds() {
         for ms in [0, 1_795_000_000_123, 951_782_400_999] {
-            assert_eq!(parse_utc(&format_rfc3339(ms)), Ok(ms));
+            assert_eq!(parse_time(&format_rfc3339(ms)), Ok(ms));
         }
         assert_eq!(
             format_rfc3339(1_795_000_000_123),
             "2026-11-18T11:06:40.123Z"
         );
-        assert_eq!(parse_utc("2026-11-18T11:06:40.5Z"), Ok(1_795_000_000_500));
+        assert_eq!(parse_time("2026-11-18T11:06:40.5Z"), Ok(1_795_000_000_500));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use weft_engine::owner;
 use weft_engine::Intent;
 use weft_model::flow::ExecutorKind;
 use weft_model::plan;
-use weft_model::{format_millis, now_millis, parse_utc};
+use weft_model::{format_millis, now_millis, parse_time};
 use weft_store::NewPlan;
 
 /// `weft run`.
@@ -27,10 +27,14 @@ pub(crate) struct RunArgs {
     /// end, its values as JSON with --json.
     #[arg(long)]
     wait: bool,
-    /// Start it at this UTC time (`2026-11-23T18:30:00Z` or `"2026-11-23 18:30"`); implies
-    /// --detach.
-    #[arg(long, value_parser = parse_utc, conflicts_with = "delay")]
+    /// Start it at this time: `2026-11-23T18:30:00Z`, `2026-11-23T20:30:00+02:00`, `"2026-11-23
+    /// 20:30 Europe/Berlin"` or `"2026-11-23 18:30"` (UTC); implies --detach. A time in the
+    /// past is refused unless --allow-past.
+    #[arg(long, value_parser = parse_time, conflicts_with = "delay")]
     at: Option<i64>,
+    /// With --at: a time already past starts the plan at once instead of being refused.
+    #[arg(long, requires = "at")]
+    allow_past: bool,
     /// Start it after this long (`30s`, `5m`); implies --detach.
     #[arg(long, value_parser = parse_duration)]
     delay: Option<std::time::Duration>,
@@ -64,6 +68,16 @@ pub(crate) async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
     let inputs = flow
         .bind_inputs(given)
         .map_err(|e| Fail::Input(e.to_string()))?;
+    if let Some(at) = args.at {
+        let now = now_millis();
+        if at < now && !args.allow_past {
+            return Err(Fail::Input(format!(
+                "--at {} UTC is in the past (it is {} UTC now); pass --allow-past to start it at once",
+                format_millis(at),
+                format_millis(now)
+            )));
+        }
+    }
     let store = weft_store::open(&args.global.db).await?;
     let mut new = NewPlan::new(flow, inputs);
     let id = new.id;

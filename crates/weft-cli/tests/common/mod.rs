@@ -264,7 +264,7 @@ pub(crate) fn comm(pid: u32) -> String {
 
 /// A timestamp of weft's JSON (RFC 3339) as milliseconds since the epoch.
 pub(crate) fn millis(v: &serde_json::Value) -> Option<i64> {
-    weft_model::parse_utc(v.as_str()?).ok()
+    weft_model::parse_time(v.as_str()?).ok()
 }
 
 /// An HTTP response: status, headers (names in lower case), body.

@@ -82,8 +82,14 @@ pub async fn submit(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut new = NewPlan::new(flow, inputs);
     if let Some(at) = &req.start_at {
-        let at = weft_model::parse_utc(at)
+        let at = weft_model::parse_time(at)
             .map_err(|e| ApiError::bad_request(format!("start_at: {e}")))?;
+        if at < weft_model::now_millis() && !req.allow_past {
+            return Err(ApiError::bad_request(format!(
+                "start_at {} is in the past; send allow_past: true to start it at once",
+                weft_model::time::format_rfc3339(at)
+            )));
+        }
         new.state = plan::State::Scheduled;
         new.start_at = Some(at);
     }

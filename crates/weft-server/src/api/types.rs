@@ -277,8 +277,13 @@ pub struct SubmitRequest {
     pub inputs: BTreeMap<String, Value>,
     /// Where its commands and named tasks run: `local` or `remote`; overrides the flow.
     pub executor: Option<String>,
-    /// Start it at this time (RFC 3339, UTC) rather than now.
+    /// Start it at this time rather than now: RFC 3339 with `Z` or an offset, or a civil time
+    /// with a zone (`2026-11-23T20:30[Europe/Berlin]`). A time in the past is refused unless
+    /// `allow_past`.
     pub start_at: Option<String>,
+    /// With `start_at`: a time already past starts the plan at once.
+    #[serde(default)]
+    pub allow_past: bool,
 }
 
 /// A plan submitted.

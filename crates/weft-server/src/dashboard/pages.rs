@@ -50,7 +50,7 @@ fn when(t: &str) -> String {
 }
 
 fn millis(t: &str) -> Option<i64> {
-    weft_model::parse_utc(t).ok()
+    weft_model::parse_time(t).ok()
 }
 
 /// How long from `start` to `end` (or now).
