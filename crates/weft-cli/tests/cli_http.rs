@@ -484,3 +484,29 @@ fn https_with_a_certificate_and_plain_http_refused() {
     let _ = s.read_to_end(&mut answer);
     assert!(!text(&answer).contains("HTTP/1.1 200"), "{}", text(&answer));
 }
+
+#[test]
+fn an_idempotency_key_over_http_answers_the_first_plan() {
+    let sb = Sandbox::new();
+    let (_node, port) = node(&sb, &[]);
+    let flow = "name = \"k\"\n[[task]]\nname = \"a\"\nrun = [\"true\"]\n";
+    let body = json!({"flow": flow, "key": "order-42"});
+    let first = post(port, "/api/plans", &body);
+    assert_eq!(first.status, 201, "{}", text(&first.body));
+    let again = post(port, "/api/plans", &body);
+    assert_eq!(again.status, 200, "{}", text(&again.body));
+    assert_eq!(again.json()["id"], first.json()["id"]);
+    assert_eq!(again.json()["deduplicated"], true);
+    assert_eq!(
+        get(port, "/api/plans").json()["plans"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let bad = post(
+        port,
+        "/api/plans",
+        &json!({"flow": flow, "key": "x", "key_window": "forever"}),
+    );
+    assert_problem(&bad, 400, "key_window");
+}

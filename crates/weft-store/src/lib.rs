@@ -61,6 +61,16 @@ pub trait Store: Send + Sync + 'static {
     /// Persists a new plan and its steps.
     fn create_plan(&self, plan: NewPlan) -> BoxFuture<Result<()>>;
 
+    /// Persists a new plan unless a plan was submitted with the same idempotency `key` less
+    /// than `window` ms ago: then nothing is stored and that plan's id comes back (otherwise
+    /// the new plan's). Atomic across processes: of racing submissions, one plan is stored.
+    fn create_plan_once(
+        &self,
+        plan: NewPlan,
+        key: String,
+        window: Millis,
+    ) -> BoxFuture<Result<PlanId>>;
+
     /// Applies changes atomically: all land, or none does (and the error says which conflicted).
     /// `by` — a node's id, or a `weft` process — is recorded in the history as who did it.
     fn apply(&self, by: &str, changes: Vec<Change>) -> BoxFuture<Result<()>>;

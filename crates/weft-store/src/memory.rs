@@ -35,6 +35,8 @@ struct Inner {
     /// Tasks' output chunks, in write order, by id.
     logs: BTreeMap<i64, crate::LogChunk>,
     next_log: i64,
+    /// Idempotency keys: the plan each was taken by, and when.
+    keys: HashMap<String, (PlanId, weft_model::Millis)>,
 }
 
 /// The job board: postings, their histories, and the registered entities.
@@ -182,6 +184,28 @@ struct Entry {
     history: Vec<Recorded>,
     /// The Rust tasks it needs (`Flow::needs`), for claims.
     needs: Vec<String>,
+}
+
+/// Stores a new plan (and its lock, when it has an owner).
+fn insert_plan(inner: &mut Inner, plan: NewPlan) -> Result<()> {
+    if inner.plans.contains_key(&plan.id) {
+        return Err(Error::Exists(plan.id));
+    }
+    let (record, steps) = plan.records();
+    let needs = record.flow.needs();
+    inner.plans.insert(
+        plan.id,
+        Entry {
+            plan: record,
+            steps,
+            history: Vec::new(),
+            needs,
+        },
+    );
+    if let Some(owner) = plan.owner {
+        inner.locks.insert(plan.id, owner);
+    }
+    Ok(())
 }
 
 /// A history entry kept compactly; it becomes a [`HistoryEntry`] when read.
@@ -349,26 +373,29 @@ impl Inner {
 }
 
 impl Store for MemoryStore {
-    fn create_plan(&self, plan: NewPlan) -> BoxFuture<Result<()>> {
+    fn create_plan_once(
+        &self,
+        plan: NewPlan,
+        key: String,
+        window: weft_model::Millis,
+    ) -> BoxFuture<Result<PlanId>> {
+        let now = weft_model::now_millis();
         let mut inner = self.lock();
-        if inner.plans.contains_key(&plan.id) {
-            return ready(Err(Error::Exists(plan.id)));
+        if let Some((held, at)) = inner.keys.get(&key) {
+            if *at > now - window && inner.plans.contains_key(held) {
+                return ready(Ok(*held));
+            }
         }
-        let (record, steps) = plan.records();
-        let needs = record.flow.needs();
-        inner.plans.insert(
-            plan.id,
-            Entry {
-                plan: record,
-                steps,
-                history: Vec::new(),
-                needs,
-            },
-        );
-        if let Some(owner) = plan.owner {
-            inner.locks.insert(plan.id, owner);
+        let id = plan.id;
+        if let Err(e) = insert_plan(&mut inner, plan) {
+            return ready(Err(e));
         }
-        ready(Ok(()))
+        inner.keys.insert(key, (id, now));
+        ready(Ok(id))
+    }
+
+    fn create_plan(&self, plan: NewPlan) -> BoxFuture<Result<()>> {
+        ready(insert_plan(&mut self.lock(), plan))
     }
 
     fn apply(&self, by: &str, changes: Vec<Change>) -> BoxFuture<Result<()>> {

@@ -18,6 +18,9 @@ pub(crate) struct Request {
 /// What to write.
 pub(crate) enum Write {
     Create(Box<NewPlan>),
+    /// A plan, unless its idempotency key (the second) was taken within the window (the
+    /// third, ms): answers the id holding the key.
+    CreateOnce(Box<NewPlan>, String, Millis),
     Apply(String, Vec<Change>),
     Acquire(PlanId, String),
     Release(PlanId, Option<String>),

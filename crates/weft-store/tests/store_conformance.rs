@@ -1657,6 +1657,57 @@ async fn pruning_deletes_old_stopped_plans_and_everything_of_theirs(store: Share
     assert_eq!(listed.len(), 4);
 }
 
+async fn an_idempotency_key_stores_one_plan_within_its_window(store: SharedStore) {
+    let day = 86_400_000;
+    let first = new_plan();
+    let first_id = first.id;
+    let held = store
+        .create_plan_once(first, "nightly-2030-01-01".into(), day)
+        .await
+        .expect("create");
+    assert_eq!(held, first_id);
+    let again = store
+        .create_plan_once(new_plan(), "nightly-2030-01-01".into(), day)
+        .await
+        .expect("create again");
+    assert_eq!(again, first_id, "the same key answers the first plan");
+    let other = new_plan();
+    let other_id = other.id;
+    assert_eq!(
+        store
+            .create_plan_once(other, "nightly-2030-01-02".into(), day)
+            .await
+            .expect("another key"),
+        other_id
+    );
+    assert_eq!(
+        store
+            .list_plans(PlanFilter::default())
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+    // Past the window the key is free again.
+    let late = new_plan();
+    let late_id = late.id;
+    assert_eq!(
+        store
+            .create_plan_once(late, "nightly-2030-01-01".into(), 0)
+            .await
+            .expect("after the window"),
+        late_id
+    );
+    assert_eq!(
+        store
+            .list_plans(PlanFilter::default())
+            .await
+            .expect("list")
+            .len(),
+        3
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -1698,6 +1749,7 @@ macro_rules! conformance {
             case!(workers_register_heartbeat_and_go);
             case!(logs_are_appended_dropped_and_read_in_order);
             case!(pruning_deletes_old_stopped_plans_and_everything_of_theirs);
+            case!(an_idempotency_key_stores_one_plan_within_its_window);
         }
     };
 }

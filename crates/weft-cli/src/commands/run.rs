@@ -42,6 +42,13 @@ pub(crate) struct RunArgs {
     /// of them ended in error, it fails with `failed_dependency`. Implies --detach.
     #[arg(long, value_delimiter = ',', value_name = "PLAN_ID")]
     after: Vec<String>,
+    /// An idempotency key: if a plan was submitted with this key within --key-window, print
+    /// its id instead of submitting another. Implies --detach.
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+    /// How long a key holds (default 24h).
+    #[arg(long, value_parser = parse_duration, default_value = "24h", requires = "key")]
+    key_window: std::time::Duration,
     /// Where its commands and named tasks run: `local`, or `remote` on workers (`weft
     /// worker`); overrides the flow file.
     #[arg(long, value_parser = parse_executor)]
@@ -85,7 +92,8 @@ pub(crate) async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
     let start_at = args
         .at
         .or(args.delay.map(|d| weft_model::after(now_millis(), d)));
-    let detach = detach || args.detach || start_at.is_some() || !args.after.is_empty();
+    let detach =
+        detach || args.detach || start_at.is_some() || !args.after.is_empty() || args.key.is_some();
     for prerequisite in &args.after {
         new.after
             .push(store.resolve_id(prerequisite.clone()).await?);
@@ -98,12 +106,33 @@ pub(crate) async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
         // The lock is taken as the plan is stored, so that no node claims it first.
         new.owner = Some(owner::me());
     }
-    store.create_plan(new).await?;
+    let new_id = id;
+    let id = match &args.key {
+        None => {
+            store.create_plan(new).await?;
+            id
+        }
+        Some(key) => {
+            if key.is_empty() {
+                return Err(Fail::Input("--key must not be empty".into()));
+            }
+            let window = i64::try_from(args.key_window.as_millis()).unwrap_or(i64::MAX);
+            let held = store.create_plan_once(new, key.clone(), window).await?;
+            if held != new_id {
+                eprintln!(
+                    "plan {held} was already submitted with key `{key}`; not submitted again"
+                );
+            }
+            held
+        }
+    };
     if detach {
         if args.wait {
             if !args.global.json {
                 outln!("{id}");
-                eprintln!("plan {id} submitted; waiting for a node (weft serve) to run it");
+                if id == new_id {
+                    eprintln!("plan {id} submitted; waiting for a node (weft serve) to run it");
+                }
             }
             return waiting::wait(store, id, args.global.json).await;
         }
@@ -119,7 +148,10 @@ pub(crate) async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
                     "plan {id} scheduled for {} UTC; a node (weft serve) starts it",
                     format_millis(at)
                 ),
-                None => eprintln!("plan {id} submitted; a node (weft serve) executes it"),
+                None if id == new_id => {
+                    eprintln!("plan {id} submitted; a node (weft serve) executes it")
+                }
+                None => {}
             }
         }
         return Ok(0);

@@ -67,7 +67,7 @@ pub async fn list(
 
 /// Submits a flow: the plan is stored for a node to execute (`weft submit`).
 #[utoipa::path(post, path = "/api/plans", tag = "plans", request_body = SubmitRequest,
-    responses((status = 201, body = Submitted), WriteProblems))]
+    responses((status = 201, body = Submitted), (status = 200, body = Submitted, description = "the key was taken: the earlier plan"), WriteProblems))]
 pub async fn submit(
     State(api): State<Api>,
     Body(req): Body<SubmitRequest>,
@@ -94,13 +94,40 @@ pub async fn submit(
         new.start_at = Some(at);
     }
     let (id, state) = (new.id, new.state);
-    api.store().create_plan(new).await?;
+    let held = match req.key {
+        None => {
+            api.store().create_plan(new).await?;
+            id
+        }
+        Some(key) if key.is_empty() => return Err(ApiError::bad_request("key must not be empty")),
+        Some(key) => {
+            let window = match &req.key_window {
+                None => std::time::Duration::from_secs(86_400),
+                Some(w) => weft_model::duration::parse(w)
+                    .map_err(|e| ApiError::bad_request(format!("key_window: {e}")))?,
+            };
+            let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+            api.store().create_plan_once(new, key, window).await?
+        }
+    };
+    if held != id {
+        let state = api.store().load_plan(held).await?.plan.state;
+        return Ok((
+            StatusCode::OK,
+            Json(Submitted {
+                id: held.to_string(),
+                state: state.to_string(),
+                deduplicated: true,
+            }),
+        ));
+    }
     tracing::info!(plan = %id, "plan submitted over HTTP");
     Ok((
         StatusCode::CREATED,
         Json(Submitted {
             id: id.to_string(),
             state: state.to_string(),
+            deduplicated: false,
         }),
     ))
 }

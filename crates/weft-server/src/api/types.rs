@@ -284,6 +284,11 @@ pub struct SubmitRequest {
     /// With `start_at`: a time already past starts the plan at once.
     #[serde(default)]
     pub allow_past: bool,
+    /// An idempotency key: if a plan was submitted with it within `key_window`, that plan's id
+    /// comes back (200) and nothing is submitted.
+    pub key: Option<String>,
+    /// How long a key holds: `24h` (default), `30m`, …
+    pub key_window: Option<String>,
 }
 
 /// A plan submitted.
@@ -291,8 +296,12 @@ pub struct SubmitRequest {
 pub struct Submitted {
     /// Its id.
     pub id: String,
-    /// `planned` (a node takes it) or `scheduled`.
+    /// `planned` (a node takes it) or `scheduled`; for a key already taken, the state of the
+    /// plan that took it.
     pub state: String,
+    /// Whether the key was already taken: this is the earlier plan, nothing new was stored.
+    #[serde(default)]
+    pub deduplicated: bool,
 }
 
 /// An event for a suspended step.

@@ -183,6 +183,13 @@ CREATE INDEX step_logs_plan ON step_logs (plan_id, id);
 "#,
     // Pruning finds stopped plans by when they ended.
     "CREATE INDEX plans_ended ON plans (state, ended_at);",
+    // Idempotency keys: the plan a key was first submitted with, and when.
+    "CREATE TABLE plan_keys (
+        key         text COLLATE \"C\" PRIMARY KEY,
+        plan_id     text COLLATE \"C\" NOT NULL,
+        created_at  bigint NOT NULL
+     );
+     CREATE INDEX plan_keys_plan ON plan_keys (plan_id);",
 ];
 
 /// The schema version this build writes.

@@ -934,6 +934,33 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
             notify.plans |= plan.state == plan::State::Planned && plan.owner.is_none();
             Ok(Output::Unit)
         }
+        Write::CreateOnce(plan, key, window) => {
+            // Taking the key is the race: a racing insert of the same key waits for this
+            // transaction, then finds it taken (its update's condition fails) and answers the
+            // plan that took it.
+            let now = now_millis();
+            let id = plan.id.to_string();
+            let took = conn
+                .query(
+                    "INSERT INTO plan_keys (key, plan_id, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (key) DO UPDATE
+                       SET plan_id = excluded.plan_id, created_at = excluded.created_at
+                       WHERE plan_keys.created_at <= $4
+                          OR NOT EXISTS (SELECT 1 FROM plans p WHERE p.id = plan_keys.plan_id)
+                     RETURNING plan_id",
+                    &[key, &id, &now, &(now - window)],
+                )
+                .await?;
+            if took.is_empty() {
+                let held = conn
+                    .query("SELECT plan_id FROM plan_keys WHERE key = $1", &[key])
+                    .await?;
+                return Ok(Output::Plans(ids(held)?));
+            }
+            create(conn, plan).await?;
+            notify.plans |= plan.state == plan::State::Planned && plan.owner.is_none();
+            Ok(Output::Plans(vec![plan.id]))
+        }
         Write::Apply(by, changes) => {
             apply_changes(conn, by, changes).await?;
             Ok(Output::Unit)
@@ -956,6 +983,7 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
             let keys: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
             for sql in [
                 "DELETE FROM step_logs WHERE plan_id = ANY($1)",
+                "DELETE FROM plan_keys WHERE plan_id = ANY($1)",
                 "DELETE FROM events WHERE plan_id = ANY($1)",
                 "DELETE FROM mailbox WHERE plan_id = ANY($1)",
                 "DELETE FROM steps WHERE plan_id = ANY($1)",

@@ -328,6 +328,23 @@ impl Store for SqliteStore {
         self.write(Write::Create(Box::new(plan)))
     }
 
+    fn create_plan_once(
+        &self,
+        plan: NewPlan,
+        key: String,
+        window: Millis,
+    ) -> BoxFuture<Result<PlanId>> {
+        let id = plan.id;
+        let holder = self.write_plans(Write::CreateOnce(Box::new(plan), key, window));
+        Box::pin(async move {
+            holder
+                .await?
+                .first()
+                .copied()
+                .ok_or(Error::NotFound(id.to_string()))
+        })
+    }
+
     fn apply(&self, by: &str, changes: Vec<Change>) -> BoxFuture<Result<()>> {
         if changes.is_empty() {
             return Box::pin(std::future::ready(Ok(())));

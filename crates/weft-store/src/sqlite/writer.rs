@@ -89,6 +89,11 @@ fn wants(batch: &[Request], results: &[Result<Output>]) -> Want {
             (Write::Create(plan), _) => {
                 want.plans |= plan.owner.is_none() && plan.state == plan::State::Planned
             }
+            (Write::CreateOnce(plan, ..), Ok(Output::Plans(ids))) => {
+                want.plans |= ids.first() == Some(&plan.id)
+                    && plan.owner.is_none()
+                    && plan.state == plan::State::Planned
+            }
             (Write::ReleaseLocks(_), _) => want.plans = true,
             (Write::PromoteDue(..), Ok(Output::Due(due))) if !due.is_empty() => want.plans = true,
             (Write::Post(..), _) => want.mailbox = true,
@@ -159,6 +164,30 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
             "a checkpoint or backup inside a transaction (a bug in the writer)".into(),
         )),
         Write::Create(plan) => unit(create(conn, plan)),
+        Write::CreateOnce(plan, key, window) => {
+            let now = now_millis();
+            let held: Option<String> = conn
+                .prepare_cached(
+                    "SELECT k.plan_id FROM plan_keys k JOIN plans p ON p.id = k.plan_id
+                     WHERE k.key = ?1 AND k.created_at > ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![key, now - window], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(classify)?;
+            if let Some(held) = held {
+                return Ok(Output::Plans(parse_ids(vec![held])?));
+            }
+            conn.prepare_cached(
+                "INSERT INTO plan_keys (key, plan_id, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET plan_id = excluded.plan_id, created_at = excluded.created_at",
+            )
+            .and_then(|mut s| s.execute(params![key, plan.id.to_string(), now]))
+            .map_err(classify)?;
+            create(conn, plan)?;
+            Ok(Output::Plans(vec![plan.id]))
+        }
         Write::Apply(by, changes) => unit(changes.iter().try_for_each(|c| change(conn, by, c))),
         Write::Prune(before, limit) => prune(conn, *before, *limit).map(Output::Plans),
         Write::Inhibit(plan) => {
@@ -637,6 +666,7 @@ fn prune(conn: &Connection, before: Millis, limit: u32) -> Result<Vec<PlanId>> {
     for key in &ids {
         for sql in [
             "DELETE FROM step_logs WHERE plan_id = ?1",
+            "DELETE FROM plan_keys WHERE plan_id = ?1",
             "DELETE FROM events WHERE plan_id = ?1",
             "DELETE FROM mailbox WHERE plan_id = ?1",
             "DELETE FROM steps WHERE plan_id = ?1",
