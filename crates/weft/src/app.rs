@@ -208,23 +208,7 @@ impl Engine {
     /// needs, else on a node that has. Refused before anything is stored when the inputs do
     /// not fit or a task is registered nowhere.
     pub async fn submit(&self, flow: &Flow, inputs: impl Serialize) -> Result<PlanHandle, Error> {
-        let given = match serde_json::to_value(inputs) {
-            Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
-            Ok(serde_json::Value::Null) => BTreeMap::new(),
-            Ok(other) => {
-                return Err(Error::Input(format!(
-                    "a plan's inputs are a struct or a map of named values, not {other}"
-                )))
-            }
-            Err(e) => {
-                return Err(Error::Input(format!(
-                    "the inputs cannot be written as JSON: {e}"
-                )))
-            }
-        };
-        let inputs = flow
-            .bind_inputs(given)
-            .map_err(|e| Error::Input(e.to_string()))?;
+        let inputs = bind(flow, inputs)?;
         let here = self.check_needs(flow).await?;
         let new = NewPlan::new(flow.clone(), inputs);
         let id = new.id;
@@ -242,6 +226,32 @@ impl Engine {
             Ok(Err(e)) => Err(Error::Store(e)),
             Err(_) => Err(Error::ShutDown),
         }
+    }
+
+    /// Like [`Engine::submit`], once per idempotency `key`: if any process sharing the store
+    /// submitted a plan with `key` less than `window` ago, that plan's handle comes back and
+    /// nothing new is stored. The plan is stored for claiming (by this node when it has the
+    /// tasks), so that racing submitters agree on one.
+    pub async fn submit_once(
+        &self,
+        flow: &Flow,
+        inputs: impl Serialize,
+        key: impl Into<String>,
+        window: Duration,
+    ) -> Result<PlanHandle, Error> {
+        let key = key.into();
+        if key.is_empty() {
+            return Err(Error::Input("an idempotency key must not be empty".into()));
+        }
+        let inputs = bind(flow, inputs)?;
+        self.check_needs(flow).await?;
+        let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let held = self
+            .inner
+            .store
+            .create_plan_once(NewPlan::new(flow.clone(), inputs), key, window)
+            .await?;
+        Ok(PlanHandle::new(held, self.inner.store.clone(), None))
     }
 
     /// A handle on a stored plan — submitted by this process, an earlier one, or another.
@@ -337,4 +347,24 @@ impl Engine {
         });
         rx
     }
+}
+
+/// A flow's inputs from a struct or map, checked against the flow.
+fn bind(flow: &Flow, inputs: impl Serialize) -> Result<BTreeMap<String, serde_json::Value>, Error> {
+    let given = match serde_json::to_value(inputs) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+        Ok(serde_json::Value::Null) => BTreeMap::new(),
+        Ok(other) => {
+            return Err(Error::Input(format!(
+                "a plan's inputs are a struct or a map of named values, not {other}"
+            )))
+        }
+        Err(e) => {
+            return Err(Error::Input(format!(
+                "the inputs cannot be written as JSON: {e}"
+            )))
+        }
+    };
+    flow.bind_inputs(given)
+        .map_err(|e| Error::Input(e.to_string()))
 }

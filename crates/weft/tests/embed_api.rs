@@ -266,3 +266,44 @@ async fn an_application_posts_jobs_and_its_conductor_runs_them() {
     assert_eq!(board.job_count().await.expect("count"), 0);
     engine.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn submit_once_answers_the_first_plan_for_a_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tasks = Registry::new();
+    let (add, double) = arithmetic(&mut tasks);
+    let flow = flow(&add, &double);
+    let engine = Engine::builder(dir.path().join("app.db").display().to_string())
+        .name("key-test")
+        .registry(tasks)
+        .start()
+        .await
+        .expect("start");
+    let day = std::time::Duration::from_secs(86_400);
+    let first = engine
+        .submit_once(&flow, Numbers { a: 2, b: 3 }, "order-7", day)
+        .await
+        .expect("submit");
+    let again = engine
+        .submit_once(&flow, Numbers { a: 9, b: 9 }, "order-7", day)
+        .await
+        .expect("submit again");
+    assert_eq!(again.id(), first.id());
+    let result: Doubled = again.result().await.expect("the first plan's result");
+    assert_eq!(
+        result,
+        Doubled { doubled: 10 },
+        "the first submission's inputs ran"
+    );
+    let plans = engine
+        .store()
+        .list_plans(weft_store::PlanFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(plans.len(), 1);
+    assert!(engine
+        .submit_once(&flow, Numbers { a: 1, b: 1 }, "", day)
+        .await
+        .is_err());
+    engine.shutdown().await.expect("shutdown");
+}
