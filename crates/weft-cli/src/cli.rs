@@ -2,7 +2,7 @@
 
 use crate::commands::jobs;
 use crate::commands::plans::{
-    cancel, halt, history, inhibit, list, prune, resume, show, skip, wait,
+    cancel, halt, history, inhibit, list, prune, rerun, resume, show, skip, wait,
 };
 use crate::commands::{backup, bench, event, logs, run, serve, status, worker, workers};
 use crate::shared::Fail;
@@ -99,6 +99,9 @@ enum PlansCommands {
     Wait(wait::WaitArgs),
     /// Delete stopped plans that ended long ago, with their history, events and output.
     Prune(prune::PruneArgs),
+    /// Run a plan's flow again from one step: a new plan, the outputs of the steps before it
+    /// copied from the original.
+    Rerun(rerun::RerunArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +177,7 @@ impl Cli {
                 PlansCommands::Resume(a) => a.global.json,
                 PlansCommands::Wait(a) => a.global.json,
                 PlansCommands::Prune(a) => a.global.json,
+                PlansCommands::Rerun(a) => a.global.json,
             },
         }
     }
@@ -211,6 +215,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             PlansCommands::Resume(args) => resume::resume(args).await,
             PlansCommands::Wait(args) => wait::wait(args).await,
             PlansCommands::Prune(args) => prune::prune(args).await,
+            PlansCommands::Rerun(args) => rerun::rerun(args).await,
         },
     }
 }

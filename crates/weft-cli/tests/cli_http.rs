@@ -510,3 +510,45 @@ fn an_idempotency_key_over_http_answers_the_first_plan() {
     );
     assert_problem(&bad, 400, "key_window");
 }
+
+#[test]
+fn a_plan_is_rerun_from_a_step_over_http() {
+    let sb = Sandbox::new();
+    let (_node, port) = node(&sb, &[]);
+    let flow = "name = \"xy\"\n[[task]]\nname = \"x\"\nrun = [\"true\"]\n\
+                [[task]]\nname = \"y\"\nafter = [\"x\"]\nrun = [\"true\"]\n";
+    let id = post(port, "/api/plans", &json!({"flow": flow})).json()["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    plan_until(port, &id, "the plan to end", |p| p["state"] == "stopped");
+    let r = post(
+        port,
+        &format!("/api/plans/{id}/rerun"),
+        &json!({"from": "y"}),
+    );
+    assert_eq!(r.status, 201, "{}", text(&r.body));
+    let again = r.json()["id"].as_str().expect("id").to_string();
+    let plan = plan_until(port, &again, "the rerun to end", |p| {
+        p["state"] == "stopped"
+    });
+    assert_eq!(plan["result"], "success");
+    let history = get(port, &format!("/api/plans/{again}/history")).json();
+    let by_x: Vec<&str> = history
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|h| h["step"] == 0)
+        .filter_map(|h| h["by"].as_str())
+        .collect();
+    assert_eq!(by_x, vec![format!("copied from plan {id}"); 2]);
+    assert_problem(
+        &post(
+            port,
+            &format!("/api/plans/{id}/rerun"),
+            &json!({"from": "nope"}),
+        ),
+        400,
+        "has no step `nope`",
+    );
+}

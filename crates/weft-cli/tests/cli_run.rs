@@ -448,3 +448,90 @@ fn a_start_time_with_an_offset_or_a_zone_is_read_as_such() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_rerun_from_a_step_copies_what_came_before_and_runs_the_rest_again() {
+    let sb = Sandbox::new();
+    sb.write(
+        "chain.toml",
+        r#"
+name = "chain"
+[[task]]
+name = "a"
+provides = ["token"]
+run = ["sh", "-c", "echo a >> ran.txt; echo \"{\\\"token\\\": \\\"$(date +%s%N)\\\"}\""]
+[[task]]
+name = "b"
+requires = ["token"]
+run = ["sh", "-c", "echo b >> ran.txt; echo \"{\\\"seen\\\": \\\"$WEFT_IN_TOKEN\\\"}\""]
+[[task]]
+name = "c"
+after = ["b"]
+run = ["sh", "-c", "echo c >> ran.txt"]
+[[task]]
+name = "d"
+run = ["sh", "-c", "echo d >> ran.txt"]
+"#,
+    );
+    let out = sb.run(&["run", "chain.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let original = sb.last_plan();
+    let first = sb.show(&original);
+    let token = step(&first, "a")["output"]["token"].clone();
+    let out = sb.run(&["plans", "rerun", &original[..13], "--from", "b"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rerun = sb.last_plan();
+    assert_ne!(rerun, original);
+    let plan = sb.show(&rerun);
+    assert_eq!(plan["result"], "success");
+    assert_eq!(
+        step(&plan, "a")["output"]["token"],
+        token,
+        "a's output copied"
+    );
+    assert_eq!(
+        step(&plan, "b")["output"]["seen"],
+        token,
+        "b ran again on the copy"
+    );
+    let mut ran: Vec<String> = std::fs::read_to_string(sb.path().join("ran.txt"))
+        .expect("ran.txt")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["a", "b", "b", "c", "c", "d"],
+        "only b and c ran again"
+    );
+    // The copies say where they came from; b's history starts afresh.
+    let history = plan["history"].as_array().expect("history");
+    let by = |name: &str| -> Vec<String> {
+        let index = plan["plan"]["flow"]["steps"]
+            .as_array()
+            .and_then(|s| s.iter().position(|s| s["name"] == name))
+            .expect("a step");
+        history
+            .iter()
+            .filter(|h| h["step"] == index)
+            .map(|h| h["by"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert!(
+        by("a")
+            .iter()
+            .all(|b| b == &format!("copied from plan {original}")),
+        "{:?}",
+        by("a")
+    );
+    assert!(by("b").iter().all(|b| !b.starts_with("copied")));
+    assert_eq!(step(&plan, "b")["attempt"], 1);
+    let out = sb.run(&["plans", "rerun", &original, "--from", "zz"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("has no step `zz`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -30,6 +30,68 @@ pub async fn prune(store: &SharedStore, older_than: Duration) -> Result<usize, w
     }
 }
 
+/// A new plan of `id`'s flow and inputs that runs again from step `from` (Temporal's reset,
+/// DBOS's fork): every step that is neither `from` nor downstream of it and succeeded in the
+/// original keeps its output — copied, its history saying from which plan — and `from` and
+/// its dependents run afresh. The new plan is stored locked by `owner` (so no node takes it
+/// before its copies are in); the caller executes it or releases it for nodes.
+pub async fn rerun(
+    store: &SharedStore,
+    id: PlanId,
+    from: &str,
+    owner: &str,
+) -> Result<PlanId, ControlError> {
+    let original = store.load_plan(id).await?;
+    let start = step_index(&original, from)?;
+    let flow = &original.plan.flow;
+    let dependents = flow.dependents();
+    let mut again = vec![false; flow.steps.len()];
+    let mut todo = vec![start];
+    while let Some(i) = todo.pop() {
+        if !std::mem::replace(&mut again[i], true) {
+            todo.extend(dependents[i].iter().map(|&d| d as usize));
+        }
+    }
+    let mut new = weft_store::NewPlan::new(flow.clone(), original.plan.inputs.clone());
+    new.owner = Some(owner.to_string());
+    let new_id = new.id;
+    store.create_plan(new).await?;
+    let now = now_millis();
+    let mut changes = Vec::new();
+    for (i, old) in original.steps.iter().enumerate() {
+        if again.get(i).copied().unwrap_or(true) || old.state != step::State::Success {
+            continue;
+        }
+        let mut running = weft_store::StepRecord::pending(old.index, old.name.clone());
+        running.state = step::State::Running;
+        running.attempt = 1;
+        running.started_at = old.started_at.or(Some(now));
+        let mut done = running.clone();
+        done.state = step::State::Success;
+        done.ended_at = old.ended_at.or(Some(now));
+        done.output = old.output.clone();
+        done.warning = old.warning.clone();
+        changes.push(Change::Step {
+            plan: new_id,
+            from: step::State::Pending,
+            step: running,
+            at: now,
+        });
+        changes.push(Change::Step {
+            plan: new_id,
+            from: step::State::Running,
+            step: done,
+            at: now,
+        });
+    }
+    if !changes.is_empty() {
+        store
+            .apply(&format!("copied from plan {id}"), changes)
+            .await?;
+    }
+    Ok(new_id)
+}
+
 /// How long the process executing a plan has to answer a halt.
 pub const HALT_WAIT: Duration = Duration::from_secs(30);
 

@@ -37,6 +37,7 @@ pub fn router(api: Api, guard: Guard) -> Router {
         .route("/api/plans/{id}/skip", post(api::plans::skip))
         .route("/api/plans/{id}/cancel", post(api::plans::cancel))
         .route("/api/plans/{id}/resume", post(api::plans::resume))
+        .route("/api/plans/{id}/rerun", post(api::plans::rerun))
         .route("/api/jobs", get(api::board::list).post(api::board::post))
         .route("/api/jobs/{id}", get(api::board::show))
         .route("/api/jobs/{id}/trash", post(api::board::trash))

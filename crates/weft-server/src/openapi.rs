@@ -12,14 +12,14 @@ use utoipa::{Modify, OpenApi};
     info(title = "weft", description = "weft's HTTP API: plans, events, operator actions, the job board, workers and nodes. Errors are RFC 9457 problem documents. Mutations need `Authorization: Bearer <token>` when the server has a token."),
     paths(
         plans::list, plans::submit, plans::show, plans::history, plans::logs, plans::event,
-        plans::halt, plans::inhibit, plans::skip, plans::cancel, plans::resume,
+        plans::halt, plans::inhibit, plans::skip, plans::cancel, plans::resume, plans::rerun,
         board::list, board::post, board::show, board::trash,
         cluster::nodes, cluster::workers,
     ),
     components(schemas(
         Problem, types::PlanItem, types::PlanPage, types::PlanView, types::StepView,
         types::FailureView, types::HistoryItem, types::SubmitRequest, types::Submitted,
-        types::EventRequest, types::SkipRequest, types::Done, types::LogItem, types::LogPage,
+        types::EventRequest, types::SkipRequest, types::RerunRequest, types::Done, types::LogItem, types::LogPage,
         types::JobView, types::PostJobRequest, types::WorkerView, types::NodeView,
     )),
     modifiers(&BearerToken),

@@ -3,7 +3,7 @@
 
 use super::types::{
     Done, EventRequest, HistoryItem, LogItem, LogPage, LogParams, PlanItem, PlanPage, PlanQuery,
-    PlanView, SkipRequest, SubmitRequest, Submitted,
+    PlanView, RerunRequest, SkipRequest, SubmitRequest, Submitted,
 };
 use super::{limit, Api, Body, Params};
 use crate::problem::{ApiError, ReadProblems, WriteProblems};
@@ -361,6 +361,30 @@ pub async fn resume(
     Ok((
         StatusCode::ACCEPTED,
         done(id, format!("resumed by {}", owner_name(&api))),
+    ))
+}
+
+/// A new plan of this plan's flow that runs again from a step (`weft plans rerun --detach`):
+/// the outputs of the steps not downstream of it are copied; a node executes the rest.
+#[utoipa::path(post, path = "/api/plans/{id}/rerun", tag = "plans", request_body = RerunRequest,
+    params(("id" = String, Path, description = "The original plan's id, or a unique prefix of it")),
+    responses((status = 201, body = Submitted), WriteProblems))]
+pub async fn rerun(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Body(req): Body<RerunRequest>,
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    let original = api.resolve(&id).await?;
+    let owner = owner_name(&api);
+    let id = control::rerun(api.store(), original, &req.from, &owner).await?;
+    api.store().release_lock(id, Some(owner)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Submitted {
+            id: id.to_string(),
+            state: plan::State::Planned.to_string(),
+            deduplicated: false,
+        }),
     ))
 }
 

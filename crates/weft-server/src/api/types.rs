@@ -330,6 +330,15 @@ pub struct SkipRequest {
     pub step: String,
 }
 
+/// Where to run a plan again from.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RerunRequest {
+    /// The step to run again; every step depending on it runs again too, the others' outputs
+    /// are copied from the original.
+    pub from: String,
+}
+
 /// What an operator action did.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Done {
