@@ -5,25 +5,11 @@
 //! (a Python virtual environment in target/pytools, and Chromium).
 
 mod common;
-use common::{http, http_port, text, wait_for, NodeProcess, Sandbox};
+use common::{http, http_port, text, wait_for, NodeProcess, Sandbox, APPROVAL};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-const FLOW: &str = r#"
-name = "approval"
-[inputs]
-who = { default = "world" }
-[[task]]
-name = "greet"
-run = ["sh", "-c", "echo hello $WEFT_IN_WHO; echo '{\"greeted\": true}'"]
-requires = ["who"]
-[[task]]
-name = "approve"
-after = ["greet"]
-wait_for_event = { timeout = "1h" }
-"#;
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -44,7 +30,7 @@ fn tool(name: &str) -> PathBuf {
 }
 
 fn submit(port: u16, who: &str) -> String {
-    let body = json!({"flow": FLOW, "inputs": {"who": who}}).to_string();
+    let body = json!({"flow": APPROVAL, "inputs": {"who": who}}).to_string();
     let r = http(
         port,
         "POST",

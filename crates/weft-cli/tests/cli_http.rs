@@ -3,25 +3,11 @@
 //! input refused with problem documents and nothing changed, and the token rules.
 
 mod common;
-use common::{http, http_port, text, wait_for, NodeProcess, Response, Sandbox};
+use common::{http, http_port, text, wait_for, NodeProcess, Response, Sandbox, APPROVAL};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
-
-const APPROVAL: &str = r#"
-name = "approval"
-[inputs]
-who = { default = "world" }
-[[task]]
-name = "greet"
-run = ["sh", "-c", "echo hello $WEFT_IN_WHO; echo '{\"greeted\": true}'"]
-requires = ["who"]
-[[task]]
-name = "approve"
-after = ["greet"]
-wait_for_event = { timeout = "1h" }
-"#;
 
 fn node(sb: &Sandbox, extra: &[&str]) -> (NodeProcess, u16) {
     let mut args = vec!["--http", "127.0.0.1:0"];

@@ -168,4 +168,16 @@ pub(crate) trait Queue {
         let done = self.submit(write);
         Box::pin(async move { done.await?.into_plans() })
     }
+
+    /// A plan stored unless its idempotency key is taken: the id holding the key.
+    fn write_once(&self, plan: NewPlan, key: String, window: Millis) -> BoxFuture<Result<PlanId>> {
+        let id = plan.id;
+        let held = self.write_plans(Write::CreateOnce(Box::new(plan), key, window));
+        Box::pin(async move {
+            held.await?
+                .first()
+                .copied()
+                .ok_or(Error::NotFound(id.to_string()))
+        })
+    }
 }

@@ -364,3 +364,18 @@ pub(crate) fn http_port(node: &NodeProcess) -> u16 {
         addr.rsplit(':').next()?.parse().ok()
     })
 }
+
+/// A flow of a command that greets `who` and a gate waiting for an event after it.
+pub(crate) const APPROVAL: &str = r#"
+name = "approval"
+[inputs]
+who = { default = "world" }
+[[task]]
+name = "greet"
+run = ["sh", "-c", "echo hello $WEFT_IN_WHO; echo '{\"greeted\": true}'"]
+requires = ["who"]
+[[task]]
+name = "approve"
+after = ["greet"]
+wait_for_event = { timeout = "1h" }
+"#;

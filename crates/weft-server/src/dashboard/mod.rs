@@ -139,11 +139,7 @@ async fn plans_fragment(State(api): State<Api>, Params(mut q): Params<PlanQuery>
         Ok(Json(PlanPage { plans, next })) => {
             fragment(pages::plans_table(&plans, next.as_deref(), &query))
         }
-        Err(e) => (
-            e.status,
-            fragment(pages::problem(e.status.as_u16(), &e.detail)),
-        )
-            .into_response(),
+        Err(e) => problem_fragment(e),
     }
 }
 
@@ -176,11 +172,7 @@ async fn plan_page(State(api): State<Api>, Path(id): Path<String>) -> Response {
 async fn plan_fragment(State(api): State<Api>, Path(id): Path<String>) -> Response {
     match load(&api, &id).await {
         Ok((plan, history)) => fragment(pages::plan_detail(&plan, &history)),
-        Err(e) => (
-            e.status,
-            fragment(pages::problem(e.status.as_u16(), &e.detail)),
-        )
-            .into_response(),
+        Err(e) => problem_fragment(e),
     }
 }
 
@@ -223,11 +215,7 @@ async fn step_fragment(
                 history.iter().filter(|h| h.step == Some(s.index)).collect();
             fragment(pages::step_detail(&plan, &s, &attempts))
         }
-        Err(e) => (
-            e.status,
-            fragment(pages::problem(e.status.as_u16(), &e.detail)),
-        )
-            .into_response(),
+        Err(e) => problem_fragment(e),
     }
 }
 
@@ -241,55 +229,9 @@ async fn jobs_data(api: &Api) -> Result<Markup, ApiError> {
     Ok(pages::jobs(&board, &trash))
 }
 
-fn live_page(title: &str, fragment_url: &str, changes: &str, body: Markup) -> Response {
-    page(
-        title,
-        title,
-        maud::html! {
-            div data-live=(changes) hx-get=(fragment_url) hx-trigger="refresh" { (body) }
-        },
-    )
-}
-
-async fn jobs_page(State(api): State<Api>) -> Response {
-    match jobs_data(&api).await {
-        Ok(body) => live_page("Jobs", "/ui/jobs", "/ui/changes?of=jobs", body),
-        Err(e) => problem_page(e),
-    }
-}
-
-async fn jobs_fragment(State(api): State<Api>) -> Response {
-    match jobs_data(&api).await {
-        Ok(body) => fragment(body),
-        Err(e) => (
-            e.status,
-            fragment(pages::problem(e.status.as_u16(), &e.detail)),
-        )
-            .into_response(),
-    }
-}
-
 async fn workers_data(api: &Api) -> Result<Markup, ApiError> {
     let Json(workers) = api::cluster::workers(State(api.clone())).await?;
     Ok(pages::workers(&workers))
-}
-
-async fn workers_page(State(api): State<Api>) -> Response {
-    match workers_data(&api).await {
-        Ok(body) => live_page("Workers", "/ui/workers", "/ui/changes?of=workers", body),
-        Err(e) => problem_page(e),
-    }
-}
-
-async fn workers_fragment(State(api): State<Api>) -> Response {
-    match workers_data(&api).await {
-        Ok(body) => fragment(body),
-        Err(e) => (
-            e.status,
-            fragment(pages::problem(e.status.as_u16(), &e.detail)),
-        )
-            .into_response(),
-    }
 }
 
 async fn nodes_data(api: &Api) -> Result<Markup, ApiError> {
@@ -297,22 +239,78 @@ async fn nodes_data(api: &Api) -> Result<Markup, ApiError> {
     Ok(pages::nodes(&nodes))
 }
 
-async fn nodes_page(State(api): State<Api>) -> Response {
-    match nodes_data(&api).await {
-        Ok(body) => live_page("Nodes", "/ui/nodes", "/ui/changes?of=nodes", body),
+/// A whole page whose body refreshes itself from `fragment_url` when `changes` says so.
+fn live_page(
+    title: &str,
+    fragment_url: &str,
+    changes: &str,
+    body: Result<Markup, ApiError>,
+) -> Response {
+    match body {
+        Ok(body) => page(
+            title,
+            title,
+            maud::html! {
+                div data-live=(changes) hx-get=(fragment_url) hx-trigger="refresh" { (body) }
+            },
+        ),
         Err(e) => problem_page(e),
     }
 }
 
-async fn nodes_fragment(State(api): State<Api>) -> Response {
-    match nodes_data(&api).await {
+/// A fragment, or the problem in its place.
+fn fragment_of(body: Result<Markup, ApiError>) -> Response {
+    match body {
         Ok(body) => fragment(body),
-        Err(e) => (
-            e.status,
-            fragment(pages::problem(e.status.as_u16(), &e.detail)),
-        )
-            .into_response(),
+        Err(e) => problem_fragment(e),
     }
+}
+
+fn problem_fragment(e: ApiError) -> Response {
+    (
+        e.status,
+        fragment(pages::problem(e.status.as_u16(), &e.detail)),
+    )
+        .into_response()
+}
+
+async fn jobs_page(State(api): State<Api>) -> Response {
+    live_page(
+        "Jobs",
+        "/ui/jobs",
+        "/ui/changes?of=jobs",
+        jobs_data(&api).await,
+    )
+}
+
+async fn jobs_fragment(State(api): State<Api>) -> Response {
+    fragment_of(jobs_data(&api).await)
+}
+
+async fn workers_page(State(api): State<Api>) -> Response {
+    live_page(
+        "Workers",
+        "/ui/workers",
+        "/ui/changes?of=workers",
+        workers_data(&api).await,
+    )
+}
+
+async fn workers_fragment(State(api): State<Api>) -> Response {
+    fragment_of(workers_data(&api).await)
+}
+
+async fn nodes_page(State(api): State<Api>) -> Response {
+    live_page(
+        "Nodes",
+        "/ui/nodes",
+        "/ui/changes?of=nodes",
+        nodes_data(&api).await,
+    )
+}
+
+async fn nodes_fragment(State(api): State<Api>) -> Response {
+    fragment_of(nodes_data(&api).await)
 }
 
 /// What a live page watches.

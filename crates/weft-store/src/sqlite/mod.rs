@@ -334,15 +334,7 @@ impl Store for SqliteStore {
         key: String,
         window: Millis,
     ) -> BoxFuture<Result<PlanId>> {
-        let id = plan.id;
-        let holder = self.write_plans(Write::CreateOnce(Box::new(plan), key, window));
-        Box::pin(async move {
-            holder
-                .await?
-                .first()
-                .copied()
-                .ok_or(Error::NotFound(id.to_string()))
-        })
+        self.write_once(plan, key, window)
     }
 
     fn apply(&self, by: &str, changes: Vec<Change>) -> BoxFuture<Result<()>> {
