@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod command;
+pub mod cron;
 pub mod duration;
 pub mod failure;
 pub mod flow;
