@@ -23,6 +23,7 @@ pub mod flow;
 pub mod group;
 pub mod job;
 pub mod plan;
+pub mod schedule;
 pub mod shape;
 pub mod step;
 mod suggest;
