@@ -13,19 +13,22 @@ pub const ON_TIME: Millis = 60_000;
 pub const MAX_CATCH_UP: usize = 1000;
 
 /// What a tick does while the previous plan of its schedule has not stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Overlap {
     /// Nothing: the tick is skipped.
     #[default]
     Skip,
-    /// Its plan waits for the previous one to stop (chained with `after`).
+    /// It waits for the previous plan to stop, then fires (one tick is kept waiting, as
+    /// Temporal's buffer-one).
     Queue,
     /// Its plan starts anyway.
     Allow,
 }
 
 /// Which ticks missed while no node looked (downtime) are fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CatchUp {
     /// None: only a tick that is on time fires.
     #[default]
@@ -113,6 +116,60 @@ pub fn due(
     (fire, next)
 }
 
+/// What one look at a schedule does: how many plans to start now, and the schedule's next
+/// unfired tick afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Look {
+    /// Plans to start now, one per fired tick.
+    pub start: usize,
+    /// The first tick not fired.
+    pub next_at: Option<Millis>,
+}
+
+/// A look at a schedule at `now` whose first unfired tick is `next_at`, whose previous plan
+/// has not stopped when `previous_runs`.
+pub fn look(
+    cron: &Cron,
+    zone: &TimeZone,
+    next_at: Millis,
+    now: Millis,
+    overlap: Overlap,
+    catch_up: CatchUp,
+    previous_runs: bool,
+) -> Look {
+    // A queued tick may wait past its time: it is fired late rather than dropped.
+    let catch_up = match (overlap, catch_up) {
+        (Overlap::Queue, CatchUp::None) => CatchUp::One,
+        (_, c) => c,
+    };
+    let (ticks, next) = due(cron, zone, next_at, now, catch_up);
+    if ticks.is_empty() {
+        return Look {
+            start: 0,
+            next_at: next,
+        };
+    }
+    match (overlap, previous_runs) {
+        (Overlap::Allow, _) => Look {
+            start: ticks.len(),
+            next_at: next,
+        },
+        (Overlap::Skip, true) => Look {
+            start: 0,
+            next_at: next,
+        },
+        (Overlap::Queue, true) => Look {
+            start: 0,
+            next_at: Some(next_at),
+        },
+        // One plan: a second tick in the same look would overlap the first.
+        (Overlap::Skip | Overlap::Queue, false) => Look {
+            start: 1,
+            next_at: next,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +206,61 @@ mod tests {
         assert_eq!(
             due(&hourly, &tz, next_at, now, CatchUp::All),
             (vec![], Some(next_at))
+        );
+    }
+
+    #[test]
+    fn overlap_skips_queues_or_allows() {
+        let minutely: Cron = "* * * * *".parse().expect("cron");
+        let tz = TimeZone::UTC;
+        let next_at = utc("2030-01-01T10:00:00Z");
+        let now = utc("2030-01-01T10:00:01Z");
+        let after = Some(utc("2030-01-01T10:01:00Z"));
+        let l = |o, runs| look(&minutely, &tz, next_at, now, o, CatchUp::None, runs);
+        assert_eq!(
+            l(Overlap::Skip, false),
+            Look {
+                start: 1,
+                next_at: after
+            }
+        );
+        assert_eq!(
+            l(Overlap::Skip, true),
+            Look {
+                start: 0,
+                next_at: after
+            }
+        );
+        assert_eq!(
+            l(Overlap::Allow, true),
+            Look {
+                start: 1,
+                next_at: after
+            }
+        );
+        assert_eq!(
+            l(Overlap::Queue, true),
+            Look {
+                start: 0,
+                next_at: Some(next_at)
+            }
+        );
+        // The queued tick fires once the previous plan stopped, minutes late.
+        let later = utc("2030-01-01T10:03:30Z");
+        assert_eq!(
+            look(
+                &minutely,
+                &tz,
+                next_at,
+                later,
+                Overlap::Queue,
+                CatchUp::None,
+                false
+            ),
+            Look {
+                start: 1,
+                next_at: Some(utc("2030-01-01T10:04:00Z"))
+            }
         );
     }
 

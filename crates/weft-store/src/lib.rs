@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod postgres;
 mod queue;
 mod record;
+pub mod schedules;
 pub mod sqlite;
 mod wakeups;
 
@@ -38,6 +39,7 @@ pub use record::{
     Change, Due, HistoryEntry, Instruction, Message, NewPlan, NodeRecord, PlanFilter, PlanRecord,
     PlanSnapshot, PlanSummary, Reply, StepRecord, Transition,
 };
+pub use schedules::ScheduleRecord;
 pub use wakeups::Wakeups;
 
 use std::future::Future;
@@ -103,6 +105,24 @@ pub trait Store: Send + Sync + 'static {
     /// scheduled plan still waits for is kept. One bounded transaction per call: call again
     /// until fewer than `limit` come back.
     fn prune_plans(&self, before: Millis, limit: u32) -> BoxFuture<Result<Vec<PlanId>>>;
+
+    /// Stores a schedule, replacing one of the same name.
+    fn put_schedule(&self, schedule: ScheduleRecord) -> BoxFuture<Result<()>>;
+
+    /// Every schedule, by name.
+    fn schedules(&self) -> BoxFuture<Result<Vec<ScheduleRecord>>>;
+
+    /// Deletes a schedule ([`Error::NotFound`] when there is none of that name).
+    fn remove_schedule(&self, name: String) -> BoxFuture<Result<()>>;
+
+    /// Fires every unpaused schedule that is due at `now` — creating its plans and moving its
+    /// next tick on in one transaction, so that each tick fires once however many nodes look
+    /// — or, with `trigger`, that schedule once now. Returns the plans started, by schedule.
+    fn fire_schedules(
+        &self,
+        now: Millis,
+        trigger: Option<String>,
+    ) -> BoxFuture<Result<Vec<(String, PlanId)>>>;
 
     /// Who holds a plan's execution lock.
     fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>>;

@@ -37,6 +37,7 @@ struct Inner {
     next_log: i64,
     /// Idempotency keys: the plan each was taken by, and when.
     keys: HashMap<String, (PlanId, weft_model::Millis)>,
+    schedules: BTreeMap<String, crate::ScheduleRecord>,
 }
 
 /// The job board: postings, their histories, and the registered entities.
@@ -593,6 +594,74 @@ impl Store for MemoryStore {
         inner.mailbox.retain(|(m, _)| !ids.contains(&m.plan));
         inner.logs.retain(|_, c| !ids.contains(&c.key.plan));
         ready(Ok(old.into_iter().map(|(_, id)| id).collect()))
+    }
+
+    fn put_schedule(&self, schedule: crate::ScheduleRecord) -> BoxFuture<Result<()>> {
+        self.lock()
+            .schedules
+            .insert(schedule.name.clone(), schedule);
+        ready(Ok(()))
+    }
+
+    fn schedules(&self) -> BoxFuture<Result<Vec<crate::ScheduleRecord>>> {
+        ready(Ok(self.lock().schedules.values().cloned().collect()))
+    }
+
+    fn remove_schedule(&self, name: String) -> BoxFuture<Result<()>> {
+        let found = self.lock().schedules.remove(&name).is_some();
+        ready(if found {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("schedule {name}")))
+        })
+    }
+
+    fn fire_schedules(
+        &self,
+        now: weft_model::Millis,
+        trigger: Option<String>,
+    ) -> BoxFuture<Result<Vec<(String, PlanId)>>> {
+        let mut inner = self.lock();
+        if let Some(name) = &trigger {
+            if !inner.schedules.contains_key(name) {
+                return ready(Err(Error::NotFound(format!("schedule {name}"))));
+            }
+        }
+        let names: Vec<String> = inner.schedules.keys().cloned().collect();
+        let mut fired = Vec::new();
+        for name in names {
+            let Some(s) = inner.schedules.get(&name).cloned() else {
+                continue;
+            };
+            let triggered = trigger.as_deref() == Some(name.as_str());
+            if trigger.is_some() && !triggered
+                || !triggered && (s.paused || s.next_at.is_none_or(|t| t > now))
+            {
+                continue;
+            }
+            let runs = s
+                .last_plan
+                .and_then(|p| inner.plans.get(&p))
+                .is_some_and(|e| e.plan.state != plan::State::Stopped);
+            let (plans, next_at) = match crate::schedules::plans_for(&s, now, triggered, runs) {
+                Ok(x) => x,
+                Err(e) => return ready(Err(e)),
+            };
+            let mut last = s.last_plan;
+            for p in plans {
+                let id = p.id;
+                if let Err(e) = insert_plan(&mut inner, p) {
+                    return ready(Err(e));
+                }
+                fired.push((name.clone(), id));
+                last = Some(id);
+            }
+            if let Some(s) = inner.schedules.get_mut(&name) {
+                s.next_at = next_at;
+                s.last_plan = last;
+            }
+        }
+        ready(Ok(fired))
     }
 
     fn inhibit(&self, plan: PlanId) -> BoxFuture<Result<()>> {

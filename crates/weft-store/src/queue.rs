@@ -49,6 +49,9 @@ pub(crate) enum Write {
     /// Stopped plans that ended before this time (and that no waiting plan names as a
     /// prerequisite), at most this many, deleted with everything of theirs.
     Prune(Millis, u32),
+    PutSchedule(Box<crate::ScheduleRecord>),
+    RemoveSchedule(String),
+    FireSchedules(Millis, Option<String>),
     /// SQLite: a checkpoint of the write-ahead log (outside any transaction).
     Checkpoint,
     /// SQLite: a consistent copy of the database into a new file (outside any transaction).
@@ -64,6 +67,7 @@ pub(crate) enum Output {
     Bool(bool),
     Jobs(Vec<JobRecord>),
     Messages(Vec<WireMessage>),
+    Fired(Vec<(String, PlanId)>),
 }
 
 fn unexpected() -> Error {
@@ -95,6 +99,13 @@ impl Output {
     pub(crate) fn into_jobs(self) -> Result<Vec<JobRecord>> {
         match self {
             Output::Jobs(j) => Ok(j),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn into_fired(self) -> Result<Vec<(String, PlanId)>> {
+        match self {
+            Output::Fired(f) => Ok(f),
             _ => Err(unexpected()),
         }
     }
@@ -167,6 +178,16 @@ pub(crate) trait Queue {
     fn write_plans(&self, write: Write) -> BoxFuture<Result<Vec<PlanId>>> {
         let done = self.submit(write);
         Box::pin(async move { done.await?.into_plans() })
+    }
+
+    /// Due schedules fired: the plans started, by schedule.
+    fn write_fire(
+        &self,
+        now: Millis,
+        trigger: Option<String>,
+    ) -> BoxFuture<Result<Vec<(String, PlanId)>>> {
+        let done = self.submit(Write::FireSchedules(now, trigger));
+        Box::pin(async move { done.await?.into_fired() })
     }
 
     /// A plan stored unless its idempotency key is taken: the id holding the key.

@@ -1708,6 +1708,93 @@ async fn an_idempotency_key_stores_one_plan_within_its_window(store: SharedStore
     );
 }
 
+async fn a_schedule_fires_each_tick_once_and_minds_overlap(store: SharedStore) {
+    use weft_model::schedule::{CatchUp, Overlap};
+    use weft_store::ScheduleRecord;
+    let t0 = 1_900_000_000_000; // a whole second
+    let schedule = |name: &str, overlap| ScheduleRecord {
+        name: name.into(),
+        flow: new_plan().flow,
+        inputs: BTreeMap::from([("x".to_string(), serde_json::json!(1))]),
+        cron: "* * * * * *".into(),
+        timezone: "UTC".into(),
+        overlap,
+        catch_up: CatchUp::None,
+        paused: false,
+        next_at: Some(t0),
+        last_plan: None,
+    };
+    store
+        .put_schedule(schedule("skip", Overlap::Skip))
+        .await
+        .expect("put");
+    store
+        .put_schedule(schedule("allow", Overlap::Allow))
+        .await
+        .expect("put");
+    assert!(
+        store
+            .fire_schedules(t0 - 1, None)
+            .await
+            .expect("fire")
+            .is_empty(),
+        "not due"
+    );
+    let fired = store.fire_schedules(t0 + 500, None).await.expect("fire");
+    let names: Vec<&str> = fired.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["allow", "skip"]);
+    assert!(
+        store
+            .fire_schedules(t0 + 500, None)
+            .await
+            .expect("fire")
+            .is_empty(),
+        "once per tick"
+    );
+    // The next tick: `skip`'s plan has not stopped, so it skips; `allow` fires anyway.
+    let fired = store.fire_schedules(t0 + 1_200, None).await.expect("fire");
+    assert_eq!(
+        fired.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        vec!["allow"]
+    );
+    let listed = store.schedules().await.expect("list");
+    assert_eq!(listed.len(), 2);
+    let skip = listed.iter().find(|s| s.name == "skip").expect("skip");
+    assert_eq!(skip.next_at, Some(t0 + 2_000), "the skipped tick is gone");
+    let plan = store
+        .load_plan(skip.last_plan.expect("its plan"))
+        .await
+        .expect("load");
+    assert_eq!(plan.plan.inputs["x"], serde_json::json!(1));
+    // Paused: nothing; a trigger fires once, paused or not, and leaves the ticks as they were.
+    let mut paused = skip.clone();
+    paused.paused = true;
+    store.put_schedule(paused).await.expect("pause");
+    store.remove_schedule("allow".into()).await.expect("remove");
+    assert!(store
+        .fire_schedules(t0 + 5_000, None)
+        .await
+        .expect("fire")
+        .is_empty());
+    let fired = store
+        .fire_schedules(t0 + 5_000, Some("skip".into()))
+        .await
+        .expect("trigger");
+    assert_eq!(fired.len(), 1);
+    assert_eq!(
+        store.schedules().await.expect("list")[0].next_at,
+        Some(t0 + 2_000)
+    );
+    assert!(matches!(
+        store.fire_schedules(t0, Some("allow".into())).await,
+        Err(weft_store::Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.remove_schedule("allow".into()).await,
+        Err(weft_store::Error::NotFound(_))
+    ));
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -1750,6 +1837,7 @@ macro_rules! conformance {
             case!(logs_are_appended_dropped_and_read_in_order);
             case!(pruning_deletes_old_stopped_plans_and_everything_of_theirs);
             case!(an_idempotency_key_stores_one_plan_within_its_window);
+            case!(a_schedule_fires_each_tick_once_and_minds_overlap);
         }
     };
 }

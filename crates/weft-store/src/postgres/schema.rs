@@ -190,6 +190,19 @@ CREATE INDEX step_logs_plan ON step_logs (plan_id, id);
         created_at  bigint NOT NULL
      );
      CREATE INDEX plan_keys_plan ON plan_keys (plan_id);",
+    // Schedules: a flow started on a cron's ticks.
+    "CREATE TABLE schedules (
+        name       text COLLATE \"C\" PRIMARY KEY,
+        flow       text NOT NULL,
+        inputs     text NOT NULL,
+        cron       text NOT NULL,
+        timezone   text NOT NULL,
+        overlap    text NOT NULL,
+        catch_up   text NOT NULL,
+        paused     boolean NOT NULL DEFAULT false,
+        next_at    bigint,
+        last_plan  text
+     );",
 ];
 
 /// The schema version this build writes.

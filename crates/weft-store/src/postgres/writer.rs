@@ -965,6 +965,19 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
             apply_changes(conn, by, changes).await?;
             Ok(Output::Unit)
         }
+        Write::PutSchedule(s) => {
+            super::schedules::put(conn, s).await?;
+            Ok(Output::Unit)
+        }
+        Write::RemoveSchedule(name) => {
+            super::schedules::remove(conn, name).await?;
+            Ok(Output::Unit)
+        }
+        Write::FireSchedules(now, trigger) => {
+            let fired = super::schedules::fire(conn, *now, trigger.as_deref()).await?;
+            notify.plans |= !fired.is_empty();
+            Ok(Output::Fired(fired))
+        }
         Write::Prune(before, limit) => {
             // Oldest first, one bounded batch; rows other transactions hold are left for the
             // next batch rather than waited for.
@@ -1257,7 +1270,7 @@ async fn prerequisite(conn: &mut Conn, plan: PlanId) -> Result<Option<(plan::Sta
     Ok(Some((state, Outcome::derive(steps))))
 }
 
-async fn create(conn: &mut Conn, plan: &NewPlan) -> Result<()> {
+pub(super) async fn create(conn: &mut Conn, plan: &NewPlan) -> Result<()> {
     let (record, steps) = plan.records();
     let key = record.id.to_string();
     let flow = to_json(&record.flow)?;

@@ -8,6 +8,7 @@
 mod jobs;
 mod logs;
 mod messages;
+mod schedules;
 mod schema;
 mod wake;
 mod writer;
@@ -549,6 +550,26 @@ impl Store for SqliteStore {
 
     fn prune_plans(&self, before: Millis, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
         self.write_plans(Write::Prune(before, limit))
+    }
+
+    fn put_schedule(&self, schedule: crate::ScheduleRecord) -> BoxFuture<Result<()>> {
+        self.write(Write::PutSchedule(Box::new(schedule)))
+    }
+
+    fn schedules(&self) -> BoxFuture<Result<Vec<crate::ScheduleRecord>>> {
+        self.read(schedules::list)
+    }
+
+    fn remove_schedule(&self, name: String) -> BoxFuture<Result<()>> {
+        self.write(Write::RemoveSchedule(name))
+    }
+
+    fn fire_schedules(
+        &self,
+        now: Millis,
+        trigger: Option<String>,
+    ) -> BoxFuture<Result<Vec<(String, PlanId)>>> {
+        self.write_fire(now, trigger)
     }
 
     fn inhibit(&self, plan: PlanId) -> BoxFuture<Result<()>> {

@@ -186,6 +186,19 @@ CREATE INDEX step_logs_plan ON step_logs(plan_id, id);
         created_at  INTEGER NOT NULL
      );
      CREATE INDEX plan_keys_plan ON plan_keys(plan_id);",
+    // Schedules: a flow started on a cron's ticks.
+    "CREATE TABLE schedules (
+        name       TEXT PRIMARY KEY,
+        flow       TEXT NOT NULL,
+        inputs     TEXT NOT NULL,
+        cron       TEXT NOT NULL,
+        timezone   TEXT NOT NULL,
+        overlap    TEXT NOT NULL,
+        catch_up   TEXT NOT NULL,
+        paused     INTEGER NOT NULL DEFAULT 0,
+        next_at    INTEGER,
+        last_plan  TEXT
+     );",
 ];
 
 /// The schema version this build writes.

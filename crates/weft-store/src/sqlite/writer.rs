@@ -1,7 +1,7 @@
 //! The writer thread: the only owner of the write connection, and the group commit.
 
 use super::wake::{Wakes, Want};
-use super::{classify, jobs, logs, messages};
+use super::{classify, jobs, logs, messages, schedules};
 use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
@@ -95,6 +95,7 @@ fn wants(batch: &[Request], results: &[Result<Output>]) -> Want {
                     && plan.state == plan::State::Planned
             }
             (Write::ReleaseLocks(_), _) => want.plans = true,
+            (Write::FireSchedules(..), Ok(Output::Fired(f))) => want.plans |= !f.is_empty(),
             (Write::PromoteDue(..), Ok(Output::Due(due))) if !due.is_empty() => want.plans = true,
             (Write::Post(..), _) => want.mailbox = true,
             (Write::SendMessages(ms), Ok(_)) => want.messages |= !ms.is_empty(),
@@ -190,6 +191,11 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
         }
         Write::Apply(by, changes) => unit(changes.iter().try_for_each(|c| change(conn, by, c))),
         Write::Prune(before, limit) => prune(conn, *before, *limit).map(Output::Plans),
+        Write::PutSchedule(s) => unit(schedules::put(conn, s)),
+        Write::RemoveSchedule(name) => unit(schedules::remove(conn, name)),
+        Write::FireSchedules(now, trigger) => {
+            schedules::fire(conn, *now, trigger.as_deref()).map(Output::Fired)
+        }
         Write::Inhibit(plan) => {
             let key = plan.to_string();
             if !plan_exists(conn, &key)? {
@@ -479,7 +485,7 @@ fn prerequisite(conn: &Connection, plan: PlanId) -> Result<Option<(plan::State, 
     Ok(Some((state, Outcome::derive(steps))))
 }
 
-fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
+pub(super) fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
     // Straight from the new plan: a flow of 100k steps is not copied on its way in.
     let key = plan.id.to_string();
     let flow = to_json(&plan.flow)?;
