@@ -4,7 +4,7 @@ use crate::commands::jobs;
 use crate::commands::plans::{
     cancel, halt, history, inhibit, list, prune, rerun, resume, show, skip, wait,
 };
-use crate::commands::{backup, bench, event, logs, run, serve, status, worker, workers};
+use crate::commands::{backup, bench, event, logs, run, schedules, serve, status, worker, workers};
 use crate::shared::Fail;
 use clap::{Parser, Subcommand};
 
@@ -58,6 +58,11 @@ enum Commands {
         #[command(subcommand)]
         command: PlansCommands,
     },
+    /// Schedules: flows started on a cron's ticks, in a time zone, by the nodes.
+    Schedules {
+        #[command(subcommand)]
+        command: SchedulesCommands,
+    },
     /// The job board: post flows as jobs for conductors (`weft serve`) to claim and run.
     Jobs {
         #[command(subcommand)]
@@ -102,6 +107,22 @@ enum PlansCommands {
     /// Run a plan's flow again from one step: a new plan, the outputs of the steps before it
     /// copied from the original.
     Rerun(rerun::RerunArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SchedulesCommands {
+    /// Start a flow on a cron's ticks (replaces a schedule of the same name).
+    Add(schedules::add::AddArgs),
+    /// List schedules with their next fire times.
+    List(schedules::list::ListArgs),
+    /// Pause a schedule: no tick fires.
+    Pause(schedules::change::NameArgs),
+    /// Resume a paused schedule from now.
+    Resume(schedules::change::NameArgs),
+    /// Remove a schedule (its plans stay).
+    Remove(schedules::change::NameArgs),
+    /// Start a schedule's flow once now; print the plan's id.
+    Trigger(schedules::change::NameArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +179,14 @@ impl Cli {
             Commands::Workers(a) => a.global.json,
             Commands::Backup(a) => a.global.json,
             Commands::Bench(a) => a.json,
+            Commands::Schedules { command } => match command {
+                SchedulesCommands::Add(a) => a.global.json,
+                SchedulesCommands::List(a) => a.global.json,
+                SchedulesCommands::Pause(a)
+                | SchedulesCommands::Resume(a)
+                | SchedulesCommands::Remove(a)
+                | SchedulesCommands::Trigger(a) => a.global.json,
+            },
             Commands::Jobs { command } => match command {
                 JobsCommands::Post(a) => a.global.json,
                 JobsCommands::List(a) => a.global.json,
@@ -196,6 +225,14 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
         Commands::Workers(args) => workers::list(args).await,
         Commands::Backup(args) => backup::backup(args).await,
         Commands::Bench(args) => bench::bench(args).await,
+        Commands::Schedules { command } => match command {
+            SchedulesCommands::Add(args) => schedules::add::add(args).await,
+            SchedulesCommands::List(args) => schedules::list::list(args).await,
+            SchedulesCommands::Pause(args) => schedules::change::pause(args).await,
+            SchedulesCommands::Resume(args) => schedules::change::resume(args).await,
+            SchedulesCommands::Remove(args) => schedules::change::remove(args).await,
+            SchedulesCommands::Trigger(args) => schedules::change::trigger(args).await,
+        },
         Commands::Jobs { command } => match command {
             JobsCommands::Post(args) => jobs::post::post(args).await,
             JobsCommands::List(args) => jobs::list::list(args).await,

@@ -218,6 +218,9 @@ impl Node {
         e.install("scheduler", self.scheduler_manifold())
             .await
             .map_err(refused)?;
+        e.install("schedules", schedules_manifold())
+            .await
+            .map_err(refused)?;
         e.install("executor", self.executor_manifold(registry))
             .await
             .map_err(refused)?;
@@ -539,6 +542,35 @@ fn lease_check(
         }
     }
     (dead, next)
+}
+
+/// How often a node looks for schedules that came or changed, at least.
+const SCHEDULES_POLL: Duration = Duration::from_secs(1);
+
+/// Fires schedules' ticks: wakes at the earliest next tick (or every [`SCHEDULES_POLL`], to
+/// see new schedules) and fires what is due on the store's clock. Every node does; the
+/// store's transaction makes each tick fire once.
+fn schedules_manifold() -> Manifold {
+    store_loop(|store| async move {
+        let now = store.clock().await?;
+        for (schedule, plan) in store.fire_schedules(now, None).await? {
+            tracing::info!(%schedule, %plan, "schedule fired");
+        }
+        let now = store.clock().await?;
+        let soonest = store
+            .schedules()
+            .await?
+            .iter()
+            .filter(|s| !s.paused)
+            .filter_map(|s| s.next_at)
+            .min();
+        Ok(match soonest {
+            // Still due after firing: a queued tick waits for its previous plan to stop.
+            Some(at) if at <= now => SCHEDULES_POLL / 4,
+            Some(at) => Duration::from_millis((at - now) as u64).min(SCHEDULES_POLL),
+            None => SCHEDULES_POLL,
+        })
+    })
 }
 
 /// How often, at most, a node with a retention looks for plans to delete (a retention shorter

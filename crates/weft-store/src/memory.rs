@@ -634,9 +634,8 @@ impl Store for MemoryStore {
                 continue;
             };
             let triggered = trigger.as_deref() == Some(name.as_str());
-            if trigger.is_some() && !triggered
-                || !triggered && (s.paused || s.next_at.is_none_or(|t| t > now))
-            {
+            let due = !s.paused && s.next_at.is_some_and(|t| t <= now);
+            if !triggered && (trigger.is_some() || !due) {
                 continue;
             }
             let runs = s

@@ -8,6 +8,7 @@ pub(crate) mod jobs;
 pub(crate) mod logs;
 pub(crate) mod plans;
 pub(crate) mod run;
+pub(crate) mod schedules;
 pub(crate) mod serve;
 pub(crate) mod status;
 pub(crate) mod worker;
