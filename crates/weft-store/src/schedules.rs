@@ -1,7 +1,7 @@
 //! Schedules as the stores keep them: a flow and its inputs started on a cron's ticks in a
 //! time zone. Each store fires due schedules inside one transaction that also creates their
 //! plans and moves their next tick on, so that of any number of nodes looking at once, one
-//! fires each tick. What a look fires is `weft_model::schedule`'s rule; [`plans_for`] applies it.
+//! fires each tick. What a look fires is `weft_model::schedule`'s rule; `plans_for` applies it.
 
 use crate::{Error, NewPlan, Result};
 use serde::{Deserialize, Serialize};
