@@ -58,6 +58,27 @@ impl ScheduleRecord {
     }
 }
 
+/// What a look at one schedule does: the plans to create, then the schedule's next tick and
+/// last plan to store ([`Firing::last`]).
+pub(crate) struct Firing {
+    pub(crate) name: String,
+    pub(crate) plans: Vec<NewPlan>,
+    pub(crate) next_at: Option<Millis>,
+    pub(crate) previous: Option<PlanId>,
+}
+
+impl Firing {
+    /// The plan the schedule started last, once these plans are created.
+    pub(crate) fn last(&self) -> Option<PlanId> {
+        self.plans.last().map(|p| p.id).or(self.previous)
+    }
+
+    /// What it fired, by schedule.
+    pub(crate) fn fired(&self) -> impl Iterator<Item = (String, PlanId)> + '_ {
+        self.plans.iter().map(|p| (self.name.clone(), p.id))
+    }
+}
+
 /// The plans one look at `s` starts at `now` (all of them `planned`, unlocked, for nodes) and
 /// its next tick afterwards. `trigger`: one plan now, whatever the cron says, ticks unmoved.
 pub(crate) fn plans_for(

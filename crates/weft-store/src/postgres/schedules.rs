@@ -2,11 +2,11 @@
 //! with `FOR UPDATE SKIP LOCKED`, so that of racing nodes one fires each tick, in the
 //! transaction that creates its plans and moves the schedule on.
 
-use super::{writer, Conn};
+use super::Conn;
 use crate::codec::{json, to_json};
-use crate::schedules::{plans_for, ScheduleRecord};
+use crate::schedules::{plans_for, Firing, ScheduleRecord};
 use crate::{Error, Result};
-use weft_model::{plan, Millis, PlanId};
+use weft_model::{plan, Millis};
 
 /// The schedules' columns, then `$rest` (the statement cache wants `'static` SQL).
 macro_rules! select {
@@ -85,12 +85,13 @@ pub(super) async fn remove(conn: &mut Conn, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Fires what is due at `now` (or `trigger`, once): plans created, schedules moved on.
-pub(super) async fn fire(
+/// What firing what is due at `now` (or `trigger`, once) does, the due rows locked; the writer
+/// creates the plans, then [`advance`]s each schedule, in its transaction.
+pub(super) async fn due(
     conn: &mut Conn,
     now: Millis,
     trigger: Option<&str>,
-) -> Result<Vec<(String, PlanId)>> {
+) -> Result<Vec<Firing>> {
     let rows = match trigger {
         Some(name) => {
             let rows = conn
@@ -109,7 +110,7 @@ pub(super) async fn fire(
             .await?
         }
     };
-    let mut fired = Vec::new();
+    let mut firings = Vec::new();
     for row in &rows {
         let s = decode(row)?;
         let runs = match s.last_plan {
@@ -120,17 +121,22 @@ pub(super) async fn fire(
                 .is_some_and(|r| r.get::<_, &str>(0) != plan::State::Stopped.as_str()),
         };
         let (plans, next_at) = plans_for(&s, now, trigger.is_some(), runs)?;
-        let mut last = s.last_plan;
-        for p in &plans {
-            writer::create(conn, p).await?;
-            fired.push((s.name.clone(), p.id));
-            last = Some(p.id);
-        }
-        conn.execute(
-            "UPDATE schedules SET next_at = $1, last_plan = $2 WHERE name = $3",
-            &[&next_at, &last.map(|p| p.to_string()), &s.name],
-        )
-        .await?;
+        firings.push(Firing {
+            name: s.name,
+            plans,
+            next_at,
+            previous: s.last_plan,
+        });
     }
-    Ok(fired)
+    Ok(firings)
+}
+
+/// Moves a schedule on after its firing's plans were created.
+pub(super) async fn advance(conn: &mut Conn, f: &Firing) -> Result<()> {
+    conn.execute(
+        "UPDATE schedules SET next_at = $1, last_plan = $2 WHERE name = $3",
+        &[&f.next_at, &f.last().map(|p| p.to_string()), &f.name],
+    )
+    .await?;
+    Ok(())
 }

@@ -974,7 +974,14 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
             Ok(Output::Unit)
         }
         Write::FireSchedules(now, trigger) => {
-            let fired = super::schedules::fire(conn, *now, trigger.as_deref()).await?;
+            let mut fired = Vec::new();
+            for f in super::schedules::due(conn, *now, trigger.as_deref()).await? {
+                for p in &f.plans {
+                    create(conn, p).await?;
+                }
+                super::schedules::advance(conn, &f).await?;
+                fired.extend(f.fired());
+            }
             notify.plans |= !fired.is_empty();
             Ok(Output::Fired(fired))
         }
@@ -1270,7 +1277,7 @@ async fn prerequisite(conn: &mut Conn, plan: PlanId) -> Result<Option<(plan::Sta
     Ok(Some((state, Outcome::derive(steps))))
 }
 
-pub(super) async fn create(conn: &mut Conn, plan: &NewPlan) -> Result<()> {
+async fn create(conn: &mut Conn, plan: &NewPlan) -> Result<()> {
     let (record, steps) = plan.records();
     let key = record.id.to_string();
     let flow = to_json(&record.flow)?;

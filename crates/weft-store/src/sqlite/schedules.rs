@@ -1,12 +1,12 @@
 //! Schedules on SQLite: stored, listed, removed, and fired by the writer (one transaction
 //! creates a tick's plans and moves the schedule on).
 
-use super::{classify, writer};
+use super::classify;
 use crate::codec::{json, to_json};
-use crate::schedules::{plans_for, ScheduleRecord};
+use crate::schedules::{plans_for, Firing, ScheduleRecord};
 use crate::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
-use weft_model::{plan, Millis, PlanId};
+use weft_model::{plan, Millis};
 
 const COLUMNS: &str =
     "name, flow, inputs, cron, timezone, overlap, catch_up, paused, next_at, last_plan";
@@ -120,12 +120,9 @@ pub(super) fn remove(conn: &Connection, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Fires what is due at `now` (or `trigger`, once): plans created, schedules moved on.
-pub(super) fn fire(
-    conn: &Connection,
-    now: Millis,
-    trigger: Option<&str>,
-) -> Result<Vec<(String, PlanId)>> {
+/// What firing what is due at `now` (or `trigger`, once) does; the writer creates the plans,
+/// then [`advance`]s each schedule, in its transaction.
+pub(super) fn due(conn: &Connection, now: Millis, trigger: Option<&str>) -> Result<Vec<Firing>> {
     let due = match trigger {
         Some(name) => {
             let found = select(conn, "WHERE name = ?1", [name])?;
@@ -136,7 +133,7 @@ pub(super) fn fire(
         }
         None => select(conn, "WHERE paused = 0 AND next_at <= ?1", [now])?,
     };
-    let mut fired = Vec::new();
+    let mut firings = Vec::new();
     for s in due {
         let runs = match s.last_plan {
             None => false,
@@ -150,15 +147,20 @@ pub(super) fn fire(
                 .is_some_and(|state| state != plan::State::Stopped.as_str()),
         };
         let (plans, next_at) = plans_for(&s, now, trigger.is_some(), runs)?;
-        let mut last = s.last_plan;
-        for p in &plans {
-            writer::create(conn, p)?;
-            fired.push((s.name.clone(), p.id));
-            last = Some(p.id);
-        }
-        conn.prepare_cached("UPDATE schedules SET next_at = ?1, last_plan = ?2 WHERE name = ?3")
-            .and_then(|mut st| st.execute(params![next_at, last.map(|p| p.to_string()), s.name]))
-            .map_err(classify)?;
+        firings.push(Firing {
+            name: s.name,
+            plans,
+            next_at,
+            previous: s.last_plan,
+        });
     }
-    Ok(fired)
+    Ok(firings)
+}
+
+/// Moves a schedule on after its firing's plans were created.
+pub(super) fn advance(conn: &Connection, f: &Firing) -> Result<()> {
+    conn.prepare_cached("UPDATE schedules SET next_at = ?1, last_plan = ?2 WHERE name = ?3")
+        .and_then(|mut st| st.execute(params![f.next_at, f.last().map(|p| p.to_string()), f.name]))
+        .map_err(classify)?;
+    Ok(())
 }

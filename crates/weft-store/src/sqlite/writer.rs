@@ -194,7 +194,15 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
         Write::PutSchedule(s) => unit(schedules::put(conn, s)),
         Write::RemoveSchedule(name) => unit(schedules::remove(conn, name)),
         Write::FireSchedules(now, trigger) => {
-            schedules::fire(conn, *now, trigger.as_deref()).map(Output::Fired)
+            let mut fired = Vec::new();
+            for f in schedules::due(conn, *now, trigger.as_deref())? {
+                for p in &f.plans {
+                    create(conn, p)?;
+                }
+                schedules::advance(conn, &f)?;
+                fired.extend(f.fired());
+            }
+            Ok(Output::Fired(fired))
         }
         Write::Inhibit(plan) => {
             let key = plan.to_string();
@@ -485,7 +493,7 @@ fn prerequisite(conn: &Connection, plan: PlanId) -> Result<Option<(plan::State, 
     Ok(Some((state, Outcome::derive(steps))))
 }
 
-pub(super) fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
+fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
     // Straight from the new plan: a flow of 100k steps is not copied on its way in.
     let key = plan.id.to_string();
     let flow = to_json(&plan.flow)?;
