@@ -33,11 +33,12 @@ fn lines(sb: &Sandbox, name: &str, what: &str) -> usize {
         .count()
 }
 
-/// Waits until the task's two processes have written their pids.
+/// Waits until the task's two processes have written their pids and the task its `start`
+/// (killed between the two, the first run would leave no `start` behind: a race, not a bug).
 fn task_pids(sb: &Sandbox) -> Vec<u32> {
     wait_for("the task to start", Duration::from_secs(30), || {
         let pids = pids_in(sb, "pids");
-        (pids.len() >= 2).then_some(pids)
+        (pids.len() >= 2 && lines(sb, "log", "start") >= 1).then_some(pids)
     })
 }
 
