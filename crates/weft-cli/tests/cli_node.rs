@@ -548,7 +548,7 @@ fn manifolds(sb: &Sandbox) -> serde_json::Value {
 
 fn all_started(m: &serde_json::Value) -> bool {
     m.as_object()
-        .is_some_and(|o| o.len() == 9 && o.values().all(|v| v["state"] == "started"))
+        .is_some_and(|o| o.len() == 10 && o.values().all(|v| v["state"] == "started"))
 }
 
 #[test]
