@@ -36,11 +36,6 @@ impl Guard {
         })
     }
 
-    /// Whether a token is needed for mutations.
-    pub fn has_token(&self) -> bool {
-        self.token.is_some()
-    }
-
     fn check(&self, req: &Request) -> Result<(), ApiError> {
         let headers = req.headers();
         let host = headers

@@ -3,7 +3,6 @@
 use crate::shared::foreground::{execute, ExecArgs};
 use crate::shared::{parse_duration, parse_executor, parse_input, waiting, Fail, Global};
 use clap::Args;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use weft_engine::owner;
 use weft_engine::Intent;
@@ -66,15 +65,7 @@ pub(crate) async fn run(mut args: RunArgs, detach: bool) -> Result<u8, Fail> {
     if let Some(e) = args.executor {
         flow.set_executor(e);
     }
-    let mut given = BTreeMap::new();
-    for (name, value) in std::mem::take(&mut args.inputs) {
-        if given.insert(name.clone(), value).is_some() {
-            return Err(Fail::Input(format!("input `{name}` is given twice")));
-        }
-    }
-    let inputs = flow
-        .bind_inputs(given)
-        .map_err(|e| Fail::Input(e.to_string()))?;
+    let inputs = crate::shared::bind_inputs(&flow, std::mem::take(&mut args.inputs))?;
     if let Some(at) = args.at {
         let now = now_millis();
         if at < now && !args.allow_past {

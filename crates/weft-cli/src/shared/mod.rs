@@ -74,6 +74,22 @@ impl From<weft_store::Error> for Fail {
     }
 }
 
+/// The `--input` arguments bound to `flow`'s inputs (defaults filled in, required ones
+/// checked); an input given twice is refused.
+pub(crate) fn bind_inputs(
+    flow: &weft_model::flow::Flow,
+    given: Vec<(String, serde_json::Value)>,
+) -> Result<std::collections::BTreeMap<String, serde_json::Value>, Fail> {
+    let mut inputs = std::collections::BTreeMap::new();
+    for (name, value) in given {
+        if inputs.insert(name.clone(), value).is_some() {
+            return Err(Fail::Input(format!("input `{name}` is given twice")));
+        }
+    }
+    flow.bind_inputs(inputs)
+        .map_err(|e| Fail::Input(e.to_string()))
+}
+
 impl From<weft_engine::control::ControlError> for Fail {
     fn from(e: weft_engine::control::ControlError) -> Self {
         use weft_engine::control::ControlError;

@@ -384,10 +384,8 @@ async fn changes(
     let first = fingerprint(&api, &watch).await?;
     let stream =
         futures_util::stream::unfold((api, watch, first), |(api, watch, last)| async move {
-            let mut interval = tokio::time::interval(CHECK);
-            interval.tick().await;
             loop {
-                interval.tick().await;
+                tokio::time::sleep(CHECK).await;
                 match fingerprint(&api, &watch).await {
                     Ok(now) if now != last => {
                         let event = Event::default().event("change").data(now.to_string());

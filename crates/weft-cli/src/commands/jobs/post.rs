@@ -2,7 +2,6 @@
 
 use crate::shared::{parse_executor, parse_input, parse_priority, pretty, Fail, Global};
 use clap::Args;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use weft_model::flow::ExecutorKind;
 use weft_model::job::Priority;
@@ -41,15 +40,7 @@ pub(crate) async fn post(args: PostArgs) -> Result<u8, Fail> {
     if let Some(e) = args.executor {
         flow.set_executor(e);
     }
-    let mut given = BTreeMap::new();
-    for (name, value) in args.inputs {
-        if given.insert(name.clone(), value).is_some() {
-            return Err(Fail::Input(format!("input `{name}` is given twice")));
-        }
-    }
-    let inputs = flow
-        .bind_inputs(given)
-        .map_err(|e| Fail::Input(e.to_string()))?;
+    let inputs = crate::shared::bind_inputs(&flow, args.inputs)?;
     let mut job = NewJob::new(flow, inputs);
     if let Some(name) = args.name {
         job.name = name;

@@ -2,7 +2,6 @@
 
 use crate::shared::{parse_executor, parse_input, Fail, Global};
 use clap::Args;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use weft_model::flow::ExecutorKind;
 use weft_model::schedule::{CatchUp, Overlap};
@@ -50,15 +49,7 @@ pub(crate) async fn add(args: AddArgs) -> Result<u8, Fail> {
     if let Some(e) = args.executor {
         flow.set_executor(e);
     }
-    let mut given = BTreeMap::new();
-    for (name, value) in args.inputs {
-        if given.insert(name.clone(), value).is_some() {
-            return Err(Fail::Input(format!("input `{name}` is given twice")));
-        }
-    }
-    let inputs = flow
-        .bind_inputs(given)
-        .map_err(|e| Fail::Input(e.to_string()))?;
+    let inputs = crate::shared::bind_inputs(&flow, args.inputs)?;
     let mut schedule = ScheduleRecord {
         name: args.name,
         flow,

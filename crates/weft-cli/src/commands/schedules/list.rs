@@ -64,7 +64,10 @@ pub(crate) async fn list(args: ListArgs) -> Result<u8, Fail> {
             } else {
                 upcoming(s)
                     .into_iter()
-                    .map(|t| format_millis(t)[..16].to_string())
+                    .map(|t| {
+                        let shown = format_millis(t);
+                        shown.get(..16).unwrap_or(&shown).to_string()
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             };
