@@ -937,7 +937,9 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         Write::CreateOnce(plan, key, window) => {
             // Taking the key is the race: a racing insert of the same key waits for this
             // transaction, then finds it taken (its update's condition fails) and answers the
-            // plan that took it.
+            // plan that took it. The condition reads only the key's own row: a subquery on
+            // `plans` would see the statement's older snapshot, miss the plan just committed,
+            // and take the key again. (A pruned plan's key goes with it.)
             let now = now_millis();
             let id = plan.id.to_string();
             let took = conn
@@ -946,7 +948,6 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
                      ON CONFLICT (key) DO UPDATE
                        SET plan_id = excluded.plan_id, created_at = excluded.created_at
                        WHERE plan_keys.created_at <= $4
-                          OR NOT EXISTS (SELECT 1 FROM plans p WHERE p.id = plan_keys.plan_id)
                      RETURNING plan_id",
                     &[key, &id, &now, &(now - window)],
                 )
