@@ -10,6 +10,8 @@
 //! - [`job`]: the job board's rules (TaskFlow's): priorities, job states, who may claim.
 //! - [`worker`]: TaskFlow's worker protocol — the request state machine, `NOTIFY` /
 //!   `REQUEST` / `RESPONSE` and their checked decoding.
+//! - [`limit`]: concurrency and rate limits — flow files' `concurrency` and `queue`, key
+//!   templates, rates, the slots a plan or a step holds.
 //! - [`failure`]: what went wrong, in a shape that serializes to TaskFlow's failure dict.
 //! - [`duration`]: the `"500ms"`, `"10s"`, `"5m"` notation used in flow files.
 #![deny(missing_docs)]
@@ -22,6 +24,7 @@ pub mod failure;
 pub mod flow;
 pub mod group;
 pub mod job;
+pub mod limit;
 pub mod plan;
 pub mod schedule;
 pub mod shape;

@@ -77,6 +77,36 @@ names!(
 );
 names!(CatchUp, "catch_up", None = "none", One = "one", All = "all");
 
+/// A flow file's `[schedule]` table, checked: when to start the flow by itself, and with what.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Spec {
+    /// A cron expression (5 or 6 fields).
+    pub cron: String,
+    /// An IANA zone name; the ticks are the cron's in that zone.
+    pub timezone: String,
+    /// The plans' inputs.
+    #[serde(default)]
+    pub inputs: serde_json::Map<String, serde_json::Value>,
+    /// What a tick does while the previous plan runs.
+    #[serde(default)]
+    pub overlap: Overlap,
+    /// Which missed ticks fire after downtime.
+    #[serde(default)]
+    pub catch_up: CatchUp,
+}
+
+impl Spec {
+    /// Checks the expression and the zone: an error names what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        self.cron
+            .parse::<Cron>()
+            .map_err(|e| format!("cron `{}`: {e}", self.cron))?;
+        TimeZone::get(&self.timezone)
+            .map_err(|_| format!("unknown timezone `{}`", self.timezone))?;
+        Ok(())
+    }
+}
+
 /// The ticks to fire now, oldest first, and the next fire time after `now`. `next_at` is the
 /// schedule's first unfired tick.
 pub fn due(

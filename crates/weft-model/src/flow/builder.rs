@@ -122,6 +122,22 @@ impl TaskBuilder {
         self
     }
 
+    /// At most `limit` of this task's steps run at once per rendered `key` (a template of the
+    /// plan's values: `"${inputs.tenant}"`; empty, one key for all).
+    pub fn concurrency(mut self, key: impl Into<String>, limit: u32) -> Self {
+        self.0.limits.concurrency = Some(crate::limit::Concurrency {
+            key: key.into(),
+            limit,
+        });
+        self
+    }
+
+    /// Its steps take a slot in the named queue (see `weft queues set`).
+    pub fn queue(mut self, name: impl Into<String>) -> Self {
+        self.0.limits.queue = Some(name.into());
+        self
+    }
+
     /// After the task succeeds, wait for an event addressed to the step (`None`: for ever).
     pub fn wait_for_event(mut self, timeout: Option<Duration>) -> Self {
         self.0.wait = Some(super::Wait { timeout });
@@ -296,6 +312,22 @@ impl FlowBuilder {
         self.push(spec, settings)
     }
 
+    /// At most `limit` plans of this flow run at once per rendered `key` (a template of its
+    /// inputs: `"${inputs.tenant}"`; empty, one key for all).
+    pub fn concurrency(mut self, key: impl Into<String>, limit: u32) -> Self {
+        self.tree.limits.concurrency = Some(crate::limit::Concurrency {
+            key: key.into(),
+            limit,
+        });
+        self
+    }
+
+    /// Its plans take a slot in the named queue (see `weft queues set`).
+    pub fn queue(mut self, name: impl Into<String>) -> Self {
+        self.tree.limits.queue = Some(name.into());
+        self
+    }
+
     /// What to do when a step fails for good.
     pub fn on_error(mut self, rescue: super::Rescue) -> Self {
         self.tree.on_error = Some(rescue);
@@ -334,12 +366,28 @@ impl FlowBuilder {
     /// no cycle, and every value a typed step takes of the type its provider gives.
     pub fn build(mut self) -> Result<Flow, Error> {
         self.check_commands()?;
+        self.check_limits()?;
         self.require_provided_options();
         let typed = std::mem::take(&mut self.typed);
         let tasks = self.tree.tasks.clone();
         let flow = self.tree.compile()?;
         check_types(&tasks, &typed)?;
         Ok(flow)
+    }
+
+    /// Limits name inputs the flow has, queues with good names, limits of at least one.
+    fn check_limits(&self) -> Result<(), Error> {
+        let inputs = &self.tree.inputs;
+        self.tree
+            .limits
+            .check(&|n| inputs.contains_key(n))
+            .map_err(|m| Error::new(ErrorKind::Invalid(m)))?;
+        for task in &self.tree.tasks {
+            task.limits.check(&|_| true).map_err(|m| {
+                Error::new(ErrorKind::Invalid(format!("step `{}`: {m}", task.name)))
+            })?;
+        }
+        Ok(())
     }
 
     /// A command's argv must name a program and hold no NUL byte; its environment names no

@@ -89,6 +89,26 @@ struct RawFlow {
     groups: Vec<super::group_file::RawGroup>,
     #[serde(default)]
     on_error: Option<Spanned<String>>,
+    #[serde(default)]
+    concurrency: Option<Spanned<crate::limit::Concurrency>>,
+    #[serde(default)]
+    queue: Option<Spanned<String>>,
+    #[serde(default)]
+    schedule: Option<Spanned<RawSchedule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    cron: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    inputs: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    overlap: Option<String>,
+    #[serde(default)]
+    catch_up: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +150,8 @@ struct RawTask {
     warn_exit_codes: Option<Spanned<Vec<i32>>>,
     task: Option<Spanned<String>>,
     executor: Option<Spanned<String>>,
+    concurrency: Option<Spanned<crate::limit::Concurrency>>,
+    queue: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -281,6 +303,21 @@ fn parse_tree(
         })?),
         None => None,
     };
+    let has_input = |n: &str| inputs.contains_key(n);
+    let (limits, offset) = limits(raw.concurrency, raw.queue);
+    limits
+        .check(&has_input)
+        .map_err(|m| at(Error::new(ErrorKind::Invalid(m)), offset))?;
+    let schedule = match raw.schedule {
+        Some(s) => {
+            let offset = s.span().start;
+            Some(
+                schedule(s.into_inner())
+                    .map_err(|m| at(Error::new(ErrorKind::Invalid(m)).field("schedule"), offset))?,
+            )
+        }
+        None => None,
+    };
     Ok(Tree {
         name: raw.name.into_inner(),
         version,
@@ -288,8 +325,44 @@ fn parse_tree(
         inputs,
         tasks,
         on_error,
+        limits,
+        schedule,
         file: Some(file_buf),
     })
+}
+
+/// `concurrency` and `queue` as [`Limits`](crate::limit::Limits), with the offset of the first.
+fn limits(
+    concurrency: Option<Spanned<crate::limit::Concurrency>>,
+    queue: Option<Spanned<String>>,
+) -> (crate::limit::Limits, usize) {
+    let offset = concurrency
+        .as_ref()
+        .map(|c| c.span().start)
+        .or_else(|| queue.as_ref().map(|q| q.span().start))
+        .unwrap_or(0);
+    let limits = crate::limit::Limits {
+        concurrency: concurrency.map(Spanned::into_inner),
+        queue: queue.map(Spanned::into_inner),
+    };
+    (limits, offset)
+}
+
+/// A `[schedule]` table, checked (the zone defaults to UTC).
+fn schedule(raw: RawSchedule) -> Result<crate::schedule::Spec, String> {
+    let spec = crate::schedule::Spec {
+        cron: raw.cron,
+        timezone: raw.timezone.unwrap_or_else(|| "UTC".into()),
+        inputs: raw
+            .inputs
+            .into_iter()
+            .map(|(k, v)| (k, toml_to_json(v)))
+            .collect(),
+        overlap: raw.overlap.as_deref().unwrap_or("skip").parse()?,
+        catch_up: raw.catch_up.as_deref().unwrap_or("none").parse()?,
+    };
+    spec.check()?;
+    Ok(spec)
 }
 
 /// `[defaults]`, as every task starts from them.
@@ -586,6 +659,20 @@ fn task_spec(
         None if matches!(&task.body, Body::Action(a) if a.can_run_remotely()) => defaults.executor,
         None => super::ExecutorKind::Local,
     };
+    let (limits, offset) = limits(raw_task.concurrency, raw_task.queue);
+    // A task's key may use any value of its plan: inputs, or what earlier steps provide.
+    limits
+        .check(&|_| true)
+        .map_err(|m| task_err(Error::new(ErrorKind::Invalid(m)), offset))?;
+    if !limits.is_none() && matches!(&task.body, Body::Subflow(_)) {
+        return Err(task_err(
+            Error::new(ErrorKind::Invalid(
+                "a subflow takes no `concurrency` or `queue`: put them on its tasks".into(),
+            )),
+            offset,
+        ));
+    }
+    task.limits = limits;
     task.idempotent = raw_task
         .idempotent
         .or(defaults.raw.idempotent)
@@ -1109,6 +1196,78 @@ mod remote_tests {
                 "a named task (`task`) has no `run`",
             ),
             ("[[task]]\nname = \"a\"\ntask = \"@1\"\n", "no task name"),
+        ];
+        for (body, want) in cases {
+            let e = flow(&format!("name = \"f\"\n{body}")).expect_err(body);
+            assert!(e.contains(want), "{e:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn limits_and_schedules_are_read_from_flows_and_tasks() {
+        let f = flow(
+            "name = \"send\"\nconcurrency = { key = \"${inputs.tenant}\", limit = 2 }\n\
+             queue = \"mail\"\n\
+             [inputs]\ntenant = { required = true }\n\
+             [schedule]\ncron = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\"\n\
+             inputs = { tenant = \"acme\" }\noverlap = \"queue\"\ncatch_up = \"one\"\n\
+             [[task]]\nname = \"a\"\nrun = [\"true\"]\nconcurrency = { limit = 1 }\n\
+             [[task]]\nname = \"b\"\nrun = [\"true\"]\nqueue = \"smtp\"\n",
+        )
+        .expect("valid");
+        let c = f.limits.concurrency.as_ref().expect("flow concurrency");
+        assert_eq!((c.key.as_str(), c.limit), ("${inputs.tenant}", 2));
+        assert_eq!(f.limits.queue.as_deref(), Some("mail"));
+        assert_eq!(
+            f.steps[0].limits.concurrency.as_ref().map(|c| c.limit),
+            Some(1)
+        );
+        assert_eq!(f.steps[1].limits.queue.as_deref(), Some("smtp"));
+        let s = f.schedule.as_ref().expect("schedule");
+        assert_eq!(
+            (s.cron.as_str(), s.timezone.as_str()),
+            ("0 3 * * *", "Europe/Berlin")
+        );
+        assert_eq!(s.inputs["tenant"], serde_json::json!("acme"));
+        assert_eq!(s.overlap, crate::schedule::Overlap::Queue);
+        assert_eq!(s.catch_up, crate::schedule::CatchUp::One);
+    }
+
+    #[test]
+    fn bad_limits_and_schedules_are_refused_by_name() {
+        let cases = [
+            (
+                "concurrency = { key = \"${inputs.who}\", limit = 2 }\n[[task]]\nname = \"a\"\nrun = [\"x\"]\n",
+                "f.toml:2: concurrency.key uses `${inputs.who}`, but the flow has no input `who`",
+            ),
+            (
+                "concurrency = { limit = 0 }\n[[task]]\nname = \"a\"\nrun = [\"x\"]\n",
+                "at least 1",
+            ),
+            (
+                "concurrency = { key = \"k\" }\n[[task]]\nname = \"a\"\nrun = [\"x\"]\n",
+                "missing key `limit`",
+            ),
+            (
+                "[[task]]\nname = \"a\"\nrun = [\"x\"]\nqueue = \"no spaces\"\n",
+                "task `a`: queue: queue name `no spaces` holds ` `",
+            ),
+            (
+                "[[task]]\nname = \"a\"\nrun = [\"x\"]\nconcurrency = { key = \"${env.X}\", limit = 1 }\n",
+                "only `${inputs.NAME}`",
+            ),
+            (
+                "[schedule]\ncron = \"61 * * * *\"\n[[task]]\nname = \"a\"\nrun = [\"x\"]\n",
+                "field `schedule`: cron `61 * * * *`",
+            ),
+            (
+                "[schedule]\ncron = \"* * * * *\"\ntimezone = \"Mars/Olympus\"\n[[task]]\nname = \"a\"\nrun = [\"x\"]\n",
+                "unknown timezone `Mars/Olympus`",
+            ),
+            (
+                "[schedule]\ncron = \"* * * * *\"\noverlap = \"sometimes\"\n[[task]]\nname = \"a\"\nrun = [\"x\"]\n",
+                "overlap `sometimes` is not one of: skip, queue, allow",
+            ),
         ];
         for (body, want) in cases {
             let e = flow(&format!("name = \"f\"\n{body}")).expect_err(body);

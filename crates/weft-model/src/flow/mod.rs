@@ -50,6 +50,13 @@ pub struct Flow {
     /// `weft run` reverts, a node pauses).
     #[serde(default)]
     pub on_error: Option<Rescue>,
+    /// Limits on its plans: how many run at once per key, and in which queue.
+    #[serde(default, skip_serializing_if = "crate::limit::Limits::is_none")]
+    pub limits: crate::limit::Limits,
+    /// When to start it by itself: a flow file's `[schedule]` (applied by `weft schedules add
+    /// FILE` and by a node given the file's directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::Spec>,
 }
 
 /// One input of a flow.
@@ -123,6 +130,9 @@ pub struct StepDef {
     /// Where its action runs: here (the default), or on a remote worker.
     #[serde(default, skip_serializing_if = "ExecutorKind::is_local")]
     pub executor: ExecutorKind,
+    /// Limits on its steps: how many run at once per key, and in which queue.
+    #[serde(default, skip_serializing_if = "crate::limit::Limits::is_none")]
+    pub limits: crate::limit::Limits,
 }
 
 /// Where a step's action runs (`executor = "local" | "remote"` in a flow file).

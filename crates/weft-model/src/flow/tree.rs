@@ -24,6 +24,10 @@ pub struct Tree {
     pub tasks: Vec<TaskSpec>,
     /// What to do when a step fails for good (top-level flows only).
     pub on_error: Option<super::Rescue>,
+    /// Limits on its plans (top-level flows only).
+    pub limits: crate::limit::Limits,
+    /// When to start it by itself (top-level flows only).
+    pub schedule: Option<crate::schedule::Spec>,
     /// The file it came from.
     pub(crate) file: Option<PathBuf>,
 }
@@ -55,6 +59,8 @@ pub struct TaskSpec {
     pub phase: super::Phase,
     /// Where its action runs.
     pub executor: super::ExecutorKind,
+    /// Limits on its steps.
+    pub limits: crate::limit::Limits,
     /// Source lines of its fields, for error messages.
     pub(crate) lines: HashMap<&'static str, usize>,
 }
@@ -84,6 +90,7 @@ impl TaskSpec {
             wait: None,
             phase: super::Phase::Run,
             executor: super::ExecutorKind::Local,
+            limits: crate::limit::Limits::default(),
             lines: HashMap::new(),
         }
     }
@@ -143,6 +150,8 @@ impl Tree {
             steps: c.steps,
             subflows: c.subflows,
             on_error: self.on_error,
+            limits: self.limits,
+            schedule: self.schedule,
         };
         check_acyclic(&flow)?;
         Ok(flow)
@@ -216,6 +225,7 @@ impl Compiler {
                         wait: task.wait,
                         phase: task.phase,
                         executor: task.executor,
+                        limits: task.limits.clone(),
                     });
                     self.origins.push((file.cloned(), task.line("name")));
                     self.inherited.push(Vec::new());
