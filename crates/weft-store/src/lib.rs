@@ -7,7 +7,8 @@
 //!   LOCKED`, leases by the database's clock, wake-ups by `LISTEN/NOTIFY`, group commit.
 //!
 //! Besides plans, a store keeps the job board ([`jobs`]) and the messages between executors
-//! and remote workers ([`messages`]).
+//! and remote workers ([`messages`]), schedules ([`schedules`]), and the slots of concurrency
+//! limits and queues ([`slots`]).
 //!
 //! Every write is fenced: a [`Change`] names the state it expects to find, and a change that
 //! finds another state fails with [`Error::Conflict`] instead of landing. Every change is also
@@ -27,6 +28,7 @@ pub mod postgres;
 mod queue;
 mod record;
 pub mod schedules;
+pub mod slots;
 pub mod sqlite;
 mod wakeups;
 
@@ -40,6 +42,7 @@ pub use record::{
     PlanSnapshot, PlanSummary, Reply, StepRecord, Transition,
 };
 pub use schedules::ScheduleRecord;
+pub use slots::{QueueRecord, SlotAnswer, SlotRequest, SlotRow};
 pub use wakeups::Wakeups;
 
 use std::future::Future;
@@ -123,6 +126,24 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
         trigger: Option<String>,
     ) -> BoxFuture<Result<Vec<(String, PlanId)>>>;
+
+    /// Asks for the slots a plan or a step needs: takes (or keeps) its places in line and
+    /// grants every slot at once when all are free ([`slots`] says the rules). Ask again
+    /// until granted; a place not asked about for [`slots::STALE`] ms is dropped.
+    fn acquire_slots(&self, request: SlotRequest) -> BoxFuture<Result<SlotAnswer>>;
+
+    /// A plan's slots, held or waited for.
+    fn slots_of(&self, plan: PlanId) -> BoxFuture<Result<Vec<SlotRow>>>;
+
+    /// Sets a queue's limit and rate (creating it; its bucket starts full).
+    fn put_queue(&self, queue: QueueRecord) -> BoxFuture<Result<()>>;
+
+    /// Every queue with its settings and what it holds, by name.
+    fn queues(&self) -> BoxFuture<Result<Vec<QueueRecord>>>;
+
+    /// Deletes a queue's settings ([`Error::NotFound`] when there are none): its slots no
+    /// longer wait.
+    fn remove_queue(&self, name: String) -> BoxFuture<Result<()>>;
 
     /// Who holds a plan's execution lock.
     fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>>;

@@ -38,6 +38,7 @@ struct Inner {
     /// Idempotency keys: the plan each was taken by, and when.
     keys: HashMap<String, (PlanId, weft_model::Millis)>,
     schedules: BTreeMap<String, crate::ScheduleRecord>,
+    slots: crate::slots::Table,
 }
 
 /// The job board: postings, their histories, and the registered entities.
@@ -326,6 +327,10 @@ impl Inner {
             }
             return;
         }
+        if let Change::Release { plan, step } = &c {
+            self.slots.release(*plan, *step);
+            return;
+        }
         if let Change::Reply { message, reply, .. } = c {
             if let Some((_, r)) = self.mailbox.get_mut((message - 1) as usize) {
                 if *r == Reply::Pending {
@@ -368,7 +373,7 @@ impl Inner {
                 entry.steps[step as usize].group = Some(progress);
             }
             Change::Bookkeeping { bookkeeping, .. } => entry.plan.bookkeeping = bookkeeping,
-            Change::Reply { .. } | Change::Unlock { .. } => {}
+            Change::Reply { .. } | Change::Unlock { .. } | Change::Release { .. } => {}
         }
     }
 }
@@ -421,9 +426,10 @@ impl Store for MemoryStore {
                     Tag::Step(step::State::Running),
                     Tag::Step(step::State::Running),
                 ),
-                Change::Bookkeeping { .. } | Change::Reply { .. } | Change::Unlock { .. } => {
-                    continue
-                }
+                Change::Bookkeeping { .. }
+                | Change::Reply { .. }
+                | Change::Unlock { .. }
+                | Change::Release { .. } => continue,
             };
             match pending.get(&key) {
                 Some(found) if *found != expected => {
@@ -554,6 +560,30 @@ impl Store for MemoryStore {
             inner.locks.remove(&plan);
         }
         ready(Ok(()))
+    }
+
+    fn acquire_slots(&self, request: crate::SlotRequest) -> BoxFuture<Result<crate::SlotAnswer>> {
+        let mut inner = self.lock();
+        let locked = inner.locks.get(&request.plan) == Some(&request.owner);
+        let now = weft_model::now_millis();
+        ready(Ok(inner.slots.acquire(&request, now, locked)))
+    }
+
+    fn slots_of(&self, plan: PlanId) -> BoxFuture<Result<Vec<crate::SlotRow>>> {
+        ready(Ok(self.lock().slots.of(plan)))
+    }
+
+    fn put_queue(&self, queue: crate::QueueRecord) -> BoxFuture<Result<()>> {
+        self.lock().slots.put_queue(queue);
+        ready(Ok(()))
+    }
+
+    fn queues(&self) -> BoxFuture<Result<Vec<crate::QueueRecord>>> {
+        ready(Ok(self.lock().slots.queues()))
+    }
+
+    fn remove_queue(&self, name: String) -> BoxFuture<Result<()>> {
+        ready(self.lock().slots.remove_queue(&name))
     }
 
     fn lock_owner(&self, plan: PlanId) -> BoxFuture<Result<Option<String>>> {
@@ -705,6 +735,7 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         inner.nodes.remove(&node);
         inner.jobs.lose_claims(&node);
+        inner.slots.drop_owner(&node);
         let released: Vec<PlanId> = inner
             .locks
             .iter()
@@ -727,6 +758,7 @@ impl Store for MemoryStore {
 
     fn release_locks(&self, owner: String) -> BoxFuture<Result<Vec<PlanId>>> {
         let mut inner = self.lock();
+        inner.slots.drop_owner(&owner);
         let released: Vec<PlanId> = inner
             .locks
             .iter()

@@ -52,6 +52,10 @@ pub(crate) enum Write {
     PutSchedule(Box<crate::ScheduleRecord>),
     RemoveSchedule(String),
     FireSchedules(Millis, Option<String>),
+    /// Slots asked for (the rules in `crate::slots`), on the store's clock.
+    AcquireSlots(Box<crate::SlotRequest>),
+    PutQueue(Box<crate::QueueRecord>),
+    RemoveQueue(String),
     /// SQLite: a checkpoint of the write-ahead log (outside any transaction).
     Checkpoint,
     /// SQLite: a consistent copy of the database into a new file (outside any transaction).
@@ -68,6 +72,7 @@ pub(crate) enum Output {
     Jobs(Vec<JobRecord>),
     Messages(Vec<WireMessage>),
     Fired(Vec<(String, PlanId)>),
+    Slot(crate::SlotAnswer),
 }
 
 fn unexpected() -> Error {
@@ -119,6 +124,13 @@ impl Output {
 
     pub(crate) fn into_job(self) -> Result<JobRecord> {
         self.into_jobs()?.pop().ok_or_else(unexpected)
+    }
+
+    pub(crate) fn into_slot(self) -> Result<crate::SlotAnswer> {
+        match self {
+            Output::Slot(a) => Ok(a),
+            _ => Err(unexpected()),
+        }
     }
 
     pub(crate) fn into_bool(self) -> Result<bool> {
@@ -188,6 +200,12 @@ pub(crate) trait Queue {
     ) -> BoxFuture<Result<Vec<(String, PlanId)>>> {
         let done = self.submit(Write::FireSchedules(now, trigger));
         Box::pin(async move { done.await?.into_fired() })
+    }
+
+    /// Slots asked for: granted, still waiting, or the lock is gone.
+    fn write_slots(&self, request: crate::SlotRequest) -> BoxFuture<Result<crate::SlotAnswer>> {
+        let done = self.submit(Write::AcquireSlots(Box::new(request)));
+        Box::pin(async move { done.await?.into_slot() })
     }
 
     /// A plan stored unless its idempotency key is taken: the id holding the key.

@@ -270,6 +270,14 @@ pub enum Change {
         /// Who must hold it.
         owner: String,
     },
+    /// Slots of a plan are given back (held or waited for): a step's (`Some`), or every one
+    /// of the plan (`None`) — written with the step's end, or the plan's.
+    Release {
+        /// The plan.
+        plan: PlanId,
+        /// The step, or `None` for all.
+        step: Option<u32>,
+    },
 }
 
 impl Change {
@@ -309,7 +317,8 @@ impl Change {
             | Change::Group { plan, .. }
             | Change::Bookkeeping { plan, .. }
             | Change::Reply { plan, .. }
-            | Change::Unlock { plan, .. } => *plan,
+            | Change::Unlock { plan, .. }
+            | Change::Release { plan, .. } => *plan,
         }
     }
 
@@ -345,7 +354,8 @@ impl Change {
             Change::Group { .. }
             | Change::Bookkeeping { .. }
             | Change::Reply { .. }
-            | Change::Unlock { .. } => None,
+            | Change::Unlock { .. }
+            | Change::Release { .. } => None,
         }
     }
 }

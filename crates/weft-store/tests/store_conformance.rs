@@ -1795,6 +1795,174 @@ async fn a_schedule_fires_each_tick_once_and_minds_overlap(store: SharedStore) {
     ));
 }
 
+/// A plan locked by `owner`, for slot requests.
+async fn locked_plan(store: &SharedStore, owner: &str) -> PlanId {
+    let p = new_plan();
+    store.create_plan(p.clone()).await.expect("create");
+    store.acquire_lock(p.id, owner.into()).await.expect("lock");
+    p.id
+}
+
+fn slot_request(plan: PlanId, owner: &str, key: &str, queue: bool) -> weft_store::SlotRequest {
+    use weft_model::limit::SlotWant;
+    let mut wants = vec![SlotWant {
+        scope: "flow:f".into(),
+        key: key.into(),
+        limit: Some(2),
+    }];
+    if queue {
+        wants.push(SlotWant {
+            scope: "queue:q".into(),
+            key: key.into(),
+            limit: None,
+        });
+    }
+    weft_store::SlotRequest {
+        plan,
+        step: None,
+        owner: owner.into(),
+        wants,
+    }
+}
+
+async fn slots_hold_limits_in_line_and_go_with_their_owner(store: SharedStore) {
+    use weft_store::SlotAnswer;
+    let mut plans = Vec::new();
+    for _ in 0..4 {
+        plans.push(locked_plan(&store, "node-a").await);
+    }
+    let ask =
+        |plan: PlanId, key: &str| store.acquire_slots(slot_request(plan, "node-a", key, false));
+    // Limit 2 per key: two granted, the third waits in line, another key goes at once.
+    assert_eq!(ask(plans[0], "a").await.expect("ask"), SlotAnswer::Granted);
+    assert_eq!(ask(plans[1], "a").await.expect("ask"), SlotAnswer::Granted);
+    match ask(plans[2], "a").await.expect("ask") {
+        SlotAnswer::Waiting { on, retry } => {
+            assert_eq!(
+                on,
+                "a slot in flow `f` for key `a` (limit 2): 2 of 2 held, 0 ahead in line"
+            );
+            assert_eq!(retry, 0);
+        }
+        other => panic!("expected to wait, got {other:?}"),
+    }
+    assert_eq!(ask(plans[3], "b").await.expect("ask"), SlotAnswer::Granted);
+    // Asking again is idempotent.
+    assert_eq!(ask(plans[0], "a").await.expect("ask"), SlotAnswer::Granted);
+    let rows = store.slots_of(plans[2]).await.expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert!(!rows[0].held);
+    assert!(rows[0]
+        .why
+        .as_deref()
+        .is_some_and(|w| w.contains("2 of 2 held")));
+    // A release with the plan's changes frees the slot for the next in line.
+    store
+        .apply(
+            "node-a",
+            vec![Change::Release {
+                plan: plans[0],
+                step: None,
+            }],
+        )
+        .await
+        .expect("release");
+    assert!(store.slots_of(plans[0]).await.expect("rows").is_empty());
+    assert_eq!(ask(plans[2], "a").await.expect("ask"), SlotAnswer::Granted);
+    // Not the lock holder: nothing is asked.
+    assert_eq!(
+        store
+            .acquire_slots(slot_request(plans[1], "node-b", "a", false))
+            .await
+            .expect("ask"),
+        SlotAnswer::Gone
+    );
+    // The owner's lease lapses: its slots go with its locks.
+    store
+        .invalidate_node("node-a".into())
+        .await
+        .expect("invalidate");
+    for p in &plans {
+        assert!(store.slots_of(*p).await.expect("rows").is_empty());
+    }
+}
+
+async fn a_queue_limits_across_keys_and_paces_its_rate(store: SharedStore) {
+    use weft_model::limit::Rate;
+    use weft_store::{QueueRecord, SlotAnswer};
+    let now = weft_model::now_millis();
+    store
+        .put_queue(QueueRecord::new("q".into(), Some(1), None, now))
+        .await
+        .expect("put");
+    let a = locked_plan(&store, "n").await;
+    let b = locked_plan(&store, "n").await;
+    assert_eq!(
+        store
+            .acquire_slots(slot_request(a, "n", "x", true))
+            .await
+            .expect("ask"),
+        SlotAnswer::Granted
+    );
+    // Key y has its own concurrency line but the queue allows one in all.
+    match store
+        .acquire_slots(slot_request(b, "n", "y", true))
+        .await
+        .expect("ask")
+    {
+        SlotAnswer::Waiting { on, .. } => assert!(on.contains("queue `q`"), "{on}"),
+        other => panic!("expected to wait, got {other:?}"),
+    }
+    let listed = store.queues().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].held, listed[0].waiting), (1, 1));
+    // A rate of 1 per hour and no limit: one grant, then a wait saying when.
+    store
+        .put_queue(QueueRecord::new(
+            "q".into(),
+            None,
+            Some(Rate {
+                count: 1,
+                per: std::time::Duration::from_secs(3600),
+            }),
+            now,
+        ))
+        .await
+        .expect("put");
+    assert_eq!(
+        store
+            .acquire_slots(slot_request(b, "n", "y", true))
+            .await
+            .expect("ask"),
+        SlotAnswer::Granted
+    );
+    let c = locked_plan(&store, "n").await;
+    match store
+        .acquire_slots(slot_request(c, "n", "z", true))
+        .await
+        .expect("ask")
+    {
+        SlotAnswer::Waiting { on, retry } => {
+            assert!(on.contains("rate (1/h) is used up"), "{on}");
+            assert!(retry > 3_500_000, "{retry}");
+        }
+        other => panic!("expected to wait, got {other:?}"),
+    }
+    store.remove_queue("q".into()).await.expect("remove");
+    assert!(matches!(
+        store.remove_queue("q".into()).await,
+        Err(Error::NotFound(_))
+    ));
+    // Without settings the queue does not hold anyone back.
+    assert_eq!(
+        store
+            .acquire_slots(slot_request(c, "n", "z", true))
+            .await
+            .expect("ask"),
+        SlotAnswer::Granted
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -1838,6 +2006,8 @@ macro_rules! conformance {
             case!(pruning_deletes_old_stopped_plans_and_everything_of_theirs);
             case!(an_idempotency_key_stores_one_plan_within_its_window);
             case!(a_schedule_fires_each_tick_once_and_minds_overlap);
+            case!(slots_hold_limits_in_line_and_go_with_their_owner);
+            case!(a_queue_limits_across_keys_and_paces_its_rate);
         }
     };
 }

@@ -16,6 +16,7 @@ mod logs;
 mod messages;
 mod schedules;
 mod schema;
+mod slots;
 mod tls;
 mod writer;
 
@@ -636,6 +637,26 @@ impl Store for PostgresStore {
         trigger: Option<String>,
     ) -> BoxFuture<Result<Vec<(String, PlanId)>>> {
         self.write_fire(now, trigger)
+    }
+
+    fn acquire_slots(&self, request: crate::SlotRequest) -> BoxFuture<Result<crate::SlotAnswer>> {
+        self.write_slots(request)
+    }
+
+    fn slots_of(&self, plan: PlanId) -> BoxFuture<Result<Vec<crate::SlotRow>>> {
+        self.read(move |conn| Box::pin(async move { slots::of(conn, plan).await }))
+    }
+
+    fn put_queue(&self, queue: crate::QueueRecord) -> BoxFuture<Result<()>> {
+        self.write(Write::PutQueue(Box::new(queue)))
+    }
+
+    fn queues(&self) -> BoxFuture<Result<Vec<crate::QueueRecord>>> {
+        self.read(|conn| Box::pin(async move { slots::queues(conn).await }))
+    }
+
+    fn remove_queue(&self, name: String) -> BoxFuture<Result<()>> {
+        self.write(Write::RemoveQueue(name))
     }
 
     fn inhibit(&self, plan: PlanId) -> BoxFuture<Result<()>> {

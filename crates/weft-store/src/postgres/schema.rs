@@ -203,6 +203,31 @@ CREATE INDEX step_logs_plan ON step_logs (plan_id, id);
         next_at    bigint,
         last_plan  text
      );",
+    // Concurrency limits and queues: a row per slot held or place in line (step -1: the
+    // plan's own), and queues' settings with their rate's bucket.
+    "CREATE TABLE slots (
+        plan_id  text COLLATE \"C\" NOT NULL,
+        step     integer NOT NULL,
+        scope    text COLLATE \"C\" NOT NULL,
+        key      text COLLATE \"C\" NOT NULL,
+        owner    text NOT NULL,
+        held     boolean NOT NULL DEFAULT false,
+        seq      bigint GENERATED ALWAYS AS IDENTITY,
+        since    bigint NOT NULL,
+        polled   bigint NOT NULL,
+        why      text,
+        PRIMARY KEY (plan_id, step, scope)
+     );
+     CREATE INDEX slots_scope ON slots (scope, key);
+     CREATE INDEX slots_owner ON slots (owner);
+     CREATE TABLE queues (
+        name        text COLLATE \"C\" PRIMARY KEY,
+        lim         integer,
+        rate_count  integer,
+        rate_ms     bigint,
+        tokens      double precision NOT NULL,
+        refilled_at bigint NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.

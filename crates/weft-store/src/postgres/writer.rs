@@ -218,6 +218,7 @@ enum Row {
     Bookkeeping(PlanId),
     Lock(PlanId),
     Reply(i64),
+    Slots(PlanId),
 }
 
 /// The changes of a run of requests as a few statements. Changes are put in layers, each row
@@ -237,6 +238,7 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
             Change::Bookkeeping { plan, .. } => Row::Bookkeeping(*plan),
             Change::Reply { message, .. } => Row::Reply(*message),
             Change::Unlock { plan, .. } => Row::Lock(*plan),
+            Change::Release { plan, .. } => Row::Slots(*plan),
         };
         let layer = layer_of.get(&row).map_or(0, |l| l + 1);
         layer_of.insert(row, layer);
@@ -320,7 +322,10 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                     u_owner.push(owner.clone());
                     unlocks.push(index);
                 }
-                Change::Group { .. } | Change::Bookkeeping { .. } | Change::Reply { .. } => {
+                Change::Group { .. }
+                | Change::Bookkeeping { .. }
+                | Change::Reply { .. }
+                | Change::Release { .. } => {
                     let (sql, params, fenced) = change_sql(c)?;
                     singles.push(Planned {
                         covers: vec![index],
@@ -771,6 +776,8 @@ const RELEASE_OWNED: &str = "DELETE FROM locks WHERE plan_id = $1 AND owner = $2
 const RELEASE_OWNED_MANY: &str = "DELETE FROM locks l
     USING unnest($1::text[], $2::text[]) AS u(plan_id, owner)
     WHERE l.plan_id = u.plan_id AND l.owner = u.owner";
+/// A step's slots (`$2` its index), or all of a plan's (`$2` = -1).
+const RELEASE_SLOTS: &str = "DELETE FROM slots WHERE plan_id = $1 AND ($2 < 0 OR step = $2)";
 const CHANGE_BOOKKEEPING: &str = "UPDATE plans SET phase = $2 WHERE id = $1";
 /// Answers a message still pending.
 const REPLY: &str =
@@ -822,6 +829,14 @@ fn change_sql(c: &Change) -> Result<(&'static str, Vec<Param>, bool)> {
             vec![Box::new(plan.to_string()), Box::new(owner.clone())],
             false,
         ),
+        Change::Release { plan, step } => (
+            RELEASE_SLOTS,
+            vec![
+                Box::new(plan.to_string()),
+                Box::new(crate::slots::step_column(*step) as i32),
+            ],
+            false,
+        ),
         Change::Plan { .. } | Change::Step { .. } => {
             return Err(Error::Backend(
                 "a transition outside a bulk statement (a bug in the writer)".into(),
@@ -866,7 +881,10 @@ async fn fence(conn: &mut Conn, c: &Change) -> Result<()> {
         Change::Group { step, attempt, .. } => {
             (Some(*step), format!("running (attempt {attempt})"))
         }
-        Change::Bookkeeping { .. } | Change::Reply { .. } | Change::Unlock { .. } => return Ok(()),
+        Change::Bookkeeping { .. }
+        | Change::Reply { .. }
+        | Change::Unlock { .. }
+        | Change::Release { .. } => return Ok(()),
     };
     let found = match step {
         None => conn
@@ -903,6 +921,7 @@ async fn fence(conn: &mut Conn, c: &Change) -> Result<()> {
 
 /// Releases every lock `owner` holds; its plans can be claimed again.
 async fn release_all(conn: &mut Conn, owner: &str, notify: &mut Notify) -> Result<Output> {
+    super::slots::drop_owner(conn, owner).await?;
     let rows = conn
         .query(
             "DELETE FROM locks WHERE owner = $1 RETURNING plan_id",
@@ -972,6 +991,15 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         }
         Write::RemoveSchedule(name) => {
             super::schedules::remove(conn, name).await?;
+            Ok(Output::Unit)
+        }
+        Write::AcquireSlots(req) => Ok(Output::Slot(super::slots::acquire(conn, req).await?)),
+        Write::PutQueue(q) => {
+            super::slots::put_queue(conn, q).await?;
+            Ok(Output::Unit)
+        }
+        Write::RemoveQueue(name) => {
+            super::slots::remove_queue(conn, name).await?;
             Ok(Output::Unit)
         }
         Write::FireSchedules(now, trigger) => {

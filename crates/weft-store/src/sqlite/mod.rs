@@ -10,6 +10,7 @@ mod logs;
 mod messages;
 mod schedules;
 mod schema;
+mod slots;
 mod wake;
 mod writer;
 
@@ -570,6 +571,26 @@ impl Store for SqliteStore {
         trigger: Option<String>,
     ) -> BoxFuture<Result<Vec<(String, PlanId)>>> {
         self.write_fire(now, trigger)
+    }
+
+    fn acquire_slots(&self, request: crate::SlotRequest) -> BoxFuture<Result<crate::SlotAnswer>> {
+        self.write_slots(request)
+    }
+
+    fn slots_of(&self, plan: PlanId) -> BoxFuture<Result<Vec<crate::SlotRow>>> {
+        self.read(move |conn| slots::of(conn, plan))
+    }
+
+    fn put_queue(&self, queue: crate::QueueRecord) -> BoxFuture<Result<()>> {
+        self.write(Write::PutQueue(Box::new(queue)))
+    }
+
+    fn queues(&self) -> BoxFuture<Result<Vec<crate::QueueRecord>>> {
+        self.read(slots::queues)
+    }
+
+    fn remove_queue(&self, name: String) -> BoxFuture<Result<()>> {
+        self.write(Write::RemoveQueue(name))
     }
 
     fn inhibit(&self, plan: PlanId) -> BoxFuture<Result<()>> {

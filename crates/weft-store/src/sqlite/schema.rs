@@ -199,6 +199,31 @@ CREATE INDEX step_logs_plan ON step_logs(plan_id, id);
         next_at    INTEGER,
         last_plan  TEXT
      );",
+    // Concurrency limits and queues: a row per slot held or place in line (step -1: the
+    // plan's own), and queues' settings with their rate's bucket.
+    "CREATE TABLE slots (
+        plan_id  TEXT NOT NULL,
+        step     INTEGER NOT NULL,
+        scope    TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        owner    TEXT NOT NULL,
+        held     INTEGER NOT NULL DEFAULT 0,
+        seq      INTEGER NOT NULL,
+        since    INTEGER NOT NULL,
+        polled   INTEGER NOT NULL,
+        why      TEXT,
+        PRIMARY KEY (plan_id, step, scope)
+     );
+     CREATE INDEX slots_scope ON slots(scope, key);
+     CREATE INDEX slots_owner ON slots(owner);
+     CREATE TABLE queues (
+        name        TEXT PRIMARY KEY,
+        lim         INTEGER,
+        rate_count  INTEGER,
+        rate_ms     INTEGER,
+        tokens      REAL NOT NULL,
+        refilled_at INTEGER NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.

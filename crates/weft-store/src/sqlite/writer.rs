@@ -193,6 +193,11 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
         Write::Prune(before, limit) => prune(conn, *before, *limit).map(Output::Plans),
         Write::PutSchedule(s) => unit(schedules::put(conn, s)),
         Write::RemoveSchedule(name) => unit(schedules::remove(conn, name)),
+        Write::AcquireSlots(req) => {
+            super::slots::acquire(conn, req, weft_model::now_millis()).map(Output::Slot)
+        }
+        Write::PutQueue(q) => unit(super::slots::put_queue(conn, q)),
+        Write::RemoveQueue(name) => unit(super::slots::remove_queue(conn, name)),
         Write::FireSchedules(now, trigger) => {
             let mut fired = Vec::new();
             for f in schedules::due(conn, *now, trigger.as_deref())? {
@@ -256,6 +261,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
             conn.execute("DELETE FROM nodes WHERE id = ?1", [node])
                 .map_err(classify)?;
             jobs::lose_claims(conn, node, "invalidation")?;
+            super::slots::drop_owner(conn, node)?;
             let mut stmt = conn
                 .prepare_cached("DELETE FROM locks WHERE owner = ?1 RETURNING plan_id")
                 .map_err(classify)?;
@@ -267,6 +273,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
             Ok(Output::Plans(parse_ids(ids)?))
         }
         Write::ReleaseLocks(owner) => {
+            super::slots::drop_owner(conn, owner)?;
             let mut stmt = conn
                 .prepare_cached("DELETE FROM locks WHERE owner = ?1 RETURNING plan_id")
                 .map_err(classify)?;
@@ -633,6 +640,7 @@ fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
                 .and_then(|mut s| s.execute(params![plan.to_string(), owner]))
                 .map_err(classify)?;
         }
+        Change::Release { plan, step } => super::slots::release(conn, *plan, *step)?,
     }
     if let Some(h) = c.transition() {
         let data = h.data_json();

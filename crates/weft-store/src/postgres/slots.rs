@@ -1,0 +1,209 @@
+//! Slots and queues on PostgreSQL: the writer asks for slots inside its transaction under one
+//! advisory lock, so that racing nodes take turns and no scope is ever granted past its limit;
+//! the clock is the database's. Releases (`Change::Release`, the writer's `RELEASE_SLOTS`)
+//! only delete, and need no lock.
+
+use super::Conn;
+use crate::slots::{decide, step_column, step_of_column, Decision, QueueRecord, SlotRow, STALE};
+use crate::{Error, Result, SlotAnswer, SlotRequest};
+use std::time::Duration;
+use weft_model::limit::Rate;
+use weft_model::PlanId;
+
+/// The advisory lock every slot request of every node takes for its transaction.
+const SLOTS_LOCK: i64 = 0x7765_6674_0002;
+
+/// A slot row's columns, then `$rest`.
+macro_rules! select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT scope, key, plan_id, step, owner, held, seq, since, why FROM slots ",
+            $rest
+        )
+    };
+}
+
+fn row(r: &tokio_postgres::Row) -> Result<SlotRow> {
+    let plan: &str = r.get(2);
+    Ok(SlotRow {
+        scope: r.get(0),
+        key: r.get(1),
+        plan: plan
+            .parse()
+            .map_err(|e| Error::Corrupt(format!("slot's plan `{plan}`: {e}")))?,
+        step: step_of_column(i64::from(r.get::<_, i32>(3))),
+        owner: r.get(4),
+        held: r.get(5),
+        seq: r.get(6),
+        since: r.get(7),
+        why: r.get(8),
+    })
+}
+
+fn queue(r: &tokio_postgres::Row) -> QueueRecord {
+    let count: Option<i32> = r.get(2);
+    let per: Option<i64> = r.get(3);
+    QueueRecord {
+        name: r.get(0),
+        limit: r.get::<_, Option<i32>>(1).map(|l| l.max(0) as u32),
+        rate: count.zip(per).map(|(count, per)| Rate {
+            count: count.max(1) as u32,
+            per: Duration::from_millis(per.max(1) as u64),
+        }),
+        tokens: r.get(4),
+        refilled_at: r.get(5),
+        held: r.get::<_, Option<i64>>(6).unwrap_or(0) as u32,
+        waiting: r.get::<_, Option<i64>>(7).unwrap_or(0) as u32,
+    }
+}
+
+/// Asks for a request's slots (see `crate::slots`).
+pub(super) async fn acquire(conn: &mut Conn, req: &SlotRequest) -> Result<SlotAnswer> {
+    let plan = req.plan.to_string();
+    let step = step_column(req.step) as i32;
+    let owner = conn
+        .query_opt("SELECT owner FROM locks WHERE plan_id = $1", &[&plan])
+        .await?
+        .map(|r| r.get::<_, String>(0));
+    if owner.as_deref() != Some(req.owner.as_str()) {
+        return Ok(SlotAnswer::Gone);
+    }
+    let now: i64 = conn
+        .query_opt(
+            "SELECT pg_advisory_xact_lock($1),
+                    (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+            &[&SLOTS_LOCK],
+        )
+        .await?
+        .map(|r| r.get(1))
+        .ok_or_else(|| Error::Backend("no clock".into()))?;
+    let mut scopes = Vec::with_capacity(req.wants.len());
+    for want in &req.wants {
+        conn.execute(
+            "INSERT INTO slots (plan_id, step, scope, key, owner, since, polled)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT (plan_id, step, scope) DO UPDATE SET polled = excluded.polled",
+            &[&plan, &step, &want.scope, &want.key, &req.owner, &now],
+        )
+        .await?;
+        conn.execute(
+            "DELETE FROM slots WHERE scope = $1 AND NOT held AND polled < $2",
+            &[&want.scope, &(now - STALE)],
+        )
+        .await?;
+        let live = conn
+            .query(select!("WHERE scope = $1"), &[&want.scope])
+            .await?
+            .iter()
+            .map(row)
+            .collect::<Result<Vec<_>>>()?;
+        let q = match want.queue() {
+            Some(name) => conn
+                .query_opt(
+                    "SELECT name, lim, rate_count, rate_ms, tokens, refilled_at, NULL::bigint, NULL::bigint
+                     FROM queues WHERE name = $1",
+                    &[&name],
+                )
+                .await?
+                .map(|r| queue(&r)),
+            None => None,
+        };
+        scopes.push((live, q));
+    }
+    match decide(req, scopes, now) {
+        Decision::Grant(buckets) => {
+            conn.execute(
+                "UPDATE slots SET held = true, since = $3, why = NULL
+                 WHERE plan_id = $1 AND step = $2 AND NOT held",
+                &[&plan, &step, &now],
+            )
+            .await?;
+            for q in buckets {
+                conn.execute(
+                    "UPDATE queues SET tokens = $2, refilled_at = $3 WHERE name = $1",
+                    &[&q.name, &q.tokens, &q.refilled_at],
+                )
+                .await?;
+            }
+            Ok(SlotAnswer::Granted)
+        }
+        Decision::Wait(b) => {
+            conn.execute(
+                "UPDATE slots SET why = $3 WHERE plan_id = $1 AND step = $2",
+                &[&plan, &step, &b.why],
+            )
+            .await?;
+            Ok(SlotAnswer::Waiting {
+                on: b.why,
+                retry: b.retry,
+            })
+        }
+    }
+}
+
+/// Drops an owner's rows (its lease lapsed, or it let its locks go).
+pub(super) async fn drop_owner(conn: &mut Conn, owner: &str) -> Result<()> {
+    conn.execute("DELETE FROM slots WHERE owner = $1", &[&owner])
+        .await?;
+    Ok(())
+}
+
+/// A plan's rows.
+pub(super) async fn of(conn: &mut Conn, plan: PlanId) -> Result<Vec<SlotRow>> {
+    conn.query(
+        select!("WHERE plan_id = $1 ORDER BY step, scope"),
+        &[&plan.to_string()],
+    )
+    .await?
+    .iter()
+    .map(row)
+    .collect()
+}
+
+/// Stores a queue's settings (its bucket as given: full for a new setting).
+pub(super) async fn put_queue(conn: &mut Conn, q: &QueueRecord) -> Result<()> {
+    conn.execute(
+        "INSERT INTO queues (name, lim, rate_count, rate_ms, tokens, refilled_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (name) DO UPDATE SET lim = excluded.lim, rate_count = excluded.rate_count,
+           rate_ms = excluded.rate_ms, tokens = excluded.tokens, refilled_at = excluded.refilled_at",
+        &[
+            &q.name,
+            &q.limit.map(|l| l.min(i32::MAX as u32) as i32),
+            &q.rate.map(|r| r.count.min(i32::MAX as u32) as i32),
+            &q.rate.map(|r| r.per.as_millis() as i64),
+            &q.tokens,
+            &q.refilled_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every queue with what it holds.
+pub(super) async fn queues(conn: &mut Conn) -> Result<Vec<QueueRecord>> {
+    Ok(conn
+        .query(
+            "SELECT name, lim, rate_count, rate_ms, tokens, refilled_at,
+               (SELECT count(*) FROM slots WHERE scope = 'queue:' || name AND held),
+               (SELECT count(*) FROM slots WHERE scope = 'queue:' || name AND NOT held)
+             FROM queues ORDER BY name",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(queue)
+        .collect())
+}
+
+/// Deletes a queue's settings.
+pub(super) async fn remove_queue(conn: &mut Conn, name: &str) -> Result<()> {
+    if conn
+        .execute("DELETE FROM queues WHERE name = $1", &[&name])
+        .await?
+        == 0
+    {
+        return Err(Error::NotFound(format!("no queue `{name}`")));
+    }
+    Ok(())
+}

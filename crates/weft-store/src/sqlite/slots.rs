@@ -1,0 +1,208 @@
+//! Slots and queues on SQLite: the writer asks for slots inside its transaction (one writer:
+//! nothing races it), with the rules of `crate::slots`; readers list them.
+
+use super::classify;
+use crate::slots::{decide, step_column, step_of_column, Decision, QueueRecord, SlotRow, STALE};
+use crate::{Error, Result, SlotAnswer, SlotRequest};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::time::Duration;
+use weft_model::limit::Rate;
+use weft_model::{Millis, PlanId};
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SlotRow> {
+    let plan: String = r.get(2)?;
+    Ok(SlotRow {
+        scope: r.get(0)?,
+        key: r.get(1)?,
+        plan: plan.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        step: step_of_column(r.get(3)?),
+        owner: r.get(4)?,
+        held: r.get(5)?,
+        seq: r.get(6)?,
+        since: r.get(7)?,
+        why: r.get(8)?,
+    })
+}
+
+fn rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    p: impl rusqlite::Params,
+) -> Result<Vec<SlotRow>> {
+    stmt.query_map(p, row)
+        .map_err(classify)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(classify)
+}
+
+fn queue(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRecord> {
+    let count: Option<u32> = r.get(2)?;
+    let per: Option<i64> = r.get(3)?;
+    Ok(QueueRecord {
+        name: r.get(0)?,
+        limit: r.get(1)?,
+        rate: count.zip(per).map(|(count, per)| Rate {
+            count,
+            per: Duration::from_millis(per.max(1) as u64),
+        }),
+        tokens: r.get(4)?,
+        refilled_at: r.get(5)?,
+        held: r.get::<_, Option<u32>>(6)?.unwrap_or(0),
+        waiting: r.get::<_, Option<u32>>(7)?.unwrap_or(0),
+    })
+}
+
+/// Asks for a request's slots at `now` (see `crate::slots`).
+pub(super) fn acquire(conn: &Connection, req: &SlotRequest, now: Millis) -> Result<SlotAnswer> {
+    let plan = req.plan.to_string();
+    let step = step_column(req.step);
+    let owner: Option<String> = conn
+        .prepare_cached("SELECT owner FROM locks WHERE plan_id = ?1")
+        .and_then(|mut s| s.query_row([&plan], |r| r.get(0)).optional())
+        .map_err(classify)?;
+    if owner.as_deref() != Some(req.owner.as_str()) {
+        return Ok(SlotAnswer::Gone);
+    }
+    let mut scopes = Vec::with_capacity(req.wants.len());
+    for want in &req.wants {
+        conn.prepare_cached(
+            "INSERT INTO slots (plan_id, step, scope, key, owner, seq, since, polled)
+             VALUES (?1, ?2, ?3, ?4, ?5, coalesce((SELECT max(seq) FROM slots), 0) + 1, ?6, ?6)
+             ON CONFLICT (plan_id, step, scope) DO UPDATE SET polled = excluded.polled",
+        )
+        .and_then(|mut s| s.execute(params![plan, step, want.scope, want.key, req.owner, now]))
+        .map_err(classify)?;
+        conn.prepare_cached("DELETE FROM slots WHERE scope = ?1 AND held = 0 AND polled < ?2")
+            .and_then(|mut s| s.execute(params![want.scope, now - STALE]))
+            .map_err(classify)?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT scope, key, plan_id, step, owner, held, seq, since, why FROM slots
+                 WHERE scope = ?1",
+            )
+            .map_err(classify)?;
+        let live = rows(&mut stmt, [&want.scope])?;
+        let q = match want.queue() {
+            Some(name) => conn
+                .prepare_cached(
+                    "SELECT name, lim, rate_count, rate_ms, tokens, refilled_at, NULL, NULL
+                     FROM queues WHERE name = ?1",
+                )
+                .and_then(|mut s| s.query_row([name], queue).optional())
+                .map_err(classify)?,
+            None => None,
+        };
+        scopes.push((live, q));
+    }
+    match decide(req, scopes, now) {
+        Decision::Grant(buckets) => {
+            conn.prepare_cached(
+                "UPDATE slots SET held = 1, since = ?3, why = NULL
+                 WHERE plan_id = ?1 AND step = ?2 AND held = 0",
+            )
+            .and_then(|mut s| s.execute(params![plan, step, now]))
+            .map_err(classify)?;
+            for q in buckets {
+                conn.prepare_cached(
+                    "UPDATE queues SET tokens = ?2, refilled_at = ?3 WHERE name = ?1",
+                )
+                .and_then(|mut s| s.execute(params![q.name, q.tokens, q.refilled_at]))
+                .map_err(classify)?;
+            }
+            Ok(SlotAnswer::Granted)
+        }
+        Decision::Wait(b) => {
+            conn.prepare_cached("UPDATE slots SET why = ?3 WHERE plan_id = ?1 AND step = ?2")
+                .and_then(|mut s| s.execute(params![plan, step, b.why]))
+                .map_err(classify)?;
+            Ok(SlotAnswer::Waiting {
+                on: b.why,
+                retry: b.retry,
+            })
+        }
+    }
+}
+
+/// Gives back a step's slots, or all of a plan's.
+pub(super) fn release(conn: &Connection, plan: PlanId, step: Option<u32>) -> Result<()> {
+    let plan = plan.to_string();
+    match step {
+        Some(s) => conn
+            .prepare_cached("DELETE FROM slots WHERE plan_id = ?1 AND step = ?2")
+            .and_then(|mut st| st.execute(params![plan, i64::from(s)])),
+        None => conn
+            .prepare_cached("DELETE FROM slots WHERE plan_id = ?1")
+            .and_then(|mut st| st.execute([plan])),
+    }
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// Drops an owner's rows (its lease lapsed, or it let its locks go).
+pub(super) fn drop_owner(conn: &Connection, owner: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM slots WHERE owner = ?1")
+        .and_then(|mut s| s.execute([owner]))
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// A plan's rows.
+pub(super) fn of(conn: &Connection, plan: PlanId) -> Result<Vec<SlotRow>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT scope, key, plan_id, step, owner, held, seq, since, why FROM slots
+             WHERE plan_id = ?1 ORDER BY step, scope",
+        )
+        .map_err(classify)?;
+    rows(&mut stmt, [plan.to_string()])
+}
+
+/// Stores a queue's settings (its bucket as given: full for a new setting).
+pub(super) fn put_queue(conn: &Connection, q: &QueueRecord) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO queues (name, lim, rate_count, rate_ms, tokens, refilled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (name) DO UPDATE SET lim = excluded.lim, rate_count = excluded.rate_count,
+           rate_ms = excluded.rate_ms, tokens = excluded.tokens, refilled_at = excluded.refilled_at",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            q.name,
+            q.limit,
+            q.rate.map(|r| r.count),
+            q.rate.map(|r| r.per.as_millis() as i64),
+            q.tokens,
+            q.refilled_at
+        ])
+    })
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// Every queue with what it holds.
+pub(super) fn queues(conn: &Connection) -> Result<Vec<QueueRecord>> {
+    conn.prepare_cached(
+        "SELECT name, lim, rate_count, rate_ms, tokens, refilled_at,
+           (SELECT count(*) FROM slots WHERE scope = 'queue:' || name AND held = 1),
+           (SELECT count(*) FROM slots WHERE scope = 'queue:' || name AND held = 0)
+         FROM queues ORDER BY name",
+    )
+    .and_then(|mut s| {
+        s.query_map([], queue)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .map_err(classify)
+}
+
+/// Deletes a queue's settings.
+pub(super) fn remove_queue(conn: &Connection, name: &str) -> Result<()> {
+    let n = conn
+        .prepare_cached("DELETE FROM queues WHERE name = ?1")
+        .and_then(|mut s| s.execute([name]))
+        .map_err(classify)?;
+    if n == 0 {
+        return Err(Error::NotFound(format!("no queue `{name}`")));
+    }
+    Ok(())
+}
