@@ -626,6 +626,7 @@ impl Shell {
             refused,
             answers,
             kill,
+            slots,
             ..
         } = actions;
         for (_, reason, waiter) in refused {
@@ -677,6 +678,14 @@ impl Shell {
                 let input = executor.run(item, &inbox).await;
                 let _ = inbox.send(input);
             });
+        }
+        for ask in slots {
+            tokio::spawn(wait_for_slots(
+                self.store.clone(),
+                self.owner.clone(),
+                ask,
+                self.inbox.clone(),
+            ));
         }
         for timer in timers {
             let inbox = self.inbox.clone();
@@ -744,6 +753,52 @@ fn failed_steps(changes: &[Change]) -> Vec<Update> {
         .collect()
 }
 
+/// Asks the store for a plan's or a step's slots until they are granted — then tells the
+/// director — or until the plan is no longer this engine's (its end gave every slot back and
+/// its lock went with it) or the engine is gone. Waits between asks grow from 10 ms to 250 ms,
+/// or as long as a queue's rate says.
+async fn wait_for_slots(
+    store: SharedStore,
+    owner: String,
+    ask: crate::director::SlotAsk,
+    inbox: mpsc::UnboundedSender<Input>,
+) {
+    let request = weft_store::SlotRequest {
+        plan: ask.plan,
+        step: ask.step,
+        owner,
+        wants: ask.wants,
+    };
+    use std::time::Duration;
+    let mut pause = Duration::from_millis(10);
+    let mut said = None;
+    while !inbox.is_closed() {
+        match store.acquire_slots(request.clone()).await {
+            Ok(weft_store::SlotAnswer::Granted) => {
+                let _ = inbox.send(Input::SlotGranted {
+                    plan: ask.plan,
+                    step: ask.step,
+                });
+                return;
+            }
+            Ok(weft_store::SlotAnswer::Gone) => return,
+            Ok(weft_store::SlotAnswer::Waiting { on, retry }) => {
+                if said.as_ref() != Some(&on) {
+                    tracing::debug!(plan = %ask.plan, step = ?ask.step, "waiting for {on}");
+                    said = Some(on);
+                }
+                let wait = pause.max(Duration::from_millis(retry.max(0) as u64));
+                tokio::time::sleep(wait).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+            Err(e) => {
+                tracing::warn!(plan = %ask.plan, "asking for slots failed: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 fn to_updates(changes: &[Change]) -> Vec<Update> {
     changes
         .iter()
@@ -766,7 +821,10 @@ fn to_updates(changes: &[Change]) -> Vec<Update> {
                 step: *step,
                 progress: progress.clone(),
             }),
-            Change::Bookkeeping { .. } | Change::Reply { .. } | Change::Unlock { .. } => None,
+            Change::Bookkeeping { .. }
+            | Change::Reply { .. }
+            | Change::Unlock { .. }
+            | Change::Release { .. } => None,
         })
         .collect()
 }

@@ -174,6 +174,7 @@ mod tests {
                 Change::Bookkeeping { .. } => (None, "phase".into()),
                 Change::Reply { .. } => (None, "reply".into()),
                 Change::Unlock { .. } => (None, "unlock".into()),
+                Change::Release { .. } => (None, "release".into()),
             })
             .collect()
     }

@@ -205,6 +205,13 @@ pub enum Input {
         /// Told once the plan is stopped.
         answer: Option<Answer>,
     },
+    /// The slots a plan (`step: None`) or a step asked for are held: it may start.
+    SlotGranted {
+        /// The plan.
+        plan: PlanId,
+        /// The step, or `None` for the plan's own slots.
+        step: Option<u32>,
+    },
     /// The node is shutting down: start nothing new; what runs may finish.
     Terminate,
     /// Persisting changes of these plans failed: they can no longer be executed safely here.
@@ -249,6 +256,18 @@ pub struct WorkItem {
     pub resume: Option<weft_model::group::Progress>,
 }
 
+/// Slots to ask the store for until they are granted (then feed back
+/// [`Input::SlotGranted`]), or until the plan is no longer this engine's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotAsk {
+    /// The plan.
+    pub plan: PlanId,
+    /// The step, or `None` for the plan's own slots.
+    pub step: Option<u32>,
+    /// The slots, all at once.
+    pub wants: Vec<weft_model::limit::SlotWant>,
+}
+
 /// A timer to set: after `after`, feed `input` back.
 #[derive(Debug)]
 pub struct Timer {
@@ -275,6 +294,8 @@ pub struct Actions {
     pub answers: Vec<(Answer, Result<(), String>)>,
     /// Steps whose processes must be killed now (halted).
     pub kill: Vec<(PlanId, u32)>,
+    /// Slots to ask for once the changes are durable.
+    pub slots: Vec<SlotAsk>,
     /// Transitions the director wanted but the state machines refused: bugs, never expected.
     pub illegal: Vec<String>,
 }
@@ -289,6 +310,7 @@ impl Actions {
             && self.refused.is_empty()
             && self.answers.is_empty()
             && self.kill.is_empty()
+            && self.slots.is_empty()
     }
 }
 
@@ -554,6 +576,11 @@ impl Director {
                 }
                 Some(plan)
             }
+            Input::SlotGranted { plan, step } => self.plans.get_mut(&plan).map(|run| {
+                run.slot_granted(step, &mut ctx);
+                run.progress(&mut ctx);
+                plan
+            }),
             Input::Terminate => {
                 self.terminating = true;
                 None

@@ -2,7 +2,7 @@
 //! forward (start, finish, retry, suspend and event), backward (revert, in reverse dependency
 //! order), and sideways (rescue: pause, skip, fail; halt).
 
-use super::{Completion, Ctx, Dependents, PlanEnd, Timer, Waiter, Work, WorkItem};
+use super::{Completion, Ctx, Dependents, PlanEnd, SlotAsk, Timer, Waiter, Work, WorkItem};
 use crate::director::Input;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -57,6 +57,20 @@ pub(crate) struct StepRun {
     pub interrupted: bool,
     /// For a group step: how far its tasks got.
     pub group: Option<weft_model::group::Progress>,
+    /// Its slots, under a concurrency limit or a queue.
+    pub slot: Slot,
+}
+
+/// Where a plan or a step stands with the slots its limits ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Slot {
+    /// None asked for (no limits, or none needed now).
+    #[default]
+    Free,
+    /// Asked for, not yet granted: it waits.
+    Asked,
+    /// Granted: it may run; given back when it stops running.
+    Held,
 }
 
 impl StepRun {
@@ -75,6 +89,7 @@ impl StepRun {
             waiting,
             interrupted: false,
             group: r.group.clone(),
+            slot: Slot::Free,
         }
     }
 
@@ -125,6 +140,8 @@ pub(crate) struct PlanRun {
     pub waiter: Option<Waiter>,
     pub first_failure: Option<Failure>,
     pub ended: bool,
+    /// The plan's own slots (its flow's limits).
+    pub slot: Slot,
 }
 
 fn is_settled(s: step::State) -> bool {
@@ -151,6 +168,13 @@ impl PlanRun {
             return false;
         }
         s.state = to;
+        if from == step::State::Running && to != step::State::Running && s.slot == Slot::Held {
+            s.slot = Slot::Free;
+            ctx.out.changes.push(Change::Release {
+                plan: self.id,
+                step: Some(i as u32),
+            });
+        }
         if is_settled(from) {
             self.settled -= 1;
         }
@@ -224,7 +248,88 @@ impl PlanRun {
         self.state == plan::State::Running
             && self.stopping == Stopping::No
             && !self.ended
+            && self.slot != Slot::Asked
             && !self.reverting(i)
+    }
+
+    /// Whether the flow or any of its steps has limits (slots to give back).
+    pub(super) fn has_limits(&self) -> bool {
+        !self.flow.limits.is_none() || self.flow.steps.iter().any(|s| !s.limits.is_none())
+    }
+
+    /// The slots of the flow's limits (`None`) or step `i`'s, keys rendered from its values.
+    fn wants(&self, step: Option<usize>) -> Vec<weft_model::limit::SlotWant> {
+        let lookup = |name: &str| self.values.get(name).cloned();
+        match step {
+            None => self
+                .flow
+                .limits
+                .wants(&format!("flow:{}", self.flow.name), &lookup),
+            Some(i) => self.flow.steps[i].limits.wants(
+                &format!("task:{}/{}", self.flow.name, self.flow.steps[i].name),
+                &lookup,
+            ),
+        }
+    }
+
+    /// Asks for the plan's own slots: no step starts until they are held.
+    pub(super) fn ask_plan_slot(&mut self, ctx: &mut Ctx<'_>) {
+        self.slot = Slot::Asked;
+        ctx.out.slots.push(SlotAsk {
+            plan: self.id,
+            step: None,
+            wants: self.wants(None),
+        });
+    }
+
+    /// Slots came: the plan's (its steps that can run are queued) or a step's (queued again,
+    /// or its slots given back if it can no longer start).
+    pub(super) fn slot_granted(&mut self, step: Option<u32>, ctx: &mut Ctx<'_>) {
+        match step {
+            None => {
+                if self.slot != Slot::Asked {
+                    return;
+                }
+                self.slot = Slot::Held;
+                for i in 0..self.steps.len() {
+                    let s = &self.steps[i];
+                    let ready = match s.state {
+                        step::State::Pending => s.waiting == 0,
+                        step::State::Error => self.stopping == Stopping::No && self.budget_left(i),
+                        _ => false,
+                    };
+                    if ready {
+                        self.mark_ready(i, ctx);
+                    }
+                }
+            }
+            Some(i) => {
+                let i = i as usize;
+                let Some(s) = self.steps.get_mut(i) else {
+                    return;
+                };
+                if s.slot != Slot::Asked {
+                    return;
+                }
+                s.slot = Slot::Held;
+                if self.can_start(i) {
+                    ctx.ready.push_back((self.id, i as u32));
+                } else {
+                    self.give_back(i, ctx);
+                }
+            }
+        }
+    }
+
+    /// Step `i` will not start now: the slots it holds or asked for go back.
+    fn give_back(&mut self, i: usize, ctx: &mut Ctx<'_>) {
+        if self.steps[i].slot != Slot::Free {
+            self.steps[i].slot = Slot::Free;
+            ctx.out.changes.push(Change::Release {
+                plan: self.id,
+                step: Some(i as u32),
+            });
+        }
     }
 
     pub(super) fn mark_ready(&self, i: usize, ctx: &mut Ctx<'_>) {
@@ -264,6 +369,9 @@ impl PlanRun {
             _ => false,
         };
         if !startable || !self.can_start(i) {
+            if self.steps[i].slot == Slot::Held {
+                self.give_back(i, ctx);
+            }
             return;
         }
         let inputs = match self.inputs(i) {
@@ -284,6 +392,19 @@ impl PlanRun {
                 return;
             }
         };
+        // Under limits, it first waits for its slots; granted, it comes back here.
+        if !self.flow.steps[i].limits.is_none() && self.steps[i].slot != Slot::Held {
+            if self.steps[i].slot == Slot::Free {
+                self.steps[i].slot = Slot::Asked;
+                ctx.out.slots.push(SlotAsk {
+                    plan: self.id,
+                    step: Some(i as u32),
+                    wants: self.wants(Some(i)),
+                });
+            }
+            return;
+        }
+        let s = &self.steps[i];
         let attempt = if s.interrupted {
             s.attempt.max(1)
         } else {
@@ -833,6 +954,13 @@ impl PlanRun {
             return;
         }
         self.ended = true;
+        if self.has_limits() {
+            // Every slot it holds or waits for goes back with its end.
+            ctx.out.changes.push(Change::Release {
+                plan: self.id,
+                step: None,
+            });
+        }
         let end = PlanEnd {
             plan: self.id,
             state,

@@ -88,6 +88,7 @@ impl PlanRun {
             waiter,
             first_failure: None,
             ended: false,
+            slot: super::plan_run::Slot::Free,
         };
 
         // The plan's own moves: a plan found running was abandoned by a dead process; like
@@ -105,6 +106,16 @@ impl PlanRun {
             _ => "resumed",
         };
         run.set_state(plan::State::Running, why.into(), ctx);
+        if run.has_limits() {
+            // Slots left by a process that ran it before are not this run's.
+            ctx.out.changes.push(weft_store::Change::Release {
+                plan: id,
+                step: None,
+            });
+            if intent == Intent::Run && !run.flow.limits.is_none() {
+                run.ask_plan_slot(ctx);
+            }
+        }
 
         let resumed_by_operator = was == plan::State::Paused;
         if intent == Intent::Cancel {

@@ -24,6 +24,10 @@ struct Harness {
     now: Millis,
     /// Every execution started, by step name, in order.
     log: Vec<String>,
+    /// Slots asked for and not yet granted.
+    asks: Vec<SlotAsk>,
+    /// Slots given back: a step's, or `None` for all of the plan's.
+    released: Vec<Option<u32>>,
 }
 
 impl Harness {
@@ -42,6 +46,8 @@ impl Harness {
             kills: Vec::new(),
             now: 0,
             log: Vec::new(),
+            asks: Vec::new(),
+            released: Vec::new(),
         }
     }
 
@@ -109,6 +115,7 @@ impl Harness {
                     cur.group = Some(progress);
                 }
                 Change::Bookkeeping { bookkeeping, .. } => self.plan.bookkeeping = bookkeeping,
+                Change::Release { step, .. } => self.released.push(step),
                 Change::Reply { .. } | Change::Unlock { .. } => {
                     panic!("the director writes no replies or unlocks (the shell does)")
                 }
@@ -145,6 +152,7 @@ impl Harness {
         self.answers
             .extend(actions.answers.into_iter().map(|(_, r)| r));
         self.kills.extend(actions.kill);
+        self.asks.extend(actions.slots);
         if let Some((_, reason, _)) = actions.refused.into_iter().next() {
             self.refused = Some(reason.to_string());
         }
@@ -1038,4 +1046,88 @@ fn an_enormous_wait_timeout_does_not_overflow_the_deadline() {
     h.start(Rescue::Pause);
     assert_eq!(h.state_of("approve"), S::Suspended);
     assert_eq!(h.steps[0].deadline, Some(i64::MAX));
+}
+
+mod limits {
+    use super::*;
+    use weft_model::limit::{Concurrency, Limits};
+
+    fn limited(flow_limit: bool, step_limit: bool) -> Flow {
+        let mut flow = linear(2);
+        let limits = Limits {
+            concurrency: Some(Concurrency {
+                key: "k".into(),
+                limit: 1,
+            }),
+            queue: None,
+        };
+        if flow_limit {
+            flow.limits = limits.clone();
+        }
+        if step_limit {
+            flow.steps[1].limits = limits;
+        }
+        flow
+    }
+
+    fn grant(h: &mut Harness) {
+        let ask = h.asks.remove(0);
+        h.feed(Input::SlotGranted {
+            plan: ask.plan,
+            step: ask.step,
+        });
+    }
+
+    #[test]
+    fn a_limited_plan_starts_no_step_until_its_slot_is_granted() {
+        let mut h = Harness::new(limited(true, false), 8);
+        h.start(Rescue::Revert);
+        assert!(h.work.is_empty(), "nothing runs before the slot");
+        assert_eq!(h.asks.len(), 1);
+        assert_eq!(h.asks[0].step, None);
+        assert_eq!(
+            h.asks[0].wants[0].scope,
+            format!("flow:{}", h.plan.flow.name)
+        );
+        // Stale slots of an earlier run are given back first.
+        assert_eq!(h.released, vec![None]);
+        grant(&mut h);
+        assert_eq!(h.work.len(), 1);
+        h.run(|_, _| true);
+        assert_eq!(h.plan.state, weft_model::plan::State::Stopped);
+        assert_eq!(
+            h.released,
+            vec![None, None],
+            "the end gives every slot back"
+        );
+    }
+
+    #[test]
+    fn a_limited_step_waits_for_its_slot_and_gives_it_back_when_it_stops_running() {
+        let mut h = Harness::new(limited(false, true), 8);
+        h.start(Rescue::Revert);
+        assert!(h.asks.is_empty(), "the plan itself has no limit");
+        h.answer(0, true);
+        assert!(h.work.is_empty(), "step 1 waits for its slot");
+        assert_eq!(h.asks.len(), 1);
+        assert_eq!(h.asks[0].step, Some(1));
+        assert_eq!(h.state_of(&h.steps[1].name.clone()), S::Pending);
+        grant(&mut h);
+        assert_eq!(h.work.len(), 1);
+        assert_eq!(h.work[0].step, 1);
+        h.answer(0, true);
+        assert_eq!(h.released, vec![None, Some(1), None]);
+        assert_eq!(h.plan.state, weft_model::plan::State::Stopped);
+    }
+
+    #[test]
+    fn a_halt_while_waiting_for_a_slot_ends_the_plan_and_a_late_grant_starts_nothing() {
+        let mut h = Harness::new(limited(true, false), 8);
+        h.start(Rescue::Revert);
+        let plan = h.plan.id;
+        h.feed(Input::Halt { plan, answer: None });
+        assert_eq!(h.plan.state, weft_model::plan::State::Stopped);
+        grant(&mut h);
+        assert!(h.work.is_empty());
+    }
 }
