@@ -4,7 +4,9 @@ use crate::commands::jobs;
 use crate::commands::plans::{
     cancel, halt, history, inhibit, list, prune, rerun, resume, show, skip, wait,
 };
-use crate::commands::{backup, bench, event, logs, run, schedules, serve, status, worker, workers};
+use crate::commands::{
+    backup, bench, event, logs, queues, run, schedules, serve, status, worker, workers,
+};
 use crate::shared::Fail;
 use clap::{Parser, Subcommand};
 
@@ -62,6 +64,11 @@ enum Commands {
     Schedules {
         #[command(subcommand)]
         command: SchedulesCommands,
+    },
+    /// Queues: named limits and rates that flows and tasks take slots in (`queue = "NAME"`).
+    Queues {
+        #[command(subcommand)]
+        command: QueuesCommands,
     },
     /// The job board: post flows as jobs for conductors (`weft serve`) to claim and run.
     Jobs {
@@ -126,6 +133,16 @@ enum SchedulesCommands {
 }
 
 #[derive(Debug, Subcommand)]
+enum QueuesCommands {
+    /// Set a queue's limit and rate (creating it).
+    Set(queues::SetArgs),
+    /// List queues with their settings and what they hold.
+    List(queues::ListArgs),
+    /// Remove a queue's settings: what waits in it goes on.
+    Remove(queues::RemoveArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum JobsCommands {
     /// Post a flow as a job and print its id.
     Post(jobs::post::PostArgs),
@@ -187,6 +204,11 @@ impl Cli {
                 | SchedulesCommands::Remove(a)
                 | SchedulesCommands::Trigger(a) => a.global.json,
             },
+            Commands::Queues { command } => match command {
+                QueuesCommands::Set(a) => a.global.json,
+                QueuesCommands::List(a) => a.global.json,
+                QueuesCommands::Remove(a) => a.global.json,
+            },
             Commands::Jobs { command } => match command {
                 JobsCommands::Post(a) => a.global.json,
                 JobsCommands::List(a) => a.global.json,
@@ -225,6 +247,11 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
         Commands::Workers(args) => workers::list(args).await,
         Commands::Backup(args) => backup::backup(args).await,
         Commands::Bench(args) => bench::bench(args).await,
+        Commands::Queues { command } => match command {
+            QueuesCommands::Set(args) => queues::set(args).await,
+            QueuesCommands::List(args) => queues::list(args).await,
+            QueuesCommands::Remove(args) => queues::remove(args).await,
+        },
         Commands::Schedules { command } => match command {
             SchedulesCommands::Add(args) => schedules::add::add(args).await,
             SchedulesCommands::List(args) => schedules::list::list(args).await,

@@ -207,3 +207,69 @@ fn sqlite_nodes_fire_each_tick_once() {
     );
     assert_eq!(plans.len(), 5);
 }
+
+/// A flow file whose `[schedule]` fires every second, in Berlin time, with an input.
+const SCHEDULED: &str = r#"name = "heartbeat"
+[inputs]
+who = { required = true }
+[schedule]
+cron = "* * * * * *"
+timezone = "Europe/Berlin"
+inputs = { who = "cron" }
+overlap = "allow"
+[[task]]
+name = "beat"
+requires = ["who"]
+run = ["true"]
+"#;
+
+#[test]
+fn a_flow_files_schedule_is_added_from_the_file_and_installed_by_a_node() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.path().join("flows")).expect("flows dir");
+    sb.write("flows/heartbeat.toml", SCHEDULED);
+    sb.write("tick.toml", FLOW);
+    // No --cron and no [schedule]: refused by name.
+    let out = sb.run(&["schedules", "add", "x", "tick.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("tick.toml has no [schedule] table: say when with --cron"),
+        "{}",
+        text(&out.stderr)
+    );
+    // `schedules add` takes the file's table; options override it.
+    let out = sb.run(&[
+        "schedules",
+        "add",
+        "hourly",
+        "flows/heartbeat.toml",
+        "--cron",
+        "@hourly",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_slice(&sb.run(&["schedules", "list", "--json"]).stdout).expect("json");
+    assert_eq!(listed[0]["cron"], "@hourly");
+    assert_eq!(listed[0]["timezone"], "Europe/Berlin");
+    assert_eq!(listed[0]["overlap"], "allow");
+    sb.run(&["schedules", "remove", "hourly"]);
+    // A node given the directory installs it under the flow's name and fires it.
+    let node = NodeProcess::start(&sb, "n", &["--flows", "flows"]);
+    let plans = wait_for("the schedule's plans", Duration::from_secs(20), || {
+        let p = plans_of(&sb);
+        (p.len() >= 2).then_some(p)
+    });
+    assert!(plans.iter().all(|p| p["flow"] == "heartbeat"), "{plans:?}");
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_slice(&sb.run(&["schedules", "list", "--json"]).stdout).expect("json");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["name"], "heartbeat");
+    assert_eq!(listed[0]["cron"], "* * * * * *");
+    let id = plans[0]["id"].as_str().expect("id");
+    assert_eq!(sb.show(id)["plan"]["inputs"]["who"], "cron");
+    assert!(
+        node.log().contains("schedule heartbeat installed"),
+        "{}",
+        node.log()
+    );
+}

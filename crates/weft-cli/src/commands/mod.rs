@@ -7,6 +7,7 @@ pub(crate) mod event;
 pub(crate) mod jobs;
 pub(crate) mod logs;
 pub(crate) mod plans;
+pub(crate) mod queues;
 pub(crate) mod run;
 pub(crate) mod schedules;
 pub(crate) mod serve;

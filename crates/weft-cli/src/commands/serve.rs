@@ -57,8 +57,9 @@ pub(crate) struct ServeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires_all = ["http", "tls_cert"])]
     tls_key: Option<std::path::PathBuf>,
-    /// A directory of flow files (*.toml) that HTTP clients can submit by name.
-    #[arg(long, value_name = "DIR", requires = "http")]
+    /// A directory of flow files (*.toml): HTTP clients can submit them by name, and the
+    /// `[schedule]` of each is installed as a schedule named after its flow.
+    #[arg(long, value_name = "DIR")]
     flows: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) global: Global,
@@ -84,6 +85,10 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
         let bound = crate::shared::metrics::serve(addr).await?;
         eprintln!("metrics at http://{bound}/metrics");
     }
+    let flows = match &args.flows {
+        Some(dir) => Some((load_flows(dir)?, dir.clone())),
+        None => None,
+    };
     let http = match args.http {
         Some(addr) => {
             let tls = match (&args.tls_cert, &args.tls_key) {
@@ -92,17 +97,18 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
                 }
                 _ => None,
             };
-            Some(http_listener(
-                addr,
-                args.token.clone(),
-                args.flows.as_deref(),
-                tls,
-            )?)
+            Some(http_listener(addr, args.token.clone(), flows.clone(), tls)?)
         }
         None => None,
     };
     // Fail fast, with exit code 3, if the store cannot be used at all.
-    weft_store::open(&args.global.db).await?;
+    let store = weft_store::open(&args.global.db).await?;
+    if let Some((flows, dir)) = &flows {
+        for name in crate::shared::schedule::install(&store, flows).await? {
+            eprintln!("schedule {name} installed from {}", dir.display());
+        }
+    }
+    drop(store);
     let db = args.global.db.clone();
     let opener: weft_engine::node::Opener = Arc::new(move || {
         let db = db.clone();
@@ -178,14 +184,14 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Fail> {
 fn http_listener(
     addr: std::net::SocketAddr,
     token: Option<String>,
-    flows: Option<&std::path::Path>,
+    flows: Option<(Flows, std::path::PathBuf)>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(std::net::TcpListener, weft_server::HttpConfig), Fail> {
     let guard = weft_server::auth::Guard::new(addr, token).map_err(Fail::Input)?;
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Fail::Input(format!("--http {addr}: cannot listen there: {e}")))?;
     let (flows, flows_dir) = match flows {
-        Some(dir) => (load_flows(dir)?, dir.to_path_buf()),
+        Some(loaded) => loaded,
         None => (
             Default::default(),
             std::env::current_dir().map_err(|e| Fail::Other(e.to_string()))?,
@@ -201,10 +207,11 @@ fn http_listener(
     Ok((listener, config))
 }
 
+/// Flows by name.
+type Flows = std::collections::BTreeMap<String, weft_model::flow::Flow>;
+
 /// Every `*.toml` flow file in `dir`, by flow name.
-fn load_flows(
-    dir: &std::path::Path,
-) -> Result<std::collections::BTreeMap<String, weft_model::flow::Flow>, Fail> {
+fn load_flows(dir: &std::path::Path) -> Result<Flows, Fail> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Fail::Input(format!("--flows {}: {e}", dir.display())))?;
     let mut paths: Vec<std::path::PathBuf> = entries

@@ -1,6 +1,7 @@
 //! Whether some live node can run what a plan or a job needs: the line `plans show` and `jobs
 //! show` print when the answer is no (`waiting for a node that runs \`fetch\`@1`); and, for
-//! a plan's running remote steps, whether a live worker offers their task.
+//! a plan's running remote steps, whether a live worker offers their task; and what a plan
+//! or its steps wait for under concurrency limits and queues.
 
 use super::Fail;
 use weft_store::SharedStore;
@@ -81,4 +82,31 @@ pub(crate) async fn workers_missing(
             )
         })
         .collect())
+}
+
+/// A line for the plan and each of its steps waiting in line for slots: `waiting for a slot
+/// in flow `send` for key `acme` (limit 2): 2 of 2 held, 1 ahead in line`.
+pub(crate) async fn slots_waited(
+    store: &SharedStore,
+    snap: &weft_store::PlanSnapshot,
+) -> Result<Vec<String>, Fail> {
+    let rows = store.slots_of(snap.plan.id).await?;
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in rows.iter().filter(|r| !r.held) {
+        if !seen.insert(r.step) {
+            continue;
+        }
+        let why = r
+            .why
+            .clone()
+            .unwrap_or_else(|| format!("a slot in `{}`", r.scope));
+        out.push(
+            match r.step.and_then(|i| snap.plan.flow.steps.get(i as usize)) {
+                Some(step) => format!("step {} is waiting for {why}", step.name),
+                None => format!("waiting for {why}"),
+            },
+        );
+    }
+    Ok(out)
 }

@@ -7,6 +7,7 @@ pub(crate) mod capable;
 pub(crate) mod foreground;
 pub(crate) mod metrics;
 pub(crate) mod progress;
+pub(crate) mod schedule;
 pub(crate) mod view;
 pub(crate) mod waiting;
 pub(crate) mod workers;

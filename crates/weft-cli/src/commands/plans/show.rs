@@ -25,6 +25,7 @@ pub(crate) async fn show(args: ShowArgs) -> Result<u8, Fail> {
     plan.flow.redact(&mut plan.inputs);
     let mut waiting: Vec<String> = waiting_for(&store, &snap).await?.into_iter().collect();
     waiting.extend(capable::workers_missing(&store, &snap).await?);
+    waiting.extend(capable::slots_waited(&store, &snap).await?);
     let history = if args.history {
         Some(store.history(id).await?)
     } else {

@@ -4,34 +4,36 @@ use crate::shared::{parse_executor, parse_input, Fail, Global};
 use clap::Args;
 use std::path::PathBuf;
 use weft_model::flow::ExecutorKind;
+use weft_model::format_millis;
 use weft_model::schedule::{CatchUp, Overlap};
-use weft_model::{format_millis, now_millis};
-use weft_store::ScheduleRecord;
 
 /// `weft schedules add`.
 #[derive(Debug, Args)]
 pub(crate) struct AddArgs {
     /// The schedule's name (adding one of an existing name replaces it).
     name: String,
-    /// The flow file (TOML).
+    /// The flow file (TOML). Its `[schedule]` table, if any, gives what the options below
+    /// leave out.
     flow: PathBuf,
     /// When: a cron expression — `"0 3 * * *"` (minute hour day month weekday), six fields
-    /// for seconds first, or `@daily`, `@hourly`, ….
+    /// for seconds first, or `@daily`, `@hourly`, …. Needed unless the file has `[schedule]`.
     #[arg(long)]
-    cron: String,
-    /// The time zone its ticks are read in (the timezone database's names).
-    #[arg(long, default_value = "UTC")]
-    timezone: String,
-    /// An input of every plan: NAME=VALUE (a string) or NAME:=JSON. Repeat for more.
+    cron: Option<String>,
+    /// The time zone its ticks are read in (the timezone database's names; default UTC).
+    #[arg(long)]
+    timezone: Option<String>,
+    /// An input of every plan: NAME=VALUE (a string) or NAME:=JSON. Repeat for more; they
+    /// replace the `[schedule]` table's inputs of the same name.
     #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", value_parser = parse_input)]
     inputs: Vec<(String, serde_json::Value)>,
-    /// While the previous plan runs, a tick is skipped (`skip`), waits for it (`queue`), or
-    /// starts anyway (`allow`).
-    #[arg(long, default_value = "skip")]
-    overlap: Overlap,
-    /// Ticks missed while no node ran: fire none, the latest (`one`), or every one (`all`).
-    #[arg(long, default_value = "none")]
-    catch_up: CatchUp,
+    /// While the previous plan runs, a tick is skipped (`skip`, the default), waits for it
+    /// (`queue`), or starts anyway (`allow`).
+    #[arg(long)]
+    overlap: Option<Overlap>,
+    /// Ticks missed while no node ran: fire none (the default), the latest (`one`), or every
+    /// one (`all`).
+    #[arg(long)]
+    catch_up: Option<CatchUp>,
     /// Where its commands and named tasks run: `local` or `remote`.
     #[arg(long, value_parser = parse_executor)]
     executor: Option<ExecutorKind>,
@@ -49,26 +51,41 @@ pub(crate) async fn add(args: AddArgs) -> Result<u8, Fail> {
     if let Some(e) = args.executor {
         flow.set_executor(e);
     }
-    let inputs = crate::shared::bind_inputs(&flow, args.inputs)?;
-    let mut schedule = ScheduleRecord {
-        name: args.name,
-        flow,
-        inputs,
-        cron: args.cron,
-        timezone: args.timezone,
-        overlap: args.overlap,
-        catch_up: args.catch_up,
-        paused: false,
-        next_at: None,
-        last_plan: None,
-    };
-    schedule.next_at = schedule.first_after(now_millis()).map_err(Fail::Input)?;
-    let Some(next) = schedule.next_at else {
+    let spec = flow.schedule.clone();
+    let Some(cron) = args.cron.or_else(|| spec.as_ref().map(|s| s.cron.clone())) else {
         return Err(Fail::Input(format!(
-            "cron `{}` never fires again",
-            schedule.cron
+            "{} has no [schedule] table: say when with --cron",
+            args.flow.display()
         )));
     };
+    let mut given: std::collections::BTreeMap<String, serde_json::Value> = spec
+        .as_ref()
+        .map(|s| s.inputs.clone().into_iter().collect())
+        .unwrap_or_default();
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, value) in args.inputs {
+        if !seen.insert(name.clone()) {
+            return Err(Fail::Input(format!("input `{name}` is given twice")));
+        }
+        given.insert(name, value);
+    }
+    let inputs = crate::shared::bind_inputs(&flow, given.into_iter().collect())?;
+    let schedule = crate::shared::schedule::record(
+        args.name,
+        flow,
+        cron,
+        args.timezone
+            .or_else(|| spec.as_ref().map(|s| s.timezone.clone()))
+            .unwrap_or_else(|| "UTC".into()),
+        inputs,
+        args.overlap
+            .or_else(|| spec.as_ref().map(|s| s.overlap))
+            .unwrap_or_default(),
+        args.catch_up
+            .or_else(|| spec.as_ref().map(|s| s.catch_up))
+            .unwrap_or_default(),
+    )?;
+    let next = schedule.next_at.unwrap_or_default();
     let store = weft_store::open(&args.global.db).await?;
     let name = schedule.name.clone();
     store.put_schedule(schedule).await?;
