@@ -137,32 +137,52 @@ pub struct Blocked {
     pub retry: Millis,
 }
 
-/// Whether `me` (the request's row in `want`'s scope) may be granted, given the scope's
-/// live rows (held, and waiting rows not stale — `me` among them) and its queue's settings
-/// (refilled to now), if it is a queue's scope.
-pub fn verdict(
-    want: &SlotWant,
-    me: &SlotRow,
-    rows: &[SlotRow],
-    queue: Option<&QueueRecord>,
-) -> Result<(), Blocked> {
-    if me.held {
+/// Where a request stands in one scope's line: whether it holds its slot already, how many
+/// slots are held (its key's in a concurrency scope, all in a queue), and how many go before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line {
+    /// Its row is held.
+    pub mine_held: bool,
+    /// Slots held that count against the limit.
+    pub held: usize,
+    /// Waiting rows that go first.
+    pub ahead: usize,
+}
+
+impl Line {
+    /// The line from a scope's live rows (held, and waiting rows not stale — `me` among
+    /// them): first come, first served per key in a concurrency scope; fair across keys in a
+    /// queue.
+    pub fn of(want: &SlotWant, me: &SlotRow, rows: &[SlotRow]) -> Line {
+        let same_line = want.queue().is_none();
+        let rival = |r: &&SlotRow| !same_line || r.key == me.key;
+        let held = rows.iter().filter(rival).filter(|r| r.held).count();
+        let ahead = if same_line {
+            rows.iter()
+                .filter(rival)
+                .filter(|r| !r.held && r.seq < me.seq)
+                .count()
+        } else {
+            fair_rank(me, rows)
+        };
+        Line {
+            mine_held: me.held,
+            held,
+            ahead,
+        }
+    }
+}
+
+/// Whether a request standing in `line` of `want`'s scope may be granted, given its queue's
+/// settings (refilled to now), if it is a queue's scope.
+pub fn verdict(want: &SlotWant, line: Line, queue: Option<&QueueRecord>) -> Result<(), Blocked> {
+    if line.mine_held {
         return Ok(());
     }
-    let (limit, same_line): (Option<u32>, bool) = match want.queue() {
-        Some(_) => (queue.and_then(|q| q.limit), false),
-        None => (want.limit, true),
-    };
-    // Rows this want competes with: its key's in a concurrency scope, all in a queue.
-    let rival = |r: &&SlotRow| !same_line || r.key == me.key;
-    let held = rows.iter().filter(rival).filter(|r| r.held).count();
-    let ahead = if same_line {
-        rows.iter()
-            .filter(rival)
-            .filter(|r| !r.held && r.seq < me.seq)
-            .count()
-    } else {
-        fair_rank(me, rows)
+    let Line { held, ahead, .. } = line;
+    let limit = match want.queue() {
+        Some(_) => queue.and_then(|q| q.limit),
+        None => want.limit,
     };
     if let Some(limit) = limit {
         let limit = limit as usize;
@@ -204,28 +224,26 @@ pub(crate) enum Decision {
     Wait(Blocked),
 }
 
-/// Decides a request from, per want (in order), its scope's live rows — the request's own
-/// among them — and its queue (for a queue's scope, if the queue has settings).
+/// Decides a request from, per want (in order), its line in the scope (`None`: it has no row
+/// there, which cannot happen inside the transaction that wrote it) and the scope's queue (for
+/// a queue's scope, if the queue has settings).
 pub(crate) fn decide(
     req: &SlotRequest,
-    scopes: Vec<(Vec<SlotRow>, Option<QueueRecord>)>,
+    scopes: Vec<(Option<Line>, Option<QueueRecord>)>,
     now: Millis,
 ) -> Decision {
     let mut buckets = Vec::new();
     let mut blocked: Option<Blocked> = None;
-    for (want, (rows, mut queue)) in req.wants.iter().zip(scopes) {
-        let Some(me) = rows
-            .iter()
-            .find(|r| r.plan == req.plan && r.step == req.step)
-        else {
+    for (want, (line, mut queue)) in req.wants.iter().zip(scopes) {
+        let Some(line) = line else {
             continue;
         };
         if let Some(q) = queue.as_mut() {
             refill(q, now);
         }
-        match verdict(want, me, &rows, queue.as_ref()) {
+        match verdict(want, line, queue.as_ref()) {
             Ok(()) => {
-                if let Some(mut q) = queue.filter(|q| q.rate.is_some() && !me.held) {
+                if let Some(mut q) = queue.filter(|q| q.rate.is_some() && !line.mine_held) {
                     q.tokens -= 1.0;
                     buckets.push(q);
                 }
@@ -304,13 +322,17 @@ impl Table {
             .wants
             .iter()
             .map(|w| {
-                let rows = self
+                let rows: Vec<SlotRow> = self
                     .rows
                     .iter()
                     .filter(|(r, _)| r.scope == w.scope)
                     .map(|(r, _)| r.clone())
                     .collect();
-                (rows, w.queue().and_then(|q| self.queues.get(q).cloned()))
+                let line = rows
+                    .iter()
+                    .find(|r| r.plan == req.plan && r.step == req.step)
+                    .map(|me| Line::of(w, me, &rows));
+                (line, w.queue().and_then(|q| self.queues.get(q).cloned()))
             })
             .collect();
         let decision = decide(req, scopes, now);
@@ -457,15 +479,15 @@ mod tests {
     fn a_key_line_is_first_come_first_served_under_its_limit() {
         let rows = vec![row("a", true, 1), row("a", false, 2), row("a", false, 3)];
         let w = want(Some(2), false);
-        assert!(verdict(&w, &rows[1], &rows, None).is_ok());
-        let e = verdict(&w, &rows[2], &rows, None).unwrap_err();
+        assert!(verdict(&w, Line::of(&w, &rows[1], &rows), None).is_ok());
+        let e = verdict(&w, Line::of(&w, &rows[2], &rows), None).unwrap_err();
         assert_eq!(
             e.why,
             "a slot in flow `f` for key `a` (limit 2): 1 of 2 held, 1 ahead in line"
         );
         // Another key's rows do not count.
         let rows = vec![row("b", true, 1), row("b", true, 2), row("a", false, 3)];
-        assert!(verdict(&w, &rows[2], &rows, None).is_ok());
+        assert!(verdict(&w, Line::of(&w, &rows[2], &rows), None).is_ok());
     }
 
     #[test]
@@ -481,8 +503,8 @@ mod tests {
         let q = QueueRecord::new("q".into(), Some(2), None, 0);
         let w = want(None, true);
         // b goes first (place 0), then a's first (place 1): with one free slot, only b.
-        assert!(verdict(&w, &rows[4], &rows, Some(&q)).is_ok());
-        assert!(verdict(&w, &rows[1], &rows, Some(&q)).is_err());
+        assert!(verdict(&w, Line::of(&w, &rows[4], &rows), Some(&q)).is_ok());
+        assert!(verdict(&w, Line::of(&w, &rows[1], &rows), Some(&q)).is_err());
         assert_eq!(fair_rank(&rows[1], &rows), 1);
         assert_eq!(fair_rank(&rows[3], &rows), 3);
     }
@@ -500,8 +522,8 @@ mod tests {
         );
         let rows = vec![row("a", false, 1), row("a", false, 2), row("a", false, 3)];
         let w = want(None, true);
-        assert!(verdict(&w, &rows[1], &rows, Some(&q)).is_ok());
-        let e = verdict(&w, &rows[2], &rows, Some(&q)).unwrap_err();
+        assert!(verdict(&w, Line::of(&w, &rows[1], &rows), Some(&q)).is_ok());
+        let e = verdict(&w, Line::of(&w, &rows[2], &rows), Some(&q)).unwrap_err();
         assert_eq!(e.retry, 500);
         assert!(e.why.contains("rate (2/s) is used up"), "{}", e.why);
         q.tokens = 0.0;
@@ -514,6 +536,7 @@ mod tests {
     #[test]
     fn a_queue_without_settings_never_blocks() {
         let rows = vec![row("a", true, 1), row("a", false, 2)];
-        assert!(verdict(&want(None, true), &rows[1], &rows, None).is_ok());
+        let w = want(None, true);
+        assert!(verdict(&w, Line::of(&w, &rows[1], &rows), None).is_ok());
     }
 }

@@ -4,7 +4,9 @@
 //! only delete, and need no lock.
 
 use super::Conn;
-use crate::slots::{decide, step_column, step_of_column, Decision, QueueRecord, SlotRow, STALE};
+use crate::slots::{
+    decide, step_column, step_of_column, Decision, Line, QueueRecord, SlotRow, STALE,
+};
 use crate::{Error, Result, SlotAnswer, SlotRequest};
 use std::time::Duration;
 use weft_model::limit::Rate;
@@ -77,47 +79,46 @@ pub(super) async fn acquire(conn: &mut Conn, req: &SlotRequest) -> Result<SlotAn
         .await?
         .map(|r| r.get(1))
         .ok_or_else(|| Error::Backend("no clock".into()))?;
-    let mut scopes = Vec::with_capacity(req.wants.len());
+    let mut mine = Vec::with_capacity(req.wants.len());
     for want in &req.wants {
-        conn.execute(
-            "INSERT INTO slots (plan_id, step, scope, key, owner, since, polled)
-             VALUES ($1, $2, $3, $4, $5, $6, $6)
-             ON CONFLICT (plan_id, step, scope) DO UPDATE SET polled = excluded.polled",
-            &[&plan, &step, &want.scope, &want.key, &req.owner, &now],
-        )
-        .await?;
-        conn.execute(
-            "DELETE FROM slots WHERE scope = $1 AND NOT held AND polled < $2",
-            &[&want.scope, &(now - STALE)],
-        )
-        .await?;
-        let live = conn
-            .query(select!("WHERE scope = $1"), &[&want.scope])
-            .await?
-            .iter()
-            .map(row)
-            .collect::<Result<Vec<_>>>()?;
-        let q = match want.queue() {
-            Some(name) => conn
-                .query_opt(
-                    "SELECT name, lim, rate_count, rate_ms, tokens, refilled_at, NULL::bigint, NULL::bigint
-                     FROM queues WHERE name = $1",
-                    &[&name],
-                )
-                .await?
-                .map(|r| queue(&r)),
-            None => None,
-        };
-        scopes.push((live, q));
-    }
-    match decide(req, scopes, now) {
-        Decision::Grant(buckets) => {
-            conn.execute(
-                "UPDATE slots SET held = true, since = $3, why = NULL
-                 WHERE plan_id = $1 AND step = $2 AND NOT held",
-                &[&plan, &step, &now],
+        let row = conn
+            .query_opt(
+                "INSERT INTO slots (plan_id, step, scope, key, owner, since, polled)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)
+                 ON CONFLICT (plan_id, step, scope) DO UPDATE SET polled = excluded.polled
+                 RETURNING seq, held",
+                &[&plan, &step, &want.scope, &want.key, &req.owner, &now],
             )
-            .await?;
+            .await?
+            .ok_or_else(|| Error::Backend("a slot's row was not written".into()))?;
+        mine.push((row.get::<_, i64>(0), row.get::<_, bool>(1)));
+    }
+    let mut decision = decide(req, scopes(conn, req, &mine).await?, now);
+    if matches!(decision, Decision::Wait(_)) {
+        // Places of owners gone quiet are dropped before the request waits behind them.
+        let mut dropped = 0;
+        for want in &req.wants {
+            dropped += conn
+                .execute(
+                    "DELETE FROM slots WHERE scope = $1 AND NOT held AND polled < $2",
+                    &[&want.scope, &(now - STALE)],
+                )
+                .await?;
+        }
+        if dropped > 0 {
+            decision = decide(req, scopes(conn, req, &mine).await?, now);
+        }
+    }
+    match decision {
+        Decision::Grant(buckets) => {
+            if mine.iter().any(|(_, held)| !held) {
+                conn.execute(
+                    "UPDATE slots SET held = true, since = $3, why = NULL
+                     WHERE plan_id = $1 AND step = $2 AND NOT held",
+                    &[&plan, &step, &now],
+                )
+                .await?;
+            }
             for q in buckets {
                 conn.execute(
                     "UPDATE queues SET tokens = $2, refilled_at = $3 WHERE name = $1",
@@ -139,6 +140,55 @@ pub(super) async fn acquire(conn: &mut Conn, req: &SlotRequest) -> Result<SlotAn
             })
         }
     }
+}
+
+/// The request's line in each wanted scope, with the scope's queue: a key's line by counting
+/// (an index covers it), a queue's from its rows (fairness looks at every key).
+async fn scopes(
+    conn: &mut Conn,
+    req: &SlotRequest,
+    mine: &[(i64, bool)],
+) -> Result<Vec<(Option<Line>, Option<QueueRecord>)>> {
+    let mut out = Vec::with_capacity(req.wants.len());
+    for (want, &(seq, mine_held)) in req.wants.iter().zip(mine) {
+        let Some(name) = want.queue() else {
+            let row = conn
+                .query_opt(
+                    "SELECT count(*) FILTER (WHERE held), count(*) FILTER (WHERE NOT held AND seq < $3)
+                     FROM slots WHERE scope = $1 AND key = $2",
+                    &[&want.scope, &want.key, &seq],
+                )
+                .await?
+                .ok_or_else(|| Error::Backend("no count".into()))?;
+            let line = Line {
+                mine_held,
+                held: row.get::<_, i64>(0) as usize,
+                ahead: row.get::<_, i64>(1) as usize,
+            };
+            out.push((Some(line), None));
+            continue;
+        };
+        let live = conn
+            .query(select!("WHERE scope = $1"), &[&want.scope])
+            .await?
+            .iter()
+            .map(row)
+            .collect::<Result<Vec<_>>>()?;
+        let line = live
+            .iter()
+            .find(|r| r.plan == req.plan && r.step == req.step)
+            .map(|me| Line::of(want, me, &live));
+        let q = conn
+            .query_opt(
+                "SELECT name, lim, rate_count, rate_ms, tokens, refilled_at, NULL::bigint, NULL::bigint
+                 FROM queues WHERE name = $1",
+                &[&name],
+            )
+            .await?
+            .map(|r| queue(&r));
+        out.push((line, q));
+    }
+    Ok(out)
 }
 
 /// Drops an owner's rows (its lease lapsed, or it let its locks go).

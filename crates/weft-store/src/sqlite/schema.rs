@@ -214,7 +214,7 @@ CREATE INDEX step_logs_plan ON step_logs(plan_id, id);
         why      TEXT,
         PRIMARY KEY (plan_id, step, scope)
      );
-     CREATE INDEX slots_scope ON slots(scope, key);
+     CREATE INDEX slots_scope ON slots(scope, key, held, seq);
      CREATE INDEX slots_owner ON slots(owner);
      CREATE TABLE queues (
         name        TEXT PRIMARY KEY,

@@ -2,7 +2,9 @@
 //! nothing races it), with the rules of `crate::slots`; readers list them.
 
 use super::classify;
-use crate::slots::{decide, step_column, step_of_column, Decision, QueueRecord, SlotRow, STALE};
+use crate::slots::{
+    decide, step_column, step_of_column, Decision, Line, QueueRecord, SlotRow, STALE,
+};
 use crate::{Error, Result, SlotAnswer, SlotRequest};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::time::Duration;
@@ -64,45 +66,48 @@ pub(super) fn acquire(conn: &Connection, req: &SlotRequest, now: Millis) -> Resu
     if owner.as_deref() != Some(req.owner.as_str()) {
         return Ok(SlotAnswer::Gone);
     }
-    let mut scopes = Vec::with_capacity(req.wants.len());
+    let mut mine = Vec::with_capacity(req.wants.len());
     for want in &req.wants {
-        conn.prepare_cached(
-            "INSERT INTO slots (plan_id, step, scope, key, owner, seq, since, polled)
-             VALUES (?1, ?2, ?3, ?4, ?5, coalesce((SELECT max(seq) FROM slots), 0) + 1, ?6, ?6)
-             ON CONFLICT (plan_id, step, scope) DO UPDATE SET polled = excluded.polled",
-        )
-        .and_then(|mut s| s.execute(params![plan, step, want.scope, want.key, req.owner, now]))
-        .map_err(classify)?;
-        conn.prepare_cached("DELETE FROM slots WHERE scope = ?1 AND held = 0 AND polled < ?2")
-            .and_then(|mut s| s.execute(params![want.scope, now - STALE]))
-            .map_err(classify)?;
-        let mut stmt = conn
+        let (seq, held): (i64, bool) = conn
             .prepare_cached(
-                "SELECT scope, key, plan_id, step, owner, held, seq, since, why FROM slots
-                 WHERE scope = ?1",
+                "INSERT INTO slots (plan_id, step, scope, key, owner, seq, since, polled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, coalesce((SELECT max(seq) FROM slots), 0) + 1, ?6, ?6)
+                 ON CONFLICT (plan_id, step, scope) DO UPDATE SET polled = excluded.polled
+                 RETURNING seq, held",
             )
-            .map_err(classify)?;
-        let live = rows(&mut stmt, [&want.scope])?;
-        let q = match want.queue() {
-            Some(name) => conn
-                .prepare_cached(
-                    "SELECT name, lim, rate_count, rate_ms, tokens, refilled_at, NULL, NULL
-                     FROM queues WHERE name = ?1",
+            .and_then(|mut s| {
+                s.query_row(
+                    params![plan, step, want.scope, want.key, req.owner, now],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
-                .and_then(|mut s| s.query_row([name], queue).optional())
-                .map_err(classify)?,
-            None => None,
-        };
-        scopes.push((live, q));
-    }
-    match decide(req, scopes, now) {
-        Decision::Grant(buckets) => {
-            conn.prepare_cached(
-                "UPDATE slots SET held = 1, since = ?3, why = NULL
-                 WHERE plan_id = ?1 AND step = ?2 AND held = 0",
-            )
-            .and_then(|mut s| s.execute(params![plan, step, now]))
+            })
             .map_err(classify)?;
+        mine.push((seq, held));
+    }
+    let mut decision = decide(req, scopes(conn, req, &mine)?, now);
+    if matches!(decision, Decision::Wait(_)) {
+        // Places of owners gone quiet are dropped before the request waits behind them.
+        let mut dropped = 0;
+        for want in &req.wants {
+            dropped += conn
+                .prepare_cached("DELETE FROM slots WHERE scope = ?1 AND held = 0 AND polled < ?2")
+                .and_then(|mut s| s.execute(params![want.scope, now - STALE]))
+                .map_err(classify)?;
+        }
+        if dropped > 0 {
+            decision = decide(req, scopes(conn, req, &mine)?, now);
+        }
+    }
+    match decision {
+        Decision::Grant(buckets) => {
+            if mine.iter().any(|(_, held)| !held) {
+                conn.prepare_cached(
+                    "UPDATE slots SET held = 1, since = ?3, why = NULL
+                     WHERE plan_id = ?1 AND step = ?2 AND held = 0",
+                )
+                .and_then(|mut s| s.execute(params![plan, step, now]))
+                .map_err(classify)?;
+            }
             for q in buckets {
                 conn.prepare_cached(
                     "UPDATE queues SET tokens = ?2, refilled_at = ?3 WHERE name = ?1",
@@ -122,6 +127,58 @@ pub(super) fn acquire(conn: &Connection, req: &SlotRequest, now: Millis) -> Resu
             })
         }
     }
+}
+
+/// The request's line in each wanted scope, with the scope's queue: a key's line by counting
+/// (an index covers it), a queue's from its rows (fairness looks at every key).
+fn scopes(
+    conn: &Connection,
+    req: &SlotRequest,
+    mine: &[(i64, bool)],
+) -> Result<Vec<(Option<Line>, Option<QueueRecord>)>> {
+    let mut out = Vec::with_capacity(req.wants.len());
+    for (want, &(seq, mine_held)) in req.wants.iter().zip(mine) {
+        let Some(name) = want.queue() else {
+            let (held, ahead): (i64, i64) = conn
+                .prepare_cached(
+                    "SELECT coalesce(sum(held), 0), coalesce(sum(held = 0 AND seq < ?3), 0)
+                     FROM slots WHERE scope = ?1 AND key = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![want.scope, want.key, seq], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                })
+                .map_err(classify)?;
+            let line = Line {
+                mine_held,
+                held: held as usize,
+                ahead: ahead as usize,
+            };
+            out.push((Some(line), None));
+            continue;
+        };
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT scope, key, plan_id, step, owner, held, seq, since, why FROM slots
+                 WHERE scope = ?1",
+            )
+            .map_err(classify)?;
+        let live = rows(&mut stmt, [&want.scope])?;
+        let line = live
+            .iter()
+            .find(|r| r.plan == req.plan && r.step == req.step)
+            .map(|me| Line::of(want, me, &live));
+        let q = conn
+            .prepare_cached(
+                "SELECT name, lim, rate_count, rate_ms, tokens, refilled_at, NULL, NULL
+                 FROM queues WHERE name = ?1",
+            )
+            .and_then(|mut s| s.query_row([name], queue).optional())
+            .map_err(classify)?;
+        out.push((line, q));
+    }
+    Ok(out)
 }
 
 /// Gives back a step's slots, or all of a plan's.
