@@ -107,11 +107,14 @@ impl PlanRun {
         };
         run.set_state(plan::State::Running, why.into(), ctx);
         if run.has_limits() {
-            // Slots left by a process that ran it before are not this run's.
-            ctx.out.changes.push(weft_store::Change::Release {
-                plan: id,
-                step: None,
-            });
+            // Slots left by a process that ran it before are not this run's (a plan never
+            // started has none).
+            if was != plan::State::Planned {
+                ctx.out.changes.push(weft_store::Change::Release {
+                    plan: id,
+                    step: None,
+                });
+            }
             if intent == Intent::Run && !run.flow.limits.is_none() {
                 run.ask_plan_slot(ctx);
             }

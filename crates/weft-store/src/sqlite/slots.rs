@@ -67,11 +67,13 @@ pub(super) fn acquire(conn: &Connection, req: &SlotRequest, now: Millis) -> Resu
         return Ok(SlotAnswer::Gone);
     }
     let mut mine = Vec::with_capacity(req.wants.len());
+    // `seq` is the new row's rowid (`max(rowid)` is one look at the table's b-tree; `max(seq)`
+    // would read every row).
     for want in &req.wants {
         let (seq, held): (i64, bool) = conn
             .prepare_cached(
                 "INSERT INTO slots (plan_id, step, scope, key, owner, seq, since, polled)
-                 VALUES (?1, ?2, ?3, ?4, ?5, coalesce((SELECT max(seq) FROM slots), 0) + 1, ?6, ?6)
+                 VALUES (?1, ?2, ?3, ?4, ?5, coalesce((SELECT max(rowid) FROM slots), 0) + 1, ?6, ?6)
                  ON CONFLICT (plan_id, step, scope) DO UPDATE SET polled = excluded.polled
                  RETURNING seq, held",
             )
