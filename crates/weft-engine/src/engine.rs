@@ -569,6 +569,16 @@ impl Shell {
             // New plans are queued right ahead of the changes that start them.
             self.store_creations(&mut creations);
             let mut ack = self.store.apply(&self.owner, changes);
+            // Slots are asked for right behind the changes (the store takes one caller's
+            // writes in order): often in the same commit, a round trip sooner.
+            for ask in std::mem::take(&mut actions.slots) {
+                tokio::spawn(wait_for_slots(
+                    self.store.clone(),
+                    self.owner.clone(),
+                    ask,
+                    self.inbox.clone(),
+                ));
+            }
             // Fast path: nothing queued ahead and the store answered at once (in-memory).
             if self.queued.load(Ordering::Acquire) == 0 {
                 if let Some(result) = now_or_never(&mut ack) {
@@ -626,7 +636,6 @@ impl Shell {
             refused,
             answers,
             kill,
-            slots,
             ..
         } = actions;
         for (_, reason, waiter) in refused {
@@ -678,14 +687,6 @@ impl Shell {
                 let input = executor.run(item, &inbox).await;
                 let _ = inbox.send(input);
             });
-        }
-        for ask in slots {
-            tokio::spawn(wait_for_slots(
-                self.store.clone(),
-                self.owner.clone(),
-                ask,
-                self.inbox.clone(),
-            ));
         }
         for timer in timers {
             let inbox = self.inbox.clone();
@@ -755,45 +756,53 @@ fn failed_steps(changes: &[Change]) -> Vec<Update> {
 
 /// Asks the store for a plan's or a step's slots until they are granted — then tells the
 /// director — or until the plan is no longer this engine's (its end gave every slot back and
-/// its lock went with it) or the engine is gone. Waits between asks grow from 10 ms to 250 ms,
-/// or as long as a queue's rate says.
-async fn wait_for_slots(
+/// its lock went with it) or the engine is gone. The first ask is queued when this is called,
+/// so that it lands right behind the caller's earlier writes; waits between the next grow from
+/// 10 ms to 250 ms, or as long as a queue's rate says.
+fn wait_for_slots(
     store: SharedStore,
     owner: String,
     ask: crate::director::SlotAsk,
     inbox: mpsc::UnboundedSender<Input>,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
+    use std::time::Duration;
     let request = weft_store::SlotRequest {
         plan: ask.plan,
         step: ask.step,
         owner,
         wants: ask.wants,
     };
-    use std::time::Duration;
-    let mut pause = Duration::from_millis(10);
-    let mut said = None;
-    while !inbox.is_closed() {
-        match store.acquire_slots(request.clone()).await {
-            Ok(weft_store::SlotAnswer::Granted) => {
-                let _ = inbox.send(Input::SlotGranted {
-                    plan: ask.plan,
-                    step: ask.step,
-                });
-                return;
-            }
-            Ok(weft_store::SlotAnswer::Gone) => return,
-            Ok(weft_store::SlotAnswer::Waiting { on, retry }) => {
-                if said.as_ref() != Some(&on) {
-                    tracing::debug!(plan = %ask.plan, step = ?ask.step, "waiting for {on}");
-                    said = Some(on);
+    let mut asking = Some(store.acquire_slots(request.clone()));
+    async move {
+        let mut pause = Duration::from_millis(10);
+        let mut said = None;
+        while !inbox.is_closed() {
+            let answer = match asking.take() {
+                Some(first) => first.await,
+                None => store.acquire_slots(request.clone()).await,
+            };
+            match answer {
+                Ok(weft_store::SlotAnswer::Granted) => {
+                    let _ = inbox.send(Input::SlotGranted {
+                        plan: request.plan,
+                        step: request.step,
+                    });
+                    return;
                 }
-                let wait = pause.max(Duration::from_millis(retry.max(0) as u64));
-                tokio::time::sleep(wait).await;
-                pause = (pause * 2).min(Duration::from_millis(250));
-            }
-            Err(e) => {
-                tracing::warn!(plan = %ask.plan, "asking for slots failed: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(weft_store::SlotAnswer::Gone) => return,
+                Ok(weft_store::SlotAnswer::Waiting { on, retry }) => {
+                    if said.as_ref() != Some(&on) {
+                        tracing::debug!(plan = %request.plan, step = ?request.step, "waiting for {on}");
+                        said = Some(on);
+                    }
+                    let wait = pause.max(Duration::from_millis(retry.max(0) as u64));
+                    tokio::time::sleep(wait).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                Err(e) => {
+                    tracing::warn!(plan = %request.plan, "asking for slots failed: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         }
     }

@@ -59,21 +59,16 @@ fn queue(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRecord> {
 pub(super) fn acquire(conn: &Connection, req: &SlotRequest, now: Millis) -> Result<SlotAnswer> {
     let plan = req.plan.to_string();
     let step = step_column(req.step);
-    let owner: Option<String> = conn
-        .prepare_cached("SELECT owner FROM locks WHERE plan_id = ?1")
-        .and_then(|mut s| s.query_row([&plan], |r| r.get(0)).optional())
-        .map_err(classify)?;
-    if owner.as_deref() != Some(req.owner.as_str()) {
-        return Ok(SlotAnswer::Gone);
-    }
     let mut mine = Vec::with_capacity(req.wants.len());
-    // `seq` is the new row's rowid (`max(rowid)` is one look at the table's b-tree; `max(seq)`
-    // would read every row).
+    // A place is taken (or kept) only while the asker holds the plan's lock; `seq` is the new
+    // row's rowid (`max(rowid)` is one look at the table's b-tree; `max(seq)` would read every
+    // row).
     for want in &req.wants {
-        let (seq, held): (i64, bool) = conn
+        let row: Option<(i64, bool)> = conn
             .prepare_cached(
                 "INSERT INTO slots (plan_id, step, scope, key, owner, seq, since, polled)
-                 VALUES (?1, ?2, ?3, ?4, ?5, coalesce((SELECT max(rowid) FROM slots), 0) + 1, ?6, ?6)
+                 SELECT ?1, ?2, ?3, ?4, ?5, coalesce((SELECT max(rowid) FROM slots), 0) + 1, ?6, ?6
+                 WHERE EXISTS (SELECT 1 FROM locks WHERE plan_id = ?1 AND owner = ?5)
                  ON CONFLICT (plan_id, step, scope) DO UPDATE SET polled = excluded.polled
                  RETURNING seq, held",
             )
@@ -82,9 +77,13 @@ pub(super) fn acquire(conn: &Connection, req: &SlotRequest, now: Millis) -> Resu
                     params![plan, step, want.scope, want.key, req.owner, now],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
+                .optional()
             })
             .map_err(classify)?;
-        mine.push((seq, held));
+        match row {
+            Some(row) => mine.push(row),
+            None => return Ok(SlotAnswer::Gone),
+        }
     }
     let mut decision = decide(req, scopes(conn, req, &mine)?, now);
     if matches!(decision, Decision::Wait(_)) {
