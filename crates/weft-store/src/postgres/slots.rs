@@ -59,6 +59,81 @@ fn queue(r: &tokio_postgres::Row) -> QueueRecord {
     }
 }
 
+/// A fresh request for one concurrency slot, granted or not in one statement: inserted held
+/// when the slots held plus the live places in line (all ahead of a newcomer) leave room under
+/// the limit; a place already taken is only touched (the slow path decides it). No row back:
+/// the asker does not hold the plan's lock.
+const FAST: &str = "INSERT INTO slots AS s (plan_id, step, scope, key, owner, since, polled, held)
+    SELECT $1, $2, $3, $4, $5, $6, $6,
+           (SELECT count(*) FROM slots o
+            WHERE o.scope = $3 AND o.key = $4 AND (o.held OR o.polled >= $7)) < $8
+    WHERE EXISTS (SELECT 1 FROM locks WHERE plan_id = $1 AND owner = $5)
+    ON CONFLICT (plan_id, step, scope) DO UPDATE SET polled = excluded.polled
+    RETURNING held";
+
+/// Every slot request of a writer's transaction (which the writer takes after its other
+/// writes): the advisory lock once, then each request for a single concurrency slot asked in
+/// one statement, all of them pipelined; what that does not grant — places already in line,
+/// several slots, queues — goes the whole way, one by one. Errors stop at the first.
+pub(super) async fn acquire_all(
+    conn: &mut Conn,
+    requests: &[&SlotRequest],
+) -> Result<Vec<SlotAnswer>> {
+    let now: i64 = conn
+        .query_opt(
+            "SELECT pg_advisory_xact_lock($1),
+                    (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+            &[&SLOTS_LOCK],
+        )
+        .await?
+        .map(|r| r.get(1))
+        .ok_or_else(|| Error::Backend("no clock".into()))?;
+    let fast = conn.prepare(FAST).await?;
+    let stale = now - STALE;
+    let simple = |r: &SlotRequest| r.wants.len() == 1 && r.wants[0].queue().is_none();
+    let params: Vec<(String, i32, i64)> = requests
+        .iter()
+        .map(|r| {
+            (
+                r.plan.to_string(),
+                step_column(r.step) as i32,
+                i64::from(r.wants.first().and_then(|w| w.limit).unwrap_or(0)),
+            )
+        })
+        .collect();
+    let client = &conn.client;
+    let asks = requests
+        .iter()
+        .zip(&params)
+        .map(|(r, (plan, step, limit))| {
+            let fast = &fast;
+            async move {
+                if !simple(r) {
+                    return Ok(None);
+                }
+                let w = &r.wants[0];
+                client
+                    .query_opt(
+                        fast,
+                        &[plan, step, &w.scope, &w.key, &r.owner, &now, &stale, limit],
+                    )
+                    .await
+                    .map(|row| Some(row.map(|row| row.get::<_, bool>(0))))
+            }
+        });
+    let quick = futures_util::future::join_all(asks).await;
+    let mut out = Vec::with_capacity(requests.len());
+    for (r, answer) in requests.iter().zip(quick) {
+        out.push(match answer.map_err(super::classify)? {
+            Some(None) => SlotAnswer::Gone,
+            Some(Some(true)) => SlotAnswer::Granted,
+            // In line, or more than one slot: the whole way.
+            Some(Some(false)) | None => acquire(conn, r).await?,
+        });
+    }
+    Ok(out)
+}
+
 /// Asks for a request's slots (see `crate::slots`).
 pub(super) async fn acquire(conn: &mut Conn, req: &SlotRequest) -> Result<SlotAnswer> {
     let plan = req.plan.to_string();

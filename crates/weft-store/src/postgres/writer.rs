@@ -43,6 +43,11 @@ pub(super) async fn run(
             };
         }
         let Some(c) = conn.as_mut() else { continue };
+        // Slot requests go last, together (see `commit`).
+        let (mut batch, asks): (Vec<Request>, Vec<Request>) = batch
+            .into_iter()
+            .partition(|r| !matches!(r.write, Write::AcquireSlots(_)));
+        batch.extend(asks);
         let started = std::time::Instant::now();
         let results = commit(c, &batch).await;
         crate::metrics::committed(batch.len(), started.elapsed());
@@ -88,7 +93,14 @@ async fn commit(conn: &mut Conn, batch: &[Request]) -> Vec<Result<Output>> {
             .iter()
             .take_while(|r| pipelinable(&r.write))
             .count();
-        let (segment, outcome) = if run > 0 {
+        let asks = batch[i..]
+            .iter()
+            .take_while(|r| matches!(r.write, Write::AcquireSlots(_)))
+            .count();
+        let (segment, outcome) = if asks > 0 {
+            let segment = &batch[i..i + asks];
+            (segment, slot_requests(conn, segment, &mut notify).await)
+        } else if run > 0 {
             let segment = &batch[i..i + run];
             match pipelined(conn, segment).await {
                 Ok(wants) => {
@@ -689,6 +701,46 @@ async fn pipelined(conn: &mut Conn, run: &[Request]) -> Result<Notify> {
 
 /// Every request in its own savepoint, so that one caller's conflict fails only its own.
 /// `Err` only when the transaction itself is lost.
+/// Slot requests, taken together behind a savepoint (`slots::acquire_all`); should any fail,
+/// they are rolled back and asked again one by one, so that one request's error is its own.
+/// They come after the transaction's other writes: nothing a caller queued later depends on a
+/// slot it has not been told it got, and a plan's end queued behind its request (its lock
+/// given back) makes the request find it gone rather than leave a slot behind.
+async fn slot_requests(
+    conn: &mut Conn,
+    segment: &[Request],
+    notify: &mut Notify,
+) -> Result<Vec<Result<Output>>> {
+    let requests: Vec<&crate::SlotRequest> = segment
+        .iter()
+        .filter_map(|r| match &r.write {
+            Write::AcquireSlots(req) => Some(req.as_ref()),
+            _ => None,
+        })
+        .collect();
+    conn.client
+        .batch_execute("SAVEPOINT asks")
+        .await
+        .map_err(classify)?;
+    match super::slots::acquire_all(conn, &requests).await {
+        Ok(answers) => {
+            conn.client
+                .batch_execute("RELEASE asks")
+                .await
+                .map_err(classify)?;
+            Ok(answers.into_iter().map(|a| Ok(Output::Slot(a))).collect())
+        }
+        Err(e @ Error::Unavailable(_)) => Err(e),
+        Err(_) => {
+            conn.client
+                .batch_execute("ROLLBACK TO asks; RELEASE asks")
+                .await
+                .map_err(classify)?;
+            one_by_one(conn, segment, notify).await
+        }
+    }
+}
+
 async fn one_by_one(
     conn: &mut Conn,
     batch: &[Request],
