@@ -1706,6 +1706,33 @@ async fn an_idempotency_key_stores_one_plan_within_its_window(store: SharedStore
             .len(),
         3
     );
+    // Many at once from one process (one writer's batch): one plan per key, every caller told
+    // the holder.
+    let mut asking = Vec::new();
+    for i in 0..40 {
+        let plan = new_plan();
+        asking.push((
+            plan.id,
+            store.create_plan_once(plan, format!("burst-{}", i % 4), day),
+        ));
+    }
+    let mut holders = std::collections::BTreeMap::new();
+    for (i, (id, answer)) in asking.into_iter().enumerate() {
+        let held = answer.await.expect("create in a burst");
+        let first = *holders.entry(i % 4).or_insert(held);
+        assert_eq!(held, first, "one holder per key");
+        if i < 4 {
+            assert_eq!(held, id, "the first asker of each key gets it");
+        }
+    }
+    assert_eq!(
+        store
+            .list_plans(PlanFilter::default())
+            .await
+            .expect("list")
+            .len(),
+        7
+    );
 }
 
 async fn a_schedule_fires_each_tick_once_and_minds_overlap(store: SharedStore) {

@@ -97,7 +97,14 @@ async fn commit(conn: &mut Conn, batch: &[Request]) -> Vec<Result<Output>> {
             .iter()
             .take_while(|r| matches!(r.write, Write::AcquireSlots(_)))
             .count();
-        let (segment, outcome) = if asks > 0 {
+        let keyed = batch[i..]
+            .iter()
+            .take_while(|r| matches!(r.write, Write::CreateOnce(..)))
+            .count();
+        let (segment, outcome) = if keyed > 1 {
+            let segment = &batch[i..i + keyed];
+            (segment, keyed_plans(conn, segment, &mut notify).await)
+        } else if asks > 0 {
             let segment = &batch[i..i + asks];
             (segment, slot_requests(conn, segment, &mut notify).await)
         } else if run > 0 {
@@ -734,6 +741,121 @@ async fn slot_requests(
         Err(_) => {
             conn.client
                 .batch_execute("ROLLBACK TO asks; RELEASE asks")
+                .await
+                .map_err(classify)?;
+            one_by_one(conn, segment, notify).await
+        }
+    }
+}
+
+/// New plans with idempotency keys, taken together behind a savepoint: expired keys
+/// deleted, every distinct key inserted in one statement (`DO NOTHING`: a racing node's
+/// insert of a key waits for this transaction and then finds it taken), the holders of the
+/// keys not taken read, and the plans that took theirs created in one statement. A key given
+/// twice in the run goes to the first. Any failure rolls back and goes one by one.
+async fn keyed_plans(
+    conn: &mut Conn,
+    segment: &[Request],
+    notify: &mut Notify,
+) -> Result<Vec<Result<Output>>> {
+    use std::collections::HashMap;
+    let mut first: HashMap<&str, &NewPlan> = HashMap::new();
+    let (mut keys, mut ids, mut cutoffs) = (Vec::new(), Vec::new(), Vec::new());
+    let now = now_millis();
+    for r in segment {
+        if let Write::CreateOnce(plan, key, window) = &r.write {
+            if let std::collections::hash_map::Entry::Vacant(v) = first.entry(key.as_str()) {
+                v.insert(plan.as_ref());
+                keys.push(key.clone());
+                ids.push(plan.id.to_string());
+                cutoffs.push(now - window);
+            }
+        }
+    }
+    conn.client
+        .batch_execute("SAVEPOINT keyed")
+        .await
+        .map_err(classify)?;
+    let result: Result<HashMap<String, PlanId>> = async {
+        conn.execute(
+            "DELETE FROM plan_keys k USING unnest($1::text[], $2::int8[]) AS t(key, cutoff)
+             WHERE k.key = t.key AND k.created_at <= t.cutoff",
+            &[&keys, &cutoffs],
+        )
+        .await?;
+        let took: Vec<String> = conn
+            .query(
+                "INSERT INTO plan_keys (key, plan_id, created_at)
+                 SELECT key, plan_id, $3 FROM unnest($1::text[], $2::text[]) AS t(key, plan_id)
+                 ON CONFLICT (key) DO NOTHING
+                 RETURNING key",
+                &[&keys, &ids, &now],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut holders: HashMap<String, PlanId> = HashMap::new();
+        let creates: Vec<&NewPlan> = took
+            .iter()
+            .filter_map(|k| first.get(k.as_str()).copied())
+            .collect();
+        for p in &creates {
+            notify.plans |= p.state == plan::State::Planned && p.owner.is_none();
+        }
+        for k in &took {
+            if let Some(p) = first.get(k.as_str()) {
+                holders.insert(k.clone(), p.id);
+            }
+        }
+        let others: Vec<&String> = keys.iter().filter(|k| !holders.contains_key(*k)).collect();
+        if !others.is_empty() {
+            for r in conn
+                .query(
+                    "SELECT key, plan_id FROM plan_keys WHERE key = ANY($1)",
+                    &[&others],
+                )
+                .await?
+            {
+                holders.insert(r.get(0), parse_id(r.get(1))?);
+            }
+        }
+        if let Some(p) = bulk_create(&creates)? {
+            let params: Vec<&(dyn ToSql + Sync)> = p
+                .params
+                .iter()
+                .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            conn.execute(p.sql, &params).await?;
+        }
+        Ok(holders)
+    }
+    .await;
+    match result {
+        Ok(holders) => {
+            conn.client
+                .batch_execute("RELEASE keyed")
+                .await
+                .map_err(classify)?;
+            Ok(segment
+                .iter()
+                .map(|r| match &r.write {
+                    Write::CreateOnce(_, key, _) => holders
+                        .get(key)
+                        .map(|id| Output::Plans(vec![*id]))
+                        .ok_or_else(|| {
+                            Error::Backend(format!("idempotency key `{key}` has no plan"))
+                        }),
+                    _ => Err(Error::Backend(
+                        "not a keyed plan (a bug in the writer)".into(),
+                    )),
+                })
+                .collect())
+        }
+        Err(e @ Error::Unavailable(_)) => Err(e),
+        Err(_) => {
+            conn.client
+                .batch_execute("ROLLBACK TO keyed; RELEASE keyed")
                 .await
                 .map_err(classify)?;
             one_by_one(conn, segment, notify).await
