@@ -291,6 +291,9 @@ impl PlanRun {
                     return;
                 }
                 self.slot = Slot::Held;
+                if self.state == plan::State::Planned {
+                    self.set_state(plan::State::Running, "started".into(), ctx);
+                }
                 for i in 0..self.steps.len() {
                     let s = &self.steps[i];
                     let ready = match s.state {

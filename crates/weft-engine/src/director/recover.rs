@@ -105,7 +105,13 @@ impl PlanRun {
             (plan::State::Planned, _) => "started",
             _ => "resumed",
         };
-        run.set_state(plan::State::Running, why.into(), ctx);
+        // A new plan under a limit stays `planned` until its slots are granted: it has not
+        // started, and its start lands with its first steps' (one write less).
+        let waits =
+            intent == Intent::Run && was == plan::State::Planned && !run.flow.limits.is_none();
+        if !waits {
+            run.set_state(plan::State::Running, why.into(), ctx);
+        }
         if run.has_limits() {
             // Slots left by a process that ran it before are not this run's (a plan never
             // started has none).

@@ -1090,6 +1090,11 @@ mod limits {
             format!("flow:{}", h.plan.flow.name)
         );
         assert!(h.released.is_empty(), "a plan never started holds no slots");
+        assert_eq!(
+            h.plan.state,
+            weft_model::plan::State::Planned,
+            "it has not started while it waits"
+        );
         grant(&mut h);
         assert_eq!(h.work.len(), 1);
         // A restart finds the plan running: what an earlier run held goes back first.
