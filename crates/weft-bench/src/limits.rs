@@ -1,8 +1,8 @@
 //! What concurrency limits and idempotency keys cost: the concurrent scenarios (1,000 plans ×
 //! 10 no-op steps at once, one engine) run twice per sample on fresh stores — plainly, and with
-//! a flow-level limit (a key that never binds: limit 1,000, so every plan asks for and gives
-//! back a slot) and an idempotency key per submission — alternating. Each sample is the
-//! second's throughput over the first's, from submission to the last plan's end.
+//! a flow-level limit per tenant (100 tenants, limit 10 each: every plan asks for and gives
+//! back a slot, none waits) and an idempotency key per submission — alternating. Each sample
+//! is the second's throughput over the first's, from submission to the last plan's end.
 
 use crate::support::{execute_all, futures_join, noop_flow, noop_registry, NOOP_PARALLELISM};
 use crate::{Error, Figure};
@@ -14,6 +14,8 @@ use weft_model::flow::{Flow, FlowBuilder};
 use weft_store::{NewPlan, SharedStore};
 
 const PLANS: usize = 1000;
+/// Keys of the limit: each holds `PLANS / TENANTS` plans at once, its limit.
+const TENANTS: usize = 100;
 const STEPS: usize = 10;
 
 /// Steps per second, submission included: plain or limited and keyed.
@@ -26,7 +28,11 @@ async fn run(store: SharedStore, flow: &Flow, keyed: bool) -> Result<f64, Error>
     let started = Instant::now();
     let creating: Vec<_> = (0..PLANS)
         .map(|i| {
-            let (store, new) = (store.clone(), NewPlan::new(flow.clone(), BTreeMap::new()));
+            let inputs = BTreeMap::from([(
+                "tenant".to_string(),
+                serde_json::Value::String(format!("t{}", i % TENANTS)),
+            )]);
+            let (store, new) = (store.clone(), NewPlan::new(flow.clone(), inputs));
             async move {
                 let id = new.id;
                 if keyed {
@@ -53,9 +59,11 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<(SharedStore, Box<dyn Send>), Error>>,
 {
-    let plain = noop_flow(FlowBuilder::linear("bench"), STEPS);
+    let plain = noop_flow(FlowBuilder::linear("bench").input("tenant", None), STEPS);
     let limited = noop_flow(
-        FlowBuilder::linear("bench").concurrency("bench", PLANS as u32),
+        FlowBuilder::linear("bench")
+            .input("tenant", None)
+            .concurrency("${inputs.tenant}", (PLANS / TENANTS) as u32),
         STEPS,
     );
     let mut samples = Vec::new();

@@ -1,6 +1,6 @@
 //! Slots and queues on PostgreSQL: the writer asks for slots inside its transaction under one
 //! advisory lock, so that racing nodes take turns and no scope is ever granted past its limit;
-//! the clock is the database's. Releases (`Change::Release`, the writer's `RELEASE_SLOTS`)
+//! the clock is the database's. Releases (`Change::Release`, the writer's `RELEASE_SLOTS_MANY`)
 //! only delete, and need no lock.
 
 use super::Conn;

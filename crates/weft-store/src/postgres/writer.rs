@@ -294,6 +294,7 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
         let mut singles = Vec::new();
         let mut transitions = Vec::new();
         let (mut u_plan, mut u_owner, mut unlocks) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut r_plan, mut r_step, mut releases) = (Vec::new(), Vec::new(), Vec::new());
         for index in layer {
             let (by, c) = changes[index];
             let data = c.transition().and_then(|t| t.data_json());
@@ -341,10 +342,12 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                     u_owner.push(owner.clone());
                     unlocks.push(index);
                 }
-                Change::Group { .. }
-                | Change::Bookkeeping { .. }
-                | Change::Reply { .. }
-                | Change::Release { .. } => {
+                Change::Release { plan, step } => {
+                    r_plan.push(plan.to_string());
+                    r_step.push(crate::slots::step_column(*step) as i32);
+                    releases.push(index);
+                }
+                Change::Group { .. } | Change::Bookkeeping { .. } | Change::Reply { .. } => {
                     let (sql, params, fenced) = change_sql(c)?;
                     singles.push(Planned {
                         covers: vec![index],
@@ -401,6 +404,16 @@ fn bulk_statements(changes: &[(&str, &Change)]) -> Result<Vec<Planned>> {
                 ..planned(
                     RELEASE_OWNED_MANY,
                     vec![Box::new(u_plan), Box::new(u_owner)],
+                    false,
+                )
+            });
+        }
+        if !releases.is_empty() {
+            out.push(Planned {
+                covers: releases,
+                ..planned(
+                    RELEASE_SLOTS_MANY,
+                    vec![Box::new(r_plan), Box::new(r_step)],
                     false,
                 )
             });
@@ -950,8 +963,11 @@ const RELEASE_OWNED: &str = "DELETE FROM locks WHERE plan_id = $1 AND owner = $2
 const RELEASE_OWNED_MANY: &str = "DELETE FROM locks l
     USING unnest($1::text[], $2::text[]) AS u(plan_id, owner)
     WHERE l.plan_id = u.plan_id AND l.owner = u.owner";
-/// A step's slots (`$2` its index), or all of a plan's (`$2` = -1).
-const RELEASE_SLOTS: &str = "DELETE FROM slots WHERE plan_id = $1 AND ($2 < 0 OR step = $2)";
+/// The slots given back with a layer's changes, all at once: a step's (its index), or all of
+/// a plan's (-1).
+const RELEASE_SLOTS_MANY: &str = "DELETE FROM slots s
+    USING unnest($1::text[], $2::int4[]) AS r(plan_id, step)
+    WHERE s.plan_id = r.plan_id AND (r.step < 0 OR s.step = r.step)";
 const CHANGE_BOOKKEEPING: &str = "UPDATE plans SET phase = $2 WHERE id = $1";
 /// Answers a message still pending.
 const REPLY: &str =
@@ -1003,17 +1019,9 @@ fn change_sql(c: &Change) -> Result<(&'static str, Vec<Param>, bool)> {
             vec![Box::new(plan.to_string()), Box::new(owner.clone())],
             false,
         ),
-        Change::Release { plan, step } => (
-            RELEASE_SLOTS,
-            vec![
-                Box::new(plan.to_string()),
-                Box::new(crate::slots::step_column(*step) as i32),
-            ],
-            false,
-        ),
-        Change::Plan { .. } | Change::Step { .. } => {
+        Change::Plan { .. } | Change::Step { .. } | Change::Release { .. } => {
             return Err(Error::Backend(
-                "a transition outside a bulk statement (a bug in the writer)".into(),
+                "a transition or release outside a bulk statement (a bug in the writer)".into(),
             ))
         }
     })

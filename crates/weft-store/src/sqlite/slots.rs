@@ -59,6 +59,45 @@ fn queue(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRecord> {
 pub(super) fn acquire(conn: &Connection, req: &SlotRequest, now: Millis) -> Result<SlotAnswer> {
     let plan = req.plan.to_string();
     let step = step_column(req.step);
+    if let [want] = req.wants.as_slice() {
+        if let (None, Some(limit)) = (want.queue(), want.limit) {
+            // One concurrency slot: a newcomer is granted in the statement that places it.
+            let held: Option<bool> = conn
+                .prepare_cached(
+                    "INSERT INTO slots (plan_id, step, scope, key, owner, seq, since, polled, held)
+                     SELECT ?1, ?2, ?3, ?4, ?5, coalesce((SELECT max(rowid) FROM slots), 0) + 1,
+                            ?6, ?6,
+                            (SELECT count(*) FROM slots o
+                             WHERE o.scope = ?3 AND o.key = ?4 AND (o.held OR o.polled >= ?7)) < ?8
+                     WHERE EXISTS (SELECT 1 FROM locks WHERE plan_id = ?1 AND owner = ?5)
+                     ON CONFLICT (plan_id, step, scope) DO UPDATE SET polled = excluded.polled
+                     RETURNING held",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![
+                            plan,
+                            step,
+                            want.scope,
+                            want.key,
+                            req.owner,
+                            now,
+                            now - STALE,
+                            limit
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                })
+                .map_err(classify)?;
+            match held {
+                None => return Ok(SlotAnswer::Gone),
+                Some(true) => return Ok(SlotAnswer::Granted),
+                // In line: the whole way, to say why.
+                Some(false) => {}
+            }
+        }
+    }
     let mut mine = Vec::with_capacity(req.wants.len());
     // A place is taken (or kept) only while the asker holds the plan's lock; `seq` is the new
     // row's rowid (`max(rowid)` is one look at the table's b-tree; `max(seq)` would read every
