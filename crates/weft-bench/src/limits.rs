@@ -73,13 +73,8 @@ where
         for k in 0..2 {
             let keyed = (i + k) % 2 == 1;
             let (store, _keep) = fresh().await?;
-            let mode = std::env::var("HACK").unwrap_or_default();
-            let flow = if keyed && mode != "keys" {
-                &limited
-            } else {
-                &plain
-            };
-            pair[usize::from(keyed)] = run(store, flow, keyed && mode != "limits").await?;
+            let flow = if keyed { &limited } else { &plain };
+            pair[usize::from(keyed)] = run(store, flow, keyed).await?;
         }
         samples.push(pair[1] / pair[0]);
     }
