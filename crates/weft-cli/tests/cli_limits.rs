@@ -3,7 +3,7 @@
 //! its lease; queues are set, listed and removed; bad input is refused by name.
 
 mod common;
-use common::{text, wait_for, NodeProcess, Sandbox};
+use common::{http, http_port, text, wait_for, NodeProcess, Sandbox};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -122,7 +122,8 @@ fn a_waiting_plan_says_why_and_a_dead_nodes_slot_goes_with_its_lease() {
         text(&out.stdout).trim().to_string()
     };
     let first = submit();
-    let mut a = NodeProcess::start(&sb, "a", &[]);
+    let mut a = NodeProcess::start(&sb, "a", &["--http", "127.0.0.1:0"]);
+    let port = http_port(&a);
     wait_for("the first plan to run", Duration::from_secs(20), || {
         (sb.show(&first)["steps"][0]["state"] == "running").then_some(())
     });
@@ -139,6 +140,17 @@ fn a_waiting_plan_says_why_and_a_dead_nodes_slot_goes_with_its_lease() {
         },
     );
     assert!(waiting.lines().next().is_some());
+    // The HTTP API says the same; the plan has not started.
+    let r = http(port, "GET", &format!("/api/plans/{second}"), &[], b"");
+    assert_eq!(r.status, 200, "{}", text(&r.body));
+    let plan = r.json();
+    assert_eq!(plan["state"], "planned");
+    assert!(
+        plan["waiting"][0]
+            .as_str()
+            .is_some_and(|w| w.starts_with("waiting for a slot in flow `serial` (limit 1)")),
+        "{plan}"
+    );
     // Node a dies holding the slot: node b frees it with a's lease and runs both.
     a.sigkill();
     let _b = NodeProcess::start(&sb, "b", &[]);

@@ -18,6 +18,28 @@ use serde::Serialize;
 use weft_model::limit::{Rate, SlotWant};
 use weft_model::PlanId;
 
+/// What a plan and its steps wait for in line, a line each: `waiting for a slot in flow
+/// `send` for key `acme` (limit 2): 2 of 2 held, 1 ahead in line`, or `step NAME is waiting
+/// for …`; `name` gives a step's name.
+pub fn waits(rows: &[SlotRow], name: impl Fn(u32) -> Option<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in rows.iter().filter(|r| !r.held) {
+        if !seen.insert(r.step) {
+            continue;
+        }
+        let why = r
+            .why
+            .clone()
+            .unwrap_or_else(|| format!("a slot in `{}`", r.scope));
+        out.push(match r.step.and_then(&name) {
+            Some(step) => format!("step {step} is waiting for {why}"),
+            None => format!("waiting for {why}"),
+        });
+    }
+    out
+}
+
 /// A waiting row not asked about for this long is dropped.
 pub const STALE: Millis = 10_000;
 

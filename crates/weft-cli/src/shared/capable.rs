@@ -84,29 +84,15 @@ pub(crate) async fn workers_missing(
         .collect())
 }
 
-/// A line for the plan and each of its steps waiting in line for slots: `waiting for a slot
-/// in flow `send` for key `acme` (limit 2): 2 of 2 held, 1 ahead in line`.
+/// A line for the plan and each of its steps waiting in line for slots
+/// ([`weft_store::slots::waits`]).
 pub(crate) async fn slots_waited(
     store: &SharedStore,
     snap: &weft_store::PlanSnapshot,
 ) -> Result<Vec<String>, Fail> {
     let rows = store.slots_of(snap.plan.id).await?;
-    let mut out: Vec<String> = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for r in rows.iter().filter(|r| !r.held) {
-        if !seen.insert(r.step) {
-            continue;
-        }
-        let why = r
-            .why
-            .clone()
-            .unwrap_or_else(|| format!("a slot in `{}`", r.scope));
-        out.push(
-            match r.step.and_then(|i| snap.plan.flow.steps.get(i as usize)) {
-                Some(step) => format!("step {} is waiting for {why}", step.name),
-                None => format!("waiting for {why}"),
-            },
-        );
-    }
-    Ok(out)
+    let steps = &snap.plan.flow.steps;
+    Ok(weft_store::slots::waits(&rows, |i| {
+        steps.get(i as usize).map(|s| s.name.clone())
+    }))
 }

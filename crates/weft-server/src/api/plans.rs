@@ -142,7 +142,27 @@ pub async fn show(
 ) -> Result<Json<PlanView>, ApiError> {
     let id = api.resolve(&id).await?;
     let (snap, owner) = api.store().load_plan_and_owner(id).await?;
-    Ok(Json(PlanView::new(snap, owner)))
+    let waiting = waiting(&api, &snap).await?;
+    Ok(Json(PlanView {
+        waiting,
+        ..PlanView::new(snap, owner)
+    }))
+}
+
+/// What a plan that is not over, or its steps, wait for in line under limits and queues.
+pub(crate) async fn waiting(
+    api: &Api,
+    snap: &weft_store::PlanSnapshot,
+) -> Result<Vec<String>, ApiError> {
+    use weft_model::plan::State;
+    if !matches!(snap.plan.state, State::Planned | State::Running) {
+        return Ok(Vec::new());
+    }
+    let rows = api.store().slots_of(snap.plan.id).await?;
+    let steps = &snap.plan.flow.steps;
+    Ok(weft_store::slots::waits(&rows, |i| {
+        steps.get(i as usize).map(|s| s.name.clone())
+    }))
 }
 
 /// Every transition of the plan and its steps, oldest first.

@@ -184,6 +184,9 @@ pub struct PlanView {
     pub executed_by: Option<String>,
     /// Its steps, by index.
     pub steps: Vec<StepView>,
+    /// What it or its steps wait for under concurrency limits and queues, a line each.
+    #[serde(default)]
+    pub waiting: Vec<String>,
 }
 
 impl PlanView {
@@ -229,6 +232,7 @@ impl PlanView {
             after: plan.after.iter().map(|p| p.to_string()).collect(),
             executed_by,
             steps,
+            waiting: Vec::new(),
         }
     }
 }

@@ -148,8 +148,12 @@ async fn load(api: &Api, id: &str) -> Result<(PlanView, Vec<HistoryItem>), ApiEr
     let snap = api.store().load_plan(id).await?;
     let owner = api.store().lock_owner(id).await?;
     let history = api.store().history(id).await?;
+    let waiting = crate::api::plans::waiting(api, &snap).await?;
     Ok((
-        PlanView::new(snap, owner),
+        PlanView {
+            waiting,
+            ..PlanView::new(snap, owner)
+        },
         history.into_iter().map(HistoryItem::from).collect(),
     ))
 }

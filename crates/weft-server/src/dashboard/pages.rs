@@ -137,6 +137,7 @@ pub fn plan_detail(plan: &PlanView, history: &[HistoryItem]) -> Markup {
                 dt { "Inputs" } dd { code { (serde_json::to_string(&plan.inputs).unwrap_or_default()) } }
             }
         }
+        @for line in &plan.waiting { p.waiting { (line) } }
         div.actions {
             @if !stopped {
                 (action(&plan.id, "halt", "Halt", &format!("Halt plan {}? Running steps are cancelled and it stops.", short_id(&plan.id))))
