@@ -272,3 +272,17 @@ fn a_queue_with_a_rate_paces_its_plans() {
     let spread_ms = (ns[3] - ns[0]) / 1_000_000;
     assert!(spread_ms >= 700, "four starts within {spread_ms} ms");
 }
+
+#[test]
+fn the_tenants_example_runs_under_its_limit_and_queue() {
+    let sb = Sandbox::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tenants.toml");
+    let out = sb.run(&["queues", "set", "uploads", "--limit", "4", "--rate", "60/m"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = sb.run(&["run", example, "-i", "tenant=acme"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = sb.run(&["schedules", "add", "nightly", example]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&sb.run(&["schedules", "list"]).stdout);
+    assert!(listed.contains("30 2 * * * (Europe/Berlin)"), "{listed}");
+}
