@@ -245,10 +245,10 @@ impl Engine {
             rescue,
             Intent::Run,
             false,
-            Some(Creation {
+            Some(Box::new(Creation {
                 plan: new,
                 stored: created_tx,
-            }),
+            })),
         );
         let created = match created_rx.await {
             Ok(writing) => writing.await,
@@ -355,7 +355,7 @@ impl Engine {
         rescue: Rescue,
         intent: Intent,
         inhibited: bool,
-        create: Option<Creation>,
+        create: Option<Box<Creation>>,
     ) -> impl Future<Output = Result<PlanEnd, Error>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         tracing::info!(
@@ -842,7 +842,7 @@ fn to_updates(changes: &[Change]) -> Vec<Update> {
 fn take_creation(input: &mut Input, creations: &mut Vec<Creation>) {
     if let Input::Start { create, .. } = input {
         if let Some(c) = create.take() {
-            creations.push(c);
+            creations.push(*c);
         }
     }
 }

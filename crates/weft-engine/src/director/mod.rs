@@ -135,7 +135,7 @@ pub enum Input {
         waiter: Option<Waiter>,
         /// A new plan to store first: the shell takes it out before the director sees the
         /// input, and writes it right ahead of the director's first changes for it.
-        create: Option<Creation>,
+        create: Option<Box<Creation>>,
     },
     /// An execution finished.
     Executed {
