@@ -44,11 +44,15 @@ pub(crate) enum Write {
     TakeMessages(String, u32),
     RegisterWorker(WorkerRecord),
     WorkerHeartbeat(String, u32),
+    /// PostgreSQL: tasks' output (SQLite writes it to files).
     Logs(crate::LogWrite),
     RemoveWorker(String),
     /// Stopped plans that ended before this time (and that no waiting plan names as a
     /// prerequisite), at most this many, deleted with everything of theirs.
     Prune(Millis, u32),
+    /// SQLite: these plans, chosen by a read as `Prune` chooses them (their log files already
+    /// gone), deleted if they still qualify.
+    PruneListed(Millis, Vec<PlanId>),
     PutSchedule(Box<crate::ScheduleRecord>),
     RemoveSchedule(String),
     FireSchedules(Millis, Option<String>),

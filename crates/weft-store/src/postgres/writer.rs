@@ -1130,6 +1130,9 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
         Write::Checkpoint | Write::Backup(_) => Err(Error::Unsupported(
             "PostgreSQL is backed up with pg_dump".into(),
         )),
+        Write::PruneListed(..) => Err(Error::Backend(
+            "PostgreSQL prunes in one statement (a bug in the store)".into(),
+        )),
         Write::Create(plan) => {
             create(conn, plan).await?;
             notify.plans |= plan.state == plan::State::Planned && plan.owner.is_none();

@@ -43,6 +43,8 @@ pub struct SqliteStore {
     /// The file's inode when opened: a different one means the file was replaced.
     inode: u64,
     writer: mpsc::Sender<Request>,
+    /// Where tasks' output goes: files beside the database.
+    logs: logs::LogDir,
     readers: Arc<Mutex<Vec<Connection>>>,
     reading: Arc<tokio::sync::Semaphore>,
     wakes: wake::Wakes,
@@ -156,6 +158,8 @@ impl SqliteStore {
             .map_err(with_path)?;
         schema::check_identity(&conn).map_err(with_path)?;
         configure(&conn, true).map_err(with_path)?;
+        let logs = logs::LogDir::beside(path);
+        import_logs(&conn, &logs).map_err(with_path)?;
         schema::migrate(&mut conn).map_err(with_path)?;
         let (tx, rx) = mpsc::channel();
         let wakes = wake::Wakes::beside(path);
@@ -176,6 +180,7 @@ impl SqliteStore {
             path: Arc::new(path.to_path_buf()),
             inode,
             writer: tx,
+            logs,
             readers: Arc::new(Mutex::new(Vec::new())),
             reading: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             wakes,
@@ -221,6 +226,75 @@ impl SqliteStore {
         .map_err(classify)?;
         configure(&conn, false)?;
         Ok(conn)
+    }
+}
+
+/// Runs `f` on the blocking pool: files are read and written there.
+fn blocking<T, F>(f: F) -> BoxFuture<Result<T>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    Box::pin(async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Error::Backend(format!("file task failed: {e}")))?
+    })
+}
+
+/// Moves what schema versions up to 15 kept of tasks' output in the database (`step_logs`)
+/// to files, before the migration drops the table; a thousand rows at a time.
+fn import_logs(conn: &Connection, logs: &logs::LogDir) -> Result<()> {
+    let table: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'step_logs'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(classify)?;
+    if !table {
+        return Ok(());
+    }
+    let mut after = 0;
+    loop {
+        let rows: Vec<(i64, crate::LogChunk)> = conn
+            .prepare(
+                "SELECT id, plan_id, step, attempt, task, action, stream, pos, at, data
+                 FROM step_logs WHERE id > ?1 ORDER BY id LIMIT 1000",
+            )
+            .and_then(|mut s| {
+                s.query_map([after], |r| {
+                    let plan: String = r.get(1)?;
+                    let plan = plan.parse().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            1,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })?;
+                    let chunk = crate::LogChunk {
+                        key: crate::LogKey {
+                            plan,
+                            step: r.get(2)?,
+                            attempt: r.get(3)?,
+                            task: r.get(4)?,
+                            action: r.get(5)?,
+                            stream: r.get(6)?,
+                        },
+                        offset: r.get::<_, i64>(7)?.max(0) as u64,
+                        at: r.get(8)?,
+                        data: r.get(9)?,
+                    };
+                    Ok((r.get(0)?, chunk))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(classify)?;
+        let Some((last, _)) = rows.last() else {
+            return Ok(());
+        };
+        after = *last;
+        logs.import(&rows)?;
     }
 }
 
@@ -550,7 +624,20 @@ impl Store for SqliteStore {
     }
 
     fn prune_plans(&self, before: Millis, limit: u32) -> BoxFuture<Result<Vec<PlanId>>> {
-        self.write_plans(Write::Prune(before, limit))
+        // Their logs go first: a crash in between leaves plans to prune again, never logs
+        // without a plan.
+        let this = self.clone();
+        Box::pin(async move {
+            let ids = this
+                .read(move |conn| writer::prunable(conn, before, limit))
+                .await?;
+            if ids.is_empty() {
+                return Ok(ids);
+            }
+            let (logs, gone) = (this.logs.clone(), ids.clone());
+            blocking(move || logs.forget(&gone)).await?;
+            this.write_plans(Write::PruneListed(before, ids)).await
+        })
     }
 
     fn put_schedule(&self, schedule: crate::ScheduleRecord) -> BoxFuture<Result<()>> {
@@ -660,7 +747,13 @@ impl Store for SqliteStore {
                 path.display()
             )))));
         }
-        self.write(Write::Backup(path))
+        let (logs, to) = (self.logs.clone(), path.clone());
+        let store = self.write(Write::Backup(path));
+        // The database first: its copy holds every plan whose logs are copied after it.
+        Box::pin(async move {
+            store.await?;
+            blocking(move || logs.copy_beside(&to)).await
+        })
     }
 
     fn check(&self) -> BoxFuture<Result<()>> {
@@ -860,11 +953,13 @@ impl Store for SqliteStore {
     }
 
     fn write_logs(&self, write: crate::LogWrite) -> BoxFuture<Result<()>> {
-        self.write(Write::Logs(write))
+        let logs = self.logs.clone();
+        blocking(move || logs.write(&write))
     }
 
     fn read_logs(&self, query: crate::LogQuery) -> BoxFuture<Result<Vec<crate::LogRow>>> {
-        self.read(move |conn| logs::read(conn, &query))
+        let logs = self.logs.clone();
+        blocking(move || logs.read(&query))
     }
 
     fn remove_worker(&self, topic: String) -> BoxFuture<Result<()>> {

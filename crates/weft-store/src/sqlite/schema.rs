@@ -224,6 +224,9 @@ CREATE INDEX step_logs_plan ON step_logs(plan_id, id);
         tokens      REAL NOT NULL,
         refilled_at INTEGER NOT NULL
      );",
+    // Tasks' output lives in files beside the database (`super::logs`); what the table held
+    // was written there before this runs (`super::import_logs`).
+    "DROP TABLE step_logs;",
 ];
 
 /// The schema version this build writes.

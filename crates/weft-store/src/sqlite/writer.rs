@@ -1,7 +1,7 @@
 //! The writer thread: the only owner of the write connection, and the group commit.
 
 use super::wake::{Wakes, Want};
-use super::{classify, jobs, logs, messages, schedules};
+use super::{classify, jobs, messages, schedules};
 use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
@@ -190,7 +190,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
             Ok(Output::Plans(vec![plan.id]))
         }
         Write::Apply(by, changes) => unit(changes.iter().try_for_each(|c| change(conn, by, c))),
-        Write::Prune(before, limit) => prune(conn, *before, *limit).map(Output::Plans),
+        Write::PruneListed(before, ids) => prune(conn, *before, ids).map(Output::Plans),
         Write::PutSchedule(s) => unit(schedules::put(conn, s)),
         Write::RemoveSchedule(name) => unit(schedules::remove(conn, name)),
         Write::AcquireSlots(req) => {
@@ -326,7 +326,9 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
             messages::take(conn, topic, *limit).map(Output::Messages)
         }
         Write::RegisterWorker(w) => unit(messages::register(conn, w)),
-        Write::Logs(w) => unit(logs::write(conn, w)),
+        Write::Prune(..) | Write::Logs(_) => Err(Error::Backend(
+            "SQLite prunes listed plans, and writes logs to files (a bug in the store)".into(),
+        )),
         Write::WorkerHeartbeat(topic, running) => unit(messages::heartbeat(conn, topic, *running)),
         Write::RemoveWorker(topic) => unit(messages::remove(conn, topic)),
         Write::Acquire(plan, owner) => {
@@ -669,8 +671,9 @@ fn write_reply(conn: &Connection, id: i64, reply: &Reply) -> Result<bool> {
     Ok(n == 1)
 }
 
-/// Deletes stopped plans that ended before `before`, oldest first, at most `limit`.
-fn prune(conn: &Connection, before: Millis, limit: u32) -> Result<Vec<PlanId>> {
+/// The stopped plans that ended before `before` and that no waiting plan names as a
+/// prerequisite, oldest first, at most `limit`: what pruning deletes.
+pub(super) fn prunable(conn: &Connection, before: Millis, limit: u32) -> Result<Vec<PlanId>> {
     let ids: Vec<String> = conn
         .prepare_cached(
             "SELECT p.id FROM plans p
@@ -685,9 +688,29 @@ fn prune(conn: &Connection, before: Millis, limit: u32) -> Result<Vec<PlanId>> {
                 .collect::<rusqlite::Result<_>>()
         })
         .map_err(classify)?;
-    for key in &ids {
+    parse_ids(ids)
+}
+
+/// Deletes those of `ids` that are still prunable, with everything of theirs in the store's
+/// file (their logs went first): the ones deleted.
+fn prune(conn: &Connection, before: Millis, ids: &[PlanId]) -> Result<Vec<PlanId>> {
+    let mut gone = Vec::with_capacity(ids.len());
+    for id in ids {
+        let key = id.to_string();
+        let still: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM plans p
+                 WHERE p.id = ?1 AND p.state = 'stopped' AND p.ended_at < ?2
+                   AND NOT EXISTS (SELECT 1 FROM plans q
+                                   WHERE q.state IN ('scheduled', 'pending')
+                                     AND instr(q.after_plans, p.id) > 0))",
+            )
+            .and_then(|mut s| s.query_row(params![key, before], |r| r.get(0)))
+            .map_err(classify)?;
+        if !still {
+            continue;
+        }
         for sql in [
-            "DELETE FROM step_logs WHERE plan_id = ?1",
             "DELETE FROM plan_keys WHERE plan_id = ?1",
             "DELETE FROM events WHERE plan_id = ?1",
             "DELETE FROM mailbox WHERE plan_id = ?1",
@@ -697,11 +720,12 @@ fn prune(conn: &Connection, before: Millis, limit: u32) -> Result<Vec<PlanId>> {
             "DELETE FROM plans WHERE id = ?1",
         ] {
             conn.prepare_cached(sql)
-                .and_then(|mut s| s.execute([key]))
+                .and_then(|mut s| s.execute([&key]))
                 .map_err(classify)?;
         }
+        gone.push(*id);
     }
-    parse_ids(ids)
+    Ok(gone)
 }
 
 fn conflict(conn: &Connection, plan: PlanId, step: Option<u32>, expected: &str) -> Error {
