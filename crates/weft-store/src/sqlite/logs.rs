@@ -52,7 +52,7 @@ fn owned() -> Result<std::sync::MutexGuard<'static, HashMap<PathBuf, Owned>>> {
 }
 
 /// Files kept open for appending; past this many, all are closed (and reopened when written).
-const OPEN_FILES: usize = 256;
+const OPEN_FILES: usize = 64;
 /// Dropped bytes a file may carry before it is rewritten, beyond as many as it keeps.
 const SLACK: u64 = 1 << 20;
 /// The longest record header read; a longer line is not a record.
