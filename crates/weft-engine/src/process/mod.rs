@@ -459,6 +459,13 @@ fn end_line(printed: &mut Printed, line: &mut Vec<u8>, overlong: Option<(usize, 
 }
 
 fn json_object(line: &[u8]) -> Option<Map<String, Value>> {
+    // Most lines are not objects: tell by their first byte, before any text is made of them.
+    // A non-ASCII one may be Unicode whitespace before a `{`, as `trim` sees it.
+    match line.iter().find(|b| !matches!(b, b'\t'..=b'\r' | b' ')) {
+        None => return None,
+        Some(b) if b.is_ascii() && *b != b'{' => return None,
+        Some(_) => {}
+    }
     let text = String::from_utf8_lossy(line);
     let trimmed = text.trim();
     if !trimmed.starts_with('{') {
@@ -684,6 +691,20 @@ pub(crate) fn signal_group(pid: u32, signal: libc::c_int) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_line_is_an_object_as_trimmed_text_says() {
+        let object = |line: &[u8]| super::json_object(line).is_some();
+        assert!(object(b"{\"a\": 1}"));
+        assert!(object(b" \t\x0b\x0c\r{\"a\": 1}  "));
+        assert!(object("\u{a0}\u{2003}{\"a\": 1}".as_bytes()));
+        assert!(!object(b""));
+        assert!(!object(b"   "));
+        assert!(!object(b"10000"));
+        assert!(!object(b"[1, 2]"));
+        assert!(!object(b"{not json"));
+        assert!(!object(b"\xff{\"a\": 1}"));
+    }
+
     use super::*;
 
     async fn printed(bytes: &[u8]) -> Printed {
