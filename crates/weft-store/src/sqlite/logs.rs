@@ -538,9 +538,12 @@ impl Owned {
             .file
             .seek(std::io::SeekFrom::End(0))
             .map_err(|e| io("write", &self.path, e))?;
-        self.file
-            .write_all(record)
-            .map_err(|e| io("write", &self.path, e))?;
+        if let Err(e) = self.file.write_all(record) {
+            // Half a record would end what readers see of this file (the disk filled, say):
+            // cut it off, so that the next record follows the last whole one.
+            let _ = self.file.set_len(at);
+            return Err(io("write", &self.path, e));
+        }
         Ok(at)
     }
 
