@@ -691,9 +691,11 @@ pub(crate) fn signal_group(pid: u32, signal: libc::c_int) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_line_is_an_object_as_trimmed_text_says() {
-        let object = |line: &[u8]| super::json_object(line).is_some();
+        let object = |line: &[u8]| json_object(line).is_some();
         assert!(object(b"{\"a\": 1}"));
         assert!(object(b" \t\x0b\x0c\r{\"a\": 1}  "));
         assert!(object("\u{a0}\u{2003}{\"a\": 1}".as_bytes()));
@@ -704,8 +706,6 @@ mod tests {
         assert!(!object(b"{not json"));
         assert!(!object(b"\xff{\"a\": 1}"));
     }
-
-    use super::*;
 
     async fn printed(bytes: &[u8]) -> Printed {
         read_output(bytes, None).await
