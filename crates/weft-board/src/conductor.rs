@@ -3,9 +3,11 @@
 //!
 //! - It claims the most urgent, oldest jobs whose Rust tasks the node runs, as many at once as
 //!   it has room for (`max_simultaneous_jobs`), in one write.
-//! - A job's plan has the id the job carries, and only the conductor holding the job's claim
-//!   runs it (node claimers leave it): a job taken over after a crash resumes its plan instead
-//!   of starting another, so its steps run at most twice; and a job in the trash is not run.
+//! - A job's plan has the id the job carries, and is created by the claim itself, in the same
+//!   write, its lock held by the node: one write fewer per job. Only the conductor holding the
+//!   job's claim runs it (node claimers leave it): a job taken over after a crash resumes its
+//!   plan instead of starting another, so its steps run at most twice; and a job in the trash
+//!   is not run.
 //! - When the plan stops — success or error, as TaskFlow consumes a job whose atoms failed —
 //!   the store completes the job in the same commit. A plan that pauses for an operator keeps
 //!   its job claimed until it ends.
@@ -16,13 +18,12 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use weft_deps::{Context, Manifold, TaskWorker, Worker};
 use weft_engine::{Engine, Rescue};
 use weft_model::job::{Release, State};
 use weft_model::plan;
-use weft_store::{Entity, JobRecord, NewPlan, SharedStore};
+use weft_store::{ClaimedJob, Entity, JobRecord, SharedStore};
 
 /// How often the board is looked at when the last look found nothing and the store sends no
 /// wake-up hints.
@@ -66,6 +67,13 @@ pub fn manifold(owner: String, capabilities: Vec<String>, config: ConductorConfi
         async move {
             let store: SharedStore = ctx.get("store")?;
             let engine: Engine = ctx.get("executor")?;
+            // Its claims create the jobs' plans locked by the claimer, for this executor.
+            if engine.owner() != owner {
+                return Err(failed(format!(
+                    "the conductor claims as {owner} but its executor runs plans as {}",
+                    engine.owner()
+                )));
+            }
             let conductor = Conductor {
                 owner,
                 capabilities,
@@ -139,7 +147,7 @@ impl Conductor {
             } else {
                 let claimed = self
                     .store
-                    .claim_jobs(self.owner.clone(), room as u32, self.capabilities.clone())
+                    .claim_jobs_to_run(self.owner.clone(), room as u32, self.capabilities.clone())
                     .await;
                 match claimed {
                     Ok(jobs) => jobs,
@@ -151,9 +159,9 @@ impl Conductor {
                 }
             };
             let full = room > 0 && claimed.len() == room;
-            for job in claimed {
-                tracing::debug!(job = %job.id, attempt = job.attempts, "job_claimed");
-                running.spawn(self.clone().conduct(job));
+            for claim in claimed {
+                tracing::debug!(job = %claim.job.id, attempt = claim.job.attempts, "job_claimed");
+                running.spawn(self.clone().conduct(claim));
             }
             // Reap what ended, without waiting.
             while running.try_join_next().is_some() {}
@@ -179,19 +187,21 @@ impl Conductor {
         }
     }
 
-    /// Runs one claimed job's flow as its plan, to its end.
-    async fn conduct(self, job: JobRecord) {
-        let new = NewPlan {
-            id: job.plan,
-            ..NewPlan::new(job.flow.clone(), job.inputs.clone())
-        };
-        let (stored_tx, stored_rx) = oneshot::channel();
-        let (ended_tx, _ended) = oneshot::channel();
+    /// Runs one claimed job's flow as its plan, to its end: the plan its claim created, or
+    /// an earlier claim's.
+    async fn conduct(self, claim: ClaimedJob) {
+        let job = claim.job;
+        if !claim.plan_created {
+            return self.adopt(job).await;
+        }
         let result = self
             .engine
-            .submit_and_execute(new, self.config.rescue, stored_tx, ended_tx)
+            .execute_created(
+                job.plan_to_run(&self.owner),
+                self.config.rescue,
+                claim.plan_started,
+            )
             .await;
-        let existed = matches!(stored_rx.await, Ok(Err(weft_store::Error::Exists(_))));
         match result {
             Ok(end) if end.state == plan::State::Stopped => {
                 tracing::info!(job = %job.id, plan = %end.plan, outcome = %end.outcome, "job_consumed");
@@ -200,7 +210,6 @@ impl Conductor {
                 tracing::info!(job = %job.id, plan = %end.plan, state = %end.state,
                     "the job's plan waits for an operator; the job stays claimed until it ends");
             }
-            Err(_) if existed => self.adopt(job).await,
             Err(weft_engine::Error::Stopped) => self.abandon(&job, "its node stopped").await,
             Err(e) => self.abandon(&job, &format!("its plan failed: {e}")).await,
         }

@@ -249,6 +249,7 @@ impl Engine {
                 plan: new,
                 stored: created_tx,
             })),
+            false,
         );
         let created = match created_rx.await {
             Ok(writing) => writing.await,
@@ -272,6 +273,47 @@ impl Engine {
             let _ = self.store.release_lock(id, Some(owner)).await;
         }
         result
+    }
+
+    /// Executes a new plan that the store created already, its lock held by this engine's
+    /// owner (a conductor's claim creates its jobs' plans so), without reading it back: `new`
+    /// must be what was stored — and `started`, whether its start was stored with it (it is
+    /// then `running` since its creation). The result is the same as [`Engine::execute`]'s.
+    pub async fn execute_created(
+        &self,
+        new: NewPlan,
+        rescue: Rescue,
+        started: bool,
+    ) -> Result<PlanEnd, Error> {
+        let id = new.id;
+        let owner = self.config.owner.clone();
+        let result = match self.check_needs(id, &new.flow) {
+            Ok(()) => {
+                let (mut plan, steps) = new.records();
+                if started {
+                    plan.state = plan::State::Running;
+                    plan.started_at = Some(plan.created_at);
+                    let _ = self.updates.send(Update::Plan {
+                        plan: id,
+                        state: plan::State::Running,
+                    });
+                }
+                let snapshot = PlanSnapshot { plan, steps };
+                self.start_director(snapshot, rescue, Intent::Run, false, None, started)
+                    .await
+            }
+            Err(refused) => Err(refused),
+        };
+        // An ended plan gave its lock back with its last change.
+        if !matches!(result, Ok(_) | Err(Error::Stopped)) {
+            let _ = self.store.release_lock(id, Some(owner)).await;
+        }
+        result
+    }
+
+    /// This engine's owner: the holder of the locks it takes.
+    pub fn owner(&self) -> &str {
+        &self.config.owner
     }
 
     /// Refuses a plan needing a Rust task this engine's registry lacks.
@@ -344,7 +386,7 @@ impl Engine {
         {
             end_leftovers(plan, None).await;
         }
-        self.start_director(snapshot, rescue, intent, inhibited, None)
+        self.start_director(snapshot, rescue, intent, inhibited, None, false)
             .await
     }
 
@@ -356,6 +398,7 @@ impl Engine {
         intent: Intent,
         inhibited: bool,
         create: Option<Box<Creation>>,
+        started: bool,
     ) -> impl Future<Output = Result<PlanEnd, Error>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         tracing::info!(
@@ -365,6 +408,7 @@ impl Engine {
             tracer.plan_started(snapshot.plan.id, &snapshot.plan.flow.name);
         }
         let start = Input::Start {
+            started,
             snapshot: Box::new(snapshot),
             rescue,
             intent,

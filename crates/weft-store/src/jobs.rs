@@ -2,6 +2,7 @@
 //! inputs), their transitions, and the entities registered with the board. What may happen to
 //! a job is decided by [`weft_model::job`]; the backends read, ask it, and write.
 
+use crate::NewPlan;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -112,6 +113,51 @@ impl JobRecord {
             attempts: self.attempts,
             max_attempts: self.max_attempts,
         }
+    }
+}
+
+/// A job a conductor claimed to run at once: its plan is created with the claim, unless it
+/// existed already.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    /// The job, as the claim left it.
+    pub job: JobRecord,
+    /// Whether the claim created the job's plan ([`JobRecord::plan_to_run`], its lock held by
+    /// the claimer); if not, the plan is an earlier claim's, to resume.
+    pub plan_created: bool,
+    /// Whether the claim also started the plan it created ([`JobRecord::starts_with_claim`]):
+    /// stored `running`, its history holding its start (`planned → running`, why `started`,
+    /// by the claimer) — the write the director makes when it starts a plan.
+    pub plan_started: bool,
+}
+
+impl JobRecord {
+    /// The plan a conductor's claim creates for the job: the job's plan id, flow and inputs,
+    /// created when the job was claimed (`modified_at`), its lock held by `owner`.
+    pub fn plan_to_run(&self, owner: &str) -> NewPlan {
+        NewPlan {
+            id: self.plan,
+            created_at: self.modified_at,
+            owner: Some(owner.to_string()),
+            ..NewPlan::new(self.flow.clone(), self.inputs.clone())
+        }
+    }
+
+    /// Whether a conductor's claim starts the plan it creates: unless its flow has limits
+    /// (such a plan waits `planned` for its slots).
+    pub fn starts_with_claim(&self) -> bool {
+        self.flow.limits.is_none()
+    }
+
+    /// The start a conductor's claim records for the plan it creates and starts.
+    pub fn plan_start(&self) -> crate::Change {
+        crate::Change::plan_state_because(
+            self.plan,
+            weft_model::plan::State::Planned,
+            weft_model::plan::State::Running,
+            self.modified_at,
+            "started",
+        )
     }
 }
 

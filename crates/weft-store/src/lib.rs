@@ -33,7 +33,7 @@ pub mod sqlite;
 mod wakeups;
 
 pub use error::Error;
-pub use jobs::{Entity, JobFilter, JobRecord, JobTransition, NewJob};
+pub use jobs::{ClaimedJob, Entity, JobFilter, JobRecord, JobTransition, NewJob};
 pub use logs::{LogChunk, LogKey, LogQuery, LogRow, LogWrite};
 pub use mailbox::wait_for_reply;
 pub use messages::{WireMessage, WorkerRecord};
@@ -287,6 +287,17 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         can_run: Vec<String>,
     ) -> BoxFuture<Result<Vec<JobRecord>>>;
+
+    /// Claims as [`Store::claim_jobs`] does, and creates each claimed job's plan in the same
+    /// write ([`JobRecord::plan_to_run`]: its steps pending, its lock held by `who`) unless
+    /// it exists already: what a conductor that runs its jobs at once asks for, one write
+    /// fewer per job.
+    fn claim_jobs_to_run(
+        &self,
+        who: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<ClaimedJob>>>;
 
     /// Ends `who`'s claim on a job `how` (consume, abandon, trash), fenced by `attempt` when
     /// given; returns the job as it now stands.

@@ -3,9 +3,9 @@
 
 use crate::record::{judge_prerequisites, promotion, Readiness};
 use crate::{
-    BoxFuture, Change, Due, Entity, Error, HistoryEntry, Instruction, JobFilter, JobRecord,
-    JobTransition, Message, NewJob, NewPlan, NodeRecord, PlanFilter, PlanRecord, PlanSnapshot,
-    PlanSummary, Reply, Result, StepRecord, Store, WireMessage, WorkerRecord,
+    BoxFuture, Change, ClaimedJob, Due, Entity, Error, HistoryEntry, Instruction, JobFilter,
+    JobRecord, JobTransition, Message, NewJob, NewPlan, NodeRecord, PlanFilter, PlanRecord,
+    PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store, WireMessage, WorkerRecord,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -961,6 +961,38 @@ impl Store for MemoryStore {
         can_run: Vec<String>,
     ) -> BoxFuture<Result<Vec<JobRecord>>> {
         ready(self.lock().jobs.claim_many(&who, limit, &can_run))
+    }
+
+    fn claim_jobs_to_run(
+        &self,
+        who: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<ClaimedJob>>> {
+        let mut inner = self.lock();
+        let claimed = match inner.jobs.claim_many(&who, limit, &can_run) {
+            Ok(jobs) => jobs,
+            Err(e) => return ready(Err(e)),
+        };
+        let mut out = Vec::with_capacity(claimed.len());
+        for job in claimed {
+            let plan_created = match insert_plan(&mut inner, job.plan_to_run(&who)) {
+                Ok(()) => true,
+                // An earlier claim's, to resume.
+                Err(Error::Exists(_)) => false,
+                Err(e) => return ready(Err(e)),
+            };
+            let plan_started = plan_created && job.starts_with_claim();
+            if plan_started {
+                inner.apply(&Arc::from(who.as_str()), job.plan_start());
+            }
+            out.push(ClaimedJob {
+                job,
+                plan_created,
+                plan_started,
+            });
+        }
+        ready(Ok(out))
     }
 
     fn release_job(

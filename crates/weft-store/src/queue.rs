@@ -2,8 +2,8 @@
 //! write answers once its transaction committed.
 
 use crate::{
-    BoxFuture, Change, Due, Entity, Error, Instruction, JobRecord, NewJob, NewPlan, NodeRecord,
-    Reply, Result, WireMessage, WorkerRecord,
+    BoxFuture, Change, ClaimedJob, Due, Entity, Error, Instruction, JobRecord, NewJob, NewPlan,
+    NodeRecord, Reply, Result, WireMessage, WorkerRecord,
 };
 use tokio::sync::oneshot;
 use weft_model::job::{JobId, Release};
@@ -36,7 +36,9 @@ pub(crate) enum Write {
     Reply(i64, Reply),
     PostJob(Box<NewJob>),
     ClaimJob(JobId, String),
-    ClaimJobs(String, u32, Vec<String>),
+    /// Claims for the first, at most the second, runnable with the third; with the fourth,
+    /// each job's plan created with its claim (`Store::claim_jobs_to_run`).
+    ClaimJobs(String, u32, Vec<String>, bool),
     ReleaseJob(JobId, String, Option<u32>, Release),
     RetryJob(JobId, String),
     RegisterEntity(Entity),
@@ -74,6 +76,7 @@ pub(crate) enum Output {
     Id(i64),
     Bool(bool),
     Jobs(Vec<JobRecord>),
+    Claimed(Vec<ClaimedJob>),
     Messages(Vec<WireMessage>),
     Fired(Vec<(String, PlanId)>),
     Slot(crate::SlotAnswer),
@@ -108,6 +111,13 @@ impl Output {
     pub(crate) fn into_jobs(self) -> Result<Vec<JobRecord>> {
         match self {
             Output::Jobs(j) => Ok(j),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn into_claimed(self) -> Result<Vec<ClaimedJob>> {
+        match self {
+            Output::Claimed(j) => Ok(j),
             _ => Err(unexpected()),
         }
     }
@@ -172,10 +182,10 @@ pub(crate) trait Queue {
         Box::pin(async move { done.await.map(drop) })
     }
 
-    /// A write that answers jobs.
-    fn write_jobs(&self, write: Write) -> BoxFuture<Result<Vec<JobRecord>>> {
+    /// A write that answers claimed jobs.
+    fn write_claimed(&self, write: Write) -> BoxFuture<Result<Vec<ClaimedJob>>> {
         let done = self.submit(write);
-        Box::pin(async move { done.await?.into_jobs() })
+        Box::pin(async move { done.await?.into_claimed() })
     }
 
     /// A write that answers one job.

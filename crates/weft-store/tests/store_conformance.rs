@@ -1344,6 +1344,116 @@ async fn a_stopping_plan_completes_its_claimed_job(store: SharedStore) {
     );
 }
 
+async fn a_conductors_claim_creates_and_starts_its_jobs_plans(store: SharedStore) {
+    let plain = store
+        .post_job(new_job("plain", Priority::High))
+        .await
+        .expect("post");
+    let mut limited_job = new_job("limited", Priority::Normal);
+    limited_job.flow.limits.queue = Some("q".into());
+    let limited = store.post_job(limited_job).await.expect("post");
+    let claimed = store
+        .claim_jobs_to_run("c".into(), 10, noop())
+        .await
+        .expect("claim");
+    let summary: Vec<(JobId, bool, bool)> = claimed
+        .iter()
+        .map(|c| (c.job.id, c.plan_created, c.plan_started))
+        .collect();
+    assert_eq!(
+        summary,
+        [(plain.id, true, true), (limited.id, true, false)],
+        "both plans created; only the one without limits started"
+    );
+    // The started plan: running since its claim, its steps pending, its lock the claimer's,
+    // its start in its history — as the plan a director started.
+    let started = &claimed[0].job;
+    assert_eq!(claimed[0].job.plan_to_run("c").id, started.plan);
+    let snapshot = store.load_plan(started.plan).await.expect("load");
+    assert_eq!(snapshot.plan.state, plan::State::Running);
+    assert_eq!(snapshot.plan.started_at, Some(started.modified_at));
+    assert_eq!(snapshot.plan.created_at, started.modified_at);
+    assert_eq!(snapshot.plan.flow, started.flow);
+    assert_eq!(snapshot.plan.inputs, started.inputs);
+    let steps: Vec<(&str, step::State)> = snapshot
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.state))
+        .collect();
+    assert_eq!(
+        steps,
+        [("a", step::State::Pending), ("b", step::State::Pending)]
+    );
+    assert_eq!(
+        store
+            .lock_owner(started.plan)
+            .await
+            .expect("owner")
+            .as_deref(),
+        Some("c")
+    );
+    let history = store.history(started.plan).await.expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (
+            history[0].from.as_str(),
+            history[0].to.as_str(),
+            history[0].by.as_deref()
+        ),
+        ("planned", "running", Some("c"))
+    );
+    assert_eq!(history[0].data, Some(serde_json::json!({"why": "started"})));
+    // The limited plan waits, planned, for its slots; a node's claimer leaves both alone.
+    let waiting = store.load_plan(claimed[1].job.plan).await.expect("load");
+    assert_eq!(waiting.plan.state, plan::State::Planned);
+    assert!(store
+        .history(claimed[1].job.plan)
+        .await
+        .expect("history")
+        .is_empty());
+    // Abandoned and claimed again: the plan is the earlier claim's, to resume.
+    store
+        .release_job(plain.id, "c".into(), Some(1), Release::Abandon)
+        .await
+        .expect("abandon");
+    let again = store
+        .claim_jobs_to_run("d".into(), 10, noop())
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (
+            again[0].job.id,
+            again[0].plan_created,
+            again[0].plan_started
+        ),
+        (plain.id, false, false)
+    );
+    assert_eq!(
+        store
+            .lock_owner(started.plan)
+            .await
+            .expect("owner")
+            .as_deref(),
+        Some("c"),
+        "the earlier claimer's lock is not taken by a claim"
+    );
+    // A plain claim creates nothing.
+    let bare = store
+        .post_job(new_job("bare", Priority::Low))
+        .await
+        .expect("post");
+    let claimed = store
+        .claim_jobs("e".into(), 10, noop())
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert!(matches!(
+        store.load_plan(bare.plan).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
 async fn entities_and_bad_ids(store: SharedStore) {
     store
         .register_entity(Entity {
@@ -2026,6 +2136,7 @@ macro_rules! conformance {
             case!(a_lost_owner_loses_its_claims_and_a_stale_claim_is_fenced);
             case!(a_job_claimed_max_attempts_times_goes_to_the_trash);
             case!(a_stopping_plan_completes_its_claimed_job);
+            case!(a_conductors_claim_creates_and_starts_its_jobs_plans);
             case!(entities_and_bad_ids);
             case!(messages_are_taken_once_by_topic_in_order);
             case!(workers_register_heartbeat_and_go);

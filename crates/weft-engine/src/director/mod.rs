@@ -136,6 +136,9 @@ pub enum Input {
         /// A new plan to store first: the shell takes it out before the director sees the
         /// input, and writes it right ahead of the director's first changes for it.
         create: Option<Box<Creation>>,
+        /// Its start was stored with its creation (a conductor's claim creates its job's plan
+        /// `running`): it is not one taken over, and its start is not written again.
+        started: bool,
     },
     /// An execution finished.
     Executed {
@@ -447,6 +450,7 @@ impl Director {
                 inhibited,
                 waiter,
                 create: _,
+                started,
             } => {
                 let id = snapshot.plan.id;
                 if self.plans.contains_key(&id) {
@@ -479,8 +483,16 @@ impl Director {
                     ));
                     return;
                 }
-                match PlanRun::recover(*snapshot, rescue, intent, waiter, &mut self.flows, &mut ctx)
-                {
+                let recovered = PlanRun::recover(
+                    *snapshot,
+                    rescue,
+                    intent,
+                    started,
+                    waiter,
+                    &mut self.flows,
+                    &mut ctx,
+                );
+                match recovered {
                     Ok(mut run) => {
                         run.progress(&mut ctx);
                         self.plans.insert(id, run);

@@ -22,6 +22,7 @@ impl PlanRun {
         snapshot: PlanSnapshot,
         rescue: Rescue,
         intent: Intent,
+        started: bool,
         waiter: Option<Waiter>,
         flows: &mut FlowCache,
         ctx: &mut Ctx<'_>,
@@ -93,7 +94,7 @@ impl PlanRun {
 
         // The plan's own moves: a plan found running was abandoned by a dead process; like
         // Dynflow's invalidation, it passes through paused.
-        if was == plan::State::Running {
+        if was == plan::State::Running && !started {
             run.set_state(
                 plan::State::Paused,
                 "taken over: the process executing it is gone".into(),
@@ -109,13 +110,13 @@ impl PlanRun {
         // started, and its start lands with its first steps' (one write less).
         let waits =
             intent == Intent::Run && was == plan::State::Planned && !run.flow.limits.is_none();
-        if !waits {
+        if !waits && !started {
             run.set_state(plan::State::Running, why.into(), ctx);
         }
         if run.has_limits() {
             // Slots left by a process that ran it before are not this run's (a plan never
             // started has none).
-            if was != plan::State::Planned {
+            if was != plan::State::Planned && !started {
                 ctx.out.changes.push(weft_store::Change::Release {
                     plan: id,
                     step: None,

@@ -62,6 +62,7 @@ impl Harness {
         };
         self.feed(Input::Start {
             create: None,
+            started: false,
             snapshot: Box::new(snapshot),
             rescue,
             intent,

@@ -26,7 +26,9 @@ use crate::{
     BoxFuture, Change, Due, Error, Hints, HistoryEntry, Instruction, Message, NewPlan, NodeRecord,
     PlanFilter, PlanRecord, PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store,
 };
-use crate::{Entity, JobFilter, JobRecord, JobTransition, NewJob, WireMessage, WorkerRecord};
+use crate::{
+    ClaimedJob, Entity, JobFilter, JobRecord, JobTransition, NewJob, WireMessage, WorkerRecord,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -877,7 +879,17 @@ impl Store for PostgresStore {
         limit: u32,
         can_run: Vec<String>,
     ) -> BoxFuture<Result<Vec<JobRecord>>> {
-        self.write_jobs(Write::ClaimJobs(who, limit, can_run))
+        let claimed = self.write_claimed(Write::ClaimJobs(who, limit, can_run, false));
+        Box::pin(async move { Ok(claimed.await?.into_iter().map(|c| c.job).collect()) })
+    }
+
+    fn claim_jobs_to_run(
+        &self,
+        who: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<ClaimedJob>>> {
+        self.write_claimed(Write::ClaimJobs(who, limit, can_run, true))
     }
 
     fn release_job(

@@ -1287,8 +1287,8 @@ async fn apply(conn: &mut Conn, write: &Write, notify: &mut Notify) -> Result<Ou
             Ok(Output::Jobs(vec![job]))
         }
         Write::ClaimJob(id, who) => Ok(Output::Jobs(vec![jobs::claim(conn, *id, who).await?])),
-        Write::ClaimJobs(who, limit, can_run) => Ok(Output::Jobs(
-            jobs::claim_many(conn, who, *limit, can_run).await?,
+        Write::ClaimJobs(who, limit, can_run, with_plans) => Ok(Output::Claimed(
+            jobs::claim_many(conn, who, *limit, can_run, *with_plans).await?,
         )),
         Write::ReleaseJob(id, who, attempt, how) => {
             let job = jobs::release(conn, *id, who, *attempt, *how).await?;

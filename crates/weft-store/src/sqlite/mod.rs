@@ -17,9 +17,9 @@ mod writer;
 use crate::codec::{json, parse_state, MAX_READERS};
 use crate::queue::Queue;
 use crate::{
-    BoxFuture, Change, Due, Entity, Error, HistoryEntry, Instruction, JobFilter, JobRecord,
-    JobTransition, Message, NewJob, NewPlan, NodeRecord, PlanFilter, PlanRecord, PlanSnapshot,
-    PlanSummary, Reply, Result, StepRecord, Store, WireMessage, WorkerRecord,
+    BoxFuture, Change, ClaimedJob, Due, Entity, Error, HistoryEntry, Instruction, JobFilter,
+    JobRecord, JobTransition, Message, NewJob, NewPlan, NodeRecord, PlanFilter, PlanRecord,
+    PlanSnapshot, PlanSummary, Reply, Result, StepRecord, Store, WireMessage, WorkerRecord,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -903,7 +903,17 @@ impl Store for SqliteStore {
         limit: u32,
         can_run: Vec<String>,
     ) -> BoxFuture<Result<Vec<JobRecord>>> {
-        self.write_jobs(Write::ClaimJobs(who, limit, can_run))
+        let claimed = self.write_claimed(Write::ClaimJobs(who, limit, can_run, false));
+        Box::pin(async move { Ok(claimed.await?.into_iter().map(|c| c.job).collect()) })
+    }
+
+    fn claim_jobs_to_run(
+        &self,
+        who: String,
+        limit: u32,
+        can_run: Vec<String>,
+    ) -> BoxFuture<Result<Vec<ClaimedJob>>> {
+        self.write_claimed(Write::ClaimJobs(who, limit, can_run, true))
     }
 
     fn release_job(

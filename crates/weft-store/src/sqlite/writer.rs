@@ -313,8 +313,8 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
         Write::Reply(id, reply) => Ok(Output::Bool(write_reply(conn, *id, reply)?)),
         Write::PostJob(job) => Ok(Output::Jobs(vec![jobs::post(conn, job)?])),
         Write::ClaimJob(id, who) => Ok(Output::Jobs(vec![jobs::claim(conn, *id, who)?])),
-        Write::ClaimJobs(who, limit, can_run) => {
-            jobs::claim_many(conn, who, *limit, can_run).map(Output::Jobs)
+        Write::ClaimJobs(who, limit, can_run, with_plans) => {
+            jobs::claim_many(conn, who, *limit, can_run, *with_plans).map(Output::Claimed)
         }
         Write::ReleaseJob(id, who, attempt, how) => Ok(Output::Jobs(vec![jobs::release(
             conn, *id, who, *attempt, *how,
@@ -502,7 +502,7 @@ fn prerequisite(conn: &Connection, plan: PlanId) -> Result<Option<(plan::State, 
     Ok(Some((state, Outcome::derive(steps))))
 }
 
-fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
+pub(super) fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
     // Straight from the new plan: a flow of 100k steps is not copied on its way in.
     let key = plan.id.to_string();
     let flow = to_json(&plan.flow)?;
@@ -552,7 +552,7 @@ fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
     Ok(())
 }
 
-fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
+pub(super) fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
     match c {
         Change::Plan {
             plan, from, to, at, ..
