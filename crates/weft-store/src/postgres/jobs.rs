@@ -235,7 +235,7 @@ pub(super) async fn claim_many(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    jobs.sort_by(|a, b| crate::jobs::claim_order(&a.job).cmp(&crate::jobs::claim_order(&b.job)));
+    jobs.sort_by_key(|c| crate::jobs::claim_order(&c.job));
     Ok(jobs)
 }
 
