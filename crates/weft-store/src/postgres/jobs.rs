@@ -157,6 +157,13 @@ pub(super) async fn claim(conn: &mut Conn, id: JobId, who: &str) -> Result<JobRe
 /// says which. A plan whose flow has no limits (the key is left out of the flow's JSON then)
 /// is created started: `running`, with the history row of its start (as the director writes
 /// it: `planned → running`, why `started`, by the claimer); `plan_started` says which.
+///
+/// Shaped for a board whose statistics are stale (one just filled): every flow's JSON is
+/// parsed once (`n`, materialized), whether a plan exists is an index probe on `plans` in the
+/// claim's own snapshot, and no two CTEs are joined — the planner expects one row from each
+/// and a nested loop over two 450-row CTEs cost half the statement. A plan that another
+/// writer created after that snapshot fails the insert, and with it the whole claim, rather
+/// than being taken for this claim's.
 const CLAIM_MANY: &str = "WITH c AS (
         SELECT id FROM jobs
         WHERE state = 'unclaimed' AND needs <@ $3::text[]
@@ -167,31 +174,36 @@ const CLAIM_MANY: &str = "WITH c AS (
         UPDATE jobs j SET state = 'claimed', owner = $1, attempts = j.attempts + 1,
             modified_at = $4, note = NULL
         FROM c WHERE j.id = c.id
-        RETURNING j.*),
+        RETURNING j.*,
+            $5 AND NOT EXISTS (SELECT 1 FROM plans WHERE plans.id = j.plan_id) AS plan_created),
     h AS (
         INSERT INTO job_events (job_id, at, by, from_state, to_state, attempt)
         SELECT id, $4, $1, 'unclaimed', 'claimed', attempts FROM u),
+    n AS MATERIALIZED (
+        SELECT plan_id, flow, inputs, needs,
+            f->>'name' AS flow_name, f->'limits' IS NULL AS started, f->'steps' AS steps
+        FROM (SELECT plan_id, flow, inputs, needs, flow::json AS f
+              FROM u WHERE plan_created OFFSET 0) x),
     p AS (
         INSERT INTO plans (id, flow_name, flow, inputs, state, created_at, started_at, phase,
             start_at, after_plans, needs)
-        SELECT plan_id, f->>'name', flow, inputs,
-            CASE WHEN f->'limits' IS NULL THEN 'running' ELSE 'planned' END, $4,
-            CASE WHEN f->'limits' IS NULL THEN $4 END, 'null', NULL, '[]', needs
-        FROM (SELECT *, flow::json AS f FROM u WHERE $5) n
-        ON CONFLICT (id) DO NOTHING
-        RETURNING id, flow, state),
+        SELECT plan_id, flow_name, flow, inputs,
+            CASE WHEN started THEN 'running' ELSE 'planned' END, $4,
+            CASE WHEN started THEN $4 END, 'null', NULL, '[]', needs
+        FROM n),
     e AS (
         INSERT INTO events (plan_id, step, from_state, to_state, at, data, actor)
-        SELECT id, NULL, 'planned', 'running', $4, '{\"why\":\"started\"}', $1
-        FROM p WHERE state = 'running'),
+        SELECT plan_id, NULL, 'planned', 'running', $4, '{\"why\":\"started\"}', $1
+        FROM n WHERE started),
     s AS (
         INSERT INTO steps (plan_id, idx, name, state, attempt)
-        SELECT p.id, (e.n - 1)::int4, e.step->>'name', 'pending', 0
-        FROM p, json_array_elements(p.flow::json->'steps') WITH ORDINALITY AS e(step, n)),
+        SELECT n.plan_id, (e.n - 1)::int4, e.step->>'name', 'pending', 0
+        FROM n, json_array_elements(n.steps) WITH ORDINALITY AS e(step, n)),
     l AS (
-        INSERT INTO locks (plan_id, owner, acquired_at) SELECT id, $1, $4 FROM p)
-    SELECT u.*, p.id IS NOT NULL AS plan_created, p.state IS NOT DISTINCT FROM 'running' AS plan_started
-    FROM u LEFT JOIN p ON p.id = u.plan_id";
+        INSERT INTO locks (plan_id, owner, acquired_at) SELECT plan_id, $1, $4 FROM n)
+    SELECT u.*,
+        plan_created AND plan_id NOT IN (SELECT plan_id FROM n WHERE NOT started) AS plan_started
+    FROM u";
 
 pub(super) async fn claim_many(
     conn: &mut Conn,
