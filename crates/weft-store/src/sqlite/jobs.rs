@@ -4,7 +4,7 @@
 use super::classify;
 use crate::codec::{json, parse_state, to_json};
 use crate::jobs::{priority_of, priority_rank};
-use crate::{ClaimedJob, Entity, Error, JobFilter, JobRecord, JobTransition, NewJob, Result};
+use crate::{Entity, Error, JobFilter, JobRecord, JobTransition, NewJob, Result};
 use rusqlite::{params, Connection, Row};
 use weft_model::job::{self, BoardError, JobId, Move, Release, State};
 use weft_model::{now_millis, Millis, PlanId};
@@ -164,13 +164,14 @@ pub(super) fn claim(conn: &Connection, id: JobId, who: &str) -> Result<JobRecord
     take(conn, job, who, now_millis())
 }
 
+/// Claims up to `limit` unclaimed jobs, in claim order, whose needs `can_run` covers. Their
+/// plans are the writer's to create (`writer::claim_to_run`): this module writes jobs only.
 pub(super) fn claim_many(
     conn: &Connection,
     who: &str,
     limit: u32,
     can_run: &[String],
-    with_plans: bool,
-) -> Result<Vec<ClaimedJob>> {
+) -> Result<Vec<JobRecord>> {
     job::check_who(who)?;
     let at = now_millis();
     let mut stmt = conn
@@ -190,27 +191,10 @@ pub(super) fn claim_many(
         }
     }
     drop(rows);
-    let mut claimed = Vec::with_capacity(found.len());
-    for job in found {
-        let job = take(conn, job, who, at)?;
-        let plan_created = with_plans
-            && match super::writer::create(conn, &job.plan_to_run(who)) {
-                Ok(()) => true,
-                // An earlier claim's, to resume.
-                Err(Error::Exists(_)) => false,
-                Err(e) => return Err(e),
-            };
-        let plan_started = plan_created && job.starts_with_claim();
-        if plan_started {
-            super::writer::change(conn, who, &job.plan_start())?;
-        }
-        claimed.push(ClaimedJob {
-            job,
-            plan_created,
-            plan_started,
-        });
-    }
-    Ok(claimed)
+    found
+        .into_iter()
+        .map(|job| take(conn, job, who, at))
+        .collect()
 }
 
 pub(super) fn release(

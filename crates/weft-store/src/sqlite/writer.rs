@@ -5,7 +5,7 @@ use super::{classify, jobs, messages, schedules};
 use crate::codec::{to_json, MAX_BATCH};
 pub(super) use crate::queue::{Output, Request, Write};
 use crate::record::{judge_prerequisites, promotion, Readiness};
-use crate::{Change, Due, Error, NewPlan, Reply, Result};
+use crate::{Change, ClaimedJob, Due, Error, JobRecord, NewPlan, Reply, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::mpsc;
 use weft_model::plan::{self, Outcome};
@@ -314,7 +314,12 @@ fn apply(conn: &Connection, write: &Write) -> Result<Output> {
         Write::PostJob(job) => Ok(Output::Jobs(vec![jobs::post(conn, job)?])),
         Write::ClaimJob(id, who) => Ok(Output::Jobs(vec![jobs::claim(conn, *id, who)?])),
         Write::ClaimJobs(who, limit, can_run, with_plans) => {
-            jobs::claim_many(conn, who, *limit, can_run, *with_plans).map(Output::Claimed)
+            let claimed = jobs::claim_many(conn, who, *limit, can_run)?;
+            claimed
+                .into_iter()
+                .map(|job| claimed_to_run(conn, who, job, *with_plans))
+                .collect::<Result<_>>()
+                .map(Output::Claimed)
         }
         Write::ReleaseJob(id, who, attempt, how) => Ok(Output::Jobs(vec![jobs::release(
             conn, *id, who, *attempt, *how,
@@ -502,7 +507,32 @@ fn prerequisite(conn: &Connection, plan: PlanId) -> Result<Option<(plan::State, 
     Ok(Some((state, Outcome::derive(steps))))
 }
 
-pub(super) fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
+/// A job just claimed by `who`; `with_plans`, its plan created with the claim (started when
+/// its flow has no limits) unless an earlier claim's is there, to resume.
+fn claimed_to_run(
+    conn: &Connection,
+    who: &str,
+    job: JobRecord,
+    with_plans: bool,
+) -> Result<ClaimedJob> {
+    let plan_created = with_plans
+        && match create(conn, &job.plan_to_run(who)) {
+            Ok(()) => true,
+            Err(Error::Exists(_)) => false,
+            Err(e) => return Err(e),
+        };
+    let plan_started = plan_created && job.starts_with_claim();
+    if plan_started {
+        change(conn, who, &job.plan_start())?;
+    }
+    Ok(ClaimedJob {
+        job,
+        plan_created,
+        plan_started,
+    })
+}
+
+fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
     // Straight from the new plan: a flow of 100k steps is not copied on its way in.
     let key = plan.id.to_string();
     let flow = to_json(&plan.flow)?;
@@ -552,7 +582,7 @@ pub(super) fn create(conn: &Connection, plan: &NewPlan) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
+fn change(conn: &Connection, by: &str, c: &Change) -> Result<()> {
     match c {
         Change::Plan {
             plan, from, to, at, ..
