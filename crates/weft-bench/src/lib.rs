@@ -208,7 +208,18 @@ impl Figure {
     }
 }
 
-/// Measures one scenario (not [`Scenario::All`]: [`Scenario::expand`] it first).
+/// Drops the databases the pg-* scenarios made on the `--pg` server. Call it once the
+/// figures are in: the engines a scenario dropped keep their loops until the process ends,
+/// and ending their sessions makes them warn.
+pub async fn drop_databases(options: &Options) -> Result<(), Error> {
+    match options.pg.as_deref() {
+        Some(admin) => postgres::drop_databases(admin).await,
+        None => Ok(()),
+    }
+}
+
+/// Measures one scenario (not [`Scenario::All`]: [`Scenario::expand`] it first). The
+/// databases a pg-* scenario makes are left for [`drop_databases`].
 pub async fn measure(scenario: Scenario, options: &Options) -> Result<Figure, Error> {
     use support::{noop_flow, Backend};
     use weft_model::flow::FlowBuilder;

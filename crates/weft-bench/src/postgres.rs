@@ -7,13 +7,16 @@ use crate::support::{
 use crate::{Error, Figure};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft_engine::{Config, Engine};
 use weft_model::flow::FlowBuilder;
 use weft_store::SharedStore;
 
-/// A fresh database on the benchmark server.
+/// The databases made on the benchmark server and not yet dropped.
+static MADE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// A fresh database on the benchmark server, dropped by [`drop_databases`].
 pub(crate) async fn pg_database(admin: &str) -> Result<String, Error> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
@@ -22,7 +25,18 @@ pub(crate) async fn pg_database(admin: &str) -> Result<String, Error> {
         weft_model::now_millis(),
         NEXT.fetch_add(1, Ordering::SeqCst)
     );
-    Ok(weft_store::postgres::create_database(admin, &name).await?)
+    let url = weft_store::postgres::create_database(admin, &name).await?;
+    MADE.lock().unwrap_or_else(|e| e.into_inner()).push(name);
+    Ok(url)
+}
+
+/// Drops every database [`pg_database`] made, ending the sessions still open there.
+pub(crate) async fn drop_databases(admin: &str) -> Result<(), Error> {
+    let made = std::mem::take(&mut *MADE.lock().unwrap_or_else(|e| e.into_inner()));
+    for name in made {
+        weft_store::postgres::drop_database(admin, &name).await?;
+    }
+    Ok(())
 }
 
 /// Steps per second: 1,000 plans × 10 no-op steps on PostgreSQL, split over `nodes` engines

@@ -173,3 +173,34 @@ async fn tls_as_the_url_asks_and_no_password_in_any_error() {
         "sslmode `sometimes`",
     );
 }
+
+#[tokio::test]
+async fn a_throwaway_database_is_dropped_with_its_open_sessions() {
+    let admin = weft_testpg::url();
+    let name = format!("weft_throwaway_{}", std::process::id());
+    let url = weft_store::postgres::create_database(&admin, &name)
+        .await
+        .expect("create");
+    // A store still open there does not keep the database.
+    let open = PostgresStore::open(&url).await.expect("open");
+    weft_store::postgres::drop_database(&admin, &name)
+        .await
+        .expect("drop");
+    let left = weft_testpg::psql(
+        &admin,
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+    );
+    assert_eq!(left, "0");
+    drop(open);
+    // Dropping what is gone already is not an error; a name needing quotes is refused.
+    weft_store::postgres::drop_database(&admin, &name)
+        .await
+        .expect("drop again");
+    let refused = weft_store::postgres::drop_database(&admin, "x; DROP TABLE t")
+        .await
+        .expect_err("not a plain name");
+    assert!(
+        refused.to_string().contains("not a plain database name"),
+        "{refused}"
+    );
+}

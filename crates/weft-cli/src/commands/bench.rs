@@ -35,19 +35,28 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<u8, Fail> {
             .map_err(|e| Fail::Other(format!("cannot find the weft binary: {e}")))?,
     };
     let mut figures = Vec::new();
+    let mut measured = Ok(());
     for scenario in args.scenario.expand() {
-        let figure = weft_bench::measure(scenario, &options)
-            .await
-            .map_err(|e| match e {
-                weft_bench::Error::Input(m) => Fail::Input(m),
-                weft_bench::Error::Store(e) => e.into(),
-                weft_bench::Error::Failed(m) => Fail::Other(m),
-            })?;
-        if !args.json {
-            print_figure(&figure);
+        match weft_bench::measure(scenario, &options).await {
+            Ok(figure) => {
+                if !args.json {
+                    print_figure(&figure);
+                }
+                figures.push(figure);
+            }
+            Err(e) => {
+                measured = Err(e);
+                break;
+            }
         }
-        figures.push(figure);
     }
+    // The pg-* scenarios' databases go, whether or not every scenario could be measured.
+    let dropped = weft_bench::drop_databases(&options).await;
+    measured.and(dropped).map_err(|e| match e {
+        weft_bench::Error::Input(m) => Fail::Input(m),
+        weft_bench::Error::Store(e) => e.into(),
+        weft_bench::Error::Failed(m) => Fail::Other(m),
+    })?;
     if args.json {
         let rows: Vec<serde_json::Value> = figures
             .iter()

@@ -260,11 +260,7 @@ fn parse_url(url: &str) -> Result<(Target, String)> {
 /// Creates database `name` on the server `admin_url` points at (for benchmarks and tests);
 /// returns the URL of the new database.
 pub async fn create_database(admin_url: &str, name: &str) -> Result<String> {
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(Error::BadUrl(format!(
-            "`{name}` is not a plain database name"
-        )));
-    }
+    plain_name(name)?;
     let (config, shown) = parse_url(admin_url)?;
     let conn = Conn::connect(&config, &shown).await?;
     conn.client
@@ -278,6 +274,28 @@ pub async fn create_database(admin_url: &str, name: &str) -> Result<String> {
         .map(|(b, _)| b)
         .unwrap_or(admin_url);
     Ok(format!("{base}/{name}"))
+}
+
+/// Drops the database `name` on the server `admin_url` names, ending its sessions first (a
+/// throwaway database's, as [`create_database`] made it; PostgreSQL 13 or later).
+pub async fn drop_database(admin_url: &str, name: &str) -> Result<()> {
+    plain_name(name)?;
+    let (config, shown) = parse_url(admin_url)?;
+    let conn = Conn::connect(&config, &shown).await?;
+    conn.client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .map_err(classify)
+}
+
+/// A database name that needs no quoting in a statement.
+fn plain_name(name: &str) -> Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::BadUrl(format!(
+            "`{name}` is not a plain database name"
+        )));
+    }
+    Ok(())
 }
 
 impl PostgresStore {
