@@ -52,6 +52,9 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<u8, Fail> {
     }
     // The pg-* scenarios' databases go, whether or not every scenario could be measured.
     let dropped = weft_bench::drop_databases(&options).await;
+    if let (Err(_), Err(e)) = (&measured, &dropped) {
+        eprintln!("the benchmark's databases could not all be dropped: {e}");
+    }
     measured.and(dropped).map_err(|e| match e {
         weft_bench::Error::Input(m) => Fail::Input(m),
         weft_bench::Error::Store(e) => e.into(),

@@ -161,7 +161,9 @@ pub(super) async fn claim(conn: &mut Conn, id: JobId, who: &str) -> Result<JobRe
 /// Shaped for a board whose statistics are stale (one just filled): every flow's JSON is
 /// parsed once (`n`, materialized), whether a plan exists is an index probe on `plans` in the
 /// claim's own snapshot, and no two CTEs are joined — the planner expects one row from each
-/// and a nested loop over two 450-row CTEs cost half the statement. A plan that another
+/// and a nested loop over two 450-row CTEs cost half the statement. (`plan_started` scans the
+/// plans created `planned` for each row: none, unless flows have limits; then it costs what
+/// the join did.) A plan that another
 /// writer created after that snapshot fails the insert, and with it the whole claim, rather
 /// than being taken for this claim's.
 const CLAIM_MANY: &str = "WITH c AS (

@@ -260,13 +260,7 @@ fn parse_url(url: &str) -> Result<(Target, String)> {
 /// Creates database `name` on the server `admin_url` points at (for benchmarks and tests);
 /// returns the URL of the new database.
 pub async fn create_database(admin_url: &str, name: &str) -> Result<String> {
-    plain_name(name)?;
-    let (config, shown) = parse_url(admin_url)?;
-    let conn = Conn::connect(&config, &shown).await?;
-    conn.client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .map_err(classify)?;
+    on_server(admin_url, name, "CREATE DATABASE {}").await?;
     let base = admin_url
         .split('?')
         .next()
@@ -279,23 +273,23 @@ pub async fn create_database(admin_url: &str, name: &str) -> Result<String> {
 /// Drops the database `name` on the server `admin_url` names, ending its sessions first (a
 /// throwaway database's, as [`create_database`] made it; PostgreSQL 13 or later).
 pub async fn drop_database(admin_url: &str, name: &str) -> Result<()> {
-    plain_name(name)?;
-    let (config, shown) = parse_url(admin_url)?;
-    let conn = Conn::connect(&config, &shown).await?;
-    conn.client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .map_err(classify)
+    on_server(admin_url, name, "DROP DATABASE IF EXISTS {} WITH (FORCE)").await
 }
 
-/// A database name that needs no quoting in a statement.
-fn plain_name(name: &str) -> Result<()> {
+/// Runs `statement` with database `name` in place of its `{}`, on a connection of its own to
+/// the server `admin_url` names. The name must need no quoting: letters, digits, `_`.
+async fn on_server(admin_url: &str, name: &str, statement: &str) -> Result<()> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(Error::BadUrl(format!(
             "`{name}` is not a plain database name"
         )));
     }
-    Ok(())
+    let (config, shown) = parse_url(admin_url)?;
+    let conn = Conn::connect(&config, &shown).await?;
+    conn.client
+        .batch_execute(&statement.replace("{}", name))
+        .await
+        .map_err(classify)
 }
 
 impl PostgresStore {

@@ -165,7 +165,7 @@ pub(super) fn claim(conn: &Connection, id: JobId, who: &str) -> Result<JobRecord
 }
 
 /// Claims up to `limit` unclaimed jobs, in claim order, whose needs `can_run` covers. Their
-/// plans are the writer's to create (`writer::claim_to_run`): this module writes jobs only.
+/// plans are the writer's to create (`writer::claimed_to_run`): this module writes jobs only.
 pub(super) fn claim_many(
     conn: &Connection,
     who: &str,
